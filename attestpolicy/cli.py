@@ -1,0 +1,191 @@
+"""The ``attestpolicy`` command.
+
+Exit codes: 0 allow (or success), 1 deny (including fail-closed denies) or failed
+tests, 2 usage errors (bad flag, missing or unreadable file, invalid configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from attestpolicy.claims import ClaimSet, parse_timestamp
+from attestpolicy.config import load_config
+from attestpolicy.decision import Decision
+from attestpolicy.errors import AttestPolicyError
+from attestpolicy.pdp import PolicyDecisionPoint
+
+__all__ = ["main"]
+
+EXIT_ALLOW = 0
+EXIT_DENY = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem with how the command was called (exit code 2)."""
+
+
+def _fail_usage(message: str) -> NoReturn:
+    raise UsageError(message)
+
+
+def _read_bytes(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        _fail_usage(f"cannot read {what} {path}: {exc.strerror or exc}")
+
+
+def _load_config_arg(path: str | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    try:
+        return load_config(path)
+    except AttestPolicyError as exc:
+        _fail_usage(str(exc))
+
+
+def _now_arg(value: str | None) -> Any:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as exc:
+        _fail_usage(f"--now: {exc}")
+
+
+def _print_decision(decision: Decision) -> int:
+    print(json.dumps(decision.to_json_dict(), indent=2))
+    return EXIT_ALLOW if decision.allow else EXIT_DENY
+
+
+def _make_pdp(args: argparse.Namespace) -> PolicyDecisionPoint:
+    config = _load_config_arg(args.config)
+    try:
+        if args.remote:
+            return PolicyDecisionPoint.remote(args.remote, read_timeout=args.timeout)
+        return PolicyDecisionPoint.local(args.policy, config)
+    except AttestPolicyError as exc:
+        _fail_usage(str(exc))
+
+
+# --- commands ------------------------------------------------------------------
+
+
+def _cmd_decide(args: argparse.Namespace) -> int:
+    raw = _read_bytes(args.claims, "claims file")
+    now = _now_arg(args.now)
+    with _make_pdp(args) as pdp:
+        return _print_decision(pdp.decide(raw, now=now))
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    print(json.dumps(ClaimSet.json_schema(), indent=2))
+    return EXIT_ALLOW
+
+
+def _cmd_test(args: argparse.Namespace) -> int:
+    from attestpolicy.regotest import default_policy_dir, run_tests
+
+    paths = [Path(p) for p in args.paths] or [default_policy_dir()]
+    for path in paths:
+        if not path.exists():
+            _fail_usage(f"no such file or directory: {path}")
+    report = run_tests(paths)
+    print(report.format())
+    return EXIT_ALLOW if report.ok else EXIT_DENY
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from attestpolicy.server import run_server
+
+    _load_config_arg(args.config)  # validate before starting workers
+    run_server(args.addr, policy_dir=args.policy, config_path=args.config, workers=args.workers)
+    return EXIT_ALLOW
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from attestpolicy.demo import run_demo
+
+    return run_demo(sys.stdout)
+
+
+# --- parser ----------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for documentation and tests)."""
+    parser = argparse.ArgumentParser(
+        prog="attestpolicy",
+        description="Policy decision point for attestation-based workload identity.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    decide = commands.add_parser(
+        "decide",
+        help="decide one claim set; exit 0 allow, 1 deny, 2 usage error",
+        description="Print the decision for a claim set as JSON (exit 0 allow, 1 deny).",
+    )
+    decide.add_argument("--claims", required=True, metavar="FILE", help="claim set JSON file")
+    decide.add_argument(
+        "--config", metavar="FILE", help="JSON document placed at data.attestpolicy.config"
+    )
+    where = decide.add_mutually_exclusive_group()
+    where.add_argument("--policy", metavar="DIR", help="Rego policy directory (default: shipped)")
+    where.add_argument("--remote", metavar="URL", help="OPA server base URL, e.g. http://127.0.0.1:8181")
+    decide.add_argument(
+        "--timeout", type=float, default=2.0, metavar="S", help="remote read timeout (seconds)"
+    )
+    decide.add_argument("--now", metavar="TS", help="evaluate at this RFC 3339 time")
+    decide.set_defaults(handler=_cmd_decide)
+
+    test = commands.add_parser(
+        "test",
+        help="run Rego unit tests (test_* rules in *_test.rego)",
+        description="Run Rego tests with the in-process engine, like `opa test -v`.",
+    )
+    test.add_argument("paths", nargs="*", metavar="DIR", help="policy directories (default: shipped)")
+    test.set_defaults(handler=_cmd_test)
+
+    schema = commands.add_parser("schema", help="print the ClaimSet JSON Schema")
+    schema.set_defaults(handler=_cmd_schema)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve OPA's Data API from the in-process engine",
+        description="An OPA-compatible Data API server (POST /v1/data/{path}, GET /health).",
+    )
+    serve.add_argument("--addr", default="127.0.0.1:8181", help="host:port to listen on")
+    serve.add_argument("--policy", metavar="DIR", help="Rego policy directory (default: shipped)")
+    serve.add_argument(
+        "--config", metavar="FILE", help="JSON document placed at data.attestpolicy.config"
+    )
+    serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve.set_defaults(handler=_cmd_serve)
+
+    demo = commands.add_parser(
+        "demo", help="decide the bundled example claim sets and print a table"
+    )
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except UsageError as exc:
+        print(f"attestpolicy: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Decision and Reason: what a policy evaluation returns to the caller."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+
+from attestpolicy.claims import format_timestamp, parse_timestamp
+
+__all__ = ["Decision", "Reason", "decision_from_policy_result"]
+
+_Timestamp = Annotated[
+    datetime, PlainSerializer(format_timestamp, return_type=str, when_used="json")
+]
+
+
+class Reason(BaseModel):
+    """Why a request was denied: a stable ``code`` and a human ``message``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code: str
+    message: str
+
+
+class Decision(BaseModel):
+    """The answer to one ``decide()`` call.
+
+    ``ttl_seconds`` is 0 on a deny; ``ttl_bound_by`` and ``valid_until`` are only set on
+    an allow. ``reasons`` is empty on an allow. ``decision_id`` is unique per call.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    allow: bool
+    ttl_seconds: int = Field(ge=0)
+    reasons: tuple[Reason, ...] = ()
+    ttl_bound_by: str | None = None
+    valid_until: _Timestamp | None = None
+    decision_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    evaluated_at: _Timestamp = Field(default_factory=lambda: datetime.now(UTC))
+    policy_revision: str = ""
+
+    @classmethod
+    def deny(
+        cls,
+        code: str,
+        message: str,
+        *,
+        policy_revision: str = "",
+        evaluated_at: datetime | None = None,
+    ) -> Decision:
+        """A fail-closed deny with one reason."""
+        return cls(
+            allow=False,
+            ttl_seconds=0,
+            reasons=(Reason(code=code, message=message),),
+            policy_revision=policy_revision,
+            evaluated_at=evaluated_at or datetime.now(UTC),
+        )
+
+    @property
+    def reason_codes(self) -> tuple[str, ...]:
+        """The reason codes, in order."""
+        return tuple(reason.code for reason in self.reasons)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The decision as a JSON-ready dict (timestamps as RFC 3339 UTC)."""
+        return self.model_dump(mode="json")
+
+
+def decision_from_policy_result(
+    result: object, *, policy_revision: str, evaluated_at: datetime
+) -> Decision:
+    """Turn the raw value of ``data.attestpolicy.v1.decision`` into a Decision.
+
+    Anything that is not a well-formed decision object becomes a fail-closed deny:
+    ``engine.undefined`` for no value, ``engine.error`` for a malformed one. An allow
+    is only returned when every field is present and well typed.
+    """
+    if result is None:
+        return Decision.deny(
+            "engine.undefined",
+            "the policy produced no decision (data.attestpolicy.v1.decision is undefined)",
+            policy_revision=policy_revision,
+            evaluated_at=evaluated_at,
+        )
+    try:
+        return _parse_result(result, policy_revision, evaluated_at)
+    except (TypeError, ValueError, KeyError) as exc:
+        return Decision.deny(
+            "engine.error",
+            f"malformed decision from policy: {exc}",
+            policy_revision=policy_revision,
+            evaluated_at=evaluated_at,
+        )
+
+
+def _parse_result(result: object, policy_revision: str, evaluated_at: datetime) -> Decision:
+    if not isinstance(result, Mapping):
+        raise TypeError(f"decision must be an object, got {type(result).__name__}")
+    allow = result["allow"]
+    if allow is not True and allow is not False:
+        raise TypeError("decision.allow must be a boolean")
+    raw_reasons = result.get("reasons") or []
+    if not isinstance(raw_reasons, list | tuple | set | frozenset):
+        raise TypeError("decision.reasons must be an array")
+    reasons = []
+    for item in raw_reasons:
+        if not isinstance(item, Mapping):
+            raise TypeError("each reason must be an object")
+        code, message = item.get("code"), item.get("message")
+        if not isinstance(code, str) or not isinstance(message, str):
+            raise TypeError("each reason needs string code and message")
+        reasons.append(Reason(code=code, message=message))
+    reasons.sort(key=lambda reason: (reason.code, reason.message))
+    if not allow:
+        if not reasons:
+            reasons.append(Reason(code="policy.deny", message="the policy denied without a reason"))
+        return Decision(
+            allow=False,
+            ttl_seconds=0,
+            reasons=tuple(reasons),
+            policy_revision=policy_revision,
+            evaluated_at=evaluated_at,
+        )
+    if reasons:
+        raise ValueError("an allow must not carry reasons")
+    ttl = result["ttl_seconds"]
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl != int(ttl) or ttl <= 0:
+        raise ValueError("an allow needs a positive integer ttl_seconds")
+    bound_by = result["ttl_bound_by"]
+    if not isinstance(bound_by, str):
+        raise TypeError("decision.ttl_bound_by must be a string")
+    raw_valid_until = result.get("valid_until")
+    valid_until = None if raw_valid_until is None else parse_timestamp(raw_valid_until)
+    return Decision(
+        allow=True,
+        ttl_seconds=int(ttl),
+        ttl_bound_by=bound_by,
+        valid_until=valid_until,
+        policy_revision=policy_revision,
+        evaluated_at=evaluated_at,
+    )

@@ -1,0 +1,1 @@
+"""Evaluators: the in-process Rego engine, remote OPA, and the decision cache."""

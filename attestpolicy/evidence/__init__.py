@@ -1,0 +1,1 @@
+"""Evidence verifiers: one module per format, each turning raw evidence into claims."""

@@ -1,0 +1,90 @@
+"""Policy sources: a set of Rego modules plus data, with a content revision.
+
+A :class:`PolicySource` is what an evaluator loads. It comes from a directory of
+``.rego`` files (the shipped policy by default) or from an OPA bundle
+(:mod:`attestpolicy.bundle`). Its ``revision`` is a content hash unless a bundle
+manifest names one, so two processes that load the same files agree on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from attestpolicy.errors import PolicyError
+
+__all__ = [
+    "DECISION_PATH",
+    "MAX_POLICY_BYTES",
+    "PolicySource",
+    "config_revision",
+    "content_revision",
+    "default_policy_dir",
+]
+
+DECISION_PATH: Final = "attestpolicy/v1/decision"
+"""Data API path of the decision rule (``data.attestpolicy.v1.decision``)."""
+
+MAX_POLICY_BYTES: Final = 16 * 1024 * 1024
+
+
+def default_policy_dir() -> Path:
+    """The directory holding the policy shipped inside the package."""
+    return Path(str(resources.files("attestpolicy") / "rego"))
+
+
+def content_revision(modules: Mapping[str, str]) -> str:
+    """A stable revision string for a set of modules: ``sha256:<first 16 hex>``."""
+    digest = hashlib.sha256()
+    for name in sorted(modules):
+        digest.update(name.encode())
+        digest.update(b"\0")
+        digest.update(modules[name].encode())
+        digest.update(b"\0")
+    return "sha256:" + digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class PolicySource:
+    """Rego modules (name -> text) and base data, identified by ``revision``."""
+
+    modules: Mapping[str, str]
+    revision: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_directory(cls, directory: Path | str | None = None) -> PolicySource:
+        """Load every ``.rego`` file under ``directory`` (default: the shipped policy).
+
+        Test files (``*_test.rego``) are left out: they are for ``attestpolicy test``.
+        """
+        root = Path(directory) if directory is not None else default_policy_dir()
+        if not root.is_dir():
+            raise PolicyError(f"policy directory not found: {root}")
+        modules: dict[str, str] = {}
+        total = 0
+        for path in sorted(root.rglob("*.rego")):
+            if path.name.endswith("_test.rego"):
+                continue
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise PolicyError(f"cannot read policy file {path}: {exc}") from None
+            total += len(text)
+            if total > MAX_POLICY_BYTES:
+                raise PolicyError(f"policy under {root} is larger than {MAX_POLICY_BYTES} bytes")
+            modules[path.relative_to(root).as_posix()] = text
+        if not modules:
+            raise PolicyError(f"no .rego files under {root}")
+        return cls(modules=modules, revision=content_revision(modules))
+
+
+def config_revision(config: Mapping[str, Any] | None) -> str:
+    """A stable revision string for a configuration document."""
+    canonical = json.dumps(config or {}, sort_keys=True, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()[:16]

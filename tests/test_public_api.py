@@ -1,0 +1,56 @@
+"""The public API is exactly what __all__ says, sorted, and nothing private leaks."""
+
+import attestpolicy
+
+
+def test_all_is_sorted_and_exact() -> None:
+    assert attestpolicy.__all__ == sorted(attestpolicy.__all__)
+    assert set(attestpolicy.__all__) == {
+        "AttestPolicyError",
+        "BundleError",
+        "ClaimSet",
+        "ClaimsError",
+        "ConfigError",
+        "Decision",
+        "EvaluatorError",
+        "EvidenceError",
+        "Image",
+        "ImageSignature",
+        "Node",
+        "PolicyDecisionPoint",
+        "PolicyError",
+        "Provenance",
+        "Reason",
+        "Request",
+        "Runtime",
+        "Subject",
+        "__version__",
+    }
+
+
+def test_every_name_in_all_exists() -> None:
+    for name in attestpolicy.__all__:
+        assert getattr(attestpolicy, name) is not None
+
+
+def test_public_names_not_in_all_are_modules_only() -> None:
+    import types
+
+    extra = {
+        name
+        for name in dir(attestpolicy)
+        if not name.startswith("_") and name not in attestpolicy.__all__
+    }
+    assert all(isinstance(getattr(attestpolicy, name), types.ModuleType) for name in extra)
+
+
+def test_error_tree_branches_by_fault() -> None:
+    from attestpolicy import errors
+
+    assert issubclass(errors.ClaimsError, errors.EvidenceError)
+    assert issubclass(errors.BundleError, errors.PolicyError)
+    assert issubclass(errors.ConfigError, errors.PolicyError)
+    for branch in (errors.EvidenceError, errors.PolicyError, errors.EvaluatorError):
+        assert issubclass(branch, errors.AttestPolicyError)
+    assert errors.ClaimsError("x").code == "input.invalid"
+    assert errors.EvaluatorError("x", code="remote.error").code == "remote.error"
