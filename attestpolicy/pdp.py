@@ -58,12 +58,17 @@ class PolicyDecisionPoint:
     ) -> PolicyDecisionPoint:
         """Evaluate in-process with the policy (and data) of an OPA bundle.
 
-        With ``verification_key`` (PEM) the bundle must be signed by it.
+        ``bundle`` is a ``.tar.gz`` path, a bundle directory, or the archive bytes. With
+        ``verification_key`` (PEM) the bundle must be signed by it. The policy bundle
+        carries no configuration: pass ``config`` (``data.attestpolicy.config``).
         """
         from attestpolicy.bundle import load_bundle
 
-        data = Path(bundle).read_bytes() if isinstance(bundle, str | Path) else bundle
-        loaded = load_bundle(data, verification_key=verification_key)
+        loaded = load_bundle(
+            bundle,
+            verification_key=verification_key,
+            require_signature=verification_key is not None,
+        )
         checked = validate_config(config) if config is not None else None
         return cls(LocalEvaluator(loaded.to_policy_source(), checked))
 

@@ -1,0 +1,333 @@
+"""Hand verification of Sigstore bundles whose Rekor entry is ``intoto`` 0.0.2.
+
+sigstore-python 4.x refuses these (it only takes a log integrated time from ``dsse`` and
+``hashedrekord`` 0.0.1 entries), yet slsa-github-generator's delegator builders still
+produce them. Everything is checked here, offline, against a parsed trusted root:
+
+1. the Rekor entry's signed entry timestamp, with the trusted Rekor key named by its log
+   id and valid at the integrated time; that time is the signing time from then on;
+2. the inclusion proof up to the signed checkpoint (required unless the bundle is v0.1);
+3. the Fulcio chain at the integrated time, the embedded SCT, and the signing profile;
+4. the DSSE signature (over the pre-authentication encoding) with the certificate's key;
+5. the entry's consistency with the bundle: payload type, payload hash, signature and
+   certificate all equal the bundle's.
+
+The certificate must also carry one of the expected identities (after step 3).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence import _prov_fulcio, _prov_rekor
+from attestpolicy.evidence._prov_trusted_root import LogKey, SigstoreRoot
+from attestpolicy.evidence.dsse import b64decode_strict, pae
+
+__all__ = ["BUNDLE_MEDIA_TYPES", "SigstoreDsse", "is_intoto_v002", "verify_intoto_bundle"]
+
+BUNDLE_MEDIA_TYPES: Final = {
+    "application/vnd.dev.sigstore.bundle+json;version=0.1": "0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2": "0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3": "0.3",
+    "application/vnd.dev.sigstore.bundle.v0.3+json": "0.3",
+}
+_FIELD = "sigstore_bundle"
+_ENTRY = f"{_FIELD}.verificationMaterial.tlogEntries[0]"
+_MAX_INT = 2**63 - 1
+_CERTIFICATE_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    UnsupportedAlgorithm,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SigstoreDsse:
+    """A DSSE payload from a verified Sigstore bundle, with its signer and time."""
+
+    payload_type: str
+    payload: bytes
+    subject: str
+    issuer: str
+    extensions: dict[str, str]
+    signed_at: datetime
+
+
+def _fail(message: str, field: str, code: str = "evidence.malformed") -> EvidenceError:
+    return EvidenceError(message, field=field, code=code)
+
+
+def _get(mapping: object, key: str, field: str) -> Any:
+    if not isinstance(mapping, Mapping) or key not in mapping:
+        raise _fail("missing", f"{field}.{key}")
+    return mapping[key]
+
+
+def _text(mapping: object, key: str, field: str) -> str:
+    value = _get(mapping, key, field)
+    if not isinstance(value, str):
+        raise _fail("must be a string", f"{field}.{key}")
+    return value
+
+
+def _int(mapping: object, key: str, field: str) -> int:
+    value = _get(mapping, key, field)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise _fail("must be an integer", f"{field}.{key}")
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) < 20):
+        raise _fail("must be a decimal integer", f"{field}.{key}")
+    number = int(value)
+    if not 0 <= number <= _MAX_INT:
+        raise _fail("out of range", f"{field}.{key}")
+    return number
+
+
+def _b64(mapping: object, key: str, field: str) -> bytes:
+    return b64decode_strict(_text(mapping, key, field), "standard", field=f"{field}.{key}")
+
+
+def _entry(bundle: Mapping[str, Any]) -> Mapping[str, Any]:
+    material = _get(bundle, "verificationMaterial", _FIELD)
+    entries = _get(material, "tlogEntries", f"{_FIELD}.verificationMaterial")
+    if not isinstance(entries, list) or len(entries) != 1 or not isinstance(entries[0], Mapping):
+        raise _fail("exactly one transparency log entry is required", _ENTRY.removesuffix("[0]"))
+    entry: Mapping[str, Any] = entries[0]
+    return entry
+
+
+def is_intoto_v002(bundle: Mapping[str, Any]) -> bool:
+    """Whether the bundle's single log entry is of kind ``intoto`` version 0.0.2."""
+    try:
+        kind_version = _get(_entry(bundle), "kindVersion", _ENTRY)
+    except EvidenceError:
+        return False
+    return isinstance(kind_version, Mapping) and (
+        kind_version.get("kind"),
+        kind_version.get("version"),
+    ) == ("intoto", "0.0.2")
+
+
+def _leaf(bundle: Mapping[str, Any], version: str) -> x509.Certificate:
+    material = _get(bundle, "verificationMaterial", _FIELD)
+    field = f"{_FIELD}.verificationMaterial"
+    if isinstance(material, Mapping) and "certificate" in material and version == "0.3":
+        raw = _b64(_get(material, "certificate", field), "rawBytes", f"{field}.certificate")
+    elif isinstance(material, Mapping) and "x509CertificateChain" in material:
+        chain = _get(material, "x509CertificateChain", field)
+        certificates = _get(chain, "certificates", f"{field}.x509CertificateChain")
+        if not isinstance(certificates, list) or not 0 < len(certificates) <= 8:
+            raise _fail("must hold 1 to 8 certificates", f"{field}.x509CertificateChain")
+        raw = _b64(certificates[0], "rawBytes", f"{field}.x509CertificateChain.certificates[0]")
+    else:
+        raise _fail(
+            "only Fulcio-certificate bundles are supported here",
+            field,
+            "evidence.unsupported",
+        )
+    try:
+        return x509.load_der_x509_certificate(raw)
+    except ValueError as exc:
+        raise _fail(f"not a DER certificate: {exc}", f"{field}.certificate") from None
+
+
+def verify_intoto_bundle(
+    bundle: Mapping[str, Any],
+    root: SigstoreRoot,
+    identities: Sequence[tuple[str, str]],
+    *,
+    now: datetime,
+) -> SigstoreDsse:
+    """Verify a DSSE Sigstore bundle logged as Rekor ``intoto`` 0.0.2 (see module doc).
+
+    ``identities`` are the accepted ``(subject, issuer)`` pairs, matched exactly as
+    ``sigstore.verify.policy.Identity`` does (SAN e-mail, URI or other-name; issuer
+    extension).
+    """
+    version = BUNDLE_MEDIA_TYPES.get(str(bundle.get("mediaType")))
+    if version is None:
+        raise _fail("unknown bundle media type", f"{_FIELD}.mediaType", "evidence.unsupported")
+    if not is_intoto_v002(bundle):
+        raise _fail(
+            "only intoto 0.0.2 entries are checked here",
+            f"{_ENTRY}.kindVersion",
+            "evidence.unsupported",
+        )
+    entry = _entry(bundle)
+    envelope = _get(bundle, "dsseEnvelope", _FIELD)
+    env_field = f"{_FIELD}.dsseEnvelope"
+    payload_type = _text(envelope, "payloadType", env_field)
+    payload = _b64(envelope, "payload", env_field)
+    signatures = _get(envelope, "signatures", env_field)
+    if not isinstance(signatures, list) or len(signatures) != 1:
+        raise _fail("exactly one signature is required", f"{env_field}.signatures")
+    signature_text = _text(signatures[0], "sig", f"{env_field}.signatures[0]")
+    signature = b64decode_strict(signature_text, "standard", field=f"{env_field}.signatures[0].sig")
+    leaf = _leaf(bundle, version)
+
+    # 1. signed entry timestamp -> a verified integrated time
+    body_text = _text(entry, "canonicalizedBody", _ENTRY)
+    body = b64decode_strict(body_text, "standard", field=f"{_ENTRY}.canonicalizedBody")
+    log_id = _b64(_get(entry, "logId", _ENTRY), "keyId", f"{_ENTRY}.logId")
+    integrated = _int(entry, "integratedTime", _ENTRY)
+    log_index = _int(entry, "logIndex", _ENTRY)
+    try:
+        signed_at = datetime.fromtimestamp(integrated, tz=UTC)
+    except (OverflowError, ValueError, OSError):
+        raise _fail("integrated time out of range", f"{_ENTRY}.integratedTime") from None
+    logs = [log for log in root.tlogs if log.log_id == log_id and log.valid_at(signed_at)]
+    if not logs:
+        raise _fail(
+            "no trusted transparency log with this id was valid at the integrated time",
+            f"{_ENTRY}.logId",
+            "evidence.untrusted",
+        )
+    log = logs[0]
+    promise = _get(entry, "inclusionPromise", _ENTRY)
+    set_signature = _b64(promise, "signedEntryTimestamp", f"{_ENTRY}.inclusionPromise")
+    try:
+        _prov_rekor.verify_set(
+            log.key,
+            set_signature,
+            body=body_text,
+            integrated_time=integrated,
+            log_id=log_id,
+            log_index=log_index,
+        )
+    except ValueError as exc:
+        raise _fail(str(exc), f"{_ENTRY}.inclusionPromise", "evidence.signature_invalid") from None
+    if signed_at > now:
+        raise _fail(
+            "the log integrated time is after now", f"{_ENTRY}.integratedTime", "evidence.expired"
+        )
+
+    # 2. inclusion proof and checkpoint
+    if "inclusionProof" in entry or version != "0.1":
+        _check_inclusion(entry, body, log, log_id)
+
+    # 3. certificate chain at the signing time, SCT, profile
+    try:
+        chain = _prov_fulcio.verify_chain(leaf, root, signed_at)
+        _prov_fulcio.verify_sct(leaf, chain, root)
+        _prov_fulcio.check_profile(leaf)
+        identity = _prov_fulcio.certificate_identity(leaf)
+    except _CERTIFICATE_ERRORS as exc:
+        raise _fail(str(exc), f"{_FIELD}.verificationMaterial", "evidence.untrusted") from None
+    if not _prov_fulcio.matches_identity(leaf, identities):
+        raise _fail(
+            f"signer {identity.subject[:200]!r} (issuer {identity.issuer[:100]!r}) "
+            "is not an expected identity",
+            f"{_FIELD}.verificationMaterial.certificate",
+            "evidence.identity_mismatch",
+        )
+
+    # 4. the DSSE signature
+    try:
+        key = leaf.public_key()
+    except _CERTIFICATE_ERRORS:
+        key = None
+    curve_hash = {256: hashes.SHA256(), 384: hashes.SHA384()}
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.key_size not in curve_hash:
+        raise _fail(
+            "signing key must be ECDSA P-256 or P-384",
+            f"{_FIELD}.verificationMaterial",
+            "evidence.unsupported",
+        )
+    try:
+        key.verify(signature, pae(payload_type, payload), ec.ECDSA(curve_hash[key.curve.key_size]))
+    except (InvalidSignature, ValueError):
+        raise _fail(
+            "DSSE signature does not verify",
+            f"{env_field}.signatures[0].sig",
+            "evidence.signature_invalid",
+        ) from None
+    # 5. the log entry describes this very envelope, signature and certificate
+    _check_body(body, payload_type, payload, signature, leaf)
+
+    return SigstoreDsse(
+        payload_type=payload_type,
+        payload=payload,
+        subject=identity.subject,
+        issuer=identity.issuer,
+        extensions=identity.extensions,
+        signed_at=signed_at,
+    )
+
+
+def _check_inclusion(entry: Mapping[str, Any], body: bytes, log: LogKey, log_id: bytes) -> None:
+    field = f"{_ENTRY}.inclusionProof"
+    proof = _get(entry, "inclusionProof", _ENTRY)
+    index = _int(proof, "logIndex", field)
+    tree_size = _int(proof, "treeSize", field)
+    root_hash = _b64(proof, "rootHash", field)
+    hashes_ = _get(proof, "hashes", field)
+    if not isinstance(hashes_, list) or len(hashes_) > _prov_rekor.MAX_PROOF_HASHES:
+        raise _fail("must be a list of at most 64 hashes", f"{field}.hashes")
+    path = [
+        b64decode_strict(h, "standard", field=f"{field}.hashes[{i}]") if isinstance(h, str) else b""
+        for i, h in enumerate(hashes_)
+    ]
+    checkpoint = _text(_get(proof, "checkpoint", field), "envelope", f"{field}.checkpoint")
+    try:
+        _prov_rekor.verify_inclusion(_prov_rekor.leaf_hash(body), index, tree_size, path, root_hash)
+    except ValueError as exc:
+        raise _fail(str(exc), field, "evidence.signature_invalid") from None
+    try:
+        _prov_rekor.verify_checkpoint(
+            log.key, log_id, checkpoint, tree_size=tree_size, root=root_hash
+        )
+    except ValueError as exc:
+        raise _fail(str(exc), f"{field}.checkpoint", "evidence.signature_invalid") from None
+
+
+def _check_body(
+    body: bytes, payload_type: str, payload: bytes, signature: bytes, leaf: x509.Certificate
+) -> None:
+    field = f"{_ENTRY}.canonicalizedBody"
+    try:
+        document = json.loads(body)
+        content = document["spec"]["content"]
+        logged_envelope = content["envelope"]
+        logged_type = logged_envelope["payloadType"]
+        logged_signatures = logged_envelope["signatures"]
+        payload_hash = content["payloadHash"]
+        ok_header = (document["kind"], document["apiVersion"]) == ("intoto", "0.0.2")
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError):
+        raise _fail("not an intoto 0.0.2 entry body", field) from None
+    if not ok_header:
+        raise _fail("not an intoto 0.0.2 entry body", field, "evidence.unsupported")
+    if logged_type != payload_type:
+        raise _fail("logged payload type differs", field, "evidence.untrusted")
+    if not isinstance(payload_hash, Mapping) or (
+        payload_hash.get("algorithm"),
+        payload_hash.get("value"),
+    ) != ("sha256", hashlib.sha256(payload).hexdigest()):
+        raise _fail("logged payload hash differs", field, "evidence.untrusted")
+    if not isinstance(logged_signatures, list) or len(logged_signatures) != 1:
+        raise _fail("the log entry must record exactly one signature", field, "evidence.untrusted")
+    logged = logged_signatures[0]
+    try:
+        logged_sig = base64.b64decode(base64.b64decode(logged["sig"], validate=True), validate=True)
+        logged_cert = x509.load_pem_x509_certificate(
+            base64.b64decode(logged["publicKey"], validate=True)
+        )
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise _fail("logged signature is malformed", field) from None
+    if logged_sig != signature:
+        raise _fail("logged signature differs", field, "evidence.untrusted")
+    if logged_cert != leaf:
+        raise _fail("logged certificate differs", field, "evidence.untrusted")

@@ -1,0 +1,538 @@
+"""Build provenance (in-toto statements in DSSE) and in-toto links.
+
+:func:`verify_provenance` verifies an in-toto statement (SLSA provenance v0.1/v0.2/v1, a
+SLSA verification summary...) carried either
+
+* in a DSSE envelope signed with a trusted key (:mod:`attestpolicy.evidence.dsse`), or
+* in a Sigstore bundle (keyless: Fulcio certificate + Rekor entry), checked against an
+  embedded ``trusted_root.json`` and a list of expected signer identities,
+
+and returns the :class:`~attestpolicy.claims.Provenance` claim with the signer. Given an
+``expected_digest``, the artifact must be among the statement's subjects.
+
+:func:`verify_intoto_link` verifies an in-toto link (one supply-chain step's record of
+materials and products) in a key-signed DSSE envelope and reports it.
+
+See docs/evidence/provenance.md for the document formats and every error code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Self
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
+
+from attestpolicy.claims import Provenance
+from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._prov_intoto_bundle import (
+    SigstoreDsse,
+    is_intoto_v002,
+    verify_intoto_bundle,
+)
+from attestpolicy.evidence._prov_json import loads_strict, parse_section
+from attestpolicy.evidence._prov_trusted_root import SigstoreRoot, parse_trusted_root
+from attestpolicy.evidence.dsse import (
+    IN_TOTO_PAYLOAD_TYPE,
+    DsseEvidence,
+    DsseTrust,
+    require_aware,
+    verify_dsse,
+)
+from attestpolicy.evidence.sigstore_bundle import (
+    SigstoreBundleEvidence,
+    SigstoreTrust,
+    verify_sigstore_bundle,
+)
+
+__all__ = [
+    "DEFAULT_PREDICATE_TYPES",
+    "InTotoLink",
+    "InTotoLinkEvidence",
+    "InTotoLinkTrust",
+    "ProvenanceEvidence",
+    "ProvenanceResult",
+    "ProvenanceTrust",
+    "verify_intoto_link",
+    "verify_provenance",
+]
+
+STATEMENT_TYPES: Final = frozenset(
+    {"https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1"}
+)
+SLSA_PROVENANCE_V02: Final = frozenset(
+    {"https://slsa.dev/provenance/v0.1", "https://slsa.dev/provenance/v0.2"}
+)
+SLSA_PROVENANCE_V1: Final = "https://slsa.dev/provenance/v1"
+SLSA_VSA_V1: Final = "https://slsa.dev/verification_summary/v1"
+DEFAULT_PREDICATE_TYPES: Final = (*sorted(SLSA_PROVENANCE_V02), SLSA_PROVENANCE_V1, SLSA_VSA_V1)
+"""Predicate types accepted unless the trust configuration says otherwise."""
+
+_MAX_BUNDLE_CHARS = 4 * 1024 * 1024
+_MAX_SUBJECTS = 4096
+_MAX_TEXT = 4096
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+Text = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_TEXT)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- evidence ------------------------------------------------------------------
+
+
+class ProvenanceEvidence(_Model):
+    """The provenance section: exactly one of a key-signed DSSE envelope or a Sigstore bundle.
+
+    ``sigstore_bundle`` is the bundle JSON object as written by the signing tool.
+    """
+
+    dsse: DsseEvidence | None = None
+    sigstore_bundle: dict[str, JsonValue] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.dsse is None) == (self.sigstore_bundle is None):
+            raise ValueError("give exactly one of dsse or sigstore_bundle")
+        if self.sigstore_bundle is not None:
+            try:
+                size = len(json.dumps(self.sigstore_bundle, separators=(",", ":")))
+            except (ValueError, RecursionError):
+                raise ValueError("sigstore_bundle is not a JSON object") from None
+            if size > _MAX_BUNDLE_CHARS:
+                raise ValueError(f"sigstore_bundle is over {_MAX_BUNDLE_CHARS} characters")
+        return self
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any] | str | bytes) -> ProvenanceEvidence:
+        """Validate the section from a mapping or JSON text; raise ``evidence.malformed``."""
+        return parse_section(cls, data)
+
+
+class InTotoLinkEvidence(DsseEvidence):
+    """The in-toto link section: a key-signed DSSE envelope whose payload is a link."""
+
+
+# --- trust ---------------------------------------------------------------------
+
+
+class ProvenanceTrust(_Model):
+    """Trust for provenance: signing keys and/or Sigstore signers, and accepted predicates.
+
+    ``sigstore`` is the same section image signatures use (an embedded
+    ``trusted_root.json`` and the exact signer identities accepted).
+    """
+
+    dsse: DsseTrust | None = None
+    sigstore: SigstoreTrust | None = None
+    predicate_types: Annotated[tuple[Text, ...], Field(min_length=1, max_length=64)] = (
+        DEFAULT_PREDICATE_TYPES
+    )
+
+    _root: SigstoreRoot | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _some_anchor(self) -> Self:
+        if self.dsse is None and self.sigstore is None:
+            raise ValueError("give dsse keys, a sigstore trust section, or both")
+        if self.sigstore is not None:
+            self._root = parse_trusted_root(self.sigstore.trusted_root)
+        return self
+
+
+class InTotoLinkTrust(_Model):
+    """Keys trusted to sign links, and optionally the step name the link must carry."""
+
+    dsse: DsseTrust
+    step_name: Text | None = None
+
+
+# --- results -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProvenanceResult:
+    """Verified provenance and who signed it.
+
+    ``provenance.builder_id`` is the builder the verifier stands behind: for key-signed
+    provenance the predicate's builder id (vouched for by the trusted key), for keyless
+    provenance the signing certificate's SAN (the workflow Fulcio certified), since the
+    predicate is only what that signer wrote; ``predicate_builder_id`` is always the
+    predicate's. ``signer`` is the certificate SAN or the names of the trusted keys that
+    signed; ``signed_at`` the transparency-log (or timestamp authority) time, if any.
+    """
+
+    provenance: Provenance
+    statement_type: str
+    signer: str
+    predicate_builder_id: str | None = None
+    signer_issuer: str | None = None
+    key_ids: tuple[str, ...] = ()
+    signed_at: datetime | None = None
+    certificate_extensions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+
+class InTotoLink(_Model):
+    """A verified in-toto link; digests are ``sha256:<hex>`` (other algorithms dropped)."""
+
+    name: Text
+    command: tuple[StrictStr, ...]
+    materials: dict[StrictStr, str]
+    products: dict[StrictStr, str]
+    key_ids: tuple[StrictStr, ...]
+
+
+# --- verification --------------------------------------------------------------
+
+
+def verify_provenance(
+    evidence: ProvenanceEvidence,
+    trust: ProvenanceTrust,
+    *,
+    now: datetime,
+    expected_digest: str | None = None,
+) -> ProvenanceResult:
+    """Verify signed provenance and return its claim (``verified=True``) and signer.
+
+    ``expected_digest`` (``sha256:<hex>``), when given, must be one of the statement's
+    subject digests, or ``evidence.digest_mismatch`` is raised. Every failure raises
+    :class:`~attestpolicy.errors.EvidenceError`; nothing unverified is returned.
+    """
+    now = require_aware(now)
+    if expected_digest is not None and not (
+        isinstance(expected_digest, str) and _DIGEST.match(expected_digest)
+    ):
+        raise EvidenceError(
+            "expected digest must be sha256:<64 lowercase hex>",
+            field="expected_digest",
+            code=_MALFORMED,
+        )
+    if evidence.dsse is not None:
+        if trust.dsse is None:
+            raise EvidenceError(
+                "no signing keys are trusted for DSSE provenance",
+                field="dsse",
+                code="evidence.untrusted",
+            )
+        verified = verify_dsse(evidence.dsse, trust.dsse, now=now)
+        statement = _statement(verified.payload_type, verified.payload)
+        facts = _predicate_facts(statement, trust.predicate_types)
+        result = ProvenanceResult(
+            provenance=_claim(facts, facts.builder_id, facts.source_repo),
+            statement_type=statement["_type"],
+            signer=", ".join(verified.key_ids),
+            predicate_builder_id=facts.builder_id,
+            key_ids=verified.key_ids,
+        )
+    else:
+        if trust.sigstore is None or trust._root is None or evidence.sigstore_bundle is None:
+            raise EvidenceError(
+                "no Sigstore trust is configured for provenance",
+                field="sigstore_bundle",
+                code="evidence.untrusted",
+            )
+        keyless = _verify_bundle(evidence.sigstore_bundle, trust.sigstore, trust._root, now=now)
+        statement = _statement(keyless.payload_type, keyless.payload)
+        facts = _predicate_facts(statement, trust.predicate_types)
+        source_repo = keyless.extensions.get("source_repository_uri") or facts.source_repo
+        result = ProvenanceResult(
+            provenance=_claim(facts, keyless.subject, source_repo),
+            statement_type=statement["_type"],
+            signer=keyless.subject,
+            predicate_builder_id=facts.builder_id,
+            signer_issuer=keyless.issuer,
+            signed_at=keyless.signed_at,
+            certificate_extensions=MappingProxyType(dict(keyless.extensions)),
+        )
+    if expected_digest is not None and expected_digest not in result.provenance.subject_digests:
+        raise EvidenceError(
+            f"{expected_digest} is not among the statement's subject digests",
+            field="statement.subject",
+            code="evidence.digest_mismatch",
+        )
+    return result
+
+
+def verify_intoto_link(
+    evidence: InTotoLinkEvidence, trust: InTotoLinkTrust, *, now: datetime
+) -> InTotoLink:
+    """Verify a key-signed in-toto link and report its step, command and artifacts.
+
+    ``trust.step_name``, when set, must equal the link's ``name``
+    (``evidence.identity_mismatch``).
+    """
+    verified = verify_dsse(evidence, trust.dsse, now=now)
+    where = "envelope.payload"
+    if verified.payload_type != IN_TOTO_PAYLOAD_TYPE:
+        raise EvidenceError(
+            "links use the in-toto payload type", field="envelope.payloadType", code=_UNSUPPORTED
+        )
+    link = _json_object(verified.payload, where)
+    if link.get("_type") != "link":
+        raise EvidenceError(
+            "payload is not an in-toto link", field=f"{where}._type", code=_UNSUPPORTED
+        )
+    name = _short_text(link.get("name"), f"{where}.name")
+    if trust.step_name is not None and name != trust.step_name:
+        raise EvidenceError(
+            f"link is for step {name[:80]!r}, expected {trust.step_name[:80]!r}",
+            field=f"{where}.name",
+            code="evidence.identity_mismatch",
+        )
+    command = link.get("command", [])
+    if not isinstance(command, list) or len(command) > 1024:
+        raise EvidenceError(
+            "must be a list of at most 1024 strings", field=f"{where}.command", code=_MALFORMED
+        )
+    try:
+        return InTotoLink(
+            name=name,
+            command=tuple(command),
+            materials=_artifacts(link.get("materials", {}), f"{where}.materials"),
+            products=_artifacts(link.get("products", {}), f"{where}.products"),
+            key_ids=verified.key_ids,
+        )
+    except ValidationError as exc:
+        raise EvidenceError(
+            exc.errors(include_url=False)[0]["msg"], field=where, code=_MALFORMED
+        ) from None
+
+
+# --- internals -----------------------------------------------------------------
+
+_MALFORMED = "evidence.malformed"
+_UNSUPPORTED = "evidence.unsupported"
+
+
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    predicate_type: str
+    subject_digests: tuple[str, ...]
+    builder_id: str | None
+    source_repo: str | None
+
+
+def _claim(facts: _Facts, builder_id: str | None, source_repo: str | None) -> Provenance:
+    try:
+        return Provenance(
+            verified=True,
+            builder_id=builder_id,
+            source_repo=source_repo,
+            subject_digests=facts.subject_digests,
+            predicate_type=facts.predicate_type,
+        )
+    except ValidationError as exc:
+        raise EvidenceError(
+            exc.errors(include_url=False)[0]["msg"], field="statement", code=_MALFORMED
+        ) from None
+
+
+def _verify_bundle(
+    bundle: dict[str, Any], trust: SigstoreTrust, root: SigstoreRoot, *, now: datetime
+) -> SigstoreDsse:
+    if is_intoto_v002(bundle):
+        identities = [(identity.subject, identity.issuer) for identity in trust.identities]
+        return verify_intoto_bundle(bundle, root, identities, now=now)
+    try:
+        result = verify_sigstore_bundle(SigstoreBundleEvidence(bundle=bundle), trust, now=now)
+    except ValidationError as exc:
+        raise EvidenceError(
+            exc.errors(include_url=False)[0]["msg"], field="sigstore_bundle", code=_MALFORMED
+        ) from None
+    except EvidenceError as exc:
+        message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
+        raise EvidenceError(message, field=_bundle_field(exc.field), code=exc.code) from None
+    if result.kind != "dsse" or result.payload_type is None or result.payload is None:
+        raise EvidenceError(
+            "a message-signature bundle carries no provenance statement",
+            field="sigstore_bundle",
+            code=_UNSUPPORTED,
+        )
+    extensions = {
+        name: value
+        for name, value in dataclasses.asdict(result.extensions).items()
+        if isinstance(value, str) and name != "issuer"
+    }
+    return SigstoreDsse(
+        payload_type=result.payload_type,
+        payload=result.payload,
+        subject=result.subject,
+        issuer=result.issuer,
+        extensions=extensions,
+        signed_at=result.signed_time,
+    )
+
+
+def _bundle_field(field_name: str | None) -> str:
+    """Re-root a field named by the Sigstore bundle verifier under ``sigstore_bundle``."""
+    if not field_name:
+        return "sigstore_bundle"
+    return (
+        "sigstore_bundle" + field_name.removeprefix("bundle")
+        if field_name.startswith("bundle")
+        else f"sigstore_bundle.{field_name}"
+    )
+
+
+def _json_object(data: bytes, field_name: str) -> dict[str, Any]:
+    value = loads_strict(data, field=field_name)
+    if not isinstance(value, dict):
+        raise EvidenceError("must be a JSON object", field=field_name, code=_MALFORMED)
+    return value
+
+
+def _short_text(value: object, field_name: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= _MAX_TEXT:
+        raise EvidenceError(
+            f"must be a string of 1 to {_MAX_TEXT} characters", field=field_name, code=_MALFORMED
+        )
+    return value
+
+
+def _statement(payload_type: str, payload: bytes) -> dict[str, Any]:
+    if payload_type != IN_TOTO_PAYLOAD_TYPE:
+        raise EvidenceError(
+            f"payload type {payload_type[:80]!r} is not an in-toto statement",
+            field="statement",
+            code=_UNSUPPORTED,
+        )
+    statement = _json_object(payload, "statement")
+    statement_type = statement.get("_type")
+    if not isinstance(statement_type, str) or statement_type not in STATEMENT_TYPES:
+        raise EvidenceError(
+            "not an in-toto statement v0.1 or v1", field="statement._type", code=_UNSUPPORTED
+        )
+    return statement
+
+
+def _predicate_facts(statement: Mapping[str, Any], accepted: tuple[str, ...]) -> _Facts:
+    predicate_type = _short_text(statement.get("predicateType"), "statement.predicateType")
+    if predicate_type not in accepted:
+        raise EvidenceError(
+            f"predicate type {predicate_type[:200]!r} is not accepted",
+            field="statement.predicateType",
+            code=_UNSUPPORTED,
+        )
+    digests = _subject_digests(statement.get("subject"))
+    predicate = statement.get("predicate")
+    if not isinstance(predicate, dict):
+        raise EvidenceError("must be a JSON object", field="statement.predicate", code=_MALFORMED)
+    builder_id: str | None = None
+    source: str | None = None
+    if predicate_type in SLSA_PROVENANCE_V02:
+        builder_id = _short_text(
+            _path(predicate, "builder", "id"), "statement.predicate.builder.id"
+        )
+        source = _first_uri(predicate.get("materials"), "statement.predicate.materials")
+    elif predicate_type == SLSA_PROVENANCE_V1:
+        builder_id = _short_text(
+            _path(predicate, "runDetails", "builder", "id"),
+            "statement.predicate.runDetails.builder.id",
+        )
+        source = _first_uri(
+            _path(predicate, "buildDefinition", "resolvedDependencies"),
+            "statement.predicate.buildDefinition.resolvedDependencies",
+        )
+    elif predicate_type == SLSA_VSA_V1 and predicate.get("verificationResult") != "PASSED":
+        raise EvidenceError(
+            "the verification summary does not say PASSED",
+            field="statement.predicate.verificationResult",
+            code="evidence.untrusted",
+        )
+    return _Facts(predicate_type, digests, builder_id, source)
+
+
+def _path(value: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _subject_digests(subjects: object) -> tuple[str, ...]:
+    if not isinstance(subjects, list) or not 0 < len(subjects) <= _MAX_SUBJECTS:
+        raise EvidenceError(
+            f"must be a list of 1 to {_MAX_SUBJECTS} subjects",
+            field="statement.subject",
+            code=_MALFORMED,
+        )
+    digests: dict[str, None] = {}
+    for index, subject in enumerate(subjects):
+        where = f"statement.subject[{index}].digest"
+        digest = subject.get("digest") if isinstance(subject, dict) else None
+        if not isinstance(digest, dict) or not all(isinstance(v, str) for v in digest.values()):
+            raise EvidenceError("must map algorithms to hex strings", field=where, code=_MALFORMED)
+        value = digest.get("sha256")
+        if value is None:
+            continue
+        if not _SHA256_HEX.match(value):
+            raise EvidenceError(
+                "sha256 must be 64 lowercase hex characters", field=where, code=_MALFORMED
+            )
+        digests["sha256:" + value] = None
+    return tuple(digests)
+
+
+def _first_uri(entries: object, field_name: str) -> str | None:
+    if entries is None:
+        return None
+    if not isinstance(entries, list):
+        raise EvidenceError("must be a list", field=field_name, code=_MALFORMED)
+    if not entries:
+        return None
+    uri = entries[0].get("uri") if isinstance(entries[0], dict) else None
+    if uri is None:
+        return None
+    return _repository(_short_text(uri, f"{field_name}[0].uri"))
+
+
+def _repository(uri: str) -> str:
+    """Drop a ``git+`` scheme prefix and an ``@<ref>`` path suffix (SLSA's git URI form)."""
+    uri = uri.removeprefix("git+")
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return uri
+    path = parts.path.split("@", 1)[0]
+    return urlunsplit((parts.scheme, parts.netloc, path, parts.query, parts.fragment))
+
+
+def _artifacts(value: object, field_name: str) -> dict[str, str]:
+    if not isinstance(value, dict) or len(value) > _MAX_SUBJECTS:
+        raise EvidenceError(
+            f"must map at most {_MAX_SUBJECTS} paths to digests", field=field_name, code=_MALFORMED
+        )
+    artifacts: dict[str, str] = {}
+    for path, digest in value.items():
+        where = f"{field_name}[{path[:80]!r}]"
+        if not isinstance(digest, dict):
+            raise EvidenceError("must map algorithms to hex", field=where, code=_MALFORMED)
+        sha256 = digest.get("sha256")
+        if sha256 is None:
+            continue
+        if not isinstance(sha256, str) or not _SHA256_HEX.match(sha256):
+            raise EvidenceError(
+                "sha256 must be 64 lowercase hex characters", field=where, code=_MALFORMED
+            )
+        artifacts[path] = "sha256:" + sha256
+    return artifacts
