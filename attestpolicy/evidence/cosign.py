@@ -1,0 +1,745 @@
+"""cosign simple-signing image signatures, in containers/image's "sigstore-json" form.
+
+A signature file (``signature-1`` in a ``dir:`` image, or what skopeo/podman store) is
+the byte ``0x00``, the format name ``sigstore-json``, a newline and a JSON object::
+
+    {"mimeType": "application/vnd.dev.cosign.simplesigning.v1+json",
+     "payload": "<base64 simple-signing JSON>",
+     "annotations": {"dev.cosignproject.cosign/signature": "<base64 signature>", ...}}
+
+The payload names the image: ``critical.image.docker-manifest-digest`` and
+``critical.identity.docker-reference``. Verification follows containers/image's
+``sigstoreSigned`` policy requirement, with one of three trust modes:
+
+* ``public_keys``: the signature verifies with one of the keys;
+* ``fulcio``: the certificate annotation chains to a Fulcio CA at the Rekor SET's
+  integrated time (a Rekor SET is required) and carries an accepted identity
+  (e-mail or URI SAN plus the OIDC issuer extension);
+* ``pki``: the certificate chains to a private root at ``now`` and carries the
+  expected e-mail and/or DNS host name.
+
+When ``rekor_public_keys`` are configured, a Rekor SET (annotation
+``dev.sigstore.cosign/bundle``) is required and must bind this signature, payload and
+key or certificate.
+
+Public API::
+
+    verify_cosign_signature(evidence: CosignEvidence, trust: CosignTrust, *,
+                            now: datetime) -> ImageSignatureResult
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, Final, Self
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictStr,
+    model_validator,
+)
+
+from attestpolicy.claims import ImageSignature
+from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._imagesig_common import (
+    MALFORMED,
+    ImageSignatureResult,
+    SigningKey,
+    b64decode_standard,
+    check_not_future,
+    key_id,
+    load_certificates,
+    load_public_key,
+    loads_strict,
+    malformed_on_error,
+    require_aware,
+    sha256_digest,
+    signing_key,
+    validate_model,
+)
+from attestpolicy.evidence._imagesig_fulcio import match_identity, verify_chain
+from attestpolicy.evidence._imagesig_reference import (
+    ImageReference,
+    InvalidReference,
+    parse_reference,
+)
+from attestpolicy.evidence.sigstore_bundle import SigstoreIdentity
+
+__all__ = [
+    "CERTIFICATE_ANNOTATION",
+    "CHAIN_ANNOTATION",
+    "SET_ANNOTATION",
+    "SIGNATURE_ANNOTATION",
+    "SIMPLE_SIGNING_MIME_TYPE",
+    "CosignEvidence",
+    "CosignFulcioTrust",
+    "CosignPkiTrust",
+    "CosignSignature",
+    "CosignTrust",
+    "ImageSignatureResult",
+    "parse_signature_file",
+    "verify_cosign_signature",
+]
+
+SIMPLE_SIGNING_MIME_TYPE: Final = "application/vnd.dev.cosign.simplesigning.v1+json"
+SIGNATURE_ANNOTATION: Final = "dev.cosignproject.cosign/signature"
+CERTIFICATE_ANNOTATION: Final = "dev.sigstore.cosign/certificate"
+CHAIN_ANNOTATION: Final = "dev.sigstore.cosign/chain"
+SET_ANNOTATION: Final = "dev.sigstore.cosign/bundle"
+
+_SIGNATURE_TYPE: Final = "cosign container image signature"
+_FORMAT_PREFIX: Final = b"\x00sigstore-json\n"
+_MAX_SIGNATURE_FILE = 1024 * 1024
+_MAX_MANIFEST_CHARS = 6 * 1024 * 1024  # base64 of the 4 MiB OCI manifest limit
+_MAX_PAYLOAD_CHARS = 256 * 1024
+_MAX_ANNOTATION_CHARS = 256 * 1024
+_MAX_ANNOTATIONS = 64
+_MAX_KEYS = 32
+_MAX_PEM_CHARS = 64 * 1024
+_MAX_INT64 = 2**63 - 1
+_HEX = re.compile(r"^[0-9a-f]+$")
+_B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_PEM_BLOCK = re.compile(
+    r"^-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END \1-----\r?\n?$"
+)
+
+
+# --- public API ---------------------------------------------------------------
+
+
+def verify_cosign_signature(
+    evidence: CosignEvidence, trust: CosignTrust, *, now: datetime
+) -> ImageSignatureResult:
+    """Verify a cosign simple-signing signature over the manifest in ``evidence``.
+
+    Checks, in order: the reference's digest (if any) is the manifest's sha256; the
+    signature, key or certificate (per the trust mode) and the Rekor SET when required;
+    the signed manifest digest is the manifest's; the signed docker-reference names the
+    reference's repository (see docs/evidence/image-signatures.md for the exact rule).
+    The claim's ``digest`` is set only for a reference pinned by digest.
+    """
+    require_aware(now)
+    with malformed_on_error("signature"):
+        return _verify(evidence, trust, now=now)
+
+
+def parse_signature_file(blob: bytes) -> CosignSignature:
+    """Parse a containers/image signature file in the ``sigstore-json`` format.
+
+    Raises ``evidence.unsupported`` for other formats (e.g. GPG simple signing) and
+    ``evidence.malformed`` for anything that is not such a file.
+    """
+    with malformed_on_error("signature"):
+        return _parse_signature_file(blob)
+
+
+# --- verification -------------------------------------------------------------
+
+
+def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> ImageSignatureResult:
+    ref = _parse_reference(evidence.reference, field="reference")
+    manifest = b64decode_standard(evidence.manifest, field="manifest")
+    manifest_digest = sha256_digest(manifest)
+    if ref.digest is not None and ref.digest != manifest_digest:
+        raise EvidenceError(
+            f"manifest digest {manifest_digest} does not match the reference digest {ref.digest}",
+            field="manifest",
+            code="evidence.digest_mismatch",
+        )
+    signature = evidence.signature
+    if signature.mime_type != SIMPLE_SIGNING_MIME_TYPE:
+        raise EvidenceError(
+            f"unsupported signature MIME type {signature.mime_type[:100]!r}",
+            field="signature.mimeType",
+            code="evidence.unsupported",
+        )
+    payload = b64decode_standard(signature.payload, field="signature.payload")
+    raw_signature = b64decode_standard(
+        _annotation(signature, SIGNATURE_ANNOTATION, required=True) or "",
+        field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
+    )
+    signer = _verify_signer(signature, payload, raw_signature, trust, now=now)
+    signed = _parse_payload(payload)
+    if signed.manifest_digest != manifest_digest:
+        raise EvidenceError(
+            f"manifest digest {manifest_digest} does not match the signed digest "
+            f"{signed.manifest_digest}",
+            field="signature.payload.critical.image.docker-manifest-digest",
+            code="evidence.digest_mismatch",
+        )
+    _check_docker_reference(ref, signed)
+    return ImageSignatureResult(
+        reference=evidence.reference,
+        digest=ref.digest,
+        signed_digest=manifest_digest,
+        signature=signer.claim,
+        signed_time=signer.signed_time,
+        signed_reference=signed.docker_reference,
+    )
+
+
+def _parse_signature_file(blob: bytes) -> CosignSignature:
+    if len(blob) > _MAX_SIGNATURE_FILE:
+        raise EvidenceError("signature file is too large", field="signature", code=MALFORMED)
+    if not blob.startswith(b"\x00"):
+        raise EvidenceError(
+            "not a sigstore-json signature file (no 0x00 format marker)",
+            field="signature",
+            code="evidence.unsupported",
+        )
+    if not blob.startswith(_FORMAT_PREFIX):
+        name = blob[1:].partition(b"\n")[0][:40]
+        raise EvidenceError(
+            f"unsupported signature format {name!r}", field="signature", code="evidence.unsupported"
+        )
+    data = loads_strict(blob[len(_FORMAT_PREFIX) :], field="signature")
+    if not isinstance(data, dict):
+        raise EvidenceError("signature is not a JSON object", field="signature", code=MALFORMED)
+    return validate_model(CosignSignature, data, prefix="signature")
+
+
+# --- evidence and trust -------------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+_Base64 = Annotated[StrictStr, Field(max_length=_MAX_PAYLOAD_CHARS)]
+_Pem = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_PEM_CHARS)]
+
+
+class CosignSignature(_Model):
+    """The JSON body of a ``sigstore-json`` signature file (field names as on disk).
+
+    ``payload`` is standard base64 (RFC 4648, ``=`` padded), as containers/image writes it.
+    """
+
+    mime_type: Annotated[StrictStr, Field(alias="mimeType", max_length=256)]
+    payload: _Base64
+    annotations: Annotated[
+        dict[
+            Annotated[StrictStr, Field(max_length=256)],
+            Annotated[StrictStr, Field(max_length=_MAX_ANNOTATION_CHARS)],
+        ],
+        Field(max_length=_MAX_ANNOTATIONS),
+    ] = Field(default_factory=dict)
+
+
+class CosignEvidence(_Model):
+    """The evidence section: image reference, manifest bytes and one signature.
+
+    ``manifest`` is standard base64 (RFC 4648, ``=`` padded) of the exact manifest bytes.
+    """
+
+    reference: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
+    manifest: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_MANIFEST_CHARS)]
+    signature: CosignSignature
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Self:
+        """Validate the evidence section; raise ``evidence.malformed`` (never pydantic's error)."""
+        return validate_model(cls, data)
+
+    @classmethod
+    def from_files(cls, *, reference: str, manifest: bytes, signature_file: bytes) -> Self:
+        """Build evidence from a manifest and a ``signature-N`` file as skopeo stores them."""
+        signature = parse_signature_file(signature_file)
+        if not isinstance(reference, str):
+            raise EvidenceError("reference must be a string", field="reference", code=MALFORMED)
+        return validate_model(
+            cls,
+            {
+                "reference": reference,
+                "manifest": base64.b64encode(manifest).decode("ascii"),
+                "signature": signature.model_dump(by_alias=True),
+            },
+        )
+
+
+class CosignFulcioTrust(_Model):
+    """Fulcio CA certificates (PEM, all trusted as anchors) and the accepted identities."""
+
+    ca_certificates: _Pem
+    identities: Annotated[tuple[SigstoreIdentity, ...], Field(min_length=1, max_length=64)]
+
+
+class CosignPkiTrust(_Model):
+    """A private PKI: root and optional intermediate certificates (PEM), and the signer.
+
+    At least one of ``subject_email`` (an e-mail SAN) and ``subject_hostname`` (a DNS
+    SAN, compared case-insensitively, no wildcards) is required; all given must match.
+    """
+
+    ca_roots: _Pem
+    ca_intermediates: _Pem | None = None
+    subject_email: Annotated[StrictStr, Field(min_length=1, max_length=1024)] | None = None
+    subject_hostname: Annotated[StrictStr, Field(min_length=1, max_length=1024)] | None = None
+
+
+class CosignTrust(_Model):
+    """The trust section: exactly one of ``public_keys``, ``fulcio`` or ``pki``.
+
+    ``rekor_public_keys`` (PEM, ECDSA) make a Rekor SET mandatory; ``fulcio`` needs them.
+    Keys and certificates are parsed when the model is built.
+    """
+
+    public_keys: Annotated[tuple[_Pem, ...], Field(max_length=_MAX_KEYS)] = ()
+    fulcio: CosignFulcioTrust | None = None
+    pki: CosignPkiTrust | None = None
+    rekor_public_keys: Annotated[tuple[_Pem, ...], Field(max_length=_MAX_KEYS)] = ()
+
+    _keys: tuple[SigningKey, ...] = PrivateAttr(default=())
+    _rekor: dict[str, ec.EllipticCurvePublicKey] = PrivateAttr(default_factory=dict)
+    _roots: tuple[x509.Certificate, ...] = PrivateAttr(default=())
+    _intermediates: tuple[x509.Certificate, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="after")
+    def _load(self) -> Self:
+        modes = sum((bool(self.public_keys), self.fulcio is not None, self.pki is not None))
+        if modes != 1:
+            raise ValueError("exactly one of public_keys, fulcio or pki is required")
+        if self.fulcio is not None and not self.rekor_public_keys:
+            raise ValueError("fulcio needs rekor_public_keys (the SET dates the certificate)")
+        if self.pki is not None and not (self.pki.subject_email or self.pki.subject_hostname):
+            raise ValueError("pki needs subject_email and/or subject_hostname")
+        self._keys = tuple(load_public_key(pem) for pem in self.public_keys)
+        for pem in self.rekor_public_keys:
+            key = load_public_key(pem)
+            if not isinstance(key, ec.EllipticCurvePublicKey):
+                raise ValueError("Rekor public keys must be ECDSA keys")
+            self._rekor[key_id(key).removeprefix("sha256:")] = key
+        if self.fulcio is not None:
+            self._roots = tuple(load_certificates(self.fulcio.ca_certificates))
+        if self.pki is not None:
+            self._roots = tuple(load_certificates(self.pki.ca_roots))
+            if self.pki.ca_intermediates is not None:
+                self._intermediates = tuple(load_certificates(self.pki.ca_intermediates))
+        return self
+
+
+# --- signers ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Signer:
+    claim: ImageSignature
+    signed_time: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _SignedPayload:
+    manifest_digest: str
+    docker_reference: str
+
+
+def _annotation(signature: CosignSignature, name: str, *, required: bool) -> str | None:
+    value = signature.annotations.get(name)
+    if value is None and required:
+        raise EvidenceError(
+            f"missing the {name} annotation", field=f"signature.annotations.{name}", code=MALFORMED
+        )
+    return value
+
+
+def _parse_reference(text: str, *, field: str) -> ImageReference:
+    try:
+        return parse_reference(text)
+    except InvalidReference as exc:
+        code = "evidence.unsupported" if exc.unsupported else MALFORMED
+        raise EvidenceError(str(exc), field=field, code=code) from None
+
+
+def _verify_signer(
+    signature: CosignSignature,
+    payload: bytes,
+    raw_signature: bytes,
+    trust: CosignTrust,
+    *,
+    now: datetime,
+) -> _Signer:
+    """Establish the signing key per the trust mode and verify the payload signature."""
+    if trust.public_keys:
+        key = _verifying_key(trust._keys, payload, raw_signature)
+        signed_time = None
+        if trust._rekor:
+            signed_time = _verify_set(signature, trust, _spki(key), raw_signature, payload, now)
+        return _Signer(ImageSignature(verified=True, key_id=key_id(key)), signed_time)
+
+    leaf, chain = _certificates(signature)
+    cert_field = f"signature.annotations.{CERTIFICATE_ANNOTATION}"
+    leaf_der = leaf.public_bytes(serialization.Encoding.DER)
+    if trust.fulcio is not None:
+        signed_time = _verify_set(signature, trust, leaf_der, raw_signature, payload, now)
+        verify_chain(leaf, chain, trust._roots, at=signed_time, field=cert_field)
+        identities = [(i.subject, i.issuer) for i in trust.fulcio.identities]
+        subject, issuer = match_identity(leaf, identities, field=cert_field)
+        claim = ImageSignature(verified=True, issuer=issuer, subject=subject)
+    elif trust.pki is not None:
+        verify_chain(leaf, [*trust._intermediates, *chain], trust._roots, at=now, field=cert_field)
+        subject = _match_pki_subject(leaf, trust.pki, field=cert_field)
+        claim = ImageSignature(verified=True, issuer=leaf.issuer.rfc4514_string(), subject=subject)
+        signed_time = None
+        if trust._rekor:
+            signed_time = _verify_set(signature, trust, leaf_der, raw_signature, payload, now)
+    else:  # unreachable: CosignTrust requires exactly one mode
+        raise EvidenceError(
+            "no trust mode configured", field="signature", code="evidence.untrusted"
+        )
+    try:
+        key = signing_key(leaf.public_key())
+    except ValueError as exc:
+        raise EvidenceError(str(exc), field=cert_field, code="evidence.unsupported") from None
+    if not _signature_ok(key, raw_signature, payload):
+        raise EvidenceError(
+            "signature does not verify with the certificate's key",
+            field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
+            code="evidence.signature_invalid",
+        )
+    return _Signer(claim, signed_time)
+
+
+def _signature_ok(key: SigningKey, signature: bytes, payload: bytes) -> bool:
+    """cosign signs the payload with SHA-256 (ECDSA, RSA PKCS#1 v1.5) or Ed25519."""
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, payload)
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _verifying_key(keys: tuple[SigningKey, ...], payload: bytes, signature: bytes) -> SigningKey:
+    for key in keys:
+        if _signature_ok(key, signature, payload):
+            return key
+    raise EvidenceError(
+        "signature does not verify with any trusted public key",
+        field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
+        code="evidence.signature_invalid",
+    )
+
+
+def _spki(key: SigningKey) -> bytes:
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _certificates(signature: CosignSignature) -> tuple[x509.Certificate, list[x509.Certificate]]:
+    cert_field = f"signature.annotations.{CERTIFICATE_ANNOTATION}"
+    cert_pem = _annotation(signature, CERTIFICATE_ANNOTATION, required=True) or ""
+    try:
+        leaves = load_certificates(cert_pem)
+    except ValueError as exc:
+        raise EvidenceError(str(exc), field=cert_field, code=MALFORMED) from None
+    if len(leaves) != 1:
+        raise EvidenceError(
+            f"expected one certificate, found {len(leaves)}", field=cert_field, code=MALFORMED
+        )
+    chain_pem = _annotation(signature, CHAIN_ANNOTATION, required=False)
+    chain: list[x509.Certificate] = []
+    if chain_pem is not None:
+        try:
+            chain = load_certificates(chain_pem)
+        except ValueError as exc:
+            raise EvidenceError(
+                str(exc), field=f"signature.annotations.{CHAIN_ANNOTATION}", code=MALFORMED
+            ) from None
+    return leaves[0], chain
+
+
+def _match_pki_subject(leaf: x509.Certificate, pki: CosignPkiTrust, *, field: str) -> str:
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        emails = san.get_values_for_type(x509.RFC822Name)
+        hosts = [host.lower() for host in san.get_values_for_type(x509.DNSName)]
+    except (x509.ExtensionNotFound, ValueError):
+        emails, hosts = [], []
+    if pki.subject_email is not None and pki.subject_email not in emails:
+        raise EvidenceError(
+            f"certificate has no e-mail SAN {pki.subject_email!r}",
+            field=field,
+            code="evidence.identity_mismatch",
+        )
+    if pki.subject_hostname is not None and pki.subject_hostname.lower() not in hosts:
+        raise EvidenceError(
+            f"certificate has no DNS SAN {pki.subject_hostname!r}",
+            field=field,
+            code="evidence.identity_mismatch",
+        )
+    return pki.subject_email or pki.subject_hostname or ""
+
+
+# --- Rekor signed entry timestamp ----------------------------------------------
+
+
+def _exact_object(value: object, keys: set[str], *, field: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) != keys:
+        raise EvidenceError(
+            f"expected a JSON object with exactly the fields {sorted(keys)}",
+            field=field,
+            code=MALFORMED,
+        )
+    return value
+
+
+def _string(value: object, *, field: str, pattern: re.Pattern[str] | None = None) -> str:
+    if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+        raise EvidenceError("expected a well-formed string", field=field, code=MALFORMED)
+    return value
+
+
+def _int64(value: object, *, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT64:
+        raise EvidenceError("expected a non-negative 64-bit integer", field=field, code=MALFORMED)
+    return value
+
+
+def _verify_set(
+    signature: CosignSignature,
+    trust: CosignTrust,
+    expected_der: bytes,
+    raw_signature: bytes,
+    payload: bytes,
+    now: datetime,
+) -> datetime:
+    """Verify the Rekor SET and that it logs exactly this signature, payload and key.
+
+    Returns the verified integrated time.
+    """
+    field = f"signature.annotations.{SET_ANNOTATION}"
+    text = _annotation(signature, SET_ANNOTATION, required=True) or ""
+    outer = _exact_object(
+        loads_strict(text, field=field), {"SignedEntryTimestamp", "Payload"}, field=field
+    )
+    set_signature = b64decode_standard(
+        _string(outer["SignedEntryTimestamp"], field=f"{field}.SignedEntryTimestamp"),
+        field=f"{field}.SignedEntryTimestamp",
+    )
+    inner = _exact_object(
+        outer["Payload"], {"body", "integratedTime", "logIndex", "logID"}, field=f"{field}.Payload"
+    )
+    body_text = _string(inner["body"], field=f"{field}.Payload.body", pattern=_B64)
+    log_id = _string(inner["logID"], field=f"{field}.Payload.logID", pattern=_HEX)
+    integrated = _int64(inner["integratedTime"], field=f"{field}.Payload.integratedTime")
+    log_index = _int64(inner["logIndex"], field=f"{field}.Payload.logIndex")
+    # RFC 8785 canonical form; every value is ASCII (checked above), keys sorted.
+    canonical = json.dumps(
+        {"body": body_text, "integratedTime": integrated, "logID": log_id, "logIndex": log_index},
+        sort_keys=True,
+        separators=(",", ":"),
+    ).encode()
+    rekor_key = trust._rekor.get(log_id)
+    if rekor_key is None:
+        raise EvidenceError(
+            f"Rekor log ID {log_id[:64]} is not a trusted Rekor key",
+            field=f"{field}.Payload.logID",
+            code="evidence.untrusted",
+        )
+    try:
+        rekor_key.verify(set_signature, canonical, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError):
+        raise EvidenceError(
+            "Rekor signed entry timestamp does not verify",
+            field=f"{field}.SignedEntryTimestamp",
+            code="evidence.signature_invalid",
+        ) from None
+    _check_logged_entry(
+        b64decode_standard(body_text, field=f"{field}.Payload.body"),
+        expected_der,
+        raw_signature,
+        payload,
+        field=f"{field}.Payload.body",
+    )
+    try:
+        when = datetime.fromtimestamp(integrated, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise EvidenceError(
+            "integrated time out of range", field=f"{field}.Payload.integratedTime", code=MALFORMED
+        ) from None
+    check_not_future(when, now, field=f"{field}.Payload.integratedTime")
+    return when
+
+
+def _check_logged_entry(
+    body: bytes, expected_der: bytes, raw_signature: bytes, payload: bytes, *, field: str
+) -> None:
+    """The logged hashedrekord 0.0.1 entry must name this key, signature and payload."""
+    entry = _exact_object(
+        loads_strict(body, field=field), {"apiVersion", "kind", "spec"}, field=field
+    )
+    if entry["kind"] != "hashedrekord" or entry["apiVersion"] != "0.0.1":
+        raise EvidenceError(
+            f"unsupported Rekor entry {str(entry['kind'])[:40]} {str(entry['apiVersion'])[:20]}",
+            field=field,
+            code="evidence.unsupported",
+        )
+    spec = _exact_object(entry["spec"], {"data", "signature"}, field=f"{field}.spec")
+    data = _exact_object(spec["data"], {"hash"}, field=f"{field}.spec.data")
+    digest = _exact_object(data["hash"], {"algorithm", "value"}, field=f"{field}.spec.data.hash")
+    logged_sig = _exact_object(
+        spec["signature"], {"content", "publicKey"}, field=f"{field}.spec.signature"
+    )
+    key_obj = _exact_object(
+        logged_sig["publicKey"], {"content"}, field=f"{field}.spec.signature.publicKey"
+    )
+    content = _string(logged_sig["content"], field=f"{field}.spec.signature.content")
+    logged_key = b64decode_standard(
+        _string(key_obj["content"], field=f"{field}.spec.signature.publicKey.content"),
+        field=f"{field}.spec.signature.publicKey.content",
+    )
+    if _pem_der(logged_key) != expected_der:
+        raise EvidenceError(
+            "the logged public key or certificate is not the one that signed",
+            field=f"{field}.spec.signature.publicKey",
+            code="evidence.signature_invalid",
+        )
+    if b64decode_standard(content, field=f"{field}.spec.signature.content") != raw_signature:
+        raise EvidenceError(
+            "the logged signature is not this signature",
+            field=f"{field}.spec.signature.content",
+            code="evidence.signature_invalid",
+        )
+    if digest["algorithm"] != "sha256":
+        raise EvidenceError(
+            "only sha256 hashedrekord entries are supported",
+            field=f"{field}.spec.data.hash.algorithm",
+            code="evidence.unsupported",
+        )
+    if digest["value"] != hashlib.sha256(payload).hexdigest():
+        raise EvidenceError(
+            "the logged payload hash is not this payload's",
+            field=f"{field}.spec.data.hash.value",
+            code="evidence.signature_invalid",
+        )
+
+
+def _pem_der(pem: bytes) -> bytes | None:
+    """The DER bytes of a single PEM block with nothing after it, else ``None``."""
+    try:
+        match = _PEM_BLOCK.match(pem.decode("ascii"))
+    except UnicodeDecodeError:
+        return None
+    if match is None:
+        return None
+    body = "".join(match.group(2).split())
+    try:
+        return b64decode_standard(body, field="pem")
+    except EvidenceError:
+        return None
+
+
+# --- the signed payload --------------------------------------------------------
+
+
+def _parse_payload(payload: bytes) -> _SignedPayload:
+    """Parse cosign's simple-signing JSON strictly, as containers/image does."""
+    field = "signature.payload"
+    top = _exact_object(loads_strict(payload, field=field), {"critical", "optional"}, field=field)
+    optional = top["optional"]
+    if optional is not None:
+        if not isinstance(optional, dict):
+            raise EvidenceError(
+                "optional must be an object or null", field=f"{field}.optional", code=MALFORMED
+            )
+        if "creator" in optional and not isinstance(optional["creator"], str):
+            raise EvidenceError(
+                "optional.creator must be a string", field=f"{field}.optional", code=MALFORMED
+            )
+        stamp = optional.get("timestamp")
+        if "timestamp" in optional and (
+            isinstance(stamp, bool)
+            or not isinstance(stamp, int | float)
+            or (isinstance(stamp, float) and not stamp.is_integer())
+        ):
+            raise EvidenceError(
+                "optional.timestamp must be an integer", field=f"{field}.optional", code=MALFORMED
+            )
+    critical = _exact_object(
+        top["critical"], {"type", "image", "identity"}, field=f"{field}.critical"
+    )
+    if critical["type"] != _SIGNATURE_TYPE:
+        raise EvidenceError(
+            f"unrecognized signature type {str(critical['type'])[:80]!r}",
+            field=f"{field}.critical.type",
+            code="evidence.unsupported",
+        )
+    image = _exact_object(
+        critical["image"], {"docker-manifest-digest"}, field=f"{field}.critical.image"
+    )
+    identity = _exact_object(
+        critical["identity"], {"docker-reference"}, field=f"{field}.critical.identity"
+    )
+    digest_field = f"{field}.critical.image.docker-manifest-digest"
+    digest_text = _string(image["docker-manifest-digest"], field=digest_field)
+    digest_ref = _parse_reference(digest_text, field=digest_field)
+    if digest_ref.name is not None or digest_ref.digest is None:
+        raise EvidenceError("not a sha256 digest", field=digest_field, code=MALFORMED)
+    reference = _string(
+        identity["docker-reference"], field=f"{field}.critical.identity.docker-reference"
+    )
+    return _SignedPayload(manifest_digest=digest_ref.digest, docker_reference=reference)
+
+
+def _check_docker_reference(ref: ImageReference, signed: _SignedPayload) -> None:
+    """Match the signed docker-reference against the evidence reference.
+
+    The rule (containers/image ``matchRepoDigestOrExact``, relaxed like its
+    ``matchRepository`` for cosign's name-only references): the normalized repositories
+    must be equal (skipped for a bare-digest reference that names none); when both
+    carry a tag the tags must be equal; a digest in the signed reference must be the
+    signed manifest digest.
+    """
+    field = "signature.payload.critical.identity.docker-reference"
+    try:
+        signed_ref = parse_reference(signed.docker_reference)
+    except InvalidReference as exc:
+        raise EvidenceError(
+            f"signed docker-reference is not a valid reference: {exc}",
+            field=field,
+            code="evidence.identity_mismatch",
+        ) from None
+    if signed_ref.name is None:
+        raise EvidenceError(
+            "signed docker-reference names no repository",
+            field=field,
+            code="evidence.identity_mismatch",
+        )
+    if ref.name is not None and signed_ref.name != ref.name:
+        raise EvidenceError(
+            f"signed for repository {signed_ref.name}, not {ref.name}",
+            field=field,
+            code="evidence.identity_mismatch",
+        )
+    if ref.tag is not None and signed_ref.tag is not None and signed_ref.tag != ref.tag:
+        raise EvidenceError(
+            f"signed for tag {signed_ref.tag}, not {ref.tag}",
+            field=field,
+            code="evidence.identity_mismatch",
+        )
+    if signed_ref.digest is not None and signed_ref.digest != signed.manifest_digest:
+        raise EvidenceError(
+            "signed docker-reference pins another digest",
+            field=field,
+            code="evidence.identity_mismatch",
+        )

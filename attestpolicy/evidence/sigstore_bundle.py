@@ -1,0 +1,507 @@
+"""Sigstore bundles (keyless signing), verified fully offline against a trusted root.
+
+A Sigstore bundle carries a signature (over an artifact digest, or a DSSE envelope),
+the short-lived Fulcio signing certificate, the Rekor transparency-log entry (inclusion
+proof, and an inclusion promise or RFC 3161 signed timestamps) for it. The bundle is
+verified with ``sigstore.verify.Verifier`` built from the ``trusted_root.json`` object
+given in :class:`SigstoreTrust`: no TUF refresh, no Rekor lookup, no network.
+
+Public API (other verifiers build on :func:`verify_sigstore_bundle`)::
+
+    verify_sigstore_bundle(evidence: SigstoreBundleEvidence, trust: SigstoreTrust, *,
+                           now: datetime, artifact: bytes | None = None
+                           ) -> SigstoreBundleResult
+    verify_sigstore_image(evidence: SigstoreBundleEvidence, trust: SigstoreTrust, *,
+                          now: datetime) -> ImageSignatureResult
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final, Literal, Self
+
+from cryptography import x509
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
+from sigstore.errors import CertValidationError, MetadataError, VerificationError
+from sigstore.errors import Error as SigstoreError
+from sigstore.hashes import Hashed
+from sigstore.models import Bundle, IncompatibleEntry, InvalidBundle, TrustedRoot
+from sigstore.verify import Verifier
+from sigstore_models.common.v1 import HashAlgorithm
+from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootMessage
+
+from attestpolicy.claims import ImageSignature
+from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._imagesig_common import (
+    MALFORMED,
+    ImageSignatureResult,
+    check_not_future,
+    loads_strict,
+    malformed_on_error,
+    require_aware,
+    sha256_digest,
+    validate_model,
+)
+from attestpolicy.evidence._imagesig_fulcio import FulcioExtensions, fulcio_extensions
+from attestpolicy.evidence._imagesig_fulcio import match_identity as _match_identity
+from attestpolicy.evidence._imagesig_reference import InvalidReference, parse_reference
+
+__all__ = [
+    "IN_TOTO_PAYLOAD_TYPE",
+    "MAX_BUNDLE_CHARS",
+    "FulcioExtensions",
+    "ImageSignatureResult",
+    "SigstoreBundleEvidence",
+    "SigstoreBundleResult",
+    "SigstoreIdentity",
+    "SigstoreTrust",
+    "verify_sigstore_bundle",
+    "verify_sigstore_image",
+]
+
+MAX_BUNDLE_CHARS: Final = 4 * 1024 * 1024
+"""Largest accepted bundle, in characters of compact JSON (4 MiB)."""
+
+IN_TOTO_PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
+
+_MAX_TRUSTED_ROOT_CHARS = 1024 * 1024
+_MAX_IDENTITIES = 64
+_MAX_TEXT = 4096
+_MAX_REFERENCE = 1024
+_MAX_SUBJECTS = 4096
+
+Sha256Digest = Annotated[StrictStr, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+_Text = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_TEXT)]
+
+
+# --- public API ---------------------------------------------------------------
+
+
+def verify_sigstore_bundle(
+    evidence: SigstoreBundleEvidence,
+    trust: SigstoreTrust,
+    *,
+    now: datetime,
+    artifact: bytes | None = None,
+) -> SigstoreBundleResult:
+    """Verify a Sigstore bundle offline; return who signed what, and when.
+
+    Message-signature bundles need the signed artifact: ``artifact`` (its bytes) or
+    ``evidence.artifact_digest`` (both: they must agree). DSSE bundles need neither
+    (giving one is ``evidence.malformed``): the verified payload type and bytes are
+    returned for the caller to parse and bind. The signing certificate must carry one of
+    ``trust.identities``. ``now`` only refuses signed times from the future.
+
+    Raises :class:`~attestpolicy.errors.EvidenceError`; see docs/evidence/image-signatures.md
+    for the codes.
+    """
+    require_aware(now)
+    with malformed_on_error("bundle"):
+        return _verify_bundle(evidence, trust, now=now, artifact=artifact)
+
+
+def verify_sigstore_image(
+    evidence: SigstoreBundleEvidence, trust: SigstoreTrust, *, now: datetime
+) -> ImageSignatureResult:
+    """Verify a Sigstore bundle as a signature over the image ``evidence.reference`` names.
+
+    The signed digest is the reference's digest, or ``evidence.artifact_digest`` for a
+    tag-only reference (both given: they must agree). A message-signature bundle must
+    sign that digest; a DSSE bundle must carry an in-toto statement listing it among its
+    subjects. The claim's ``digest`` is set only for a reference pinned by digest.
+    """
+    require_aware(now)
+    with malformed_on_error("bundle"):
+        return _verify_image(evidence, trust, now=now)
+
+
+# --- verification -------------------------------------------------------------
+
+
+def _verify_bundle(
+    evidence: SigstoreBundleEvidence,
+    trust: SigstoreTrust,
+    *,
+    now: datetime,
+    artifact: bytes | None,
+) -> SigstoreBundleResult:
+    bundle = _parse_bundle(evidence)
+    if bundle._dsse_envelope is not None:
+        if artifact is not None or evidence.artifact_digest is not None:
+            raise EvidenceError(
+                "an artifact or artifact_digest was given for a DSSE bundle; its payload "
+                "names its subjects",
+                field="artifact_digest",
+                code=MALFORMED,
+            )
+        return _verify(bundle, trust, now=now, hashed=None)
+    digest = evidence.artifact_digest
+    if artifact is not None:
+        actual = sha256_digest(artifact)
+        if digest is not None and actual != digest:
+            raise EvidenceError(
+                f"artifact digest {actual} does not match artifact_digest {digest}",
+                field="artifact_digest",
+                code="evidence.digest_mismatch",
+            )
+        digest = actual
+    if digest is None:
+        raise EvidenceError(
+            "a message-signature bundle needs the artifact or its artifact_digest",
+            field="artifact_digest",
+            code=MALFORMED,
+        )
+    return _verify(bundle, trust, now=now, hashed=_hashed(digest))
+
+
+def _verify_image(
+    evidence: SigstoreBundleEvidence, trust: SigstoreTrust, *, now: datetime
+) -> ImageSignatureResult:
+    if evidence.reference is None:
+        raise EvidenceError(
+            "an image signature needs the image reference", field="reference", code=MALFORMED
+        )
+    try:
+        ref = parse_reference(evidence.reference)
+    except InvalidReference as exc:
+        code = "evidence.unsupported" if exc.unsupported else MALFORMED
+        raise EvidenceError(str(exc), field="reference", code=code) from None
+    signed = ref.digest
+    if evidence.artifact_digest is not None:
+        if signed is not None and signed != evidence.artifact_digest:
+            raise EvidenceError(
+                f"artifact_digest {evidence.artifact_digest} differs from the reference "
+                f"digest {signed}",
+                field="artifact_digest",
+                code="evidence.digest_mismatch",
+            )
+        signed = evidence.artifact_digest
+    if signed is None:
+        raise EvidenceError(
+            "the reference is not pinned by digest and no artifact_digest is given",
+            field="reference",
+            code=MALFORMED,
+        )
+    bundle = _parse_bundle(evidence)
+    if bundle._dsse_envelope is None:
+        result = _verify(bundle, trust, now=now, hashed=_hashed(signed))
+    else:
+        result = _verify(bundle, trust, now=now, hashed=None)
+        _require_in_toto_subject(result, signed)
+    return ImageSignatureResult(
+        reference=evidence.reference,
+        digest=ref.digest,
+        signed_digest=signed,
+        signature=result.image_signature(),
+        signed_time=result.signed_time,
+    )
+
+
+# --- evidence, trust and result -------------------------------------------------
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _compact_json(value: dict[str, Any], limit: int, what: str) -> str:
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{what} is not a JSON object: {exc}") from None
+    if len(text) > limit:
+        raise ValueError(f"{what} is {len(text)} characters, over the {limit} limit")
+    return text
+
+
+class SigstoreBundleEvidence(_Model):
+    """The evidence section: a Sigstore bundle, embedded as its JSON object.
+
+    ``artifact_digest`` (``sha256:<hex>``) is the digest a message-signature bundle
+    signs; ``reference`` the image reference, for :func:`verify_sigstore_image`.
+    """
+
+    bundle: dict[str, Any]
+    artifact_digest: Sha256Digest | None = None
+    reference: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_REFERENCE)] | None = None
+
+    _json: str = PrivateAttr(default="")
+
+    @classmethod
+    def parse(cls, data: Mapping[str, Any]) -> Self:
+        """Validate the evidence section; raise ``evidence.malformed`` (never pydantic's error)."""
+        return validate_model(cls, data)
+
+    @field_validator("bundle")
+    @classmethod
+    def _bounded(cls, value: dict[str, Any]) -> dict[str, Any]:
+        _compact_json(value, MAX_BUNDLE_CHARS, "bundle")
+        return value
+
+    @model_validator(mode="after")
+    def _serialize(self) -> Self:
+        self._json = _compact_json(self.bundle, MAX_BUNDLE_CHARS, "bundle")
+        return self
+
+
+class SigstoreIdentity(_Model):
+    """One accepted signer: the certificate SAN (e-mail, URI) and the OIDC issuer, exact."""
+
+    subject: _Text
+    issuer: _Text
+
+
+class SigstoreTrust(_Model):
+    """The trust section: Sigstore's ``trusted_root.json`` (embedded) and accepted signers.
+
+    The trusted root is parsed when the model is built, so a broken one fails at
+    configuration time, never during verification.
+    """
+
+    trusted_root: dict[str, Any]
+    identities: Annotated[
+        tuple[SigstoreIdentity, ...], Field(min_length=1, max_length=_MAX_IDENTITIES)
+    ]
+
+    _root: TrustedRoot | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _load_root(self) -> Self:
+        text = _compact_json(self.trusted_root, _MAX_TRUSTED_ROOT_CHARS, "trusted_root")
+        try:
+            root = TrustedRoot(TrustedRootMessage.from_json(text))
+            Verifier(trusted_root=root)  # fails on a root without logs or Fulcio CAs
+        except (SigstoreError, ValueError, TypeError) as exc:
+            raise ValueError(f"trusted_root is not a usable Sigstore trusted root: {exc}") from None
+        self._root = root
+        return self
+
+    def _verifier(self) -> _RecordingVerifier:
+        """A fresh offline verifier over this trusted root."""
+        assert self._root is not None  # set by the validator
+        return _RecordingVerifier(trusted_root=self._root)
+
+
+@dataclass(frozen=True, slots=True)
+class SigstoreBundleResult:
+    """What a verified Sigstore bundle proves.
+
+    ``subject`` and ``issuer`` are the accepted identity the certificate carries;
+    ``signed_time`` the earliest verified time (Rekor integrated time or RFC 3161);
+    ``artifact_digest`` is set for message signatures, ``payload_type`` and ``payload``
+    for DSSE envelopes.
+    """
+
+    kind: Literal["message_signature", "dsse"]
+    subject: str
+    issuer: str
+    extensions: FulcioExtensions
+    signed_time: datetime
+    integrated_time: datetime | None
+    timestamp_authority_times: tuple[datetime, ...]
+    artifact_digest: str | None
+    payload_type: str | None
+    payload: bytes | None
+
+    def image_signature(self) -> ImageSignature:
+        """The :class:`~attestpolicy.claims.ImageSignature` claim (keyless: no key id)."""
+        return ImageSignature(verified=True, issuer=self.issuer, subject=self.subject)
+
+
+# --- sigstore plumbing ---------------------------------------------------------
+
+
+class _RecordingVerifier(Verifier):
+    """A ``Verifier`` that keeps the verified times it established (one per call)."""
+
+    def __init__(self, *, trusted_root: TrustedRoot) -> None:
+        super().__init__(trusted_root=trusted_root)
+        self.verified_times: list[TimestampVerificationResult] = []
+
+    def _establish_time(self, bundle: Bundle) -> list[TimestampVerificationResult]:
+        times = super()._establish_time(bundle)
+        self.verified_times = list(times)
+        return times
+
+
+class _IdentityPolicy:
+    """A sigstore ``VerificationPolicy`` accepting any of the trusted identities."""
+
+    def __init__(self, identities: tuple[SigstoreIdentity, ...]) -> None:
+        self._identities = [(i.subject, i.issuer) for i in identities]
+        self.matched: tuple[str, str] | None = None
+
+    def verify(self, cert: x509.Certificate) -> None:
+        # Raises EvidenceError(identity_mismatch), which passes through sigstore untouched.
+        self.matched = _match_identity(cert, self._identities, field="certificate.identity")
+
+
+def _hashed(digest: str) -> Hashed:
+    return Hashed(algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(digest[len("sha256:") :]))
+
+
+# (substring of sigstore's message, code, field); first match wins.
+_PARSE_ERRORS: Final = (
+    (
+        "inclusion promise or signed timestamp",
+        "evidence.untrusted",
+        "bundle.verificationMaterial",
+    ),
+)
+_VERIFY_ERRORS: Final = (
+    ("not enough sources of verified time", "evidence.untrusted", "timestamp"),
+    ("no Timestamp Authorities", "evidence.untrusted", "timestamp"),
+    ("too many signed timestamp", MALFORMED, "timestamp"),
+    ("duplicate timestamp", MALFORMED, "timestamp"),
+    ("failed to verify SCT", "evidence.untrusted", "certificate.sct"),
+    ("Key usage", "evidence.untrusted", "certificate"),
+    ("Extended usage", "evidence.untrusted", "certificate"),
+    ("expired at time of signing", "evidence.expired", "certificate"),
+    ("Unsupported", "evidence.unsupported", "tlog_entry.kindVersion"),
+    ("Expected entry type", "evidence.unsupported", "tlog_entry.kindVersion"),
+    ("only supported for", "evidence.unsupported", "tlog_entry.kindVersion"),
+    ("invalid log entry", "evidence.signature_invalid", "tlog_entry"),
+    ("message digest mismatch", "evidence.digest_mismatch", "message_signature.digest"),
+    ("Signature is invalid for input", "evidence.signature_invalid", "message_signature"),
+    ("DSSE", "evidence.signature_invalid", "dsse_envelope"),
+    ("inconsistent with other materials", "evidence.signature_invalid", "tlog_entry.body"),
+    ("log entry payload hash", "evidence.signature_invalid", "tlog_entry.body"),
+    ("log entry signatures", "evidence.signature_invalid", "tlog_entry.body"),
+)
+
+
+def _from_table(
+    exc: Exception, table: tuple[tuple[str, str, str], ...], default: tuple[str, str]
+) -> EvidenceError:
+    message = str(exc)
+    for needle, code, field in table:
+        if needle in message:
+            return EvidenceError(message, field=field, code=code)
+    return EvidenceError(message, field=default[1], code=default[0])
+
+
+_MEDIA_TYPES: Final = frozenset(str(kind) for kind in Bundle.BundleType)
+
+
+def _parse_bundle(evidence: SigstoreBundleEvidence) -> Bundle:
+    media_type = evidence.bundle.get("mediaType")
+    if isinstance(media_type, str) and media_type not in _MEDIA_TYPES:
+        raise EvidenceError(
+            f"unsupported bundle media type {media_type[:100]!r}",
+            field="bundle.mediaType",
+            code="evidence.unsupported",
+        )
+    try:
+        bundle = Bundle.from_json(evidence._json)
+        bundle._dsse_envelope  # noqa: B018 - parses the envelope now, inside the guard
+    except IncompatibleEntry as exc:
+        raise EvidenceError(
+            str(exc), field="bundle.tlogEntries", code="evidence.unsupported"
+        ) from None
+    except (InvalidBundle, SigstoreError) as exc:
+        raise _from_table(exc, _PARSE_ERRORS, (MALFORMED, "bundle")) from None
+    except Exception as exc:  # parsers below sigstore (pydantic, cryptography, base64)
+        raise EvidenceError(
+            f"not a valid Sigstore bundle: {exc}", field="bundle", code=MALFORMED
+        ) from None
+    return bundle
+
+
+def _verify(
+    bundle: Bundle, trust: SigstoreTrust, *, now: datetime, hashed: Hashed | None
+) -> SigstoreBundleResult:
+    verifier = trust._verifier()
+    policy = _IdentityPolicy(trust.identities)
+    payload_type: str | None = None
+    payload: bytes | None = None
+    try:
+        if hashed is None:
+            payload_type, payload = verifier.verify_dsse(bundle, policy)
+        else:
+            verifier.verify_artifact(hashed, bundle, policy)
+    except EvidenceError:
+        raise
+    except CertValidationError as exc:
+        raise EvidenceError(
+            f"signing certificate does not chain to the trusted root: {exc}",
+            field="certificate.chain",
+            code="evidence.untrusted",
+        ) from None
+    except MetadataError as exc:
+        raise EvidenceError(str(exc), field="trusted_root", code="evidence.untrusted") from None
+    except VerificationError as exc:
+        raise _from_table(exc, _VERIFY_ERRORS, ("evidence.untrusted", "bundle")) from None
+    except Exception as exc:  # malformed material surfacing from cryptography/pydantic
+        raise EvidenceError(
+            f"bundle material could not be processed: {exc}", field="bundle", code=MALFORMED
+        ) from None
+    if policy.matched is None or not verifier.verified_times:
+        # sigstore always checks identity and time; refuse to report anything otherwise.
+        raise EvidenceError(
+            "bundle verification was incomplete", field="bundle", code="evidence.untrusted"
+        )
+    times = [result.time for result in verifier.verified_times]
+    check_not_future(max(times), now, field="timestamp")
+    try:
+        extensions = fulcio_extensions(bundle.signing_certificate)
+    except ValueError as exc:
+        raise EvidenceError(str(exc), field="certificate.extensions", code=MALFORMED) from None
+    integrated = [
+        r.time for r in verifier.verified_times if r.source is TimestampSource.TRANSPARENCY_SERVICE
+    ]
+    return SigstoreBundleResult(
+        kind="dsse" if hashed is None else "message_signature",
+        subject=policy.matched[0],
+        issuer=policy.matched[1],
+        extensions=extensions,
+        signed_time=min(times),
+        integrated_time=min(integrated) if integrated else None,
+        timestamp_authority_times=tuple(
+            r.time
+            for r in verifier.verified_times
+            if r.source is TimestampSource.TIMESTAMP_AUTHORITY
+        ),
+        artifact_digest=None if hashed is None else "sha256:" + hashed.digest.hex(),
+        payload_type=payload_type,
+        payload=payload,
+    )
+
+
+def _require_in_toto_subject(result: SigstoreBundleResult, digest: str) -> None:
+    if result.payload_type != IN_TOTO_PAYLOAD_TYPE or result.payload is None:
+        raise EvidenceError(
+            f"DSSE payload type {str(result.payload_type)[:80]!r} is not an in-toto statement",
+            field="dsse_envelope.payloadType",
+            code="evidence.unsupported",
+        )
+    statement = loads_strict(result.payload, field="dsse_envelope.payload")
+    subjects = statement.get("subject") if isinstance(statement, dict) else None
+    if not isinstance(subjects, list) or len(subjects) > _MAX_SUBJECTS:
+        raise EvidenceError(
+            "in-toto statement has no valid subject list",
+            field="dsse_envelope.payload.subject",
+            code=MALFORMED,
+        )
+    wanted = digest[len("sha256:") :]
+    for subject in subjects:
+        digests = subject.get("digest") if isinstance(subject, dict) else None
+        found = digests.get("sha256") if isinstance(digests, dict) else None
+        if found == wanted:
+            return
+    raise EvidenceError(
+        f"the in-toto statement does not name {digest} among its subjects",
+        field="dsse_envelope.payload.subject",
+        code="evidence.digest_mismatch",
+    )

@@ -1,0 +1,720 @@
+"""Sigstore bundle verification against real bundles and trusted roots (offline)."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from attestpolicy.claims import Image
+from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._imagesig_fulcio import fulcio_extensions
+from attestpolicy.evidence.sigstore_bundle import (
+    SigstoreBundleEvidence,
+    SigstoreIdentity,
+    SigstoreTrust,
+    verify_sigstore_bundle,
+    verify_sigstore_image,
+)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets" / "sigstore"
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+
+GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
+GITHUB_OAUTH = "https://github.com/login/oauth"
+RFC8785_WORKFLOW = (
+    "https://github.com/trailofbits/rfc8785.py/.github/workflows/release.yml@refs/tags/v0.1.2"
+)
+BEACON_WORKFLOW = (
+    "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
+    ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
+)
+WILLIAM = ("william@yossarian.net", GITHUB_OAUTH)
+OCI_ATTESTATION_DIGEST = "sha256:732112270d7e59418a8c080b134b24cabd67d250d0d0147a97ed95ba5c280aa4"
+
+
+def load_bundle(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((ASSETS / name).read_text())
+    return data
+
+
+@functools.cache
+def trust(root: str, *identities: tuple[str, str]) -> SigstoreTrust:
+    return SigstoreTrust(
+        trusted_root=json.loads((ASSETS / f"trusted_root.{root}.json").read_text()),
+        identities=tuple(SigstoreIdentity(subject=s, issuer=i) for s, i in identities),
+    )
+
+
+def evidence(name: str, **extra: Any) -> SigstoreBundleEvidence:
+    return SigstoreBundleEvidence(bundle=load_bundle(name), **extra)
+
+
+def artifact(name: str) -> bytes:
+    return (ASSETS / name).read_bytes()
+
+
+@contextmanager
+def expect(code: str, field: str | None = None) -> Iterator[None]:
+    """Assert the block raises an EvidenceError with ``code`` (and ``field``)."""
+    with pytest.raises(EvidenceError) as info:
+        yield
+    assert info.value.code == code, (info.value.code, info.value.message)
+    if field is not None:
+        assert info.value.field == field, (info.value.field, info.value.message)
+
+
+@pytest.fixture(scope="module")
+def staging_william() -> SigstoreTrust:
+    return trust("staging", WILLIAM)
+
+
+# --- EXPECTED.md: Image signatures, Sigstore rows ------------------------------
+
+
+def test_github_actions_wheel_verifies_with_production_root() -> None:
+    whl = artifact("bundle_v3_github.whl")
+    result = verify_sigstore_bundle(
+        evidence("bundle_v3_github.whl.sigstore"),
+        trust("production", (RFC8785_WORKFLOW, GITHUB_ISSUER)),
+        now=NOW,
+        artifact=whl,
+    )
+    assert result.kind == "message_signature"
+    assert result.subject == RFC8785_WORKFLOW
+    assert result.issuer == GITHUB_ISSUER
+    assert result.extensions.issuer == GITHUB_ISSUER
+    assert result.extensions.source_repository_uri == "https://github.com/trailofbits/rfc8785.py"
+    assert result.extensions.source_repository_ref == "refs/tags/v0.1.2"
+    assert result.extensions.build_signer_uri == RFC8785_WORKFLOW
+    assert result.extensions.runner_environment == "github-hosted"
+    assert result.integrated_time == datetime(2024, 3, 19, 22, 41, 16, tzinfo=UTC)
+    assert result.signed_time == result.integrated_time
+    assert result.artifact_digest == "sha256:" + hashlib.sha256(whl).hexdigest()
+    assert result.payload is None
+    assert result.payload_type is None
+    claim = result.image_signature()
+    assert claim.verified
+    assert (claim.issuer, claim.subject, claim.key_id) == (GITHUB_ISSUER, RFC8785_WORKFLOW, None)
+
+
+def test_github_actions_wheel_verifies_by_digest_alone() -> None:
+    digest = "sha256:" + hashlib.sha256(artifact("bundle_v3_github.whl")).hexdigest()
+    result = verify_sigstore_bundle(
+        evidence("bundle_v3_github.whl.sigstore", artifact_digest=digest),
+        trust("production", (RFC8785_WORKFLOW, GITHUB_ISSUER)),
+        now=NOW,
+    )
+    assert result.artifact_digest == digest
+
+
+@pytest.mark.parametrize(
+    ("bundle", "artifact_name", "identity", "rekor_time", "tsa"),
+    [
+        ("bundle.txt.sigstore", "bundle.txt", ("a@tny.town", GITHUB_OAUTH), True, False),
+        ("bundle_v3.txt.sigstore", "bundle_v3.txt", WILLIAM, True, False),
+        (
+            "staging-rekor-v2.txt.sigstore.json",
+            "staging-rekor-v2.txt",
+            ("jku@goto.fi", GITHUB_OAUTH),
+            False,
+            True,
+        ),
+        # Its RFC 3161 timestamp is from a TSA the staging root does not list: sigstore
+        # drops it and the bundle verifies on its Rekor inclusion promise alone.
+        (
+            "tsa_bundle.txt.sigstore",
+            "tsa_bundle.txt",
+            ("alexis.challande@trailofbits.com", "https://accounts.google.com"),
+            True,
+            False,
+        ),
+    ],
+)
+def test_staging_message_bundles_verify(
+    bundle: str, artifact_name: str, identity: tuple[str, str], rekor_time: bool, tsa: bool
+) -> None:
+    result = verify_sigstore_bundle(
+        evidence(bundle), trust("staging", identity), now=NOW, artifact=artifact(artifact_name)
+    )
+    assert (result.subject, result.issuer) == identity
+    assert result.kind == "message_signature"
+    assert (result.integrated_time is not None) is rekor_time
+    assert bool(result.timestamp_authority_times) is tsa
+    assert result.signed_time <= NOW
+
+
+def test_bundle_v3_identity_is_william() -> None:
+    result = verify_sigstore_bundle(
+        evidence("bundle_v3.txt.sigstore"),
+        trust("staging", ("mallory@example.com", GITHUB_OAUTH), WILLIAM),
+        now=NOW,
+        artifact=artifact("bundle_v3.txt"),
+    )
+    assert result.subject == "william@yossarian.net"
+    assert result.integrated_time == datetime(2024, 4, 2, 19, 19, 9, tzinfo=UTC)
+
+
+def test_staging_dsse_bundle_returns_payload() -> None:
+    result = verify_sigstore_bundle(
+        evidence("a.dsse.staging-rekor-v2.txt.sigstore.json"),
+        trust("staging", (BEACON_WORKFLOW, GITHUB_ISSUER)),
+        now=NOW,
+    )
+    assert result.kind == "dsse"
+    assert result.payload_type == "application/vnd.in-toto+json"
+    assert result.payload is not None
+    statement = json.loads(result.payload)
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["predicateType"] == "https://slsa.dev/provenance/v1"
+    assert result.artifact_digest is None
+    assert result.integrated_time is None  # Rekor v2: the time comes from the TSA
+    assert result.timestamp_authority_times == (datetime(2026, 5, 13, 19, 23, 33, tzinfo=UTC),)
+    assert result.extensions.source_repository_uri == (
+        "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon"
+    )
+
+
+def test_cosign_oci_attestation_verifies_with_production_root() -> None:
+    result = verify_sigstore_bundle(
+        evidence("cosign_oci-attestation.sigstore.json"),
+        trust("production", ("cody@soyland.com", GITHUB_OAUTH)),
+        now=NOW,
+    )
+    assert result.kind == "dsse"
+    assert result.payload is not None
+    statement = json.loads(result.payload)
+    assert statement["predicateType"] == "https://cosign.sigstore.dev/attestation/v1"
+    assert result.integrated_time == datetime(2025, 2, 28, 19, 18, 11, tzinfo=UTC)
+
+
+def test_cve_2022_36056_log_entry_inconsistent_is_rejected() -> None:
+    with expect("evidence.signature_invalid", "tlog_entry.body"):
+        verify_sigstore_bundle(
+            evidence("bundle_cve_2022_36056.txt.sigstore"),
+            trust("staging", WILLIAM),
+            now=NOW,
+            artifact=artifact("bundle_cve_2022_36056.txt"),
+        )
+
+
+def test_no_inclusion_promise_and_no_signed_timestamp_is_rejected() -> None:
+    with expect("evidence.untrusted", "bundle.verificationMaterial"):
+        verify_sigstore_bundle(
+            evidence("bundle_v3_no_signed_time.txt.sigstore.json"),
+            trust("staging", WILLIAM),
+            now=NOW,
+            artifact=artifact("bundle_v3_no_signed_time.txt"),
+        )
+
+
+def test_identity_mismatch_is_rejected() -> None:
+    with expect("evidence.identity_mismatch", "certificate.identity"):
+        verify_sigstore_bundle(
+            evidence("bundle_v3.txt.sigstore"),
+            trust("staging", ("mallory@example.com", GITHUB_OAUTH)),
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+def test_right_subject_wrong_issuer_is_rejected() -> None:
+    with expect("evidence.identity_mismatch", "certificate.identity"):
+        verify_sigstore_bundle(
+            evidence("bundle_v3.txt.sigstore"),
+            trust("staging", ("william@yossarian.net", "https://accounts.google.com")),
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+def test_wrong_trusted_root_chain_does_not_build() -> None:
+    with expect("evidence.untrusted", "certificate.chain"):
+        verify_sigstore_bundle(
+            evidence("bundle_v3.txt.sigstore"),
+            trust("production", WILLIAM),
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+# --- generated negatives ---------------------------------------------------------
+
+
+def test_tampered_artifact_is_a_digest_mismatch(staging_william: SigstoreTrust) -> None:
+    with expect("evidence.digest_mismatch", "message_signature.digest"):
+        verify_sigstore_bundle(
+            evidence("bundle_v3.txt.sigstore"),
+            staging_william,
+            now=NOW,
+            artifact=artifact("bundle_v3.txt") + b"x",
+        )
+
+
+def test_artifact_and_digest_must_agree(staging_william: SigstoreTrust) -> None:
+    with expect("evidence.digest_mismatch", "artifact_digest"):
+        verify_sigstore_bundle(
+            evidence("bundle_v3.txt.sigstore", artifact_digest="sha256:" + "0" * 64),
+            staging_william,
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+def test_message_bundle_needs_the_artifact(staging_william: SigstoreTrust) -> None:
+    with expect("evidence.malformed", "artifact_digest"):
+        verify_sigstore_bundle(evidence("bundle_v3.txt.sigstore"), staging_william, now=NOW)
+
+
+def test_dsse_bundle_refuses_an_artifact() -> None:
+    with expect("evidence.malformed", "artifact_digest"):
+        verify_sigstore_bundle(
+            evidence("cosign_oci-attestation.sigstore.json"),
+            trust("production", ("cody@soyland.com", GITHUB_OAUTH)),
+            now=NOW,
+            artifact=b"anything",
+        )
+
+
+def _with(bundle: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    data = copy.deepcopy(bundle)
+    node: Any = data
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    return data
+
+
+def _get(bundle: dict[str, Any], path: tuple[str | int, ...]) -> Any:
+    node: Any = bundle
+    for part in path:
+        node = node[part]
+    return node
+
+
+def _flip_b64(text: str, bit: int) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[(bit // 8) % len(raw)] ^= 1 << (bit % 8)
+    return base64.b64encode(bytes(raw)).decode()
+
+
+MSG_SIG = ("messageSignature", "signature")
+SET = ("verificationMaterial", "tlogEntries", 0, "inclusionPromise", "signedEntryTimestamp")
+
+
+def test_tampered_signature_is_rejected(staging_william: SigstoreTrust) -> None:
+    bundle = load_bundle("bundle_v3.txt.sigstore")
+    tampered = _with(bundle, MSG_SIG, _flip_b64(_get(bundle, MSG_SIG), 100))
+    with expect("evidence.signature_invalid", "message_signature"):
+        verify_sigstore_bundle(
+            SigstoreBundleEvidence(bundle=tampered),
+            staging_william,
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+def test_tampered_inclusion_promise_is_rejected(staging_william: SigstoreTrust) -> None:
+    bundle = load_bundle("bundle_v3.txt.sigstore")
+    tampered = _with(bundle, SET, _flip_b64(_get(bundle, SET), 77))
+    with expect("evidence.signature_invalid", "tlog_entry"):
+        verify_sigstore_bundle(
+            SigstoreBundleEvidence(bundle=tampered),
+            staging_william,
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+def test_tampered_integrated_time_is_rejected(staging_william: SigstoreTrust) -> None:
+    bundle = load_bundle("bundle_v3.txt.sigstore")
+    path = ("verificationMaterial", "tlogEntries", 0, "integratedTime")
+    tampered = _with(bundle, path, str(int(_get(bundle, path)) + 1))
+    with expect("evidence.signature_invalid", "tlog_entry"):
+        verify_sigstore_bundle(
+            SigstoreBundleEvidence(bundle=tampered),
+            staging_william,
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+def test_tampered_dsse_payload_is_rejected() -> None:
+    bundle = load_bundle("cosign_oci-attestation.sigstore.json")
+    path = ("dsseEnvelope", "payload")
+    tampered = _with(bundle, path, _flip_b64(_get(bundle, path), 300))
+    with expect("evidence.signature_invalid", "dsse_envelope"):
+        verify_sigstore_bundle(
+            SigstoreBundleEvidence(bundle=tampered),
+            trust("production", ("cody@soyland.com", GITHUB_OAUTH)),
+            now=NOW,
+        )
+
+
+def test_signed_time_after_now_is_not_yet_valid(staging_william: SigstoreTrust) -> None:
+    with expect("evidence.expired", "timestamp"):
+        verify_sigstore_bundle(
+            evidence("bundle_v3.txt.sigstore"),
+            staging_william,
+            now=datetime(2024, 4, 2, 19, 0, tzinfo=UTC),
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+def test_unknown_media_type_is_unsupported(staging_william: SigstoreTrust) -> None:
+    bundle = _with(load_bundle("bundle_v3.txt.sigstore"), ("mediaType",), "application/x-other")
+    with expect("evidence.unsupported", "bundle.mediaType"):
+        verify_sigstore_bundle(
+            SigstoreBundleEvidence(bundle=bundle),
+            staging_william,
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+@pytest.mark.parametrize(
+    "bundle",
+    [
+        {},
+        {"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"},
+        {"mediaType": 3, "verificationMaterial": []},
+    ],
+)
+def test_malformed_bundles(bundle: dict[str, Any], staging_william: SigstoreTrust) -> None:
+    with expect("evidence.malformed"):
+        verify_sigstore_bundle(
+            SigstoreBundleEvidence(bundle=bundle),
+            staging_william,
+            now=NOW,
+            artifact=b"x",
+        )
+
+
+def test_wrong_json_type_in_certificate_is_malformed(staging_william: SigstoreTrust) -> None:
+    bundle = _with(
+        load_bundle("bundle_v3.txt.sigstore"), ("verificationMaterial", "certificate"), 7
+    )
+    with expect("evidence.malformed", "bundle"):
+        verify_sigstore_bundle(
+            SigstoreBundleEvidence(bundle=bundle),
+            staging_william,
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+def test_evidence_parse_reports_malformed_not_pydantic_errors() -> None:
+    with expect("evidence.malformed", "artifact_digest"):
+        SigstoreBundleEvidence.parse({"bundle": {}, "artifact_digest": "md5:abc"})
+    with expect("evidence.malformed", "bundle"):
+        SigstoreBundleEvidence.parse({"bundle": "a string"})
+    with expect("evidence.malformed", "surprise"):
+        SigstoreBundleEvidence.parse({"bundle": {}, "surprise": 1})
+    with expect("evidence.malformed", "(evidence)"):
+        SigstoreBundleEvidence.parse([])  # type: ignore[arg-type]
+
+
+def test_oversized_bundle_is_malformed() -> None:
+    with expect("evidence.malformed", "bundle"):
+        SigstoreBundleEvidence.parse({"bundle": {"pad": "x" * (4 * 1024 * 1024 + 1)}})
+
+
+def test_trust_configuration_is_validated_when_built() -> None:
+    root = json.loads((ASSETS / "trusted_root.staging.json").read_text())
+    identity = SigstoreIdentity(subject="a@b.c", issuer=GITHUB_OAUTH)
+    with pytest.raises(ValidationError):
+        SigstoreTrust(trusted_root=root, identities=())
+    with pytest.raises(ValidationError):
+        SigstoreTrust(trusted_root={"mediaType": "nope"}, identities=(identity,))
+    with pytest.raises(ValidationError):
+        SigstoreTrust(trusted_root={**root, "tlogs": []}, identities=(identity,))
+
+
+def test_now_must_be_aware(staging_william: SigstoreTrust) -> None:
+    with pytest.raises(TypeError):
+        verify_sigstore_bundle(
+            evidence("bundle_v3.txt.sigstore"),
+            staging_william,
+            now=datetime(2026, 1, 1),  # deliberately naive
+            artifact=b"",
+        )
+
+
+# --- image claims ----------------------------------------------------------------
+
+
+def test_image_claim_from_message_bundle(staging_william: SigstoreTrust) -> None:
+    digest = "sha256:" + hashlib.sha256(artifact("bundle_v3.txt")).hexdigest()
+    ref = f"registry.example.com/team/app@{digest}"
+    result = verify_sigstore_image(
+        evidence("bundle_v3.txt.sigstore", reference=ref), staging_william, now=NOW
+    )
+    assert result.digest == digest
+    assert result.signed_digest == digest
+    assert result.signature.verified
+    assert result.signature.subject == "william@yossarian.net"
+    assert result.signature.issuer == GITHUB_OAUTH
+    assert result.signed_reference is None
+    assert result.image() == Image(reference=ref, digest=digest, signatures=(result.signature,))
+
+
+def test_image_claim_from_tag_only_reference_has_no_digest(
+    staging_william: SigstoreTrust,
+) -> None:
+    digest = "sha256:" + hashlib.sha256(artifact("bundle_v3.txt")).hexdigest()
+    result = verify_sigstore_image(
+        evidence(
+            "bundle_v3.txt.sigstore",
+            reference="registry.example.com/team/app:v1",
+            artifact_digest=digest,
+        ),
+        staging_william,
+        now=NOW,
+    )
+    assert result.digest is None
+    assert result.signed_digest == digest
+    assert result.image().digest is None
+
+
+def test_image_claim_needs_a_digest(staging_william: SigstoreTrust) -> None:
+    with expect("evidence.malformed", "reference"):
+        verify_sigstore_image(
+            evidence("bundle_v3.txt.sigstore", reference="registry.example.com/app:v1"),
+            staging_william,
+            now=NOW,
+        )
+    with expect("evidence.malformed", "reference"):
+        verify_sigstore_image(evidence("bundle_v3.txt.sigstore"), staging_william, now=NOW)
+
+
+def test_image_claim_for_another_digest_is_rejected(staging_william: SigstoreTrust) -> None:
+    with expect("evidence.digest_mismatch", "message_signature.digest"):
+        verify_sigstore_image(
+            evidence("bundle_v3.txt.sigstore", reference=f"example.com/app@sha256:{'1' * 64}"),
+            staging_william,
+            now=NOW,
+        )
+    with expect("evidence.digest_mismatch", "artifact_digest"):
+        verify_sigstore_image(
+            evidence(
+                "bundle_v3.txt.sigstore",
+                reference=f"example.com/app@sha256:{'1' * 64}",
+                artifact_digest=f"sha256:{'2' * 64}",
+            ),
+            staging_william,
+            now=NOW,
+        )
+
+
+def test_image_claim_rejects_bad_references(staging_william: SigstoreTrust) -> None:
+    with expect("evidence.unsupported", "reference"):
+        verify_sigstore_image(
+            evidence("bundle_v3.txt.sigstore", reference=f"example.com/app@sha512:{'1' * 128}"),
+            staging_william,
+            now=NOW,
+        )
+    with expect("evidence.malformed", "reference"):
+        verify_sigstore_image(
+            evidence("bundle_v3.txt.sigstore", reference="Example.com/UPPER@sha256:" + "1" * 64),
+            staging_william,
+            now=NOW,
+        )
+
+
+def test_image_claim_from_dsse_attestation_subject() -> None:
+    cody = trust("production", ("cody@soyland.com", GITHUB_OAUTH))
+    ref = f"127.0.0.1:60943/repo@{OCI_ATTESTATION_DIGEST}"
+    result = verify_sigstore_image(
+        evidence("cosign_oci-attestation.sigstore.json", reference=ref), cody, now=NOW
+    )
+    assert result.digest == OCI_ATTESTATION_DIGEST
+    assert result.signature.subject == "cody@soyland.com"
+    with expect("evidence.digest_mismatch", "dsse_envelope.payload.subject"):
+        verify_sigstore_image(
+            evidence(
+                "cosign_oci-attestation.sigstore.json",
+                reference=f"127.0.0.1:60943/repo@sha256:{'3' * 64}",
+            ),
+            cody,
+            now=NOW,
+        )
+
+
+# --- property tests: mutated evidence only ever gives EvidenceError ---------------
+
+SIGNED_FIELDS: list[tuple[str | int, ...]] = [
+    MSG_SIG,
+    ("messageSignature", "messageDigest", "digest"),
+    ("verificationMaterial", "certificate", "rawBytes"),
+    ("verificationMaterial", "tlogEntries", 0, "canonicalizedBody"),
+    ("verificationMaterial", "tlogEntries", 0, "inclusionProof", "rootHash"),
+    SET,
+]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    field=st.sampled_from(SIGNED_FIELDS),
+    bit=st.integers(min_value=0, max_value=8 * 4096),
+    truncate=st.booleans(),
+)
+def test_mutated_signed_bytes_never_verify(
+    field: tuple[str | int, ...], bit: int, truncate: bool
+) -> None:
+    bundle = load_bundle("bundle_v3.txt.sigstore")
+    original = base64.b64decode(_get(bundle, field))
+    if truncate:
+        mutated = original[: bit % len(original)]
+    else:
+        flipped = bytearray(original)
+        flipped[(bit // 8) % len(original)] ^= 1 << (bit % 8)
+        mutated = bytes(flipped)
+    assume(mutated != original)
+    tampered = _with(bundle, field, base64.b64encode(mutated).decode())
+    with pytest.raises(EvidenceError):
+        verify_sigstore_bundle(
+            SigstoreBundleEvidence(bundle=tampered),
+            trust("staging", WILLIAM),
+            now=NOW,
+            artifact=artifact("bundle_v3.txt"),
+        )
+
+
+def _json_values() -> st.SearchStrategy[Any]:
+    scalars = st.one_of(
+        st.none(), st.booleans(), st.integers(), st.text(max_size=20), st.floats(allow_nan=False)
+    )
+    return st.recursive(
+        scalars,
+        lambda children: (
+            st.lists(children, max_size=3)
+            | st.dictionaries(st.text(max_size=8), children, max_size=3)
+        ),
+        max_leaves=6,
+    )
+
+
+def _paths(node: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    paths = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            paths += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            paths += _paths(value, (*prefix, index))
+    return paths
+
+
+DSSE_PATHS = _paths(load_bundle("cosign_oci-attestation.sigstore.json"))
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=st.sampled_from(DSSE_PATHS), value=_json_values())
+def test_wrong_json_types_only_give_evidence_errors(
+    path: tuple[str | int, ...], value: Any
+) -> None:
+    bundle = load_bundle("cosign_oci-attestation.sigstore.json")
+    assume(_get(bundle, path) != value)
+    mutated = _with(bundle, path, value)
+    try:
+        ev = SigstoreBundleEvidence.parse({"bundle": mutated})
+        verify_sigstore_bundle(ev, trust("production", ("cody@soyland.com", GITHUB_OAUTH)), now=NOW)
+    except EvidenceError:
+        return
+    # A change the verifier may legitimately ignore (an unsigned hint); never a signed field.
+    assert path[:1] != ("dsseEnvelope",)
+    assert path[-1] not in ("rawBytes", "canonicalizedBody", "signedEntryTimestamp")
+
+
+BUNDLE_V3_TEXT = (ASSETS / "bundle_v3.txt.sigstore").read_bytes().rstrip()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.binary(max_size=2048), cut=st.integers(0, len(BUNDLE_V3_TEXT) - 1))
+def test_random_and_truncated_bundle_text_only_gives_evidence_errors(data: bytes, cut: int) -> None:
+    for candidate in (data, BUNDLE_V3_TEXT[:cut]):
+        try:
+            parsed = json.loads(candidate)
+        except (ValueError, RecursionError):
+            continue
+        with pytest.raises(EvidenceError):
+            _parse_and_verify(parsed)
+
+
+def _parse_and_verify(bundle: object) -> None:
+    ev = SigstoreBundleEvidence.parse({"bundle": bundle})
+    verify_sigstore_bundle(
+        ev, trust("staging", WILLIAM), now=NOW, artifact=artifact("bundle_v3.txt")
+    )
+
+
+# --- Fulcio extensions ----------------------------------------------------------------
+
+
+def _cert_with(*extensions: tuple[str, bytes]) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(datetime(2025, 1, 1, tzinfo=UTC))
+        .not_valid_after(datetime(2025, 1, 2, tzinfo=UTC))
+    )
+    for oid, value in extensions:
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False
+        )
+    return builder.sign(key, hashes.SHA256())
+
+
+def _utf8_der(text: str) -> bytes:
+    raw = text.encode()
+    return bytes([0x0C, len(raw)]) + raw
+
+
+def test_fulcio_extensions_read_both_encodings() -> None:
+    cert = _cert_with(
+        ("1.3.6.1.4.1.57264.1.8", _utf8_der("https://issuer.example")),
+        ("1.3.6.1.4.1.57264.1.5", b"org/repo"),
+        ("1.3.6.1.4.1.57264.1.12", _utf8_der("https://github.com/org/repo")),
+    )
+    ext = fulcio_extensions(cert)
+    assert ext.issuer == "https://issuer.example"
+    assert ext.github_workflow_repository == "org/repo"
+    assert ext.source_repository_uri == "https://github.com/org/repo"
+    assert ext.build_signer_uri is None
+
+
+@pytest.mark.parametrize(
+    "extensions",
+    [
+        (
+            ("1.3.6.1.4.1.57264.1.1", b"https://a.example"),
+            ("1.3.6.1.4.1.57264.1.8", _utf8_der("https://b.example")),
+        ),
+        (("1.3.6.1.4.1.57264.1.12", b"not DER"),),
+        (("1.3.6.1.4.1.57264.1.2", b"\xff\xfe"),),
+    ],
+)
+def test_malformed_fulcio_extensions(extensions: tuple[tuple[str, bytes], ...]) -> None:
+    with pytest.raises(ValueError, match="extension"):
+        fulcio_extensions(_cert_with(*extensions))
