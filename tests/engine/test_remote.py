@@ -1,0 +1,658 @@
+"""RemoteEvaluator over real loopback HTTP: against ``serve`` and against scripted servers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import math
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from attestpolicy.decision import Decision
+from attestpolicy.engine.local import LocalEvaluator
+from attestpolicy.engine.remote import RemoteConfigError, RemoteEvaluator
+from attestpolicy.errors import EvaluatorError
+from attestpolicy.policy import PolicySource
+from attestpolicy.server import BackgroundServer, create_app
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+DECISION_URL_PATH = "/v1/data/attestpolicy/v1/decision"
+
+# A small policy whose decision depends on input.mode: an allow, a deny, a value that is
+# not a decision, a regorus type error (startswith on a number) and, for any other mode,
+# no decision at all.
+TEST_POLICY = """\
+package attestpolicy.v1
+
+default ttl := 300
+
+ttl := data.attestpolicy.config.limits.default_ttl_seconds
+
+decision := {"allow": true, "ttl_seconds": ttl, "ttl_bound_by": "default"} if input.mode == "allow"
+
+decision := {
+    "allow": false,
+    "reasons": [{"code": "test.denied", "message": sprintf("denied %v", [input.who])}],
+} if input.mode == "deny"
+
+decision := "not a decision" if input.mode == "malformed"
+
+decision := startswith(input.number, "x") if input.mode == "type_error"
+"""
+
+
+def _evaluate(evaluator: RemoteEvaluator, policy_input: dict[str, Any]) -> Decision:
+    return evaluator.evaluate(policy_input, evaluated_at=NOW)
+
+
+def _only_reason(decision: Decision) -> tuple[str, str]:
+    assert decision.allow is False
+    assert decision.ttl_seconds == 0
+    assert len(decision.reasons) == 1
+    return decision.reasons[0].code, decision.reasons[0].message
+
+
+# --- the real server ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalEvaluator]:
+    policy_dir = tmp_path_factory.mktemp("remote-policy")
+    (policy_dir / "policy.rego").write_text(TEST_POLICY)
+    evaluator = LocalEvaluator(PolicySource.from_directory(policy_dir))
+    yield evaluator
+    # Drop this thread's engine here: regorus engines must be freed by their own thread,
+    # and the garbage collector may run on any thread.
+    evaluator.close()
+
+
+@pytest.fixture(scope="module")
+def served(local: LocalEvaluator) -> Iterator[BackgroundServer]:
+    with BackgroundServer(create_app(local)) as server:
+        yield server
+
+
+@pytest.fixture
+def remote(served: BackgroundServer) -> Iterator[RemoteEvaluator]:
+    evaluator = RemoteEvaluator(served.url)
+    yield evaluator
+    evaluator.close()
+
+
+@pytest.mark.parametrize(
+    "policy_input",
+    [{"mode": "allow"}, {"mode": "deny", "who": "spiffe://example.org/ns/a/sa/b"}],
+    ids=["allow", "deny"],
+)
+def test_round_trip_equals_local_decision(
+    remote: RemoteEvaluator, local: LocalEvaluator, policy_input: dict[str, Any]
+) -> None:
+    expected = local.evaluate(policy_input, evaluated_at=NOW)
+    got = _evaluate(remote, policy_input)
+    fields = {"allow", "ttl_seconds", "reasons", "ttl_bound_by", "valid_until", "evaluated_at"}
+    assert got.model_dump(include=fields) == expected.model_dump(include=fields)
+    assert got.allow is (policy_input["mode"] == "allow")
+    assert got.decision_id != expected.decision_id
+
+
+def test_policy_revision_names_server_and_served_revision(
+    remote: RemoteEvaluator, served: BackgroundServer, local: LocalEvaluator
+) -> None:
+    assert remote.revision == f"remote:{served.url}"
+    decision = _evaluate(remote, {"mode": "allow"})
+    assert decision.policy_revision == f"remote:{served.url};attestpolicy@{local.revision}"
+
+
+def test_decision_ids_are_unique_per_call(remote: RemoteEvaluator) -> None:
+    ids = {_evaluate(remote, {"mode": "allow"}).decision_id for _ in range(5)}
+    assert len(ids) == 5
+
+
+def test_undefined_decision_is_engine_undefined(remote: RemoteEvaluator) -> None:
+    code, message = _only_reason(_evaluate(remote, {"mode": "nothing-matches"}))
+    assert code == "engine.undefined"
+    assert "no result" in message
+
+
+def test_served_value_that_is_not_a_decision_is_engine_error(remote: RemoteEvaluator) -> None:
+    code, message = _only_reason(_evaluate(remote, {"mode": "malformed"}))
+    assert code == "engine.error"
+    assert "must be an object" in message
+
+
+def test_engine_failure_is_remote_error_with_the_servers_message(remote: RemoteEvaluator) -> None:
+    code, message = _only_reason(_evaluate(remote, {"mode": "type_error", "number": 7}))
+    assert code == "remote.error"
+    assert message.startswith("HTTP 500 from OPA: internal_error: error(s) occurred")
+    assert "startswith" in message
+
+
+def test_concurrent_threads_each_get_correct_decisions(remote: RemoteEvaluator) -> None:
+    results: list[tuple[str, bool]] = []
+    lock = threading.Lock()
+
+    def work(mode: str) -> None:
+        for _ in range(20):
+            decision = _evaluate(remote, {"mode": mode, "who": mode})
+            with lock:
+                results.append((mode, decision.allow))
+
+    threads = [threading.Thread(target=work, args=(m,)) for m in ("allow", "deny") * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 80
+    assert all(allow is (mode == "allow") for mode, allow in results)
+
+
+def test_input_that_cannot_be_encoded_is_a_deny_not_an_exception(
+    remote: RemoteEvaluator,
+) -> None:
+    for bad in ({"mode": "allow", "when": NOW}, {"mode": "allow", "x": math.nan}):
+        code, message = _only_reason(_evaluate(remote, bad))
+        assert code == "remote.error"
+        assert "request to OPA" in message
+
+
+def test_closed_evaluator_denies(served: BackgroundServer) -> None:
+    evaluator = RemoteEvaluator(served.url)
+    assert _evaluate(evaluator, {"mode": "allow"}).allow is True
+    evaluator.close()
+    code, message = _only_reason(_evaluate(evaluator, {"mode": "allow"}))
+    assert code == "remote.error"
+    assert "closed" in message
+
+
+# --- transport failures -----------------------------------------------------------
+
+
+def test_server_down_is_remote_error_naming_the_connection() -> None:
+    # A bound socket that does not listen: connecting to it is refused, and no other
+    # process can take the port while the test runs.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        for retries in (0, 2):
+            decision = _evaluate(RemoteEvaluator(url, retries=retries), {"mode": "allow"})
+            code, message = _only_reason(decision)
+            assert code == "remote.error"
+            assert message == f"connection to OPA at {url} failed: Connection refused"
+            assert decision.policy_revision == f"remote:{url}"
+
+
+@dataclass
+class Exchange:
+    """One request a scripted server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Script:
+    """What a scripted server answers to every request."""
+
+    status: int = 200
+    body: bytes = b"{}"
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+    hold: bool = False  # wait (bounded) for the test to finish before answering
+    drop: bool = False  # close the connection without answering
+
+
+class ScriptedServer:
+    """A loopback HTTP(S) server that answers every request as scripted and records it."""
+
+    def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
+        self.script = script
+        self.exchanges: list[Exchange] = []
+        self.release = threading.Event()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                server.exchanges.append(
+                    Exchange(self.command, self.path, dict(self.headers.items()), body)
+                )
+                if script.drop:
+                    self.close_connection = True
+                    return
+                if script.hold:
+                    server.release.wait(timeout=10)
+                self.send_response(script.status)
+                self.send_header("Content-Type", script.content_type)
+                self.send_header("Content-Length", str(len(script.body)))
+                for name, value in script.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(script.body)
+
+            do_GET = do_POST = _answer
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedServer]]:
+    servers: list[ScriptedServer] = []
+
+    def start(tls: ssl.SSLContext | None = None, **script: Any) -> ScriptedServer:
+        server = ScriptedServer(Script(**script), tls)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _json(document: object) -> bytes:
+    return json.dumps(document).encode()
+
+
+def test_slow_server_is_a_read_timeout(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(hold=True)
+    evaluator = RemoteEvaluator(f"http://127.0.0.1:{server.port}", read_timeout=0.2)
+    code, message = _only_reason(_evaluate(evaluator, {"mode": "allow"}))
+    assert code == "remote.error"
+    assert message.startswith("read timeout:")
+    assert "within 0.2s" in message
+
+
+def test_http_500_carries_opas_code_and_message(scripted: Callable[..., ScriptedServer]) -> None:
+    body = {
+        "code": "internal_error",
+        "message": "error(s) occurred while evaluating query",
+        "errors": [{"code": "eval_conflict_error", "message": "complete rules must not produce"}],
+    }
+    server = scripted(status=500, body=_json(body))
+    code, message = _only_reason(
+        _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
+    )
+    assert code == "remote.error"
+    assert message == (
+        "HTTP 500 from OPA: internal_error: error(s) occurred while evaluating query: "
+        "complete rules must not produce"
+    )
+    assert len(server.exchanges) == 1  # a 500 on a POST is not retried
+
+
+def test_http_401_from_opa_authentication(scripted: Callable[..., ScriptedServer]) -> None:
+    body = {"code": "unauthorized", "message": "request rejected by administrative policy"}
+    server = scripted(status=401, body=_json(body))
+    code, message = _only_reason(
+        _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
+    )
+    assert code == "remote.error"
+    assert message == ("HTTP 401 from OPA: unauthorized: request rejected by administrative policy")
+
+
+def test_http_error_without_an_opa_body(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(status=502, body=b"<html>bad gateway</html>", content_type="text/html")
+    code, message = _only_reason(
+        _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
+    )
+    assert code == "remote.error"
+    assert message.startswith("HTTP 502 from OPA: Bad Gateway")
+
+
+@pytest.mark.parametrize("body", [b"not json at all", b'{"result": ', b""])
+def test_body_that_is_not_json_is_remote_error(
+    scripted: Callable[..., ScriptedServer], body: bytes
+) -> None:
+    server = scripted(body=body)
+    code, message = _only_reason(
+        _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
+    )
+    assert code == "remote.error"
+    assert message.startswith("invalid JSON in the response from OPA")
+
+
+def test_json_that_is_not_an_object_is_remote_error(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted(body=b'[{"result": {"allow": true}}]')
+    code, message = _only_reason(
+        _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
+    )
+    assert code == "remote.error"
+    assert "not an object (list)" in message
+
+
+def test_missing_result_is_undefined_and_decision_id_stays_ours(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted(body=_json({"decision_id": "opa-decision-1"}))
+    decision = _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
+    assert _only_reason(decision)[0] == "engine.undefined"
+    assert decision.decision_id != "opa-decision-1"
+
+
+@pytest.mark.parametrize(
+    "result",
+    [
+        None,
+        "allow",
+        True,
+        {"allow": "true", "ttl_seconds": 60, "ttl_bound_by": "default"},
+        {"allow": True, "ttl_seconds": 0, "ttl_bound_by": "default"},
+        {"allow": True, "ttl_seconds": 60},
+        {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "x", "reasons": [{"code": "a"}]},
+    ],
+)
+def test_malformed_results_are_engine_error(
+    scripted: Callable[..., ScriptedServer], result: object
+) -> None:
+    server = scripted(body=_json({"result": result}))
+    code, _ = _only_reason(
+        _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
+    )
+    assert code == "engine.error"
+
+
+def test_request_shape_token_and_path_prefix(scripted: Callable[..., ScriptedServer]) -> None:
+    allow = {"allow": True, "ttl_seconds": 90, "ttl_bound_by": "audience"}
+    provenance = {"version": "1.4.2", "bundles": {"authz": {"revision": "r42"}}}
+    server = scripted(body=_json({"result": allow, "provenance": provenance}))
+    url = f"http://127.0.0.1:{server.port}/opa/"
+    evaluator = RemoteEvaluator(url, token="s3cret-token")
+    decision = _evaluate(evaluator, {"mode": "allow", "n": [1, 2]})
+    assert decision.allow is True
+    assert decision.ttl_seconds == 90
+    assert decision.ttl_bound_by == "audience"
+    assert decision.policy_revision == f"remote:http://127.0.0.1:{server.port}/opa;authz@r42"
+    (exchange,) = server.exchanges
+    assert exchange.method == "POST"
+    assert exchange.path == "/opa/v1/data/attestpolicy/v1/decision?provenance=true"
+    assert exchange.headers["Authorization"] == "Bearer s3cret-token"
+    assert json.loads(exchange.body) == {"input": {"mode": "allow", "n": [1, 2]}}
+
+
+@pytest.mark.parametrize("provenance", ["garbage", {"bundles": ["x"]}, {"bundles": {"b": 1}}])
+def test_malformed_provenance_is_ignored(
+    scripted: Callable[..., ScriptedServer], provenance: object
+) -> None:
+    allow = {"allow": True, "ttl_seconds": 90, "ttl_bound_by": "audience"}
+    server = scripted(body=_json({"result": allow, "provenance": provenance}))
+    decision = _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
+    assert decision.allow is True
+    assert decision.policy_revision == f"remote:http://127.0.0.1:{server.port}"
+
+
+def test_redirects_are_not_followed(scripted: Callable[..., ScriptedServer]) -> None:
+    target = scripted(body=_json({"result": {"allow": True, "ttl_seconds": 60}}))
+    redirector = scripted(
+        status=307,
+        body=b"",
+        headers={"Location": f"http://127.0.0.1:{target.port}{DECISION_URL_PATH}"},
+    )
+    evaluator = RemoteEvaluator(f"http://127.0.0.1:{redirector.port}", token="t")
+    code, message = _only_reason(_evaluate(evaluator, {"mode": "allow"}))
+    assert code == "remote.error"
+    assert "redirect (HTTP 307)" in message
+    assert target.exchanges == []
+
+
+def test_a_sent_request_is_never_replayed(scripted: Callable[..., ScriptedServer]) -> None:
+    server = scripted(drop=True)
+    evaluator = RemoteEvaluator(f"http://127.0.0.1:{server.port}", retries=3)
+    code, message = _only_reason(_evaluate(evaluator, {"mode": "allow"}))
+    assert code == "remote.error"
+    assert message.startswith(f"connection to OPA at http://127.0.0.1:{server.port} failed")
+    assert len(server.exchanges) == 1
+
+
+# --- TLS with a private CA ----------------------------------------------------------
+
+
+@dataclass
+class Pki:
+    ca_pem: Path
+    server_context: ssl.SSLContext
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    directory = tmp_path_factory.mktemp("pki")
+    now = datetime.now(UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "attestpolicy test CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "opa.test")]))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_pem = directory / "ca.pem"
+    ca_pem.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    chain = directory / "server.pem"
+    chain.write_bytes(
+        leaf_cert.public_bytes(serialization.Encoding.PEM)
+        + leaf_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(chain)
+    return Pki(ca_pem=ca_pem, server_context=context)
+
+
+def test_https_with_private_ca_bundle(scripted: Callable[..., ScriptedServer], pki: Pki) -> None:
+    allow = {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}
+    server = scripted(tls=pki.server_context, body=_json({"result": allow}))
+    evaluator = RemoteEvaluator(
+        f"https://127.0.0.1:{server.port}", ca_bundle=pki.ca_pem, token="tls-token"
+    )
+    decision = _evaluate(evaluator, {"mode": "allow"})
+    assert decision.allow is True
+    assert server.exchanges[0].headers["Authorization"] == "Bearer tls-token"
+
+
+def test_https_without_the_ca_is_a_tls_error(
+    scripted: Callable[..., ScriptedServer], pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ambient CA bundle in the environment must not be trusted implicitly.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca_pem))
+    allow = {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}
+    server = scripted(tls=pki.server_context, body=_json({"result": allow}))
+    code, message = _only_reason(
+        _evaluate(RemoteEvaluator(f"https://127.0.0.1:{server.port}"), {"mode": "allow"})
+    )
+    assert code == "remote.error"
+    assert message.startswith(f"TLS error talking to OPA at https://127.0.0.1:{server.port}")
+    assert server.exchanges == []
+
+
+# --- construction ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "   ",
+        "127.0.0.1:8181",
+        "opa:8181",
+        "ftp://127.0.0.1:8181",
+        "unix:///run/opa.sock",
+        "http://",
+        "http://:8181",
+        "http://user:pass@127.0.0.1:8181",
+        "http://127.0.0.1:8181/?pretty=true",
+        "http://127.0.0.1:8181/#frag",
+        "http://127.0.0.1:99999",
+        "http://127.0.0.1:port",
+        "http://127.0.0.1:8181/v1/data/attestpolicy/v1/decision",
+        "http://127.0.0.1:8181/v1",
+    ],
+)
+def test_unusable_urls_are_rejected(url: str) -> None:
+    with pytest.raises(RemoteConfigError) as info:
+        RemoteEvaluator(url)
+    assert isinstance(info.value, EvaluatorError)
+    assert info.value.code == "remote.invalid_config"
+
+
+@pytest.mark.parametrize(
+    ("url", "normalized"),
+    [
+        ("HTTP://LocalHost:8181/", "http://localhost:8181"),
+        ("http://127.0.0.1:8181", "http://127.0.0.1:8181"),
+        ("https://opa.example.internal", "https://opa.example.internal:443"),
+        ("http://[::1]:8181", "http://[::1]:8181"),
+        ("http://127.0.0.1:8181/opa/", "http://127.0.0.1:8181/opa"),
+    ],
+)
+def test_urls_are_normalized(url: str, normalized: str) -> None:
+    evaluator = RemoteEvaluator(url)
+    assert evaluator.url == normalized
+    assert evaluator.revision == f"remote:{normalized}"
+
+
+@pytest.mark.parametrize(
+    ("url", "options", "fragment"),
+    [
+        ("http://127.0.0.1:1", {"connect_timeout": 0}, "connect_timeout"),
+        ("http://127.0.0.1:1", {"read_timeout": -1.0}, "read_timeout"),
+        ("http://127.0.0.1:1", {"read_timeout": math.inf}, "read_timeout"),
+        ("http://127.0.0.1:1", {"read_timeout": math.nan}, "read_timeout"),
+        ("http://127.0.0.1:1", {"connect_timeout": True}, "connect_timeout"),
+        ("http://127.0.0.1:1", {"connect_timeout": "1"}, "connect_timeout"),
+        ("http://127.0.0.1:1", {"retries": -1}, "retries"),
+        ("http://127.0.0.1:1", {"retries": 11}, "retries"),
+        ("http://127.0.0.1:1", {"retries": True}, "retries"),
+        ("http://127.0.0.1:1", {"token": ""}, "token"),
+        ("http://127.0.0.1:1", {"token": "a\r\nX-Injected: 1"}, "token"),
+        ("http://opa.example.internal:8181", {"token": "t"}, "clear text"),
+        ("http://127.0.0.1:1", {"ca_bundle": "ca.pem"}, "https"),
+        ("https://127.0.0.1:1", {"ca_bundle": "/nonexistent/ca.pem"}, "not found"),
+    ],
+)
+def test_unusable_options_are_rejected(url: str, options: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(RemoteConfigError, match=fragment):
+        RemoteEvaluator(url, **options)
+
+
+def test_token_over_loopback_http_is_allowed() -> None:
+    for url in ("http://127.0.0.1:8181", "http://localhost:8181", "http://[::1]:8181"):
+        assert RemoteEvaluator(url, token="t").url.startswith("http://")
+
+
+# --- the shipped policy, end to end ----------------------------------------------
+
+
+def test_shipped_policy_decides_the_same_remotely() -> None:
+    from attestpolicy.claims import ClaimSet
+    from attestpolicy.config import load_config
+
+    examples = Path(__file__).resolve().parents[2] / "attestpolicy" / "examples"
+    claim_files = sorted((examples / "claims").glob("*.json"))
+    if not (examples / "config.json").is_file() or not claim_files:
+        pytest.skip("the shipped example configuration and claims are not present")
+    local = LocalEvaluator(PolicySource.from_directory(), load_config(examples / "config.json"))
+    fields = {"allow", "ttl_seconds", "reasons", "ttl_bound_by", "valid_until"}
+    try:
+        with BackgroundServer(create_app(local)) as server:
+            remote = RemoteEvaluator(server.url)
+            for path in claim_files:
+                claims = ClaimSet.parse(path.read_bytes())
+                policy_input = claims.with_now(claims.now or NOW).to_input()
+                expected = local.evaluate(policy_input, evaluated_at=NOW)
+                got = remote.evaluate(policy_input, evaluated_at=NOW)
+                if expected.reason_codes == ("engine.error",):
+                    # An engine failure travels as HTTP 500: a remote.error deny.
+                    code, message = _only_reason(got)
+                    assert (code, message.split(": ")[0]) == ("remote.error", "HTTP 500 from OPA")
+                else:
+                    assert got.model_dump(include=fields) == expected.model_dump(include=fields)
+            remote.close()
+    finally:
+        local.close()
