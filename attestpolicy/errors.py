@@ -47,6 +47,15 @@ class EvidenceError(AttestPolicyError):
     def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
         super().__init__(f"{field}: {message}" if field else message, code=code)
         self.field = field
+        self.detail = message
+
+    def within(self, section: str) -> EvidenceError:
+        """The same error with ``field`` prefixed by the enclosing ``section``."""
+        field = f"{section}.{self.field}" if self.field and self.field != "(section)" else section
+        try:
+            return type(self)(self.detail, field=field, code=self.code)
+        except TypeError:  # a subclass with its own constructor
+            return EvidenceError(self.detail, field=field, code=self.code)
 
 
 class ClaimsError(EvidenceError):

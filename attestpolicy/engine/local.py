@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,13 +41,29 @@ def _is_engine_failure(exc: BaseException) -> bool:
     return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _LoadedState:
     """One immutable (policy, configuration) snapshot."""
 
     source: PolicySource
     data: Mapping[str, Any]
     revision: str
+
+
+# Engines live in a module-level thread-local registry, never inside an evaluator:
+# a regorus Engine must also be *dropped* on its own thread, and an evaluator can be
+# garbage-collected anywhere. Each thread frees the engines of dead snapshots itself,
+# the next time it looks one up.
+_THREAD_ENGINES = threading.local()
+
+
+def _thread_engines() -> dict[int, tuple[weakref.ref[_LoadedState], Any]]:
+    engines: dict[int, tuple[weakref.ref[_LoadedState], Any]] | None = getattr(
+        _THREAD_ENGINES, "engines", None
+    )
+    if engines is None:
+        engines = _THREAD_ENGINES.engines = {}
+    return engines
 
 
 def data_path_query(path: str) -> str:
@@ -59,7 +76,6 @@ class LocalEvaluator:
     """Evaluate the policy in-process with regorus (thread-safe, fail-closed)."""
 
     def __init__(self, source: PolicySource, config: Mapping[str, Any] | None = None) -> None:
-        self._local = threading.local()
         self._state = self._load(source, config)
         # Build (and so compile-check) one engine now: a broken policy fails here,
         # at start-up, instead of as a deny on every request.
@@ -118,11 +134,16 @@ class LocalEvaluator:
         return engine
 
     def _engine_for(self, state: _LoadedState) -> Any:
-        local = self._local
-        if getattr(local, "state", None) is not state:
-            local.engine = self._build_engine(state)
-            local.state = state
-        return local.engine
+        engines = _thread_engines()
+        entry = engines.get(id(state))
+        if entry is not None and entry[0]() is state:
+            return entry[1]
+        for key, (ref, _) in list(engines.items()):
+            if ref() is None:  # snapshot gone: free its engine here, on its own thread
+                del engines[key]
+        engine = self._build_engine(state)
+        engines[id(state)] = (weakref.ref(state), engine)
+        return engine
 
     def evaluate(self, policy_input: dict[str, Any], *, evaluated_at: datetime) -> Decision:
         """Decide with the current snapshot; any engine failure is an ``engine.error`` deny."""
@@ -164,5 +185,5 @@ class LocalEvaluator:
         return True, rows[0]["expressions"][0]["value"]
 
     def close(self) -> None:
-        """Drop this thread's engine (other threads' engines go with their threads)."""
-        self._local.__dict__.clear()
+        """Drop this thread's engine (other threads free theirs on their next lookup)."""
+        _thread_engines().pop(id(self._state), None)

@@ -1,0 +1,361 @@
+"""X.509 helpers for the node-evidence verifiers: loading, key fingerprints, chains.
+
+``verify_chain`` uses ``cryptography``'s RFC 5280 path validator against the given roots
+only (no system store, no network, no revocation fetching). The CA profile is the Web PKI
+one without the EKU rule (TPM and Intel CAs carry their own EKUs or none); the leaf
+profile is checked here: not a CA, and ``digitalSignature`` when a key usage is present.
+
+``verify_pinned_chain`` is for AMD's short, fixed chains (VCEK -> ASK -> ARK), which that
+validator refuses: their RSA-PSS parameters carry explicit NULLs and VCEKs have serial
+number 0 (cryptography 50 warns it will stop loading them). They are parsed with
+``asn1crypto`` and every link is checked here: names, signature (RSA-PSS with the
+encoded parameters, PKCS#1 v1.5 or ECDSA; SHA-256/384/512), CA flag and keyCertSign on
+issuers, no unknown critical extension, and validity at ``now``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Sequence
+from datetime import datetime
+from functools import lru_cache
+from typing import Any, TypeAlias
+
+from asn1crypto import pem as asn1_pem
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+    VerificationError,
+)
+
+from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._tpm_common import EXPIRED, MALFORMED, UNSUPPORTED, UNTRUSTED, fail
+
+__all__ = [
+    "Asn1Certificate",
+    "asn1_certificate",
+    "certificate_from_der",
+    "certificate_from_pem",
+    "certificates_from_pem_bundle",
+    "checked_asn1_pem",
+    "checked_certificate_pem",
+    "checked_public_key_pem",
+    "fingerprint",
+    "public_key_from_pem",
+    "spki_der",
+    "verify_chain",
+    "verify_pinned_chain",
+]
+
+_MAX_BUNDLE_CERTS = 16
+_MAX_PINNED_DEPTH = 2  # intermediates between a leaf and a pinned root
+_MAX_POOL = 16  # candidate intermediates, and candidate roots
+_KNOWN_CRITICAL = frozenset({"basic_constraints", "key_usage", "extended_key_usage"})
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+
+Asn1Certificate: TypeAlias = Any
+"""An ``asn1crypto.x509.Certificate`` (asn1crypto ships no type information)."""
+
+
+def _quiet_load_pem(pem: bytes) -> x509.Certificate:
+    # AMD VCEK/ASK/ARK certificates have a zero serial number, which cryptography
+    # reports with a deprecation warning on load; the chain checks stay strict.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return x509.load_pem_x509_certificate(pem)
+
+
+@lru_cache(maxsize=256)
+def _cached_pem(pem: str) -> x509.Certificate:
+    return _quiet_load_pem(pem.encode("ascii"))
+
+
+def certificate_from_pem(pem: str, field: str) -> x509.Certificate:
+    """Load one PEM certificate; raise ``evidence.malformed`` for anything else."""
+    try:
+        return _cached_pem(pem)
+    except (ValueError, UnicodeEncodeError) as exc:
+        fail(MALFORMED, field, f"not a PEM certificate: {exc}")
+
+
+def certificate_from_der(der: bytes, field: str) -> x509.Certificate:
+    """Load one DER certificate; raise ``evidence.malformed`` for anything else."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        fail(MALFORMED, field, f"not a DER certificate: {exc}")
+
+
+def certificates_from_pem_bundle(pem: bytes, field: str) -> list[x509.Certificate]:
+    """Load a concatenation of PEM certificates (at most 16)."""
+    if pem.count(b"-----BEGIN") > _MAX_BUNDLE_CERTS:
+        fail(MALFORMED, field, f"over {_MAX_BUNDLE_CERTS} certificates")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            certs = x509.load_pem_x509_certificates(pem)
+    except ValueError as exc:
+        fail(MALFORMED, field, f"not PEM certificates: {exc}")
+    return certs
+
+
+def public_key_from_pem(pem: str, field: str) -> PublicKeyTypes:
+    """Load a PEM SubjectPublicKeyInfo public key."""
+    try:
+        return serialization.load_pem_public_key(pem.encode("ascii"))
+    except (ValueError, UnicodeEncodeError, TypeError) as exc:
+        fail(MALFORMED, field, f"not a PEM public key: {exc}")
+    except UnsupportedAlgorithm as exc:
+        fail(UNSUPPORTED, field, f"unsupported public key algorithm: {exc}")
+
+
+def checked_certificate_pem(pem: str) -> str:
+    """Pydantic validator: ``pem`` must load as a certificate (raises ``ValueError``)."""
+    try:
+        certificate_from_pem(pem, "certificate")
+    except EvidenceError as exc:
+        raise ValueError(exc.message) from None
+    return pem
+
+
+def checked_public_key_pem(pem: str) -> str:
+    """Pydantic validator: ``pem`` must load as a public key (raises ``ValueError``)."""
+    try:
+        public_key_from_pem(pem, "public key")
+    except EvidenceError as exc:
+        raise ValueError(exc.message) from None
+    return pem
+
+
+def checked_asn1_pem(pem: str) -> str:
+    """Pydantic validator: ``pem`` must parse with asn1crypto (raises ``ValueError``)."""
+    try:
+        asn1_certificate(pem, "certificate")
+    except EvidenceError as exc:
+        raise ValueError(exc.message) from None
+    return pem
+
+
+def spki_der(key: PublicKeyTypes) -> bytes:
+    """The DER SubjectPublicKeyInfo of ``key``."""
+    return key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def fingerprint(key: PublicKeyTypes) -> str:
+    """``sha256:<hex>`` of the key's DER SubjectPublicKeyInfo."""
+    return "sha256:" + hashlib.sha256(spki_der(key)).hexdigest()
+
+
+def _ca_policy() -> ExtensionPolicy:
+    return ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None
+    )
+
+
+def _build(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    when: datetime,
+) -> list[x509.Certificate]:
+    verifier = (
+        PolicyBuilder()
+        .store(Store(list(roots)))
+        .time(when)
+        .extension_policies(ca_policy=_ca_policy(), ee_policy=ExtensionPolicy.permit_all())
+        .build_client_verifier()
+    )
+    return verifier.verify(leaf, list(intermediates)).chain
+
+
+def verify_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    *,
+    now: datetime,
+    field: str,
+) -> list[x509.Certificate]:
+    """Validate ``leaf`` up to one of ``roots`` at ``now``; return the chain, leaf first.
+
+    Raises ``evidence.expired`` when the chain only fails because ``now`` is outside a
+    certificate's validity window, ``evidence.untrusted`` for every other failure.
+    """
+    if not roots:
+        fail(UNTRUSTED, field, "no trusted root certificates are configured")
+    _check_leaf(leaf, field)
+    try:
+        return _build(leaf, intermediates, roots, now)
+    except VerificationError as exc:
+        reason = str(exc)
+    except ValueError as exc:
+        fail(MALFORMED, field, f"certificate chain cannot be processed: {exc}")
+    for when in (leaf.not_valid_before_utc, leaf.not_valid_after_utc):
+        try:
+            _build(leaf, intermediates, roots, when)
+        except (VerificationError, ValueError):
+            continue
+        fail(EXPIRED, field, f"a certificate of the chain is not valid at {now.isoformat()}")
+    fail(UNTRUSTED, field, f"certificate chain does not build to a trusted root: {reason}")
+
+
+def _check_leaf(leaf: x509.Certificate, field: str) -> None:
+    try:
+        constraints = leaf.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        constraints = None
+    except ValueError as exc:
+        fail(MALFORMED, field, f"leaf certificate extensions are invalid: {exc}")
+    if constraints is not None and constraints.ca:
+        fail(UNTRUSTED, field, "leaf certificate is a CA certificate")
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return
+    if not usage.digital_signature:
+        fail(UNTRUSTED, field, "leaf certificate key usage does not allow digitalSignature")
+
+
+# --- pinned, fixed-depth chains parsed with asn1crypto (AMD) -------------------------------
+
+
+def asn1_certificate(data: bytes | str, field: str) -> Asn1Certificate:
+    """Parse one certificate (DER bytes or PEM text) with ``asn1crypto``, fully and strictly.
+
+    Parsed certificates are cached by their encoding and must be treated as read-only.
+    """
+    try:
+        return _cached_asn1(data)
+    except (ValueError, TypeError, KeyError, OverflowError, UnicodeError) as exc:
+        fail(MALFORMED, field, f"not an X.509 certificate: {exc}")
+
+
+@lru_cache(maxsize=128)
+def _cached_asn1(data: bytes | str) -> Asn1Certificate:
+    if isinstance(data, str):
+        kind, _, der = asn1_pem.unarmor(data.encode("ascii"))
+        if kind != "CERTIFICATE":
+            raise ValueError(f"PEM block is {kind!r}, not CERTIFICATE")
+    else:
+        der = data
+    certificate = asn1_x509.Certificate.load(der, strict=True)
+    certificate.native  # noqa: B018 - forces the lazy parser over every field now
+    return certificate
+
+
+def verify_pinned_chain(
+    leaf: Asn1Certificate,
+    intermediates: Sequence[Asn1Certificate],
+    roots: Sequence[Asn1Certificate],
+    *,
+    now: datetime,
+    field: str,
+) -> list[Asn1Certificate]:
+    """Find and check a path leaf -> (at most 2 intermediates) -> one of ``roots``.
+
+    Raises ``evidence.untrusted`` when no path reaches a root, ``evidence.expired`` when a
+    certificate of the path is outside its validity window at ``now``.
+    """
+    if len(intermediates) > _MAX_POOL or len(roots) > _MAX_POOL:
+        fail(MALFORMED, field, "too many candidate certificates")
+    path = _find_path(leaf, intermediates, roots, field, depth=0)
+    if path is None:
+        fail(UNTRUSTED, field, "certificate chain does not build to a trusted root")
+    for position, certificate in enumerate(path):
+        critical = set(certificate.critical_extensions) - _KNOWN_CRITICAL
+        if critical:
+            fail(UNTRUSTED, field, f"unknown critical extension(s) {sorted(critical)}")
+        constraints = certificate.basic_constraints_value
+        is_ca = bool(constraints and constraints["ca"].native)
+        if position == 0:
+            if is_ca:
+                fail(UNTRUSTED, field, "leaf certificate is a CA certificate")
+            continue
+        usage = certificate.key_usage_value
+        if not is_ca or (usage is not None and "key_cert_sign" not in usage.native):
+            fail(UNTRUSTED, field, "an issuer in the chain is not a certificate authority")
+        limit = constraints["path_len_constraint"].native
+        if limit is not None and position - 1 > limit:
+            fail(UNTRUSTED, field, "an issuer's path length constraint is exceeded")
+    for certificate in path:
+        validity = certificate["tbs_certificate"]["validity"]
+        if not validity["not_before"].native <= now <= validity["not_after"].native:
+            fail(EXPIRED, field, f"a certificate of the chain is not valid at {now.isoformat()}")
+    return path
+
+
+def _find_path(
+    certificate: Asn1Certificate,
+    intermediates: Sequence[Asn1Certificate],
+    roots: Sequence[Asn1Certificate],
+    field: str,
+    depth: int,
+) -> list[Asn1Certificate] | None:
+    for root in roots:
+        if certificate.issuer == root.subject and _signed_by(certificate, root, field):
+            return [certificate, root]
+    if depth >= _MAX_PINNED_DEPTH:
+        return None
+    for issuer in intermediates:
+        if issuer is certificate or certificate.issuer != issuer.subject:
+            continue
+        if _signed_by(certificate, issuer, field):
+            rest = _find_path(issuer, intermediates, roots, field, depth + 1)
+            if rest is not None:
+                return [certificate, *rest]
+    return None
+
+
+def _signed_by(certificate: Asn1Certificate, issuer: Asn1Certificate, field: str) -> bool:
+    """Whether ``issuer``'s key verifies ``certificate``'s signature over its TBS bytes."""
+    try:
+        key = serialization.load_der_public_key(issuer.public_key.dump())
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        fail(UNSUPPORTED, field, f"issuer key cannot be used: {exc}")
+    algorithm = certificate["signature_algorithm"]
+    signature = certificate["signature_value"].native
+    tbs = certificate["tbs_certificate"].dump()
+    kind = algorithm.signature_algo
+    try:
+        if kind == "rsassa_pss" and isinstance(key, rsa.RSAPublicKey):
+            params = algorithm["parameters"]
+            digest = params["hash_algorithm"]["algorithm"].native
+            mgf = params["mask_gen_algorithm"]
+            if mgf["algorithm"].native != "mgf1" or mgf["parameters"]["algorithm"].native != digest:
+                fail(UNSUPPORTED, field, "RSA-PSS with a mask generation other than MGF1(hash)")
+            chosen = _hash(digest, field)
+            pss = padding.PSS(mgf=padding.MGF1(chosen), salt_length=params["salt_length"].native)
+            key.verify(signature, tbs, pss, chosen)
+        elif kind == "rsassa_pkcs1v15" and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, tbs, padding.PKCS1v15(), _hash(algorithm.hash_algo, field))
+        elif kind == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, tbs, ec.ECDSA(_hash(algorithm.hash_algo, field)))
+        else:
+            return False
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def _hash(name: str, field: str) -> hashes.HashAlgorithm:
+    factory = _HASHES.get(name)
+    if factory is None:
+        fail(UNSUPPORTED, field, f"certificate signature hash {name!r} is not supported")
+    return factory()
