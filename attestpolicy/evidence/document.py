@@ -1,0 +1,283 @@
+"""The evidence document and the trust configuration formats.
+
+An *evidence document* (JSON, one file) gathers one workload's raw evidence and its
+request; a *trust configuration* (JSON or YAML) holds the trust anchors those
+verifiers check against. Both are versioned (``"version": 1``), reject unknown
+fields, and delegate each section to the verifier module that owns its format.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Final, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from attestpolicy.claims import Request, Text
+from attestpolicy.errors import ConfigError, EvidenceError
+from attestpolicy.evidence.aws_iid import AwsIidEvidence, AwsIidTrust
+from attestpolicy.evidence.cosign import CosignEvidence, CosignTrust
+from attestpolicy.evidence.jwt_tokens import GceIitEvidence, GceIitTrust, PsatEvidence, PsatTrust
+from attestpolicy.evidence.provenance import ProvenanceEvidence, ProvenanceTrust
+from attestpolicy.evidence.sev_snp import AzSnpVtpmEvidence, SevSnpEvidence, SevSnpTrust
+from attestpolicy.evidence.sigstore_bundle import SigstoreBundleEvidence, SigstoreTrust
+from attestpolicy.evidence.spiffe import (
+    JwtSvidEvidence,
+    JwtSvidTrust,
+    X509SvidEvidence,
+    X509SvidTrust,
+)
+from attestpolicy.evidence.tdx import TdxEvidence, TdxTrust
+from attestpolicy.evidence.tpm import TpmEvidence, TpmTrust
+from attestpolicy.evidence.workload_attestor import (
+    WorkloadAttestorEvidence,
+    WorkloadAttestorTrust,
+)
+
+__all__ = [
+    "MAX_EVIDENCE_BYTES",
+    "MAX_TRUST_BYTES",
+    "NODE_KINDS",
+    "EvidenceDocument",
+    "TrustConfig",
+    "load_evidence_document",
+    "load_trust_config",
+]
+
+MAX_EVIDENCE_BYTES: Final = 8 * 1024 * 1024
+MAX_TRUST_BYTES: Final = 8 * 1024 * 1024
+_MAX_SIGNATURES: Final = 32
+
+NODE_KINDS: Final = ("tpm", "aws_iid", "gcp_iit", "k8s_psat", "sev_snp", "az_snp_vtpm", "tdx")
+"""Evidence kinds accepted under ``node`` (exactly one per document)."""
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- evidence document ---------------------------------------------------------
+
+
+class ImageSection(_Model):
+    """The image reference and its signatures (cosign signature files, Sigstore bundles).
+
+    Entries leave out ``reference``: the section's reference applies to each.
+    """
+
+    reference: Text
+    cosign: tuple[CosignEvidence, ...] = Field(default=(), max_length=_MAX_SIGNATURES)
+    sigstore: tuple[SigstoreBundleEvidence, ...] = Field(default=(), max_length=_MAX_SIGNATURES)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_reference(cls, data: Any) -> Any:
+        """Give every signature entry the section's reference (entries must not differ)."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("reference"), str):
+            return data
+        reference = data["reference"]
+        result = dict(data)
+        for name in ("cosign", "sigstore"):
+            entries = data.get(name)
+            if not isinstance(entries, list | tuple):
+                continue
+            patched = []
+            for entry in entries:
+                if isinstance(entry, Mapping):
+                    if entry.get("reference", reference) != reference:
+                        raise ValueError(f"{name} entry names another reference than the image")
+                    entry = {**entry, "reference": reference}
+                patched.append(entry)
+            result[name] = patched
+        return result
+
+
+class NodeSection(_Model):
+    """Exactly one kind of node evidence."""
+
+    tpm: TpmEvidence | None = None
+    aws_iid: AwsIidEvidence | None = None
+    gcp_iit: GceIitEvidence | None = None
+    k8s_psat: PsatEvidence | None = None
+    sev_snp: SevSnpEvidence | None = None
+    az_snp_vtpm: AzSnpVtpmEvidence | None = None
+    tdx: TdxEvidence | None = None
+
+    @property
+    def kind(self) -> str:
+        """The one kind present."""
+        present = [kind for kind in NODE_KINDS if getattr(self, kind) is not None]
+        if len(present) != 1:
+            raise EvidenceError(
+                f"exactly one node evidence kind is required ({', '.join(NODE_KINDS)}), "
+                f"got {len(present)}",
+                field="node",
+                code="evidence.malformed",
+            )
+        return present[0]
+
+
+class RuntimeSection(_Model):
+    """The workload's SVID (its identity), and what a workload attestor reports."""
+
+    x509_svid: X509SvidEvidence | None = None
+    jwt_svid: JwtSvidEvidence | None = None
+    psat: PsatEvidence | None = None
+    attestor: WorkloadAttestorEvidence | None = None
+
+
+class EvidenceDocument(_Model):
+    """One workload's raw evidence and its request (format version 1)."""
+
+    version: Literal[1]
+    request: Request
+    image: ImageSection | None = None
+    provenance: ProvenanceEvidence | None = None
+    node: NodeSection | None = None
+    runtime: RuntimeSection
+
+
+# --- trust configuration ---------------------------------------------------------
+
+
+class ImageTrust(_Model):
+    """Trust anchors for image signatures."""
+
+    cosign: CosignTrust | None = None
+    sigstore: SigstoreTrust | None = None
+
+
+class NodeTrust(_Model):
+    """Trust anchors per node evidence kind."""
+
+    tpm: TpmTrust | None = None
+    aws_iid: AwsIidTrust | None = None
+    gcp_iit: GceIitTrust | None = None
+    k8s_psat: PsatTrust | None = None
+    sev_snp: SevSnpTrust | None = None
+    tdx: TdxTrust | None = None
+
+
+class RuntimeTrust(_Model):
+    """Trust anchors for SVIDs, service account tokens and the attestor binding."""
+
+    x509_svid: X509SvidTrust | None = None
+    jwt_svid: JwtSvidTrust | None = None
+    psat: PsatTrust | None = None
+    attestor: WorkloadAttestorTrust = WorkloadAttestorTrust()
+
+
+class TrustConfig(_Model):
+    """All trust anchors (format version 1). A missing section trusts nothing."""
+
+    version: Literal[1]
+    image: ImageTrust = ImageTrust()
+    provenance: ProvenanceTrust | None = None
+    node: NodeTrust = NodeTrust()
+    runtime: RuntimeTrust = RuntimeTrust()
+
+
+# --- loading -----------------------------------------------------------------------
+
+
+def _location(error: Mapping[str, Any]) -> str:
+    return ".".join(str(part) for part in error["loc"]) or "(document)"
+
+
+def _validate(model: type[_M], data: object) -> _M:
+    if isinstance(data, model):
+        return data
+    if not isinstance(data, Mapping):
+        raise TypeError(f"must be a JSON object, got {type(data).__name__}")
+    return model.model_validate(dict(data))
+
+
+def parse_evidence_document(data: EvidenceDocument | Mapping[str, Any]) -> EvidenceDocument:
+    """Validate an evidence document; raise EvidenceError (``evidence.malformed``)."""
+    try:
+        return _validate(EvidenceDocument, data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise EvidenceError(first["msg"], field=_location(first), code="evidence.malformed") from None
+    except EvidenceError as exc:
+        raise exc.within("(document)") from None
+    except TypeError as exc:
+        raise EvidenceError(str(exc), field="(document)", code="evidence.malformed") from None
+
+
+def parse_trust_config(data: TrustConfig | Mapping[str, Any]) -> TrustConfig:
+    """Validate a trust configuration; raise ConfigError naming the field."""
+    try:
+        return _validate(TrustConfig, data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        raise ConfigError(
+            f"invalid trust configuration at {_location(first)}: {first['msg']}"
+        ) from None
+    except (EvidenceError, TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid trust configuration: {exc}") from None
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """YAML without anchors/aliases: no "billion laughs" expansion on untrusted files."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not allowed", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def _read_limited(path: Path, limit: int, what: str, error: type[Exception]) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(limit + 1)
+    except OSError as exc:
+        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise error(f"{what} {path} is larger than {limit} bytes")
+    return raw
+
+
+def load_evidence_document(source: Path | str | bytes) -> EvidenceDocument:
+    """Read an evidence document from a JSON file path or JSON bytes."""
+    if isinstance(source, bytes):
+        if len(source) > MAX_EVIDENCE_BYTES:
+            raise EvidenceError(
+                f"over the {MAX_EVIDENCE_BYTES} byte limit",
+                field="(document)",
+                code="evidence.malformed",
+            )
+        raw = source
+    else:
+        raw = _read_limited(Path(source), MAX_EVIDENCE_BYTES, "evidence document", EvidenceError)
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise EvidenceError(
+            f"not valid JSON: {exc}", field="(document)", code="evidence.malformed"
+        ) from None
+    return parse_evidence_document(data)
+
+
+def load_trust_config(source: Path | str | bytes) -> TrustConfig:
+    """Read a trust configuration from a JSON or YAML file path (or bytes)."""
+    raw = (
+        source
+        if isinstance(source, bytes)
+        else _read_limited(Path(source), MAX_TRUST_BYTES, "trust configuration", ConfigError)
+    )
+    if len(raw) > MAX_TRUST_BYTES:
+        raise ConfigError(f"trust configuration is larger than {MAX_TRUST_BYTES} bytes")
+    try:
+        data = yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigError(f"trust configuration is not valid JSON or YAML: {exc}") from None
+    return parse_trust_config(data)
