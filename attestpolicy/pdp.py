@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,13 +11,24 @@ from typing import Any
 
 from attestpolicy.claims import ClaimSet, parse_timestamp
 from attestpolicy.config import validate_config
-from attestpolicy.decision import Decision
+from attestpolicy.decision import Decision, Reason
 from attestpolicy.engine.base import Evaluator
+from attestpolicy.engine.cache import CacheStats, DecisionCache
 from attestpolicy.engine.local import LocalEvaluator
-from attestpolicy.errors import AttestPolicyError, ClaimsError
+from attestpolicy.errors import AttestPolicyError, ClaimsError, PolicyError
 from attestpolicy.policy import PolicySource
 
 __all__ = ["PolicyDecisionPoint"]
+
+
+def _earliest_expiry(claims: ClaimSet) -> datetime | None:
+    """The earliest node/runtime ``expires_at``: the policy's evidence_expiry term."""
+    moments = [
+        part.expires_at
+        for part in (claims.node, claims.runtime)
+        if part is not None and part.expires_at is not None
+    ]
+    return min(moments) if moments else None
 
 
 class PolicyDecisionPoint:
@@ -28,8 +40,20 @@ class PolicyDecisionPoint:
     returns a deny whose reason code says what went wrong.
     """
 
-    def __init__(self, evaluator: Evaluator) -> None:
+    def __init__(self, evaluator: Evaluator, *, cache: DecisionCache | None = None) -> None:
         self._evaluator = evaluator
+        self._cache = cache
+        self._revocation_lock = threading.Lock()
+
+    @staticmethod
+    def _make_cache(
+        cache: bool | DecisionCache, negative_ttl_seconds: float
+    ) -> DecisionCache | None:
+        if cache is True:
+            return DecisionCache(negative_ttl_seconds=negative_ttl_seconds)
+        if cache is False:
+            return None
+        return cache
 
     # --- construction --------------------------------------------------------
 
@@ -38,15 +62,22 @@ class PolicyDecisionPoint:
         cls,
         policy_dir: Path | str | None = None,
         config: Mapping[str, Any] | None = None,
+        *,
+        cache: bool | DecisionCache = True,
+        negative_ttl_seconds: float = 0.0,
     ) -> PolicyDecisionPoint:
         """Evaluate in-process; ``policy_dir=None`` uses the policy shipped in the package.
 
         ``config`` is the document placed at ``data.attestpolicy.config``; without one
-        every request is denied (no workload is registered).
+        every request is denied (no workload is registered). ``cache`` turns the
+        decision cache on (default), off, or supplies one; denies are cached only for
+        ``negative_ttl_seconds`` > 0.
         """
         source = PolicySource.from_directory(policy_dir)
         checked = validate_config(config) if config is not None else None
-        return cls(LocalEvaluator(source, checked))
+        return cls(
+            LocalEvaluator(source, checked), cache=cls._make_cache(cache, negative_ttl_seconds)
+        )
 
     @classmethod
     def from_bundle(
@@ -55,6 +86,8 @@ class PolicyDecisionPoint:
         *,
         config: Mapping[str, Any] | None = None,
         verification_key: bytes | str | None = None,
+        cache: bool | DecisionCache = True,
+        negative_ttl_seconds: float = 0.0,
     ) -> PolicyDecisionPoint:
         """Evaluate in-process with the policy (and data) of an OPA bundle.
 
@@ -70,18 +103,25 @@ class PolicyDecisionPoint:
             require_signature=verification_key is not None,
         )
         checked = validate_config(config) if config is not None else None
-        return cls(LocalEvaluator(loaded.to_policy_source(), checked))
+        return cls(
+            LocalEvaluator(loaded.to_policy_source(), checked),
+            cache=cls._make_cache(cache, negative_ttl_seconds),
+        )
 
     @classmethod
-    def remote(cls, url: str, **options: Any) -> PolicyDecisionPoint:
+    def remote(
+        cls, url: str, *, cache: bool | DecisionCache = False, **options: Any
+    ) -> PolicyDecisionPoint:
         """Evaluate on an OPA server (or ``attestpolicy serve``) at ``url``.
 
         ``options`` go to :class:`~attestpolicy.engine.remote.RemoteEvaluator`
         (``connect_timeout``, ``read_timeout``, ``token``, ``ca_bundle``, ``retries``).
+        The cache is off by default: this process cannot see the server's bundle
+        revision change, so a cached allow could outlive a policy update there.
         """
         from attestpolicy.engine.remote import RemoteEvaluator
 
-        return cls(RemoteEvaluator(url, **options))
+        return cls(RemoteEvaluator(url, **options), cache=cls._make_cache(cache, 0.0))
 
     # --- deciding -------------------------------------------------------------
 
@@ -102,6 +142,20 @@ class PolicyDecisionPoint:
         current UTC time when it has none.
         """
         evaluated_at = datetime.now(UTC)
+        cache, ticket, revision = self._cache, None, ""
+        if cache is not None:
+            try:
+                moment = evaluated_at if now is None else parse_timestamp(now)
+                raw = claims.to_input() if isinstance(claims, ClaimSet) else claims
+                if isinstance(raw, Mapping):
+                    if now is None and "now" in raw:
+                        moment = parse_timestamp(raw["now"])
+                    revision = self._evaluator.revision
+                    ticket, hit = cache.lookup(raw, revision, moment)
+                    if hit is not None:
+                        return hit
+            except (TypeError, ValueError, RecursionError):
+                ticket = None  # not cacheable as given: validation below says why
         try:
             claim_set = ClaimSet.parse(claims)
             moment = parse_timestamp(now) if now is not None else claim_set.now or evaluated_at
@@ -113,11 +167,140 @@ class PolicyDecisionPoint:
         except Exception as exc:  # fail closed: never an uncaught crash in the request path
             return self._deny("input.invalid", f"claims could not be read: {exc}", evaluated_at)
         try:
-            return self._evaluator.evaluate(policy_input, evaluated_at=evaluated_at)
+            decision = self._evaluator.evaluate(policy_input, evaluated_at=evaluated_at)
         except AttestPolicyError as exc:
             return self._deny(exc.code, str(exc), evaluated_at)
         except Exception as exc:
             return self._deny("engine.error", f"evaluator failed: {exc}", evaluated_at)
+        if ticket is not None and cache is not None and decision.policy_revision == revision:
+            try:
+                cache.store(
+                    ticket,
+                    decision,
+                    evidence_expires_at=_earliest_expiry(claim_set),
+                    now=moment,
+                )
+            except (TypeError, ValueError):
+                pass  # an uncacheable decision is still the right answer
+        return decision
+
+    def decide_evidence(
+        self,
+        document: Any,
+        trust: Any,
+        *,
+        now: datetime | str | None = None,
+        nonce: bytes | None = None,
+        nonce_audience: str | None = None,
+    ) -> Decision:
+        """Verify an evidence document against ``trust`` and decide, in one step.
+
+        A document that cannot be verified at all is a deny with the evidence error's
+        code; sections that fail verification are denied by the policy
+        (``verified: false``) and their evidence errors are added to the reasons.
+        """
+        from attestpolicy.evidence.verify import verify_evidence_report
+
+        evaluated_at = datetime.now(UTC)
+        try:
+            report = verify_evidence_report(
+                document,
+                trust,
+                now if now is not None else evaluated_at,
+                nonce=nonce,
+                nonce_audience=nonce_audience,
+            )
+        except AttestPolicyError as exc:
+            return self._deny(exc.code, str(exc), evaluated_at)
+        except Exception as exc:  # fail closed on any verifier bug
+            return self._deny(
+                "evidence.invalid", f"evidence could not be verified: {exc}", evaluated_at
+            )
+        decision = self.decide(report.claims)
+        if decision.allow or not report.problems:
+            return decision
+        extra = tuple(Reason(code=p.code, message=str(p)) for p in report.problems)
+        reasons = tuple(sorted({*decision.reasons, *extra}, key=lambda r: (r.code, r.message)))
+        return decision.model_copy(update={"reasons": reasons})
+
+    # --- revocation and reloads -------------------------------------------------
+
+    def revoke(
+        self,
+        *,
+        signer_subject: str | None = None,
+        node_id: str | None = None,
+        image_digest: str | None = None,
+        spiffe_id: str | None = None,
+    ) -> int:
+        """Revoke a signer subject, node id, image digest or SPIFFE ID, effective at once.
+
+        In-process, the value is added to the configuration's ``revoked`` lists (a new
+        configuration revision) and every cached decision that mentions it is dropped,
+        so the very next ``decide()`` re-evaluates. For a remote evaluator only the
+        local cache is purged: push the revocation to the OPA server's data as well.
+        Returns the number of cache entries dropped.
+        """
+        additions = {
+            "signer_subjects": signer_subject,
+            "node_ids": node_id,
+            "image_digests": image_digest,
+            "spiffe_ids": spiffe_id,
+        }
+        if all(value is None for value in additions.values()):
+            raise ValueError("revoke() needs at least one value to revoke")
+        for name, value in additions.items():
+            if value is not None and (not isinstance(value, str) or not value):
+                raise TypeError(f"{name} value must be a non-empty string")
+        with self._revocation_lock:
+            evaluator = self._evaluator
+            if isinstance(evaluator, LocalEvaluator):
+                config = dict(evaluator.config or {})
+                if "limits" not in config:
+                    raise PolicyError("cannot revoke: the evaluator has no configuration")
+                revoked = {
+                    key: list(value) for key, value in dict(config.get("revoked") or {}).items()
+                }
+                for name, value in additions.items():
+                    if value is not None and value not in revoked.setdefault(name, []):
+                        revoked[name].append(value)
+                config["revoked"] = revoked
+                evaluator.swap(config=validate_config(config))
+            dropped = 0
+            if self._cache is not None:
+                dropped = self._cache.revoke(
+                    signer_subject=signer_subject,
+                    node_id=node_id,
+                    image_digest=image_digest,
+                    spiffe_id=spiffe_id,
+                )
+            return dropped
+
+    def reload(
+        self,
+        *,
+        policy_dir: Path | str | None = None,
+        config: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Atomically swap in a new policy directory and/or configuration (in-process).
+
+        The new policy is compiled first; on error the old one stays. Cached decisions
+        of the old revision become unreachable at once. Returns the new revision.
+        """
+        evaluator = self._evaluator
+        if not isinstance(evaluator, LocalEvaluator):
+            raise PolicyError("reload() needs an in-process evaluator")
+        source = PolicySource.from_directory(policy_dir) if policy_dir is not None else None
+        checked = validate_config(config) if config is not None else None
+        with self._revocation_lock:
+            revision = evaluator.swap(source, checked)
+        if self._cache is not None:
+            self._cache.clear()
+        return revision
+
+    def cache_stats(self) -> CacheStats | None:
+        """The decision cache's counters, or None when caching is off."""
+        return self._cache.stats() if self._cache is not None else None
 
     def _deny(self, code: str, message: str, evaluated_at: datetime) -> Decision:
         try:

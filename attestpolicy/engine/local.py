@@ -90,8 +90,7 @@ class LocalEvaluator:
                 raise PolicyError("policy data 'attestpolicy' must be an object")
             attestpolicy_data["config"] = json.loads(json.dumps(dict(config)))
         revision = (
-            f"{source.revision}+config-{config_revision(config)[len('sha256:'):]}"
-            f"+{ENGINE_VERSION}"
+            f"{source.revision}+config-{config_revision(config)[len('sha256:') :]}+{ENGINE_VERSION}"
         )
         return _LoadedState(source=source, data=data, revision=revision)
 
@@ -99,6 +98,15 @@ class LocalEvaluator:
     def revision(self) -> str:
         """Policy revision + configuration revision + engine version."""
         return self._state.revision
+
+    @property
+    def config(self) -> Mapping[str, Any] | None:
+        """The configuration document in use (``data.attestpolicy.config``), if any."""
+        attestpolicy_data = self._state.data.get("attestpolicy")
+        if isinstance(attestpolicy_data, Mapping):
+            config = attestpolicy_data.get("config")
+            return config if isinstance(config, Mapping) else None
+        return None
 
     @property
     def policy_revision(self) -> str:
@@ -115,7 +123,7 @@ class LocalEvaluator:
         current = self._state
         new_state = self._load(
             source or current.source,
-            config if config is not None else current.data.get("attestpolicy", {}).get("config"),
+            config if config is not None else self.config,
         )
         self._build_engine(new_state)
         self._state = new_state
