@@ -85,8 +85,65 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    print(json.dumps(ClaimSet.json_schema(), indent=2))
+    if args.kind == "claims":
+        schema = ClaimSet.json_schema()
+    else:
+        from attestpolicy.evidence.document import EvidenceDocument, TrustConfig
+
+        model = EvidenceDocument if args.kind == "evidence" else TrustConfig
+        schema = model.model_json_schema()
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    print(json.dumps(schema, indent=2))
     return EXIT_ALLOW
+
+
+def _evidence_inputs(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
+    from attestpolicy.evidence.document import load_trust_config
+
+    for path, what in ((args.evidence, "evidence document"), (args.trust, "trust configuration")):
+        if not Path(path).is_file():
+            _fail_usage(f"{what} not found: {path}")
+    try:
+        trust = load_trust_config(args.trust)
+    except AttestPolicyError as exc:
+        _fail_usage(str(exc))
+    try:
+        nonce = bytes.fromhex(args.nonce) if args.nonce else None
+    except ValueError:
+        _fail_usage("--nonce must be hex")
+    options = {"nonce": nonce, "nonce_audience": args.nonce_audience}
+    return args.evidence, trust, options
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from attestpolicy.evidence.document import load_evidence_document
+    from attestpolicy.evidence.verify import verify_evidence_report
+
+    evidence_path, trust, options = _evidence_inputs(args)
+    try:
+        report = verify_evidence_report(
+            load_evidence_document(evidence_path), trust, _now_arg(args.now), **options
+        )
+    except AttestPolicyError as exc:
+        print(f"attestpolicy: evidence rejected [{exc.code}]: {exc}", file=sys.stderr)
+        return EXIT_DENY
+    print(json.dumps(report.claims.to_input(), indent=2))
+    for problem in report.problems:
+        print(f"attestpolicy: not verified [{problem.code}]: {problem}", file=sys.stderr)
+    return EXIT_DENY if report.problems else EXIT_ALLOW
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from attestpolicy.evidence.document import load_evidence_document
+
+    evidence_path, trust, options = _evidence_inputs(args)
+    now = _now_arg(args.now)
+    with _make_pdp(args) as pdp:
+        try:
+            document: Any = load_evidence_document(evidence_path)
+        except AttestPolicyError as exc:
+            return _print_decision(Decision.deny(exc.code, str(exc)))
+        return _print_decision(pdp.decide_evidence(document, trust, now=now, **options))
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
@@ -191,7 +248,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where = decide.add_mutually_exclusive_group()
     where.add_argument("--policy", metavar="DIR", help="Rego policy directory (default: shipped)")
-    where.add_argument("--remote", metavar="URL", help="OPA server base URL, e.g. http://127.0.0.1:8181")
+    where.add_argument(
+        "--remote", metavar="URL", help="OPA server base URL, e.g. http://127.0.0.1:8181"
+    )
     decide.add_argument(
         "--timeout", type=float, default=2.0, metavar="S", help="remote read timeout (seconds)"
     )
@@ -203,11 +262,55 @@ def build_parser() -> argparse.ArgumentParser:
         help="run Rego unit tests (test_* rules in *_test.rego)",
         description="Run Rego tests with the in-process engine, like `opa test -v`.",
     )
-    test.add_argument("paths", nargs="*", metavar="DIR", help="policy directories (default: shipped)")
+    test.add_argument(
+        "paths", nargs="*", metavar="DIR", help="policy directories (default: shipped)"
+    )
     test.set_defaults(handler=_cmd_test)
 
-    schema = commands.add_parser("schema", help="print the ClaimSet JSON Schema")
+    schema = commands.add_parser(
+        "schema",
+        help="print a JSON Schema (claim set, evidence document or trust configuration)",
+    )
+    schema.add_argument(
+        "kind",
+        nargs="?",
+        default="claims",
+        choices=("claims", "evidence", "trust"),
+        help="which document (default: claims)",
+    )
     schema.set_defaults(handler=_cmd_schema)
+
+    for name, handler, summary in (
+        ("verify", _cmd_verify, "verify an evidence document and print its ClaimSet"),
+        ("evaluate", _cmd_evaluate, "verify an evidence document and decide (exit as decide)"),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary + ".")
+        command.add_argument("--evidence", required=True, metavar="FILE", help="evidence JSON")
+        command.add_argument(
+            "--trust", required=True, metavar="FILE", help="trust configuration (JSON or YAML)"
+        )
+        command.add_argument("--now", metavar="TS", help="verify at this RFC 3339 time")
+        command.add_argument(
+            "--nonce", metavar="HEX", help="the freshness nonce issued for this request (hex)"
+        )
+        command.add_argument(
+            "--nonce-audience", metavar="AUD", help="per-request audience for identity tokens"
+        )
+        if name == "evaluate":
+            command.add_argument(
+                "--config", metavar="FILE", help="JSON document placed at data.attestpolicy.config"
+            )
+            where = command.add_mutually_exclusive_group()
+            where.add_argument("--policy", metavar="DIR", help="Rego policy directory")
+            where.add_argument("--remote", metavar="URL", help="OPA server base URL")
+            command.add_argument(
+                "--timeout",
+                type=float,
+                default=2.0,
+                metavar="S",
+                help="remote read timeout (seconds)",
+            )
+        command.set_defaults(handler=handler)
 
     serve = commands.add_parser(
         "serve",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -173,15 +174,13 @@ class PolicyDecisionPoint:
         except Exception as exc:
             return self._deny("engine.error", f"evaluator failed: {exc}", evaluated_at)
         if ticket is not None and cache is not None and decision.policy_revision == revision:
-            try:
+            with contextlib.suppress(TypeError, ValueError):  # uncacheable is still right
                 cache.store(
                     ticket,
                     decision,
                     evidence_expires_at=_earliest_expiry(claim_set),
                     now=moment,
                 )
-            except (TypeError, ValueError):
-                pass  # an uncacheable decision is still the right answer
         return decision
 
     def decide_evidence(
