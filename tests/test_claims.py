@@ -28,7 +28,9 @@ def _expect_invalid(data: Any, field: str) -> ClaimsError:
 
 def test_realistic_claims_round_trip(claims: dict[str, Any]) -> None:
     parsed = ClaimSet.parse(claims)
-    assert parsed.to_input() == claims | {"now": "2026-11-22T10:00:00Z"}
+    expected = claims | {"request": claims["request"] | {"requested_ttl_seconds": None}}
+    assert parsed.to_input() == expected
+    assert ClaimSet.parse(parsed.to_input()) == parsed
     assert ClaimSet.parse(json.dumps(claims)) == parsed
     assert ClaimSet.parse(json.dumps(claims).encode()) == parsed
 
