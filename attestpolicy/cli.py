@@ -154,7 +154,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
         if not path.exists():
             _fail_usage(f"no such file or directory: {path}")
     report = run_tests(paths)
-    print(report.format())
+    print(report.text())
     return EXIT_ALLOW if report.ok else EXIT_DENY
 
 

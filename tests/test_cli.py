@@ -1,0 +1,213 @@
+"""The attestpolicy command: outputs and exit codes (0 allow, 1 deny, 2 usage)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from attestpolicy.cli import main
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "attestpolicy" / "examples"
+CONFIG = str(EXAMPLES / "config.json")
+ALLOW = str(EXAMPLES / "claims" / "allow-fully-attested.json")
+DENY = str(EXAMPLES / "claims" / "deny-stale-node.json")
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_decide_allow_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "decide", "--claims", ALLOW, "--config", CONFIG)
+    decision = json.loads(out)
+    assert code == 0
+    assert decision["allow"] is True
+    assert decision["ttl_seconds"] == 900
+    assert decision["ttl_bound_by"] == "default"
+
+
+def test_decide_deny_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "decide", "--claims", DENY, "--config", CONFIG)
+    assert code == 1
+    assert [r["code"] for r in json.loads(out)["reasons"]] == ["node.stale"]
+
+
+def test_decide_now_flag_changes_the_outcome(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys, "decide", "--claims", ALLOW, "--config", CONFIG, "--now", "2026-11-22T11:00:00Z"
+    )
+    assert code == 1
+    assert "node.stale" in out
+
+
+def test_invalid_claims_are_a_deny_not_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "claims.json"
+    bad.write_text('{"subject": {"spiffe_id": 5}}')
+    code, out, _ = _run(capsys, "decide", "--claims", str(bad), "--config", CONFIG)
+    assert code == 1
+    assert json.loads(out)["reasons"][0]["code"] == "input.invalid"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["decide", "--claims", "/nonexistent/claims.json"], "cannot read claims file"),
+        (
+            ["decide", "--claims", ALLOW, "--config", "/nonexistent.json"],
+            "cannot read configuration",
+        ),
+        (["decide", "--claims", ALLOW, "--now", "yesterday"], "--now"),
+        (["decide", "--claims", ALLOW, "--remote", "ftp://x"], "http"),
+        (["test", "/nonexistent-dir"], "no such file or directory"),
+        (
+            ["bundle", "verify", "/nonexistent.tar.gz", "--verification-key", ALLOW],
+            "no such bundle",
+        ),
+    ],
+)
+def test_usage_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, _, err = _run(capsys, *argv)
+    assert code == 2
+    assert message in err
+
+
+def test_bad_flags_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["decide", "--bogus"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["decide", "--claims", ALLOW, "--policy", "x", "--remote", "http://127.0.0.1:1"])
+    assert info.value.code == 2
+
+
+def test_invalid_config_file_is_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config = json.loads(Path(CONFIG).read_text())
+    config["limits"]["default_ttl_seconds"] = -1
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    code, _, err = _run(capsys, "decide", "--claims", ALLOW, "--config", str(path))
+    assert code == 2
+    assert "limits.default_ttl_seconds" in err
+
+
+def test_remote_unreachable_is_a_fail_closed_deny(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(
+        capsys, "decide", "--claims", ALLOW, "--remote", "http://127.0.0.1:9", "--timeout", "0.5"
+    )
+    assert code == 1
+    assert json.loads(out)["reasons"][0]["code"] == "remote.error"
+
+
+def test_schema_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "schema")
+    assert code == 0
+    assert json.loads(out)["required"] == ["subject", "request"]
+    for kind in ("evidence", "trust"):
+        code, out, _ = _run(capsys, "schema", kind)
+        assert code == 0
+        assert "version" in json.loads(out)["properties"]
+
+
+def test_rego_test_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, _ = _run(capsys, "test")
+    assert code == 0
+    assert "PASS:" in out
+    failing = tmp_path / "p_test.rego"
+    failing.write_text("package p_test\n\nimport rego.v1\n\ntest_false if { 1 == 2 }\n")
+    code, out, _ = _run(capsys, "test", str(tmp_path))
+    assert code == 1
+    assert "FAIL" in out
+
+
+def test_bundle_build_and_verify(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = tmp_path / "key.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = tmp_path / "key.pub"
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    out_path = tmp_path / "bundle.tar.gz"
+    code, _, _ = _run(
+        capsys,
+        "bundle",
+        "build",
+        "--out",
+        str(out_path),
+        "--signing-key",
+        str(private),
+        "--signing-alg",
+        "ES256",
+    )
+    assert code == 0
+    code, out, _ = _run(
+        capsys, "bundle", "verify", str(out_path), "--verification-key", str(public)
+    )
+    assert code == 0
+    assert json.loads(out)["verified"] is True
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()
+    public.write_bytes(
+        other.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    code, _, err = _run(
+        capsys, "bundle", "verify", str(out_path), "--verification-key", str(public)
+    )
+    assert code == 1
+    assert "bundle rejected" in err
+
+
+def test_demo_shows_allows_and_denies(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "demo")
+    assert code == 0
+    assert "ALLOW" in out and "DENY" in out
+    assert "evidence_expiry" in out
+
+
+def test_console_script_help_everywhere() -> None:
+    commands: list[Any] = [
+        [],
+        ["decide"],
+        ["test"],
+        ["schema"],
+        ["serve"],
+        ["verify"],
+        ["evaluate"],
+        ["bundle"],
+        ["bundle", "build"],
+        ["demo"],
+    ]
+    for command in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "attestpolicy", *command, "--help"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, (command, result.stderr)
+        assert "usage: attestpolicy" in result.stdout
