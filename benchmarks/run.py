@@ -1,0 +1,270 @@
+"""attestpolicy benchmarks: medians, p99s and ratios from one run.
+
+Run from the repository root (after the README's set-up command)::
+
+    .venv/bin/python benchmarks/run.py            # full run (about two minutes)
+    .venv/bin/python benchmarks/run.py --quick    # fewer iterations
+
+Machines are shared and noisy: compare the ratios printed at the end, not absolute
+times across runs. Nothing here is asserted; the test suite never times anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "attestpolicy" / "examples"
+NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+@dataclass(frozen=True)
+class Row:
+    """One measured operation."""
+
+    name: str
+    samples: int
+    p50_us: float
+    p99_us: float
+
+
+def measure(name: str, operation: Callable[[], object], samples: int, warmup: int = 50) -> Row:
+    """Time ``operation`` ``samples`` times (after a warm-up); p50 and p99 in microseconds."""
+    for _ in range(warmup):
+        operation()
+    timings = []
+    clock = time.perf_counter_ns
+    for _ in range(samples):
+        start = clock()
+        operation()
+        timings.append(clock() - start)
+    timings.sort()
+    return Row(
+        name,
+        samples,
+        timings[len(timings) // 2] / 1000,
+        timings[min(len(timings) - 1, int(len(timings) * 0.99))] / 1000,
+    )
+
+
+def realistic_claims() -> dict[str, Any]:
+    """Image + provenance + TPM node with 24 PCRs + runtime; ``now`` left to the caller."""
+    claims: dict[str, Any] = json.loads(
+        (EXAMPLES / "claims" / "allow-fully-attested.json").read_text()
+    )
+    claims.pop("now")
+    return claims
+
+
+def example_config() -> dict[str, Any]:
+    """The shipped example configuration."""
+    config: dict[str, Any] = json.loads((EXAMPLES / "config.json").read_text())
+    return config
+
+
+# --- in-process ------------------------------------------------------------------
+
+
+def bench_in_process(scale: int) -> list[Row]:
+    """decide() on a miss and on hits with each cache implementation; raw cache lookups."""
+    from attestpolicy import PolicyDecisionPoint
+    from attestpolicy.engine.cache import load_implementation
+
+    claims, config = realistic_claims(), example_config()
+    rows = []
+    uncached = PolicyDecisionPoint.local(config=config, cache=False)
+    assert uncached.decide(claims, now=NOW).allow
+    rows.append(measure("decide() miss (validate + regorus)", lambda: uncached.decide(claims, now=NOW), 400 * scale))
+    for name in ("cython", "python"):
+        try:
+            implementation = load_implementation(name)
+        except ImportError as exc:
+            print(f"  ({name} cache unavailable: {exc})")
+            continue
+        pdp = PolicyDecisionPoint.local(config=config, cache=implementation.cache_class())
+        assert pdp.decide(claims, now=NOW).allow
+        rows.append(
+            measure(f"decide() hit, {name} cache", lambda pdp=pdp: pdp.decide(claims, now=NOW), 5000 * scale)
+        )
+        cache = implementation.cache_class()
+        ticket, _ = cache.lookup(claims, "rev", NOW)
+        cache.store(ticket, pdp.decide(claims, now=NOW), evidence_expires_at=None, now=NOW)
+        rows.append(
+            measure(
+                f"cache lookup hit (key + entry), {name}",
+                lambda cache=cache: cache.lookup(claims, "rev", NOW),
+                5000 * scale,
+            )
+        )
+    return rows
+
+
+# --- remote over loopback -----------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.contextmanager
+def serve(workers: int) -> Iterator[str]:
+    """Run ``attestpolicy serve`` with ``workers`` processes on a free loopback port."""
+    port = _free_port()
+    command = [
+        sys.executable, "-m", "attestpolicy", "serve",
+        "--addr", f"127.0.0.1:{port}",
+        "--config", str(EXAMPLES / "config.json"),
+        "--workers", str(workers),
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import requests
+
+        deadline = time.monotonic() + 60
+        while True:
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("attestpolicy serve did not start")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def bench_remote(scale: int) -> list[Row]:
+    """decide() through the remote evaluator against `attestpolicy serve` (1 worker)."""
+    from attestpolicy import PolicyDecisionPoint
+
+    claims = realistic_claims()
+    with serve(workers=1) as url:
+        pdp = PolicyDecisionPoint.remote(url)
+        decision = pdp.decide(claims, now=NOW)
+        assert decision.allow, decision.reasons
+        return [measure("decide() remote over loopback", lambda: pdp.decide(claims, now=NOW), 200 * scale, warmup=20)]
+
+
+def _client(url: str, requests_per_client: int, payload: bytes, result: Any) -> None:
+    import requests
+
+    session = requests.Session()
+    endpoint = url + "/v1/data/attestpolicy/v1/decision"
+    start = time.perf_counter()
+    for _ in range(requests_per_client):
+        response = session.post(endpoint, data=payload, headers={"Content-Type": "application/json"})
+        if response.status_code != 200 or not response.json()["result"]["allow"]:
+            raise RuntimeError(f"unexpected response {response.status_code}")
+    result.put(time.perf_counter() - start)
+
+
+def bench_throughput(scale: int) -> list[tuple[int, float]]:
+    """Requests per second against `serve` with 1 and 2 workers (2 client processes)."""
+    from attestpolicy.claims import ClaimSet
+
+    payload = json.dumps(
+        {"input": ClaimSet.parse(realistic_claims()).with_now(NOW).to_input()}
+    ).encode()
+    per_client = 250 * scale
+    results = []
+    for workers in (1, 2):
+        with serve(workers) as url:
+            queue: Any = multiprocessing.Queue()
+            clients = [
+                multiprocessing.Process(target=_client, args=(url, per_client, payload, queue))
+                for _ in range(2)
+            ]
+            start = time.perf_counter()
+            for client in clients:
+                client.start()
+            for client in clients:
+                client.join(timeout=600)
+            elapsed = time.perf_counter() - start
+            if any(client.exitcode != 0 for client in clients):
+                raise RuntimeError("a load client failed")
+            results.append((workers, 2 * per_client / elapsed))
+    return results
+
+
+# --- evidence verifiers -------------------------------------------------------------
+
+
+def bench_verifiers(scale: int) -> list[Row]:
+    """p50 of each evidence verifier on a real vector."""
+    from verifier_cases import verifier_cases
+
+    return [measure(name, operation, 20 * scale, warmup=3) for name, operation in verifier_cases()]
+
+
+# --- report -------------------------------------------------------------------------
+
+
+def print_table(title: str, rows: list[Row]) -> None:
+    """One aligned table."""
+    print(f"\n{title}")
+    width = max(len(row.name) for row in rows)
+    print(f"  {'operation'.ljust(width)}  {'samples':>8}  {'p50 us':>10}  {'p99 us':>10}")
+    for row in rows:
+        print(f"  {row.name.ljust(width)}  {row.samples:>8}  {row.p50_us:>10.1f}  {row.p99_us:>10.1f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every benchmark and print the tables and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args(argv)
+    scale = 1 if args.quick else 5
+    print(f"attestpolicy benchmarks ({'quick' if args.quick else 'full'}), "
+          f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+
+    decide_rows = bench_in_process(scale) + bench_remote(scale)
+    print_table("decide() on the realistic claim set (image + provenance + 24 PCRs + runtime)", decide_rows)
+    by_name = {row.name: row for row in decide_rows}
+
+    throughput = bench_throughput(scale)
+    print("\nattestpolicy serve throughput (2 client processes, keep-alive)")
+    for workers, rate in throughput:
+        print(f"  {workers} worker(s): {rate:8.0f} decisions/s")
+
+    verifier_rows = bench_verifiers(scale)
+    print_table("evidence verifiers (real vectors)", verifier_rows)
+
+    print("\nratios (p50)")
+
+    def ratio(label: str, slow: str, fast: str) -> None:
+        if slow in by_name and fast in by_name:
+            print(f"  {label}: {by_name[slow].p50_us / by_name[fast].p50_us:8.1f}x")
+
+    ratio("miss / cython hit", "decide() miss (validate + regorus)", "decide() hit, cython cache")
+    ratio("python hit / cython hit", "decide() hit, python cache", "decide() hit, cython cache")
+    ratio("python lookup / cython lookup", "cache lookup hit (key + entry), python",
+          "cache lookup hit (key + entry), cython")
+    ratio("remote / cython hit", "decide() remote over loopback", "decide() hit, cython cache")
+    ratio("remote / miss", "decide() remote over loopback", "decide() miss (validate + regorus)")
+    if len(throughput) == 2:
+        print(f"  serve 2 workers / 1 worker: {throughput[1][1] / throughput[0][1]:8.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
