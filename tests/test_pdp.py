@@ -32,7 +32,9 @@ def _write_policy(directory: Path, body: str) -> Path:
 # --- decisions with the shipped policy -----------------------------------------
 
 
-def test_allow_from_dict_json_and_claimset(pdp: PolicyDecisionPoint, claims: dict[str, Any]) -> None:
+def test_allow_from_dict_json_and_claimset(
+    pdp: PolicyDecisionPoint, claims: dict[str, Any]
+) -> None:
     for form in (claims, json.dumps(claims), json.dumps(claims).encode(), ClaimSet.parse(claims)):
         decision = pdp.decide(form)
         assert decision.allow, decision.reasons
@@ -155,7 +157,9 @@ def test_evaluator_exception_is_a_deny(claims: dict[str, Any]) -> None:
 # --- the cache on the decide() path -------------------------------------------------
 
 
-def test_cache_hit_key_order_and_fresh_ids(pdp: PolicyDecisionPoint, claims: dict[str, Any]) -> None:
+def test_cache_hit_key_order_and_fresh_ids(
+    pdp: PolicyDecisionPoint, claims: dict[str, Any]
+) -> None:
     first = pdp.decide(claims)
     reordered = json.loads(json.dumps(claims, sort_keys=True))
     reordered = dict(reversed(list(reordered.items())))
