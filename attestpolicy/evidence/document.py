@@ -8,16 +8,26 @@ fields, and delegate each section to the verifier module that owns its format.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from pathlib import Path
-from typing import Any, Final, Literal, TypeVar
+from typing import Annotated, Any, Final, Literal, Self, TypeVar, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationError,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from attestpolicy.claims import Request, Text
 from attestpolicy.errors import ConfigError, EvidenceError
+from attestpolicy.evidence._idcommon import load_json
 from attestpolicy.evidence.aws_iid import AwsIidEvidence, AwsIidTrust
 from attestpolicy.evidence.cosign import CosignEvidence, CosignTrust
 from attestpolicy.evidence.jwt_tokens import GceIitEvidence, GceIitTrust, PsatEvidence, PsatTrust
@@ -50,6 +60,7 @@ __all__ = [
 MAX_EVIDENCE_BYTES: Final = 8 * 1024 * 1024
 MAX_TRUST_BYTES: Final = 8 * 1024 * 1024
 _MAX_SIGNATURES: Final = 32
+_MAX_LOC_PART: Final = 64
 
 NODE_KINDS: Final = ("tpm", "aws_iid", "gcp_iit", "k8s_psat", "sev_snp", "az_snp_vtpm", "tdx")
 """Evidence kinds accepted under ``node`` (exactly one per document)."""
@@ -59,6 +70,15 @@ _M = TypeVar("_M", bound=BaseModel)
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _integer(value: object) -> object:
+    if type(value) is not int:  # not true, 1.0 or "1"
+        raise ValueError("version must be the integer 1")
+    return value
+
+
+_Version = Annotated[Literal[1], BeforeValidator(_integer)]
 
 
 # --- evidence document ---------------------------------------------------------
@@ -96,6 +116,22 @@ class ImageSection(_Model):
             result[name] = patched
         return result
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        """Say in the JSON Schema that entries may leave out ``reference``."""
+        schema = handler(core_schema)
+        section = handler.resolve_ref_schema(schema)
+        for name in ("cosign", "sigstore"):
+            entry = handler.resolve_ref_schema(section["properties"][name]["items"])
+            required = [item for item in entry.get("required", ()) if item != "reference"]
+            if required:
+                entry["required"] = required
+            else:
+                entry.pop("required", None)
+        return schema
+
 
 class NodeSection(_Model):
     """Exactly one kind of node evidence."""
@@ -108,18 +144,20 @@ class NodeSection(_Model):
     az_snp_vtpm: AzSnpVtpmEvidence | None = None
     tdx: TdxEvidence | None = None
 
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        present = sum(getattr(self, kind) is not None for kind in NODE_KINDS)
+        if present != 1:
+            raise ValueError(
+                f"exactly one node evidence kind is required ({', '.join(NODE_KINDS)}), "
+                f"got {present}"
+            )
+        return self
+
     @property
     def kind(self) -> str:
-        """The one kind present."""
-        present = [kind for kind in NODE_KINDS if getattr(self, kind) is not None]
-        if len(present) != 1:
-            raise EvidenceError(
-                f"exactly one node evidence kind is required ({', '.join(NODE_KINDS)}), "
-                f"got {len(present)}",
-                field="node",
-                code="evidence.malformed",
-            )
-        return present[0]
+        """The one kind present (validation guarantees there is exactly one)."""
+        return next(kind for kind in NODE_KINDS if getattr(self, kind) is not None)
 
 
 class RuntimeSection(_Model):
@@ -134,7 +172,7 @@ class RuntimeSection(_Model):
 class EvidenceDocument(_Model):
     """One workload's raw evidence and its request (format version 1)."""
 
-    version: Literal[1]
+    version: _Version
     request: Request
     image: ImageSection | None = None
     provenance: ProvenanceEvidence | None = None
@@ -175,7 +213,7 @@ class RuntimeTrust(_Model):
 class TrustConfig(_Model):
     """All trust anchors (format version 1). A missing section trusts nothing."""
 
-    version: Literal[1]
+    version: _Version
     image: ImageTrust = ImageTrust()
     provenance: ProvenanceTrust | None = None
     node: NodeTrust = NodeTrust()
@@ -185,8 +223,17 @@ class TrustConfig(_Model):
 # --- loading -----------------------------------------------------------------------
 
 
+def _loc_part(part: object) -> str:
+    """One path part, safe to log: unknown keys come from the document itself."""
+    text = str(part)
+    short = text[:_MAX_LOC_PART]
+    if not short.isprintable():
+        short = short.encode("unicode_escape").decode("ascii")
+    return short if len(text) <= _MAX_LOC_PART else short + "..."
+
+
 def _location(error: Mapping[str, Any]) -> str:
-    return ".".join(str(part) for part in error["loc"]) or "(document)"
+    return ".".join(_loc_part(part) for part in error["loc"]) or "(document)"
 
 
 def _validate(model: type[_M], data: object) -> _M:
@@ -203,7 +250,9 @@ def parse_evidence_document(data: EvidenceDocument | Mapping[str, Any]) -> Evide
         return _validate(EvidenceDocument, data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        raise EvidenceError(first["msg"], field=_location(first), code="evidence.malformed") from None
+        raise EvidenceError(
+            first["msg"], field=_location(first), code="evidence.malformed"
+        ) from None
     except EvidenceError as exc:
         raise exc.within("(document)") from None
     except TypeError as exc:
@@ -223,61 +272,71 @@ def parse_trust_config(data: TrustConfig | Mapping[str, Any]) -> TrustConfig:
         raise ConfigError(f"invalid trust configuration: {exc}") from None
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors/aliases: no "billion laughs" expansion on untrusted files."""
+class _StrictLoader(yaml.SafeLoader):
+    """Safe YAML without aliases (no "billion laughs" expansion) and without duplicate keys."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(
-                None, None, "YAML aliases are not allowed", event.start_mark
-            )
+            mark = cast(Any, self).peek_event().start_mark
+            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed", mark)
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key_node.value[:64]!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
-def _read_limited(path: Path, limit: int, what: str, error: type[Exception]) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            raw = handle.read(limit + 1)
-    except OSError as exc:
-        raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if len(raw) > limit:
-        raise error(f"{what} {path} is larger than {limit} bytes")
-    return raw
+
+def _read_limited(path: Path, limit: int) -> bytes:
+    """At most ``limit + 1`` bytes of ``path`` (OSError propagates)."""
+    with path.open("rb") as handle:
+        return handle.read(limit + 1)
+
+
+def _document_error(message: str) -> EvidenceError:
+    return EvidenceError(message, field="(document)", code="evidence.malformed")
 
 
 def load_evidence_document(source: Path | str | bytes) -> EvidenceDocument:
-    """Read an evidence document from a JSON file path or JSON bytes."""
+    """Read an evidence document from a JSON file path or JSON bytes (strict JSON)."""
     if isinstance(source, bytes):
-        if len(source) > MAX_EVIDENCE_BYTES:
-            raise EvidenceError(
-                f"over the {MAX_EVIDENCE_BYTES} byte limit",
-                field="(document)",
-                code="evidence.malformed",
-            )
         raw = source
     else:
-        raw = _read_limited(Path(source), MAX_EVIDENCE_BYTES, "evidence document", EvidenceError)
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise EvidenceError(
-            f"not valid JSON: {exc}", field="(document)", code="evidence.malformed"
-        ) from None
-    return parse_evidence_document(data)
+        try:
+            raw = _read_limited(Path(source), MAX_EVIDENCE_BYTES)
+        except OSError as exc:
+            raise _document_error(f"cannot read {source}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_EVIDENCE_BYTES:
+        raise _document_error(f"over the {MAX_EVIDENCE_BYTES} byte limit")
+    # strict JSON: no duplicate members, NaN/Infinity or lone surrogates
+    return parse_evidence_document(load_json(raw, field="(document)"))
 
 
 def load_trust_config(source: Path | str | bytes) -> TrustConfig:
-    """Read a trust configuration from a JSON or YAML file path (or bytes)."""
-    raw = (
-        source
-        if isinstance(source, bytes)
-        else _read_limited(Path(source), MAX_TRUST_BYTES, "trust configuration", ConfigError)
-    )
+    """Read a trust configuration from a JSON or YAML file path (or bytes).
+
+    YAML aliases and duplicate keys are refused (``ConfigError``).
+    """
+    if isinstance(source, bytes):
+        raw = source
+    else:
+        try:
+            raw = _read_limited(Path(source), MAX_TRUST_BYTES)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read trust configuration {source}: {exc.strerror or exc}"
+            ) from None
     if len(raw) > MAX_TRUST_BYTES:
         raise ConfigError(f"trust configuration is larger than {MAX_TRUST_BYTES} bytes")
     try:
-        data = yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
+        data = yaml.load(raw, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
     except (yaml.YAMLError, RecursionError) as exc:
         raise ConfigError(f"trust configuration is not valid JSON or YAML: {exc}") from None
     return parse_trust_config(data)

@@ -69,12 +69,18 @@ def _no_trust(section: str) -> EvidenceError:
     )
 
 
+def _unbound_facts() -> EvidenceError:
+    return EvidenceError(
+        "runtime facts are only asserted by the attestor: no PSAT binds them",
+        field="runtime.attestor",
+        code=_UNTRUSTED,
+    )
+
+
 class _Verification:
     """One verification run: a fixed ``now``, the freshness inputs, collected problems."""
 
-    def __init__(
-        self, now: datetime, nonce: bytes | None, nonce_audience: str | None
-    ) -> None:
+    def __init__(self, now: datetime, nonce: bytes | None, nonce_audience: str | None) -> None:
         self.now = now
         self.nonce = nonce
         self.nonce_audience = nonce_audience
@@ -104,9 +110,11 @@ class _Verification:
             return verify_jwt_svid(section.jwt_svid, trust.jwt_svid, now=self.now)
         except EvidenceError as exc:
             kind = "x509_svid" if section.x509_svid is not None else "jwt_svid"
-            raise (exc if exc.field and exc.field.startswith("runtime.") else exc.within(
-                f"runtime.{kind}"
-            )) from None
+            raise (
+                exc
+                if exc.field and exc.field.startswith("runtime.")
+                else exc.within(f"runtime.{kind}")
+            ) from None
 
     def runtime(self, section: RuntimeSection, trust: RuntimeTrust, svid: SvidResult) -> Runtime:
         psat = None
@@ -130,6 +138,10 @@ class _Verification:
             except EvidenceError as exc:
                 self.problem(exc, "runtime.attestor")
                 verified = False
+            else:
+                if not base.verified and section.psat is None:
+                    # asserted facts are accepted as claims, but never silently unverified
+                    self.problem(_unbound_facts(), "runtime.attestor")
         elif psat is not None:
             base = psat.runtime
         expiries = [
@@ -181,9 +193,7 @@ class _Verification:
 
     # --- provenance -----------------------------------------------------------------
 
-    def provenance(
-        self, section: Any, trust: TrustConfig, image_digest: str | None
-    ) -> Provenance:
+    def provenance(self, section: Any, trust: TrustConfig, image_digest: str | None) -> Provenance:
         try:
             if trust.provenance is None:
                 raise _no_trust("provenance")
@@ -253,8 +263,9 @@ def verify_evidence_report(
     ``nonce`` is the freshness challenge the caller issued (TPM, SEV-SNP, TDX);
     ``nonce_audience`` the per-request audience for identity tokens. Both come from
     the caller, never from the document. Raises EvidenceError only when the document
-    is malformed or the subject's SVID does not verify; every other failure is a
-    ``verified: false`` claim plus a problem in the report.
+    is malformed or the subject's SVID does not verify, and ConfigError when ``trust``
+    is invalid; every other failure is a ``verified: false`` claim plus a problem in
+    the report (as are runtime facts that no PSAT binds).
     """
     parsed = parse_evidence_document(document)
     anchors = parse_trust_config(trust)
