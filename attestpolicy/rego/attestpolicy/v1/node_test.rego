@@ -1,0 +1,121 @@
+package attestpolicy.v1_test
+
+import rego.v1
+
+test_node_unverified if {
+	every verified in [false, null, "yes"] {
+		decision := decide(with_value(claims, ["node", "verified"], verified))
+		denied(decision, {"node.unverified"})
+	}
+}
+
+test_node_nonce_not_verified if {
+	decision := decide(with_value(claims, ["node", "nonce_verified"], false))
+	denied(decision, {"node.nonce"})
+	has_reason(decision, "node.nonce", "node evidence is not bound to the expected nonce")
+	denied(decide(without(claims, ["node", "nonce_verified"])), {"node.nonce"})
+}
+
+test_node_age_exactly_at_limit_is_fresh if {
+	decision := decide(with_value(claims, ["node", "issued_at"], "2026-11-22T09:55:00Z"))
+	allowed(decision)
+	decision.valid_until == "2026-11-22T10:00:00Z"
+}
+
+test_node_one_second_over_age_limit_is_stale if {
+	decision := decide(with_value(claims, ["node", "issued_at"], "2026-11-22T09:54:59Z"))
+	denied(decision, {"node.stale"})
+	has_reason(
+		decision, "node.stale",
+		"node evidence issued at 2026-11-22T09:54:59Z is older than limits.max_evidence_age_seconds",
+	)
+}
+
+test_node_one_nanosecond_over_age_limit_is_stale if {
+	denied(decide(with_value(claims, ["now"], "2026-11-22T10:04:00.000000001Z")), {"node.stale"})
+	allowed(decide(with_value(claims, ["now"], "2026-11-22T10:04:00Z")))
+}
+
+test_node_skew_exactly_at_limit_is_accepted if {
+	decision := decide(with_value(claims, ["node", "issued_at"], "2026-11-22T10:00:30Z"))
+	allowed(decision)
+	decision.valid_until == "2026-11-22T10:05:30Z"
+}
+
+test_node_fractional_age_limit_is_exact if {
+	# 130.126614242 * 1e9 is 130126614241.99998 as a float: the limit must round, not floor.
+	cfg := with_value(config, ["limits", "max_evidence_age_seconds"], 130.126614242)
+	allowed(decide_config(with_value(claims, ["node", "issued_at"], "2026-11-22T09:57:49.873385758Z"), cfg))
+	denied(decide_config(with_value(claims, ["node", "issued_at"], "2026-11-22T09:57:49.873385757Z"), cfg), {"node.stale"})
+}
+
+test_node_one_second_over_skew_is_future if {
+	decision := decide(with_value(claims, ["node", "issued_at"], "2026-11-22T10:00:31Z"))
+	denied(decision, {"node.future"})
+	has_reason(
+		decision, "node.future",
+		"node evidence issued at 2026-11-22T10:00:31Z is ahead of now by more than limits.clock_skew_seconds",
+	)
+}
+
+test_node_skew_compares_instants_across_offsets if {
+	allowed(decide(with_value(claims, ["node", "issued_at"], "2026-11-22T11:00:30+01:00")))
+	denied(decide(with_value(claims, ["node", "issued_at"], "2026-11-22T11:00:31+01:00")), {"node.future"})
+}
+
+test_node_expires_at_now_is_expired if {
+	decision := decide(with_value(claims, ["node", "expires_at"], "2026-11-22T10:00:00Z"))
+	denied(decision, {"node.expired", "ttl.too_short"})
+	has_reason(decision, "node.expired", "node evidence expired at 2026-11-22T10:00:00Z")
+}
+
+test_node_expiring_after_now_is_not_expired if {
+	decision := decide(with_value(claims, ["node", "expires_at"], "2026-11-22T10:00:00.000000001Z"))
+	denied(decision, {"ttl.too_short"})
+}
+
+test_node_measurement_differs if {
+	decision := decide(with_value(claims, ["node", "measurements", "pcr.sha256.7"], pcr1))
+	denied(decision, {"node.measurement_mismatch"})
+	decision.reasons == [{"code": "node.measurement_mismatch", "message": "measurement pcr.sha256.7 differs from the baseline"}]
+}
+
+test_node_measurement_missing if {
+	decision := decide(without(claims, ["node", "measurements", "pcr.sha256.0"]))
+	decision.reasons == [{"code": "node.measurement_mismatch", "message": "measurement pcr.sha256.0 is missing"}]
+	nulled := decide(with_value(claims, ["node", "measurements", "pcr.sha256.0"], null))
+	nulled.reasons == decision.reasons
+}
+
+test_node_measurements_ill_typed if {
+	every measurements in [null, "aa", [pcr0, pcr7]] {
+		decision := decide(with_value(claims, ["node", "measurements"], measurements))
+		denied(decision, {"node.measurement_mismatch"})
+		count(decision.reasons) == 2
+	}
+}
+
+test_node_extra_measurements_are_ignored if {
+	allowed(decide(with_value(claims, ["node", "measurements", "pcr.sha256.23"], pcr1)))
+}
+
+test_node_kind_without_baseline_is_not_measured if {
+	doc := json.patch(claims, [
+		{"op": "add", "path": ["node", "kind"], "value": "aws_iid"},
+		{"op": "add", "path": ["node", "measurements"], "value": {}},
+	])
+	allowed(decide(doc))
+}
+
+test_node_baseline_not_an_object if {
+	cfg := with_value(config, ["node_baselines", "tpm"], [pcr0, pcr7])
+	decision := decide_config(claims, cfg)
+	denied(decision, {"config.invalid"})
+	has_reason(decision, "config.invalid", "config.node_baselines[tpm] must be an object")
+}
+
+test_node_revoked if {
+	decision := decide(with_value(claims, ["node", "id"], "tpm-ek-retired"))
+	denied(decision, {"node.revoked"})
+	has_reason(decision, "node.revoked", "node tpm-ek-retired is revoked")
+}

@@ -1,0 +1,249 @@
+"""Ill-typed or unexpected values anywhere never crash the engine, and never widen access.
+
+OPA turns a builtin type error into undefined; regorus raises. The policy guards every
+builtin argument so both engines reach the same decision; these properties check, with
+the in-process engine, that no input or configuration value makes evaluation raise, that
+the decision is always a well-formed object, and that wrongly typed security-relevant
+fields always deny.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from attestpolicy.claims import ClaimSet
+
+EXAMPLES = Path(str(resources.files("attestpolicy") / "examples"))
+
+Decide = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
+# decide() replaces the engine's input and data on every call: reusing it across
+# generated examples is safe.
+REUSE_ENGINE = [HealthCheck.function_scoped_fixture]
+Path_ = tuple[str | int, ...]
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53), max_value=2**53)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=24),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+
+
+def _allowed_input() -> dict[str, Any]:
+    text = (EXAMPLES / "claims" / "allow-fully-attested.json").read_text()
+    return ClaimSet.parse(text).to_input()
+
+
+def _config() -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((EXAMPLES / "config.json").read_text())
+    return document
+
+
+WORKLOAD = "spiffe://prod.example.com/ns/payments/sa/api"
+
+
+def _is_str(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _at_least(low: float) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and value >= low
+
+    return check
+
+
+def _between(low: float, high: float) -> Callable[[object], bool]:
+    def check(value: object) -> bool:
+        return (
+            isinstance(value, int | float) and not isinstance(value, bool) and low < value <= high
+        )
+
+    return check
+
+
+def _optional(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: value is None or check(value)
+
+
+def _never(value: object) -> bool:
+    return False
+
+
+# Input fields whose value decides the outcome: a value of the wrong kind must deny.
+# (predicate: the values that may legitimately still allow; anything else must deny.)
+INPUT_FIELDS: dict[Path_, Callable[[object], bool]] = {
+    ("now",): _is_str,
+    ("subject",): _never,
+    ("subject", "spiffe_id"): _never,
+    ("request",): _never,
+    ("request", "audience"): _never,
+    ("request", "requested_ttl_seconds"): _optional(_at_least(60)),
+    ("image", "reference"): _never,
+    ("image", "digest"): _never,
+    ("image", "signatures"): _never,
+    ("image", "signatures", 0): _never,
+    ("image", "signatures", 0, "verified"): _never,
+    ("image", "signatures", 0, "issuer"): _never,
+    ("image", "signatures", 0, "subject"): _is_str,
+    ("image", "signatures", 0, "key_id"): lambda v: True,
+    ("provenance", "verified"): _never,
+    ("provenance", "builder_id"): _never,
+    ("provenance", "source_repo"): _never,
+    ("provenance", "subject_digests"): lambda v: isinstance(v, list),
+    ("provenance", "predicate_type"): lambda v: True,
+    ("node",): _never,
+    ("node", "kind"): _is_str,
+    ("node", "id"): _is_str,
+    ("node", "verified"): _never,
+    ("node", "nonce_verified"): _never,
+    ("node", "issued_at"): _is_str,
+    ("node", "expires_at"): _is_str,
+    ("node", "measurements"): _never,
+    ("node", "measurements", "pcr.sha256.7"): _never,
+    ("node", "measurements", "pcr.sha256.9"): lambda v: True,
+    ("runtime", "verified"): _never,
+    ("runtime", "namespace"): _never,
+    ("runtime", "service_account"): _never,
+    ("runtime", "pod"): lambda v: True,
+    ("runtime", "image_digest"): lambda v: v is None,
+    ("runtime", "expires_at"): lambda v: v is None or _is_str(v),
+}
+
+CONFIG_FIELDS: dict[Path_, Callable[[object], bool]] = {
+    ("limits", "max_evidence_age_seconds"): _at_least(60),
+    ("limits", "clock_skew_seconds"): _at_least(0),
+    ("limits", "min_ttl_seconds"): _between(0, 900),
+    ("limits", "default_ttl_seconds"): _at_least(60),
+    ("limits",): _never,
+    ("workloads",): _never,
+    ("workloads", WORKLOAD): _never,
+    ("workloads", WORKLOAD, "require"): lambda v: (
+        v == []
+        or (isinstance(v, list) and set(map(str, v)) <= {"image", "provenance", "node", "runtime"})
+    ),
+    ("workloads", WORKLOAD, "image_digests"): lambda v: v is None or isinstance(v, list),
+    ("workloads", WORKLOAD, "max_ttl_seconds"): _optional(_at_least(60)),
+    ("workloads", WORKLOAD, "source_repo"): lambda v: v is None,
+    ("workloads", WORKLOAD, "namespace"): _never,
+    ("audiences",): _never,
+    ("audiences", "vault"): _never,
+    ("audiences", "vault", "max_ttl_seconds"): _at_least(60),
+    ("trusted_signers",): _never,
+    ("trusted_builders",): _never,
+    ("node_baselines",): lambda v: (
+        v is None or (isinstance(v, dict) and v.get("tpm") in (None, {}))
+    ),
+    ("node_baselines", "tpm"): lambda v: v is None or v == {},
+    ("revoked",): lambda v: v is None or isinstance(v, dict),
+    ("revoked", "image_digests"): lambda v: v is None or isinstance(v, list),
+    ("revoked", "node_ids"): lambda v: v is None or isinstance(v, list),
+    ("revoked", "signer_subjects"): lambda v: v is None or isinstance(v, list),
+    ("revoked", "spiffe_ids"): lambda v: v is None or isinstance(v, list),
+}
+
+
+def _replace(document: dict[str, Any], path: Path_, value: object) -> dict[str, Any]:
+    changed = copy.deepcopy(document)
+    target: Any = changed
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return changed
+
+
+def _get(document: Any, path: Path_) -> Any:
+    for key in path:
+        document = document[key]
+    return document
+
+
+def _same(a: object, b: object) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _assert_well_formed(decision: Any) -> None:
+    assert isinstance(decision, dict)
+    assert set(decision) == {"allow", "ttl_seconds", "reasons", "ttl_bound_by", "valid_until"}
+    assert isinstance(decision["allow"], bool)
+    assert isinstance(decision["ttl_seconds"], int)
+    assert isinstance(decision["reasons"], list)
+    for reason in decision["reasons"]:
+        assert set(reason) == {"code", "message"}
+        assert isinstance(reason["code"], str)
+        assert isinstance(reason["message"], str)
+    assert decision["reasons"] == sorted(
+        decision["reasons"], key=lambda r: (r["code"], r["message"])
+    )
+    if decision["allow"]:
+        assert decision["reasons"] == []
+        assert decision["ttl_seconds"] >= 60
+        assert isinstance(decision["ttl_bound_by"], str)
+        assert decision["valid_until"] is None or isinstance(decision["valid_until"], str)
+    else:
+        assert decision["reasons"]
+        assert decision["ttl_seconds"] == 0
+        assert decision["ttl_bound_by"] is None
+        assert decision["valid_until"] is None
+
+
+def test_the_unchanged_example_is_allowed(decide: Decide) -> None:
+    assert decide(_allowed_input(), _config())["allow"] is True
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=REUSE_ENGINE)
+@given(path=st.sampled_from(sorted(INPUT_FIELDS, key=repr)), value=JSON_VALUES)
+def test_any_input_value_gives_a_well_formed_decision(
+    decide: Decide, path: Path_, value: object
+) -> None:
+    original = _allowed_input()
+    decision = decide(_replace(original, path, value), _config())
+    _assert_well_formed(decision)
+    if not _same(value, _get(original, path)) and not INPUT_FIELDS[path](value):
+        assert decision["allow"] is False, (path, value)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=REUSE_ENGINE)
+@given(
+    path=st.sampled_from(sorted(CONFIG_FIELDS, key=repr)),
+    value=JSON_VALUES,
+    runtime_expires=st.booleans(),
+)
+def test_any_config_value_gives_a_well_formed_decision(
+    decide: Decide, path: Path_, value: object, runtime_expires: bool
+) -> None:
+    config = _config()
+    policy_input = _allowed_input()
+    if not runtime_expires:
+        # Then valid_until comes from node.issued_at + max_evidence_age_seconds alone.
+        policy_input["runtime"]["expires_at"] = None
+    decision = decide(policy_input, _replace(config, path, value))
+    _assert_well_formed(decision)
+    if not _same(value, _get(config, path)) and not CONFIG_FIELDS[path](value):
+        assert decision["allow"] is False, (path, value)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=REUSE_ENGINE)
+@given(policy_input=JSON_VALUES, config=JSON_VALUES)
+def test_arbitrary_documents_never_crash_and_deny(
+    decide: Decide, policy_input: object, config: object
+) -> None:
+    decision = decide(
+        policy_input if isinstance(policy_input, dict) else {"value": policy_input},
+        config if isinstance(config, dict) else {"value": config},
+    )
+    _assert_well_formed(decision)
+    assert decision["allow"] is False
