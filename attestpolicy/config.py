@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 
 from attestpolicy.claims import Digest, HexValue, SpiffeId, Text
 from attestpolicy.errors import ConfigError
@@ -32,10 +40,22 @@ class _Model(BaseModel):
 
 
 class TrustedSigner(_Model):
-    """An OIDC issuer and a subject glob (``*`` matches any characters)."""
+    """A keyless identity (OIDC issuer + subject glob, ``*`` matches any characters),
+    or a signing key (``key_id``, the verifier's ``sha256:`` key fingerprint).
+    """
 
-    issuer: Text
-    subject: Text
+    issuer: Text | None = None
+    subject: Text | None = None
+    key_id: Text | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TrustedSigner:
+        keyless = self.issuer is not None or self.subject is not None
+        if keyless and (self.issuer is None or self.subject is None):
+            raise ValueError("a keyless trusted signer needs both issuer and subject")
+        if keyless == (self.key_id is not None):
+            raise ValueError("a trusted signer is either {issuer, subject} or {key_id}")
+        return self
 
 
 class Workload(_Model):

@@ -49,6 +49,18 @@ _image_trusted_signature if {
 	glob.match(pattern, null, subject)
 }
 
+# A verified signature made with a signing key (cosign with a public key: no issuer or
+# subject) is trusted when a configured signer names its key_id, the verifier's key
+# fingerprint, and that key id is not in revoked.signer_subjects.
+_image_trusted_signature if {
+	signature := input.image.signatures[_]
+	signature.verified == true
+	key_id := signature.key_id
+	is_string(key_id)
+	not key_id in _config.revoked.signer_subjects
+	_config.trusted_signers[_].key_id == key_id
+}
+
 # Signer subject patterns are globs in which only "*" is special: it matches any
 # characters, "/" and "." included (glob.match with null delimiters). Any other glob
 # syntax makes every pattern unusable (config.invalid): regorus raises on a malformed
@@ -101,7 +113,8 @@ violation contains {"code": "image.unsigned", "message": "image has no verified 
 # title: Image signer untrusted
 # description: |
 #   Verified signatures exist, but none has an issuer equal to, and a subject matching,
-#   a trusted signer. A signature whose subject is revoked never counts as trusted.
+#   a trusted signer, or a key_id a trusted signer names. A signature whose subject or
+#   key id is revoked never counts as trusted.
 # custom:
 #   code: image.untrusted_signer
 violation contains {"code": "image.untrusted_signer", "message": "no verified image signature is from a trusted, unrevoked signer"} if {

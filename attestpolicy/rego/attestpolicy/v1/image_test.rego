@@ -159,3 +159,23 @@ test_image_signer_entries_of_the_wrong_type_never_match if {
 	denied(decide_config(claims, with_value(config, ["trusted_signers"], signers)), {"image.untrusted_signer"})
 	denied(decide_config(claims, with_value(config, ["trusted_signers"], "all")), {"image.untrusted_signer"})
 }
+
+test_image_key_signed_signature_trusted_by_key_id if {
+	key_id := "sha256:c87a79018f346cc02482448b77296b0bea143ef2ccab99b04776fb0f638f301f"
+	signature := {"verified": true, "issuer": null, "subject": null, "key_id": key_id}
+	doc := with_value(claims, ["image", "signatures"], [signature])
+	denied(decide(doc), {"image.untrusted_signer"})
+	trusting := with_value(config, ["trusted_signers"], [{"key_id": key_id}])
+	allowed(decide_config(doc, trusting))
+	revoked := with_value(trusting, ["revoked", "signer_subjects"], [key_id])
+	denied(decide_config(doc, revoked), {"image.untrusted_signer"})
+	unverified := with_value(doc, ["image", "signatures"], [object.union(signature, {"verified": false})])
+	denied(decide_config(unverified, trusting), {"image.unsigned"})
+	other_key := with_value(doc, ["image", "signatures", 0, "key_id"], "sha256:00")
+	denied(decide_config(other_key, trusting), {"image.untrusted_signer"})
+}
+
+test_image_key_id_signer_never_matches_keyless_signature if {
+	trusting := with_value(config, ["trusted_signers"], [{"key_id": release_subject}])
+	denied(decide_config(claims, trusting), {"image.untrusted_signer"})
+}
