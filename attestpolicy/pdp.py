@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from attestpolicy.claims import ClaimSet, parse_timestamp
+from attestpolicy.claims import ClaimSet, format_timestamp, parse_timestamp
 from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, Reason
 from attestpolicy.engine.base import Evaluator
@@ -160,7 +160,8 @@ class PolicyDecisionPoint:
         try:
             claim_set = ClaimSet.parse(claims)
             moment = parse_timestamp(now) if now is not None else claim_set.now or evaluated_at
-            policy_input = claim_set.with_now(moment).to_input()
+            policy_input = claim_set.to_input()
+            policy_input["now"] = format_timestamp(moment)
         except ClaimsError as exc:
             return self._deny(exc.code, str(exc), evaluated_at)
         except ValueError as exc:
