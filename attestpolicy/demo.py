@@ -58,12 +58,12 @@ def _evidence_rows(stream: TextIO) -> list[tuple[str, Decision]]:
     from attestpolicy.evidence.document import load_evidence_document, load_trust_config
 
     folder = _examples() / "evidence"
-    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config = json.loads((_examples() / "evidence-config.json").read_text(encoding="utf-8"))
     trust = load_trust_config((_examples() / "trust.json").read_bytes())
     documents = {
         entry.name.removesuffix(".json"): load_evidence_document(entry.read_bytes())
         for entry in sorted(folder.iterdir(), key=lambda entry: entry.name)
-        if entry.name.endswith(".json") and entry.name != "config.json"
+        if entry.name.endswith(".json")
     }
     rows: list[tuple[str, Decision]] = []
     with PolicyDecisionPoint.local(config=config) as pdp:
