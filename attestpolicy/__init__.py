@@ -25,6 +25,7 @@ from attestpolicy.errors import (
     EvidenceError,
     PolicyError,
 )
+from attestpolicy.evidence.verify import EvidenceReport, verify_evidence, verify_evidence_report
 from attestpolicy.pdp import PolicyDecisionPoint
 
 __version__ = "0.1.0"
@@ -38,6 +39,7 @@ __all__ = [
     "Decision",
     "EvaluatorError",
     "EvidenceError",
+    "EvidenceReport",
     "Image",
     "ImageSignature",
     "Node",
@@ -49,4 +51,6 @@ __all__ = [
     "Runtime",
     "Subject",
     "__version__",
+    "verify_evidence",
+    "verify_evidence_report",
 ]

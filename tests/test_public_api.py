@@ -14,6 +14,7 @@ def test_all_is_sorted_and_exact() -> None:
         "Decision",
         "EvaluatorError",
         "EvidenceError",
+        "EvidenceReport",
         "Image",
         "ImageSignature",
         "Node",
@@ -25,6 +26,8 @@ def test_all_is_sorted_and_exact() -> None:
         "Runtime",
         "Subject",
         "__version__",
+        "verify_evidence",
+        "verify_evidence_report",
     }
 
 
