@@ -82,14 +82,20 @@ def example_config() -> dict[str, Any]:
 
 def bench_in_process(scale: int) -> list[Row]:
     """decide() on a miss and on hits with each cache implementation; raw cache lookups."""
-    from attestpolicy import PolicyDecisionPoint
+    from attestpolicy import ClaimSet, PolicyDecisionPoint
     from attestpolicy.engine.cache import load_implementation
 
     claims, config = realistic_claims(), example_config()
     rows = []
     uncached = PolicyDecisionPoint.local(config=config, cache=False)
     assert uncached.decide(claims, now=NOW).allow
-    rows.append(measure("decide() miss (validate + regorus)", lambda: uncached.decide(claims, now=NOW), 400 * scale))
+    rows.append(
+        measure(
+            "decide() miss (validate + regorus)",
+            lambda: uncached.decide(claims, now=NOW),
+            400 * scale,
+        )
+    )
     for name in ("cython", "python"):
         try:
             implementation = load_implementation(name)
@@ -99,11 +105,22 @@ def bench_in_process(scale: int) -> list[Row]:
         pdp = PolicyDecisionPoint.local(config=config, cache=implementation.cache_class())
         assert pdp.decide(claims, now=NOW).allow
         rows.append(
-            measure(f"decide() hit, {name} cache", lambda pdp=pdp: pdp.decide(claims, now=NOW), 5000 * scale)
+            measure(
+                f"decide() hit, {name} cache",
+                lambda pdp=pdp: pdp.decide(claims, now=NOW),
+                5000 * scale,
+            )
         )
         cache = implementation.cache_class()
         ticket, _ = cache.lookup(claims, "rev", NOW)
-        cache.store(ticket, pdp.decide(claims, now=NOW), evidence_expires_at=None, now=NOW)
+        parsed = ClaimSet.parse(claims)
+        expiries = [p.expires_at for p in (parsed.node, parsed.runtime) if p and p.expires_at]
+        cache.store(
+            ticket,
+            pdp.decide(claims, now=NOW),
+            evidence_expires_at=min(expiries) if expiries else None,
+            now=NOW,
+        )
         rows.append(
             measure(
                 f"cache lookup hit (key + entry), {name}",
@@ -129,10 +146,16 @@ def serve(workers: int) -> Iterator[str]:
     """Run ``attestpolicy serve`` with ``workers`` processes on a free loopback port."""
     port = _free_port()
     command = [
-        sys.executable, "-m", "attestpolicy", "serve",
-        "--addr", f"127.0.0.1:{port}",
-        "--config", str(EXAMPLES / "config.json"),
-        "--workers", str(workers),
+        sys.executable,
+        "-m",
+        "attestpolicy",
+        "serve",
+        "--addr",
+        f"127.0.0.1:{port}",
+        "--config",
+        str(EXAMPLES / "config.json"),
+        "--workers",
+        str(workers),
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -162,7 +185,14 @@ def bench_remote(scale: int) -> list[Row]:
         pdp = PolicyDecisionPoint.remote(url)
         decision = pdp.decide(claims, now=NOW)
         assert decision.allow, decision.reasons
-        return [measure("decide() remote over loopback", lambda: pdp.decide(claims, now=NOW), 200 * scale, warmup=20)]
+        return [
+            measure(
+                "decide() remote over loopback",
+                lambda: pdp.decide(claims, now=NOW),
+                200 * scale,
+                warmup=20,
+            )
+        ]
 
 
 def _client(url: str, requests_per_client: int, payload: bytes, result: Any) -> None:
@@ -172,7 +202,9 @@ def _client(url: str, requests_per_client: int, payload: bytes, result: Any) -> 
     endpoint = url + "/v1/data/attestpolicy/v1/decision"
     start = time.perf_counter()
     for _ in range(requests_per_client):
-        response = session.post(endpoint, data=payload, headers={"Content-Type": "application/json"})
+        response = session.post(
+            endpoint, data=payload, headers={"Content-Type": "application/json"}
+        )
         if response.status_code != 200 or not response.json()["result"]["allow"]:
             raise RuntimeError(f"unexpected response {response.status_code}")
     result.put(time.perf_counter() - start)
@@ -225,7 +257,9 @@ def print_table(title: str, rows: list[Row]) -> None:
     width = max(len(row.name) for row in rows)
     print(f"  {'operation'.ljust(width)}  {'samples':>8}  {'p50 us':>10}  {'p99 us':>10}")
     for row in rows:
-        print(f"  {row.name.ljust(width)}  {row.samples:>8}  {row.p50_us:>10.1f}  {row.p99_us:>10.1f}")
+        print(
+            f"  {row.name.ljust(width)}  {row.samples:>8}  {row.p50_us:>10.1f}  {row.p99_us:>10.1f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -234,11 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     args = parser.parse_args(argv)
     scale = 1 if args.quick else 5
-    print(f"attestpolicy benchmarks ({'quick' if args.quick else 'full'}), "
-          f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    print(
+        f"attestpolicy benchmarks ({'quick' if args.quick else 'full'}), "
+        f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}"
+    )
 
     decide_rows = bench_in_process(scale) + bench_remote(scale)
-    print_table("decide() on the realistic claim set (image + provenance + 24 PCRs + runtime)", decide_rows)
+    print_table(
+        "decide() on the realistic claim set (image + provenance + 24 PCRs + runtime)", decide_rows
+    )
     by_name = {row.name: row for row in decide_rows}
 
     throughput = bench_throughput(scale)
@@ -257,8 +295,11 @@ def main(argv: list[str] | None = None) -> int:
 
     ratio("miss / cython hit", "decide() miss (validate + regorus)", "decide() hit, cython cache")
     ratio("python hit / cython hit", "decide() hit, python cache", "decide() hit, cython cache")
-    ratio("python lookup / cython lookup", "cache lookup hit (key + entry), python",
-          "cache lookup hit (key + entry), cython")
+    ratio(
+        "python lookup / cython lookup",
+        "cache lookup hit (key + entry), python",
+        "cache lookup hit (key + entry), cython",
+    )
     ratio("remote / cython hit", "decide() remote over loopback", "decide() hit, cython cache")
     ratio("remote / miss", "decide() remote over loopback", "decide() miss (validate + regorus)")
     if len(throughput) == 2:
