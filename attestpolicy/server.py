@@ -20,6 +20,7 @@ worker processes (``workers``), each with its own loop and one engine.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import threading
@@ -315,6 +316,10 @@ def run_server(
         log_level="info",
     )
     sock = _listen_socket(host, port)
+    bound_host, bound_port = sock.getsockname()[:2]
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", bound_host, bound_port
+    )
     try:
         if workers == 1:
             uvicorn.Server(settings).run(sockets=[sock])
