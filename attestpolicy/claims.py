@@ -107,8 +107,6 @@ def _check_digest(value: str) -> str:
     return value
 
 
-
-
 def _check_spiffe_id(value: str) -> str:
     if len(value) > 2048:
         raise ValueError("SPIFFE ID longer than 2048 bytes")

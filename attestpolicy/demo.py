@@ -68,9 +68,7 @@ def _evidence_rows(stream: TextIO) -> list[tuple[str, Decision]]:
     rows: list[tuple[str, Decision]] = []
     with PolicyDecisionPoint.local(config=config) as pdp:
         for name, document in documents.items():
-            decision = pdp.decide_evidence(
-                document, trust, now=EVIDENCE_TIME, nonce=EVIDENCE_NONCE
-            )
+            decision = pdp.decide_evidence(document, trust, now=EVIDENCE_TIME, nonce=EVIDENCE_NONCE)
             rows.append((name, decision))
         allow = next((name for name in documents if name.startswith("allow")), None)
         if allow is not None:

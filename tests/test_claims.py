@@ -59,8 +59,14 @@ def test_timestamps_are_normalised_to_utc_z(claims: dict[str, Any]) -> None:
         (lambda c: c["request"].update(requested_ttl_seconds=0), "request.requested_ttl_seconds"),
         (lambda c: c["request"].update(requested_ttl_seconds=-5), "request.requested_ttl_seconds"),
         (lambda c: c["request"].update(requested_ttl_seconds=1.5), "request.requested_ttl_seconds"),
-        (lambda c: c["request"].update(requested_ttl_seconds="60"), "request.requested_ttl_seconds"),
-        (lambda c: c["request"].update(requested_ttl_seconds=True), "request.requested_ttl_seconds"),
+        (
+            lambda c: c["request"].update(requested_ttl_seconds="60"),
+            "request.requested_ttl_seconds",
+        ),
+        (
+            lambda c: c["request"].update(requested_ttl_seconds=True),
+            "request.requested_ttl_seconds",
+        ),
         (lambda c: c["request"].pop("audience"), "request.audience"),
         (lambda c: c["request"].update(audience=""), "request.audience"),
         (lambda c: c["request"].update(audience=7), "request.audience"),
@@ -75,13 +81,25 @@ def test_timestamps_are_normalised_to_utc_z(claims: dict[str, Any]) -> None:
         (lambda c: c["image"].update(digest="sha256:" + "A" * 64), "image.digest"),
         (lambda c: c["image"].update(digest="sha256:abc"), "image.digest"),
         (lambda c: c["runtime"].update(image_digest="sha1:" + "a" * 40), "runtime.image_digest"),
-        (lambda c: c["provenance"].update(subject_digests=["sha384:" + "a" * 96]), "provenance.subject_digests.0"),
-        (lambda c: c["image"]["signatures"][0].update(verified="true"), "image.signatures.0.verified"),
+        (
+            lambda c: c["provenance"].update(subject_digests=["sha384:" + "a" * 96]),
+            "provenance.subject_digests.0",
+        ),
+        (
+            lambda c: c["image"]["signatures"][0].update(verified="true"),
+            "image.signatures.0.verified",
+        ),
         (lambda c: c["image"].update(signatures={"verified": True}), "image.signatures"),
         (lambda c: c["node"].update(verified=1), "node.verified"),
         (lambda c: c["node"].update(kind="TPM!"), "node.kind"),
-        (lambda c: c["node"]["measurements"].update({"pcr.sha256.0": "ZZ"}), "node.measurements.pcr.sha256.0"),
-        (lambda c: c["node"]["measurements"].update({"pcr.sha256.0": "ABCD"}), "node.measurements.pcr.sha256.0"),
+        (
+            lambda c: c["node"]["measurements"].update({"pcr.sha256.0": "ZZ"}),
+            "node.measurements.pcr.sha256.0",
+        ),
+        (
+            lambda c: c["node"]["measurements"].update({"pcr.sha256.0": "ABCD"}),
+            "node.measurements.pcr.sha256.0",
+        ),
         (lambda c: c["subject"].update(spiffe_id="https://example.org/x"), "subject.spiffe_id"),
         (lambda c: c["subject"].update(spiffe_id="spiffe://Example.org/x"), "subject.spiffe_id"),
         (lambda c: c["subject"].update(spiffe_id="spiffe://example.org//x"), "subject.spiffe_id"),
@@ -141,7 +159,9 @@ def test_with_now_and_schema() -> None:
 
 
 def test_timestamp_helpers() -> None:
-    assert format_timestamp(parse_timestamp("2026-01-02T03:04:05.120Z")) == "2026-01-02T03:04:05.12Z"
+    assert (
+        format_timestamp(parse_timestamp("2026-01-02T03:04:05.120Z")) == "2026-01-02T03:04:05.12Z"
+    )
     assert parse_timestamp(datetime(2026, 1, 1, tzinfo=UTC)).tzinfo is UTC
     with pytest.raises(ValueError, match="offset"):
-        parse_timestamp(datetime(2026, 1, 1))  # noqa: DTZ001
+        parse_timestamp(datetime(2026, 1, 1))

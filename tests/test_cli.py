@@ -184,7 +184,8 @@ def test_bundle_build_and_verify(capsys: pytest.CaptureFixture[str], tmp_path: P
 def test_demo_shows_allows_and_denies(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "demo")
     assert code == 0
-    assert "ALLOW" in out and "DENY" in out
+    assert "ALLOW" in out
+    assert "DENY" in out
     assert "evidence_expiry" in out
 
 

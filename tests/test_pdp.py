@@ -97,7 +97,7 @@ def test_garbage_claims_fail_closed(pdp: PolicyDecisionPoint, bad: Any) -> None:
 def test_invalid_config_rejected_at_construction(example_config: dict[str, Any]) -> None:
     bad = copy.deepcopy(example_config)
     bad["limits"]["min_ttl_seconds"] = "60"
-    with pytest.raises(ConfigError, match="limits.min_ttl_seconds"):
+    with pytest.raises(ConfigError, match=r"limits\.min_ttl_seconds"):
         PolicyDecisionPoint.local(config=bad)
     with pytest.raises(ConfigError, match="trusted_signer"):
         PolicyDecisionPoint.local(config={**example_config, "trusted_signer": []})
@@ -135,7 +135,7 @@ def test_broken_policy_fails_at_load(tmp_path: Path) -> None:
     with pytest.raises(PolicyError, match="policy directory not found"):
         PolicyDecisionPoint.local(tmp_path / "missing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PolicyError, match="no .rego files"):
+    with pytest.raises(PolicyError, match=r"no \.rego files"):
         PolicyDecisionPoint.local(tmp_path / "empty")
 
 
@@ -167,7 +167,8 @@ def test_cache_hit_key_order_and_fresh_ids(
     stats = pdp.cache_stats()
     assert stats is not None
     assert stats.hits == 1
-    assert second.allow and second.ttl_seconds == first.ttl_seconds
+    assert second.allow
+    assert second.ttl_seconds == first.ttl_seconds
     assert second.decision_id != first.decision_id
 
 
@@ -178,7 +179,8 @@ def test_changed_claim_misses(pdp: PolicyDecisionPoint, claims: dict[str, Any]) 
     assert not decision.allow
     assert "node.measurement_mismatch" in decision.reason_codes
     stats = pdp.cache_stats()
-    assert stats is not None and stats.hits == 0
+    assert stats is not None
+    assert stats.hits == 0
 
 
 def test_cached_allow_not_served_past_valid_until(
@@ -186,7 +188,8 @@ def test_cached_allow_not_served_past_valid_until(
 ) -> None:
     del claims["now"]
     first = pdp.decide(claims, now=NOW)
-    assert first.allow and first.valid_until is not None
+    assert first.allow
+    assert first.valid_until is not None
     just_before = first.valid_until - timedelta(microseconds=1)
     assert pdp.decide(claims, now=just_before).allow
     after = pdp.decide(claims, now=first.valid_until + timedelta(seconds=1))
@@ -203,7 +206,8 @@ def test_cached_ttl_shrinks_with_evidence_expiry(
     assert (first.ttl_seconds, first.ttl_bound_by) == (600, "evidence_expiry")
     later = pdp.decide(claims, now=NOW + timedelta(seconds=100))
     stats = pdp.cache_stats()
-    assert stats is not None and stats.hits == 1
+    assert stats is not None
+    assert stats.hits == 1
     assert (later.ttl_seconds, later.ttl_bound_by) == (500, "evidence_expiry")
 
 
