@@ -9,6 +9,7 @@ rather than a deny on every request.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -29,6 +30,9 @@ from attestpolicy.errors import ConfigError
 __all__ = ["MAX_CONFIG_BYTES", "PolicyConfig", "load_config", "validate_config"]
 
 MAX_CONFIG_BYTES = 8 * 1024 * 1024
+
+_GLOB_SYNTAX = re.compile(r"[?\[\]{}\\]")
+"""Glob syntax the policy refuses in signer subjects (only ``*`` is special there)."""
 
 EvidenceClass = Literal["image", "provenance", "node", "runtime"]
 _Seconds = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
@@ -55,6 +59,10 @@ class TrustedSigner(_Model):
             raise ValueError("a keyless trusted signer needs both issuer and subject")
         if keyless == (self.key_id is not None):
             raise ValueError("a trusted signer is either {issuer, subject} or {key_id}")
+        if self.subject is not None and _GLOB_SYNTAX.search(self.subject):
+            raise ValueError(
+                "subject patterns may use no glob syntax but * (no ?, [, ], {, }, \\)"
+            )
         return self
 
 
