@@ -285,6 +285,14 @@ def _check_image(
 
 
 def _trusted_signature(ev: _Evaluation, signature: Mapping[str, Any]) -> bool:
+    # A key-signed signature: trusted when a signer names its key_id (not revoked).
+    key_id = _field(signature, "key_id")
+    if (
+        isinstance(key_id, str)
+        and key_id not in ev.revoked_signers
+        and any(signer.get("key_id") == key_id for signer in ev.config.get("trusted_signers") or ())
+    ):
+        return True
     issuer = _field(signature, "issuer")
     subject = _field(signature, "subject")
     if not isinstance(issuer, str) or not isinstance(subject, str):

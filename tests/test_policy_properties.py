@@ -269,8 +269,13 @@ def _issued_at(draw: Draw, now: datetime, limits: dict[str, Any]) -> str:
     return format_timestamp(now - microseconds(age_us))
 
 
-def _signature(verified: bool, issuer: str | None, subject: str | None) -> dict[str, Any]:
-    return {"verified": verified, "issuer": issuer, "subject": subject, "key_id": None}
+def _signature(
+    verified: bool, issuer: str | None, subject: str | None, key_id: str | None = None
+) -> dict[str, Any]:
+    return {"verified": verified, "issuer": issuer, "subject": subject, "key_id": key_id}
+
+
+KEY_IDS: Final = ("sha256:" + "c8" * 32, "sha256:" + "0f" * 32)
 
 
 # One fault: (document, "|" path with {spiffe_id}/{audience}/{kind} placeholders, values).
@@ -302,8 +307,13 @@ FAULTS: Final[tuple[tuple[str, str, tuple[Any, ...]], ...]] = (
             [_signature(True, ISSUERS[0], SIGNER_SUBJECTS[4])],
             [_signature(True, ISSUERS[1], SIGNER_SUBJECTS[0])],
             [_signature(True, None, None)],
+            [_signature(True, None, None, KEY_IDS[0])],
+            [_signature(False, None, None, KEY_IDS[0])],
+            [_signature(True, None, None, KEY_IDS[1])],
         ),
     ),
+    ("config", "trusted_signers", ([{"key_id": KEY_IDS[0]}],)),
+    ("config", "revoked|signer_subjects", ([KEY_IDS[0]],)),
     ("config", "revoked|signer_subjects", tuple([s] for s in SIGNER_SUBJECTS)),
     ("config", "revoked|image_digests", tuple([d] for d in DIGESTS)),
     ("config", "workloads|{spiffe_id}|image_digests", ([], [DIGESTS[3]])),
