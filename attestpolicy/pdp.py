@@ -148,7 +148,7 @@ class PolicyDecisionPoint:
             try:
                 moment = evaluated_at if now is None else parse_timestamp(now)
                 raw = claims.to_input() if isinstance(claims, ClaimSet) else claims
-                if isinstance(raw, Mapping):
+                if type(raw) is dict or isinstance(raw, Mapping):  # dict: skip the ABC check
                     if now is None and "now" in raw:
                         moment = parse_timestamp(raw["now"])
                     revision = self._evaluator.revision
