@@ -212,3 +212,98 @@ def test_console_script_help_everywhere() -> None:
         )
         assert result.returncode == 0, (command, result.stderr)
         assert "usage: attestpolicy" in result.stdout
+
+
+EVIDENCE = EXAMPLES / "evidence"
+TRUST = str(EXAMPLES / "trust.json")
+EVIDENCE_CONFIG = str(EXAMPLES / "evidence-config.json")
+PINNED = ("--now", "2025-11-24T07:45:00Z", "--nonce", "9009")
+
+
+def test_verify_prints_the_claim_set(capsys: pytest.CaptureFixture[str]) -> None:
+    document = str(EVIDENCE / "allow-eks-workload.json")
+    code, out, err = _run(capsys, "verify", "--evidence", document, "--trust", TRUST, *PINNED)
+    assert code == 0, err
+    claims = json.loads(out)
+    assert claims["subject"]["spiffe_id"] == (
+        "spiffe://example.org/ns/hakawai/sa/hakawai-litellm-proxy"
+    )
+    assert claims["node"]["verified"] is True
+    assert claims["node"]["nonce_verified"] is True
+
+
+def test_verify_reports_problems_and_wrong_nonce(capsys: pytest.CaptureFixture[str]) -> None:
+    document = str(EVIDENCE / "allow-eks-workload.json")
+    code, out, err = _run(
+        capsys,
+        "verify",
+        "--evidence",
+        document,
+        "--trust",
+        TRUST,
+        "--now",
+        "2025-11-24T07:45:00Z",
+        "--nonce",
+        "9008",
+    )
+    assert code == 1
+    assert json.loads(out)["node"]["verified"] is False
+    assert "evidence.nonce_mismatch" in err
+
+
+def test_verify_expired_at_real_time(capsys: pytest.CaptureFixture[str]) -> None:
+    document = str(EVIDENCE / "allow-eks-workload.json")
+    code, _, err = _run(capsys, "verify", "--evidence", document, "--trust", TRUST)
+    assert code == 1
+    assert "evidence.expired" in err
+
+
+@pytest.mark.parametrize(
+    ("scenario", "allow", "codes"),
+    [
+        ("allow-eks-workload", True, []),
+        ("deny-tag-only", False, ["image.digest_required"]),
+        ("deny-wrong-signer", False, ["evidence.signature_invalid", "image.unsigned"]),
+        ("deny-unbound-runtime", False, ["runtime.unverified"]),
+    ],
+)
+def test_evaluate_real_evidence(
+    capsys: pytest.CaptureFixture[str], scenario: str, allow: bool, codes: list[str]
+) -> None:
+    document = str(EVIDENCE / f"{scenario}.json")
+    code, out, _ = _run(
+        capsys,
+        "evaluate",
+        "--evidence",
+        document,
+        "--trust",
+        TRUST,
+        "--config",
+        EVIDENCE_CONFIG,
+        *PINNED,
+    )
+    decision = json.loads(out)
+    assert code == (0 if allow else 1)
+    assert decision["allow"] is allow
+    reason_codes = {reason["code"] for reason in decision["reasons"]}
+    assert set(codes) <= reason_codes
+    if allow:
+        assert decision["ttl_seconds"] == 900
+        assert decision["valid_until"] == "2025-11-24T07:49:00Z"
+
+
+def test_evaluate_usage_and_malformed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "evaluate", "--evidence", "/nope.json", "--trust", TRUST)
+    assert code == 2
+    assert "evidence document not found" in err
+    bad_trust = tmp_path / "trust.yaml"
+    bad_trust.write_text("version: 2\n")
+    document = str(EVIDENCE / "allow-eks-workload.json")
+    code, _, err = _run(capsys, "evaluate", "--evidence", document, "--trust", str(bad_trust))
+    assert code == 2
+    assert "version" in err
+    garbage = tmp_path / "doc.json"
+    garbage.write_text('{"version": 1, "request": 5}')
+    code, out, _ = _run(capsys, "evaluate", "--evidence", str(garbage), "--trust", TRUST)
+    assert code == 1
+    assert json.loads(out)["reasons"][0]["code"] == "evidence.malformed"
