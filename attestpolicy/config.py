@@ -60,9 +60,7 @@ class TrustedSigner(_Model):
         if keyless == (self.key_id is not None):
             raise ValueError("a trusted signer is either {issuer, subject} or {key_id}")
         if self.subject is not None and _GLOB_SYNTAX.search(self.subject):
-            raise ValueError(
-                "subject patterns may use no glob syntax but * (no ?, [, ], {, }, \\)"
-            )
+            raise ValueError("subject patterns may use no glob syntax but * (no ?, [, ], {, }, \\)")
         return self
 
 

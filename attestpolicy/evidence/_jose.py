@@ -8,8 +8,6 @@ explicit ``now`` (PyJWT's own clock is never used).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import math
 import re
@@ -24,7 +22,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, StrictStr
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._idcommon import (
+from attestpolicy.evidence._common import (
     AUDIENCE_MISMATCH,
     EXPIRED,
     MALFORMED,
@@ -32,7 +30,8 @@ from attestpolicy.evidence._idcommon import (
     SIGNATURE_INVALID,
     UNSUPPORTED,
     UNTRUSTED,
-    load_json,
+    decode_base64,
+    load_json_object,
 )
 
 MAX_TOKEN_CHARS: Final = 16 * 1024
@@ -178,7 +177,7 @@ def verify_jws(
     """
     _check_shape(token, field=field)
     header_b64, _, signature_b64 = token.split(".")
-    header = _json_object(_b64url(header_b64, field=f"{field}.header"), field=f"{field}.header")
+    header = load_json_object(_b64url(header_b64, field=f"{field}.header"), field=f"{field}.header")
     _b64url(signature_b64, field=f"{field}.signature")
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in _ALGORITHMS:
@@ -233,7 +232,7 @@ def verify_jws(
         ) from None
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
         raise EvidenceError(f"cannot verify: {exc}", field=field, code=MALFORMED) from None
-    claims = _json_object(decoded["payload"], field=f"{field}.payload")
+    claims = load_json_object(decoded["payload"], field=f"{field}.payload")
     return VerifiedJws(header=header, claims=claims)
 
 
@@ -241,7 +240,13 @@ def peek_claims(token: str, *, field: str) -> dict[str, Any]:
     """The claims of a compact JWS WITHOUT verifying it (only to pick the key set)."""
     _check_shape(token, field=field)
     payload_b64 = token.split(".")[1]
-    return _json_object(_b64url(payload_b64, field=f"{field}.payload"), field=f"{field}.payload")
+    return load_json_object(
+        _b64url(payload_b64, field=f"{field}.payload"), field=f"{field}.payload"
+    )
+
+
+def _b64url(segment: str, *, field: str) -> bytes:
+    return decode_base64(segment, field=field, alphabet="urlsafe", padded=False)
 
 
 def _check_shape(token: str, *, field: str) -> None:
@@ -253,23 +258,6 @@ def _check_shape(token: str, *, field: str) -> None:
         raise EvidenceError(
             "not a compact JWS (three base64url segments)", field=field, code=MALFORMED
         )
-
-
-def _b64url(segment: str, *, field: str) -> bytes:
-    try:
-        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError) as exc:
-        raise EvidenceError(f"not valid base64url: {exc}", field=field, code=MALFORMED) from None
-    if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != segment:
-        raise EvidenceError("non-canonical base64url", field=field, code=MALFORMED)
-    return data
-
-
-def _json_object(data: bytes, *, field: str) -> dict[str, Any]:
-    value = load_json(data, field=field)
-    if not isinstance(value, dict):
-        raise EvidenceError("must be a JSON object", field=field, code=MALFORMED)
-    return value
 
 
 # --- claims --------------------------------------------------------------------

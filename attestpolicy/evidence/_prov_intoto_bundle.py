@@ -32,9 +32,21 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence import _prov_fulcio, _prov_rekor
-from attestpolicy.evidence._prov_trusted_root import LogKey, SigstoreRoot
-from attestpolicy.evidence.dsse import b64decode_strict, pae
+from attestpolicy.evidence import _rekor
+from attestpolicy.evidence._common import (
+    EXPIRED,
+    IDENTITY_MISMATCH,
+    MALFORMED,
+    SIGNATURE_INVALID,
+    UNSUPPORTED,
+    UNTRUSTED,
+    decode_base64,
+    fail,
+)
+from attestpolicy.evidence._fulcio import certificate_identity, find_identity, verify_sct
+from attestpolicy.evidence._trusted_root import LogKey, SigstoreRoot
+from attestpolicy.evidence._x509 import certificate_from_der, verify_code_signing_chain
+from attestpolicy.evidence.dsse import pae
 
 __all__ = ["BUNDLE_MEDIA_TYPES", "SigstoreDsse", "is_intoto_v002", "verify_intoto_bundle"]
 
@@ -68,44 +80,42 @@ class SigstoreDsse:
     signed_at: datetime
 
 
-def _fail(message: str, field: str, code: str = "evidence.malformed") -> EvidenceError:
-    return EvidenceError(message, field=field, code=code)
-
-
 def _get(mapping: object, key: str, field: str) -> Any:
     if not isinstance(mapping, Mapping) or key not in mapping:
-        raise _fail("missing", f"{field}.{key}")
+        fail(MALFORMED, f"{field}.{key}", "missing")
     return mapping[key]
 
 
 def _text(mapping: object, key: str, field: str) -> str:
     value = _get(mapping, key, field)
     if not isinstance(value, str):
-        raise _fail("must be a string", f"{field}.{key}")
+        fail(MALFORMED, f"{field}.{key}", "must be a string")
     return value
 
 
 def _int(mapping: object, key: str, field: str) -> int:
     value = _get(mapping, key, field)
     if isinstance(value, bool) or not isinstance(value, int | str):
-        raise _fail("must be an integer", f"{field}.{key}")
+        fail(MALFORMED, f"{field}.{key}", "must be an integer")
     if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) < 20):
-        raise _fail("must be a decimal integer", f"{field}.{key}")
+        fail(MALFORMED, f"{field}.{key}", "must be a decimal integer")
     number = int(value)
     if not 0 <= number <= _MAX_INT:
-        raise _fail("out of range", f"{field}.{key}")
+        fail(MALFORMED, f"{field}.{key}", "out of range")
     return number
 
 
 def _b64(mapping: object, key: str, field: str) -> bytes:
-    return b64decode_strict(_text(mapping, key, field), "standard", field=f"{field}.{key}")
+    return decode_base64(_text(mapping, key, field), field=f"{field}.{key}")
 
 
 def _entry(bundle: Mapping[str, Any]) -> Mapping[str, Any]:
     material = _get(bundle, "verificationMaterial", _FIELD)
     entries = _get(material, "tlogEntries", f"{_FIELD}.verificationMaterial")
     if not isinstance(entries, list) or len(entries) != 1 or not isinstance(entries[0], Mapping):
-        raise _fail("exactly one transparency log entry is required", _ENTRY.removesuffix("[0]"))
+        fail(
+            MALFORMED, _ENTRY.removesuffix("[0]"), "exactly one transparency log entry is required"
+        )
     entry: Mapping[str, Any] = entries[0]
     return entry
 
@@ -131,18 +141,11 @@ def _leaf(bundle: Mapping[str, Any], version: str) -> x509.Certificate:
         chain = _get(material, "x509CertificateChain", field)
         certificates = _get(chain, "certificates", f"{field}.x509CertificateChain")
         if not isinstance(certificates, list) or not 0 < len(certificates) <= 8:
-            raise _fail("must hold 1 to 8 certificates", f"{field}.x509CertificateChain")
+            fail(MALFORMED, f"{field}.x509CertificateChain", "must hold 1 to 8 certificates")
         raw = _b64(certificates[0], "rawBytes", f"{field}.x509CertificateChain.certificates[0]")
     else:
-        raise _fail(
-            "only Fulcio-certificate bundles are supported here",
-            field,
-            "evidence.unsupported",
-        )
-    try:
-        return x509.load_der_x509_certificate(raw)
-    except ValueError as exc:
-        raise _fail(f"not a DER certificate: {exc}", f"{field}.certificate") from None
+        fail(UNSUPPORTED, field, "only Fulcio-certificate bundles are supported here")
+    return certificate_from_der(raw, f"{field}.certificate")
 
 
 def verify_intoto_bundle(
@@ -160,13 +163,9 @@ def verify_intoto_bundle(
     """
     version = BUNDLE_MEDIA_TYPES.get(str(bundle.get("mediaType")))
     if version is None:
-        raise _fail("unknown bundle media type", f"{_FIELD}.mediaType", "evidence.unsupported")
+        fail(UNSUPPORTED, f"{_FIELD}.mediaType", "unknown bundle media type")
     if not is_intoto_v002(bundle):
-        raise _fail(
-            "only intoto 0.0.2 entries are checked here",
-            f"{_ENTRY}.kindVersion",
-            "evidence.unsupported",
-        )
+        fail(UNSUPPORTED, f"{_ENTRY}.kindVersion", "only intoto 0.0.2 entries are checked here")
     entry = _entry(bundle)
     envelope = _get(bundle, "dsseEnvelope", _FIELD)
     env_field = f"{_FIELD}.dsseEnvelope"
@@ -174,33 +173,33 @@ def verify_intoto_bundle(
     payload = _b64(envelope, "payload", env_field)
     signatures = _get(envelope, "signatures", env_field)
     if not isinstance(signatures, list) or len(signatures) != 1:
-        raise _fail("exactly one signature is required", f"{env_field}.signatures")
+        fail(MALFORMED, f"{env_field}.signatures", "exactly one signature is required")
     signature_text = _text(signatures[0], "sig", f"{env_field}.signatures[0]")
-    signature = b64decode_strict(signature_text, "standard", field=f"{env_field}.signatures[0].sig")
+    signature = decode_base64(signature_text, field=f"{env_field}.signatures[0].sig")
     leaf = _leaf(bundle, version)
 
     # 1. signed entry timestamp -> a verified integrated time
     body_text = _text(entry, "canonicalizedBody", _ENTRY)
-    body = b64decode_strict(body_text, "standard", field=f"{_ENTRY}.canonicalizedBody")
+    body = decode_base64(body_text, field=f"{_ENTRY}.canonicalizedBody")
     log_id = _b64(_get(entry, "logId", _ENTRY), "keyId", f"{_ENTRY}.logId")
     integrated = _int(entry, "integratedTime", _ENTRY)
     log_index = _int(entry, "logIndex", _ENTRY)
     try:
         signed_at = datetime.fromtimestamp(integrated, tz=UTC)
     except (OverflowError, ValueError, OSError):
-        raise _fail("integrated time out of range", f"{_ENTRY}.integratedTime") from None
+        fail(MALFORMED, f"{_ENTRY}.integratedTime", "integrated time out of range")
     logs = [log for log in root.tlogs if log.log_id == log_id and log.valid_at(signed_at)]
     if not logs:
-        raise _fail(
-            "no trusted transparency log with this id was valid at the integrated time",
+        fail(
+            UNTRUSTED,
             f"{_ENTRY}.logId",
-            "evidence.untrusted",
+            "no trusted transparency log with this id was valid at the integrated time",
         )
     log = logs[0]
     promise = _get(entry, "inclusionPromise", _ENTRY)
     set_signature = _b64(promise, "signedEntryTimestamp", f"{_ENTRY}.inclusionPromise")
     try:
-        _prov_rekor.verify_set(
+        _rekor.verify_set(
             log.key,
             set_signature,
             body=body_text,
@@ -209,11 +208,9 @@ def verify_intoto_bundle(
             log_index=log_index,
         )
     except ValueError as exc:
-        raise _fail(str(exc), f"{_ENTRY}.inclusionPromise", "evidence.signature_invalid") from None
+        fail(SIGNATURE_INVALID, f"{_ENTRY}.inclusionPromise", str(exc))
     if signed_at > now:
-        raise _fail(
-            "the log integrated time is after now", f"{_ENTRY}.integratedTime", "evidence.expired"
-        )
+        fail(EXPIRED, f"{_ENTRY}.integratedTime", "the log integrated time is after now")
 
     # 2. inclusion proof and checkpoint
     if "inclusionProof" in entry or version != "0.1":
@@ -221,18 +218,17 @@ def verify_intoto_bundle(
 
     # 3. certificate chain at the signing time, SCT, profile
     try:
-        chain = _prov_fulcio.verify_chain(leaf, root, signed_at)
-        _prov_fulcio.verify_sct(leaf, chain, root)
-        _prov_fulcio.check_profile(leaf)
-        identity = _prov_fulcio.certificate_identity(leaf)
+        chain = verify_code_signing_chain(leaf, [], root.fulcio_anchors(signed_at), at=signed_at)
+        verify_sct(leaf, chain[1:], root)
+        identity = certificate_identity(leaf)
     except _CERTIFICATE_ERRORS as exc:
-        raise _fail(str(exc), f"{_FIELD}.verificationMaterial", "evidence.untrusted") from None
-    if not _prov_fulcio.matches_identity(leaf, identities):
-        raise _fail(
+        fail(UNTRUSTED, f"{_FIELD}.verificationMaterial", str(exc))
+    if find_identity(leaf, identities) is None:
+        fail(
+            IDENTITY_MISMATCH,
+            f"{_FIELD}.verificationMaterial.certificate",
             f"signer {identity.subject[:200]!r} (issuer {identity.issuer[:100]!r}) "
             "is not an expected identity",
-            f"{_FIELD}.verificationMaterial.certificate",
-            "evidence.identity_mismatch",
         )
 
     # 4. the DSSE signature
@@ -242,19 +238,15 @@ def verify_intoto_bundle(
         key = None
     curve_hash = {256: hashes.SHA256(), 384: hashes.SHA384()}
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.key_size not in curve_hash:
-        raise _fail(
-            "signing key must be ECDSA P-256 or P-384",
+        fail(
+            UNSUPPORTED,
             f"{_FIELD}.verificationMaterial",
-            "evidence.unsupported",
+            "signing key must be ECDSA P-256 or P-384",
         )
     try:
         key.verify(signature, pae(payload_type, payload), ec.ECDSA(curve_hash[key.curve.key_size]))
     except (InvalidSignature, ValueError):
-        raise _fail(
-            "DSSE signature does not verify",
-            f"{env_field}.signatures[0].sig",
-            "evidence.signature_invalid",
-        ) from None
+        fail(SIGNATURE_INVALID, f"{env_field}.signatures[0].sig", "DSSE signature does not verify")
     # 5. the log entry describes this very envelope, signature and certificate
     _check_body(body, payload_type, payload, signature, leaf)
 
@@ -275,23 +267,21 @@ def _check_inclusion(entry: Mapping[str, Any], body: bytes, log: LogKey, log_id:
     tree_size = _int(proof, "treeSize", field)
     root_hash = _b64(proof, "rootHash", field)
     hashes_ = _get(proof, "hashes", field)
-    if not isinstance(hashes_, list) or len(hashes_) > _prov_rekor.MAX_PROOF_HASHES:
-        raise _fail("must be a list of at most 64 hashes", f"{field}.hashes")
+    if not isinstance(hashes_, list) or len(hashes_) > _rekor.MAX_PROOF_HASHES:
+        fail(MALFORMED, f"{field}.hashes", "must be a list of at most 64 hashes")
     path = [
-        b64decode_strict(h, "standard", field=f"{field}.hashes[{i}]") if isinstance(h, str) else b""
+        decode_base64(h, field=f"{field}.hashes[{i}]") if isinstance(h, str) else b""
         for i, h in enumerate(hashes_)
     ]
     checkpoint = _text(_get(proof, "checkpoint", field), "envelope", f"{field}.checkpoint")
     try:
-        _prov_rekor.verify_inclusion(_prov_rekor.leaf_hash(body), index, tree_size, path, root_hash)
+        _rekor.verify_inclusion(_rekor.leaf_hash(body), index, tree_size, path, root_hash)
     except ValueError as exc:
-        raise _fail(str(exc), field, "evidence.signature_invalid") from None
+        fail(SIGNATURE_INVALID, field, str(exc))
     try:
-        _prov_rekor.verify_checkpoint(
-            log.key, log_id, checkpoint, tree_size=tree_size, root=root_hash
-        )
+        _rekor.verify_checkpoint(log.key, log_id, checkpoint, tree_size=tree_size, root=root_hash)
     except ValueError as exc:
-        raise _fail(str(exc), f"{field}.checkpoint", "evidence.signature_invalid") from None
+        fail(SIGNATURE_INVALID, f"{field}.checkpoint", str(exc))
 
 
 def _check_body(
@@ -307,18 +297,18 @@ def _check_body(
         payload_hash = content["payloadHash"]
         ok_header = (document["kind"], document["apiVersion"]) == ("intoto", "0.0.2")
     except (ValueError, KeyError, TypeError, IndexError, RecursionError):
-        raise _fail("not an intoto 0.0.2 entry body", field) from None
+        fail(MALFORMED, field, "not an intoto 0.0.2 entry body")
     if not ok_header:
-        raise _fail("not an intoto 0.0.2 entry body", field, "evidence.unsupported")
+        fail(UNSUPPORTED, field, "not an intoto 0.0.2 entry body")
     if logged_type != payload_type:
-        raise _fail("logged payload type differs", field, "evidence.untrusted")
+        fail(UNTRUSTED, field, "logged payload type differs")
     if not isinstance(payload_hash, Mapping) or (
         payload_hash.get("algorithm"),
         payload_hash.get("value"),
     ) != ("sha256", hashlib.sha256(payload).hexdigest()):
-        raise _fail("logged payload hash differs", field, "evidence.untrusted")
+        fail(UNTRUSTED, field, "logged payload hash differs")
     if not isinstance(logged_signatures, list) or len(logged_signatures) != 1:
-        raise _fail("the log entry must record exactly one signature", field, "evidence.untrusted")
+        fail(UNTRUSTED, field, "the log entry must record exactly one signature")
     logged = logged_signatures[0]
     try:
         logged_sig = base64.b64decode(base64.b64decode(logged["sig"], validate=True), validate=True)
@@ -326,8 +316,8 @@ def _check_body(
             base64.b64decode(logged["publicKey"], validate=True)
         )
     except (KeyError, TypeError, ValueError, binascii.Error):
-        raise _fail("logged signature is malformed", field) from None
+        fail(MALFORMED, field, "logged signature is malformed")
     if logged_sig != signature:
-        raise _fail("logged signature differs", field, "evidence.untrusted")
+        fail(UNTRUSTED, field, "logged signature differs")
     if logged_cert != leaf:
-        raise _fail("logged certificate differs", field, "evidence.untrusted")
+        fail(UNTRUSTED, field, "logged certificate differs")

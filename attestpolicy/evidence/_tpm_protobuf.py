@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from attestpolicy.evidence._tpm_common import MALFORMED, fail
+from attestpolicy.evidence._common import MALFORMED, fail
 
 __all__ = ["GoTpmAttestation", "GoTpmQuote", "parse_go_tpm_attestation"]
 

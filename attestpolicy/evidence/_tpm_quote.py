@@ -14,7 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from attestpolicy.evidence._tpm_common import (
+from attestpolicy.evidence._common import (
     DIGEST_MISMATCH,
     MALFORMED,
     NONCE_MISMATCH,

@@ -9,7 +9,6 @@ Every failure raises :class:`~attestpolicy.errors.EvidenceError` naming ``field`
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from typing import Final
 
@@ -17,7 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from attestpolicy.evidence._tpm_common import MALFORMED, UNSUPPORTED, UNTRUSTED, fail
+from attestpolicy.evidence._common import MALFORMED, UNSUPPORTED, UNTRUSTED, fail
+from attestpolicy.evidence._node import ByteReader
 
 __all__ = [
     "ALG_ECDSA",
@@ -138,39 +138,13 @@ class PublicArea:
     scheme_hash: HashAlg | None
 
 
-class _Reader:
-    """Big-endian cursor over ``data``; every read is bounds-checked."""
+class _Reader(ByteReader):
+    """Big-endian TPM marshalling, plus ``TPM2B`` and hash algorithm fields."""
 
-    __slots__ = ("_data", "_field", "_pos")
+    __slots__ = ()
 
     def __init__(self, data: bytes, field: str) -> None:
-        self._data = data
-        self._field = field
-        self._pos = 0
-
-    def take(self, size: int, what: str) -> bytes:
-        end = self._pos + size
-        if end > len(self._data):
-            fail(MALFORMED, self._field, f"truncated while reading {what}")
-        chunk = self._data[self._pos : end]
-        self._pos = end
-        return chunk
-
-    def u8(self, what: str) -> int:
-        value: int = self.take(1, what)[0]
-        return value
-
-    def u16(self, what: str) -> int:
-        value: int = struct.unpack(">H", self.take(2, what))[0]
-        return value
-
-    def u32(self, what: str) -> int:
-        value: int = struct.unpack(">I", self.take(4, what))[0]
-        return value
-
-    def u64(self, what: str) -> int:
-        value: int = struct.unpack(">Q", self.take(8, what))[0]
-        return value
+        super().__init__(data, field, byteorder="big")
 
     def tpm2b(self, limit: int, what: str) -> bytes:
         size = self.u16(f"{what} size")
@@ -184,10 +158,6 @@ class _Reader:
         if alg is None:
             fail(UNSUPPORTED, self._field, f"{what} 0x{alg_id:04x} is not a supported hash")
         return alg
-
-    def end(self) -> None:
-        if self._pos != len(self._data):
-            fail(MALFORMED, self._field, f"{len(self._data) - self._pos} trailing byte(s)")
 
 
 def parse_attest(data: bytes, field: str) -> Attest:

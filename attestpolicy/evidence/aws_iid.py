@@ -33,7 +33,7 @@ from pydantic import Field, PrivateAttr, StrictStr, field_validator, model_valid
 
 from attestpolicy.claims import Node, parse_timestamp
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._idcommon import (
+from attestpolicy.evidence._common import (
     DIGEST_MISMATCH,
     EXPIRED,
     IDENTITY_MISMATCH,
@@ -43,13 +43,12 @@ from attestpolicy.evidence._idcommon import (
     UNSUPPORTED,
     UNTRUSTED,
     EvidenceSection,
-    TrustSection,
-    check_validity,
+    FrozenModel,
     decode_base64,
-    load_json,
-    load_pem_certificates,
+    load_json_object,
     require_utc,
 )
+from attestpolicy.evidence._x509 import check_validity, load_pem_certificates
 
 __all__ = [
     "AwsIidEvidence",
@@ -97,7 +96,7 @@ class AwsIidEvidence(EvidenceSection):
         return self
 
 
-class AwsRegionCertificates(TrustSection):
+class AwsRegionCertificates(FrozenModel):
     """AWS's published public certificates for one region (PEM, one certificate each)."""
 
     rsa: Annotated[tuple[StrictStr, ...], Field(max_length=_MAX_CERTS_PER_KIND)] = ()
@@ -135,7 +134,7 @@ class AwsRegionCertificates(TrustSection):
         return self._certs.get(kind, ())
 
 
-class AwsIidTrust(TrustSection):
+class AwsIidTrust(FrozenModel):
     """Per-region AWS certificates, plus optional account and age limits."""
 
     regions: Annotated[dict[StrictStr, AwsRegionCertificates], Field(min_length=1, max_length=64)]
@@ -197,7 +196,9 @@ def verify_aws_iid(evidence: AwsIidEvidence, trust: AwsIidTrust, *, now: datetim
         document = evidence.document.encode("utf-8")
         facts = _parse_document(document)
         region = _region_trust(trust, facts)
-        signature = decode_base64(evidence.signature, field="signature", max_bytes=1024)
+        signature = decode_base64(
+            evidence.signature, field="signature", max_bytes=1024, wrapped=True, allow_empty=False
+        )
         _verify_rsa_signature(document, signature, region.certificates("rsa"), now=now)
         form = "rsa-sha256"
         signed_at = None
@@ -227,9 +228,7 @@ def _parse_document(document: bytes) -> _Document:
         raise EvidenceError(
             f"over the {MAX_DOCUMENT_BYTES} byte limit", field="document", code=MALFORMED
         )
-    data = load_json(document, field="document")
-    if not isinstance(data, dict):
-        raise EvidenceError("must be a JSON object", field="document", code=MALFORMED)
+    data = load_json_object(document, field="document")
 
     def optional(name: str, pattern: re.Pattern[str] | None = None) -> str | None:
         value = data.get(name)
@@ -389,7 +388,9 @@ def _signed_document(signed: _SignedData, document: str | None) -> bytes:
 def _pkcs7_bytes(text: str) -> bytes:
     match = _PKCS7_PEM.match(text)
     body = match.group(1).replace(" ", "").replace("\t", "") if match else text
-    return decode_base64(body, field="pkcs7", max_bytes=MAX_PKCS7_BYTES)
+    return decode_base64(
+        body, field="pkcs7", max_bytes=MAX_PKCS7_BYTES, wrapped=True, allow_empty=False
+    )
 
 
 def _parse_pkcs7(der: bytes) -> _SignedData:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,12 +39,9 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Self
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     StrictStr,
@@ -54,29 +50,39 @@ from pydantic import (
 
 from attestpolicy.claims import ImageSignature
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._imagesig_common import (
+from attestpolicy.evidence._common import (
+    EXPIRED,
     MALFORMED,
-    ImageSignatureResult,
-    SigningKey,
-    b64decode_standard,
+    UNTRUSTED,
+    FrozenModel,
     check_not_future,
-    key_id,
-    load_certificates,
-    load_public_key,
-    loads_strict,
+    decode_base64,
+    fail,
+    load_json,
     malformed_on_error,
-    require_aware,
+    require_utc,
     sha256_digest,
-    signing_key,
-    validate_model,
+    validate_mapping,
 )
-from attestpolicy.evidence._imagesig_fulcio import match_identity, verify_chain
+from attestpolicy.evidence._fulcio import match_identity
 from attestpolicy.evidence._imagesig_reference import (
     ImageReference,
     InvalidReference,
     parse_reference,
 )
-from attestpolicy.evidence.sigstore_bundle import SigstoreIdentity
+from attestpolicy.evidence._rekor import verify_set
+from attestpolicy.evidence._x509 import (
+    SigningKey,
+    certificates_from_pem_bundle,
+    fingerprint,
+    load_pem_certificates,
+    load_public_key,
+    signature_ok,
+    signing_key,
+    spki_der,
+    verify_code_signing_chain,
+)
+from attestpolicy.evidence.sigstore_bundle import ImageSignatureResult, SigstoreIdentity
 
 __all__ = [
     "CERTIFICATE_ANNOTATION",
@@ -131,7 +137,7 @@ def verify_cosign_signature(
     reference's repository (see docs/evidence/image-signatures.md for the exact rule).
     The claim's ``digest`` is set only for a reference pinned by digest.
     """
-    require_aware(now)
+    require_utc(now, error=TypeError)
     with malformed_on_error("signature"):
         return _verify(evidence, trust, now=now)
 
@@ -151,7 +157,7 @@ def parse_signature_file(blob: bytes) -> CosignSignature:
 
 def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> ImageSignatureResult:
     ref = _parse_reference(evidence.reference, field="reference")
-    manifest = b64decode_standard(evidence.manifest, field="manifest")
+    manifest = decode_base64(evidence.manifest, field="manifest")
     manifest_digest = sha256_digest(manifest)
     if ref.digest is not None and ref.digest != manifest_digest:
         raise EvidenceError(
@@ -166,8 +172,8 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
             field="signature.mimeType",
             code="evidence.unsupported",
         )
-    payload = b64decode_standard(signature.payload, field="signature.payload")
-    raw_signature = b64decode_standard(
+    payload = decode_base64(signature.payload, field="signature.payload")
+    raw_signature = decode_base64(
         _annotation(signature, SIGNATURE_ANNOTATION, required=True) or "",
         field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
     )
@@ -205,24 +211,18 @@ def _parse_signature_file(blob: bytes) -> CosignSignature:
         raise EvidenceError(
             f"unsupported signature format {name!r}", field="signature", code="evidence.unsupported"
         )
-    data = loads_strict(blob[len(_FORMAT_PREFIX) :], field="signature")
-    if not isinstance(data, dict):
-        raise EvidenceError("signature is not a JSON object", field="signature", code=MALFORMED)
-    return validate_model(CosignSignature, data, prefix="signature")
+    data = load_json(blob[len(_FORMAT_PREFIX) :], field="signature")
+    return validate_mapping(CosignSignature, data, prefix="signature")
 
 
 # --- evidence and trust -------------------------------------------------------
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 _Base64 = Annotated[StrictStr, Field(max_length=_MAX_PAYLOAD_CHARS)]
 _Pem = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_PEM_CHARS)]
 
 
-class CosignSignature(_Model):
+class CosignSignature(FrozenModel):
     """The JSON body of a ``sigstore-json`` signature file (field names as on disk).
 
     ``payload`` is standard base64 (RFC 4648, ``=`` padded), as containers/image writes it.
@@ -239,7 +239,7 @@ class CosignSignature(_Model):
     ] = Field(default_factory=dict)
 
 
-class CosignEvidence(_Model):
+class CosignEvidence(FrozenModel):
     """The evidence section: image reference, manifest bytes and one signature.
 
     ``manifest`` is standard base64 (RFC 4648, ``=`` padded) of the exact manifest bytes.
@@ -252,7 +252,7 @@ class CosignEvidence(_Model):
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Self:
         """Validate the evidence section; raise ``evidence.malformed`` (never pydantic's error)."""
-        return validate_model(cls, data)
+        return validate_mapping(cls, data, whole="(evidence)")
 
     @classmethod
     def from_files(cls, *, reference: str, manifest: bytes, signature_file: bytes) -> Self:
@@ -260,24 +260,25 @@ class CosignEvidence(_Model):
         signature = parse_signature_file(signature_file)
         if not isinstance(reference, str):
             raise EvidenceError("reference must be a string", field="reference", code=MALFORMED)
-        return validate_model(
+        return validate_mapping(
             cls,
             {
                 "reference": reference,
                 "manifest": base64.b64encode(manifest).decode("ascii"),
                 "signature": signature.model_dump(by_alias=True),
             },
+            whole="(evidence)",
         )
 
 
-class CosignFulcioTrust(_Model):
+class CosignFulcioTrust(FrozenModel):
     """Fulcio CA certificates (PEM, all trusted as anchors) and the accepted identities."""
 
     ca_certificates: _Pem
     identities: Annotated[tuple[SigstoreIdentity, ...], Field(min_length=1, max_length=64)]
 
 
-class CosignPkiTrust(_Model):
+class CosignPkiTrust(FrozenModel):
     """A private PKI: root and optional intermediate certificates (PEM), and the signer.
 
     At least one of ``subject_email`` (an e-mail SAN) and ``subject_hostname`` (a DNS
@@ -290,7 +291,7 @@ class CosignPkiTrust(_Model):
     subject_hostname: Annotated[StrictStr, Field(min_length=1, max_length=1024)] | None = None
 
 
-class CosignTrust(_Model):
+class CosignTrust(FrozenModel):
     """The trust section: exactly one of ``public_keys``, ``fulcio`` or ``pki``.
 
     ``rekor_public_keys`` (PEM, ECDSA) make a Rekor SET mandatory; ``fulcio`` needs them.
@@ -321,13 +322,13 @@ class CosignTrust(_Model):
             key = load_public_key(pem)
             if not isinstance(key, ec.EllipticCurvePublicKey):
                 raise ValueError("Rekor public keys must be ECDSA keys")
-            self._rekor[key_id(key).removeprefix("sha256:")] = key
+            self._rekor[fingerprint(key).removeprefix("sha256:")] = key
         if self.fulcio is not None:
-            self._roots = tuple(load_certificates(self.fulcio.ca_certificates))
+            self._roots = tuple(load_pem_certificates(self.fulcio.ca_certificates))
         if self.pki is not None:
-            self._roots = tuple(load_certificates(self.pki.ca_roots))
+            self._roots = tuple(load_pem_certificates(self.pki.ca_roots))
             if self.pki.ca_intermediates is not None:
-                self._intermediates = tuple(load_certificates(self.pki.ca_intermediates))
+                self._intermediates = tuple(load_pem_certificates(self.pki.ca_intermediates))
         return self
 
 
@@ -376,20 +377,20 @@ def _verify_signer(
         key = _verifying_key(trust._keys, payload, raw_signature)
         signed_time = None
         if trust._rekor:
-            signed_time = _verify_set(signature, trust, _spki(key), raw_signature, payload, now)
-        return _Signer(ImageSignature(verified=True, key_id=key_id(key)), signed_time)
+            signed_time = _verify_set(signature, trust, spki_der(key), raw_signature, payload, now)
+        return _Signer(ImageSignature(verified=True, key_id=fingerprint(key)), signed_time)
 
     leaf, chain = _certificates(signature)
     cert_field = f"signature.annotations.{CERTIFICATE_ANNOTATION}"
     leaf_der = leaf.public_bytes(serialization.Encoding.DER)
     if trust.fulcio is not None:
         signed_time = _verify_set(signature, trust, leaf_der, raw_signature, payload, now)
-        verify_chain(leaf, chain, trust._roots, at=signed_time, field=cert_field)
+        _verify_chain(leaf, chain, trust._roots, at=signed_time, field=cert_field)
         identities = [(i.subject, i.issuer) for i in trust.fulcio.identities]
         subject, issuer = match_identity(leaf, identities, field=cert_field)
         claim = ImageSignature(verified=True, issuer=issuer, subject=subject)
     elif trust.pki is not None:
-        verify_chain(leaf, [*trust._intermediates, *chain], trust._roots, at=now, field=cert_field)
+        _verify_chain(leaf, [*trust._intermediates, *chain], trust._roots, at=now, field=cert_field)
         subject = _match_pki_subject(leaf, trust.pki, field=cert_field)
         claim = ImageSignature(verified=True, issuer=leaf.issuer.rfc4514_string(), subject=subject)
         signed_time = None
@@ -403,7 +404,7 @@ def _verify_signer(
         key = signing_key(leaf.public_key())
     except ValueError as exc:
         raise EvidenceError(str(exc), field=cert_field, code="evidence.unsupported") from None
-    if not _signature_ok(key, raw_signature, payload):
+    if not signature_ok(key, raw_signature, payload):
         raise EvidenceError(
             "signature does not verify with the certificate's key",
             field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
@@ -412,25 +413,9 @@ def _verify_signer(
     return _Signer(claim, signed_time)
 
 
-def _signature_ok(key: SigningKey, signature: bytes, payload: bytes) -> bool:
-    """cosign signs the payload with SHA-256 (ECDSA, RSA PKCS#1 v1.5) or Ed25519."""
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, payload, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, payload)
-        else:
-            return False
-    except (InvalidSignature, ValueError):
-        return False
-    return True
-
-
 def _verifying_key(keys: tuple[SigningKey, ...], payload: bytes, signature: bytes) -> SigningKey:
     for key in keys:
-        if _signature_ok(key, signature, payload):
+        if signature_ok(key, signature, payload):
             return key
     raise EvidenceError(
         "signature does not verify with any trusted public key",
@@ -439,19 +424,34 @@ def _verifying_key(keys: tuple[SigningKey, ...], payload: bytes, signature: byte
     )
 
 
-def _spki(key: SigningKey) -> bytes:
-    return key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+def _verify_chain(
+    leaf: x509.Certificate,
+    intermediates: list[x509.Certificate],
+    roots: tuple[x509.Certificate, ...],
+    *,
+    at: datetime,
+    field: str,
+) -> None:
+    """``evidence.expired`` when the leaf is outside its validity at ``at`` (the SET's
+    integrated time, or ``now``); ``evidence.untrusted`` when no valid chain to a root
+    exists or the leaf is not a code-signing certificate."""
+    if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
+        fail(
+            EXPIRED,
+            field,
+            f"signing certificate is valid from {leaf.not_valid_before_utc.isoformat()} to "
+            f"{leaf.not_valid_after_utc.isoformat()}, not at {at.isoformat()}",
+        )
+    try:
+        verify_code_signing_chain(leaf, intermediates, roots, at=at)
+    except ValueError as exc:
+        fail(UNTRUSTED, field, str(exc))
 
 
 def _certificates(signature: CosignSignature) -> tuple[x509.Certificate, list[x509.Certificate]]:
     cert_field = f"signature.annotations.{CERTIFICATE_ANNOTATION}"
     cert_pem = _annotation(signature, CERTIFICATE_ANNOTATION, required=True) or ""
-    try:
-        leaves = load_certificates(cert_pem)
-    except ValueError as exc:
-        raise EvidenceError(str(exc), field=cert_field, code=MALFORMED) from None
+    leaves = certificates_from_pem_bundle(cert_pem, cert_field)
     if len(leaves) != 1:
         raise EvidenceError(
             f"expected one certificate, found {len(leaves)}", field=cert_field, code=MALFORMED
@@ -459,12 +459,7 @@ def _certificates(signature: CosignSignature) -> tuple[x509.Certificate, list[x5
     chain_pem = _annotation(signature, CHAIN_ANNOTATION, required=False)
     chain: list[x509.Certificate] = []
     if chain_pem is not None:
-        try:
-            chain = load_certificates(chain_pem)
-        except ValueError as exc:
-            raise EvidenceError(
-                str(exc), field=f"signature.annotations.{CHAIN_ANNOTATION}", code=MALFORMED
-            ) from None
+        chain = certificates_from_pem_bundle(chain_pem, f"signature.annotations.{CHAIN_ANNOTATION}")
     return leaves[0], chain
 
 
@@ -530,9 +525,9 @@ def _verify_set(
     field = f"signature.annotations.{SET_ANNOTATION}"
     text = _annotation(signature, SET_ANNOTATION, required=True) or ""
     outer = _exact_object(
-        loads_strict(text, field=field), {"SignedEntryTimestamp", "Payload"}, field=field
+        load_json(text, field=field), {"SignedEntryTimestamp", "Payload"}, field=field
     )
-    set_signature = b64decode_standard(
+    set_signature = decode_base64(
         _string(outer["SignedEntryTimestamp"], field=f"{field}.SignedEntryTimestamp"),
         field=f"{field}.SignedEntryTimestamp",
     )
@@ -543,12 +538,6 @@ def _verify_set(
     log_id = _string(inner["logID"], field=f"{field}.Payload.logID", pattern=_HEX)
     integrated = _int64(inner["integratedTime"], field=f"{field}.Payload.integratedTime")
     log_index = _int64(inner["logIndex"], field=f"{field}.Payload.logIndex")
-    # RFC 8785 canonical form; every value is ASCII (checked above), keys sorted.
-    canonical = json.dumps(
-        {"body": body_text, "integratedTime": integrated, "logID": log_id, "logIndex": log_index},
-        sort_keys=True,
-        separators=(",", ":"),
-    ).encode()
     rekor_key = trust._rekor.get(log_id)
     if rekor_key is None:
         raise EvidenceError(
@@ -557,15 +546,22 @@ def _verify_set(
             code="evidence.untrusted",
         )
     try:
-        rekor_key.verify(set_signature, canonical, ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, ValueError):
+        verify_set(
+            rekor_key,
+            set_signature,
+            body=body_text,
+            integrated_time=integrated,
+            log_id=bytes.fromhex(log_id),
+            log_index=log_index,
+        )
+    except ValueError:
         raise EvidenceError(
             "Rekor signed entry timestamp does not verify",
             field=f"{field}.SignedEntryTimestamp",
             code="evidence.signature_invalid",
         ) from None
     _check_logged_entry(
-        b64decode_standard(body_text, field=f"{field}.Payload.body"),
+        decode_base64(body_text, field=f"{field}.Payload.body"),
         expected_der,
         raw_signature,
         payload,
@@ -585,9 +581,7 @@ def _check_logged_entry(
     body: bytes, expected_der: bytes, raw_signature: bytes, payload: bytes, *, field: str
 ) -> None:
     """The logged hashedrekord 0.0.1 entry must name this key, signature and payload."""
-    entry = _exact_object(
-        loads_strict(body, field=field), {"apiVersion", "kind", "spec"}, field=field
-    )
+    entry = _exact_object(load_json(body, field=field), {"apiVersion", "kind", "spec"}, field=field)
     if entry["kind"] != "hashedrekord" or entry["apiVersion"] != "0.0.1":
         raise EvidenceError(
             f"unsupported Rekor entry {str(entry['kind'])[:40]} {str(entry['apiVersion'])[:20]}",
@@ -604,7 +598,7 @@ def _check_logged_entry(
         logged_sig["publicKey"], {"content"}, field=f"{field}.spec.signature.publicKey"
     )
     content = _string(logged_sig["content"], field=f"{field}.spec.signature.content")
-    logged_key = b64decode_standard(
+    logged_key = decode_base64(
         _string(key_obj["content"], field=f"{field}.spec.signature.publicKey.content"),
         field=f"{field}.spec.signature.publicKey.content",
     )
@@ -614,7 +608,7 @@ def _check_logged_entry(
             field=f"{field}.spec.signature.publicKey",
             code="evidence.signature_invalid",
         )
-    if b64decode_standard(content, field=f"{field}.spec.signature.content") != raw_signature:
+    if decode_base64(content, field=f"{field}.spec.signature.content") != raw_signature:
         raise EvidenceError(
             "the logged signature is not this signature",
             field=f"{field}.spec.signature.content",
@@ -644,7 +638,7 @@ def _pem_der(pem: bytes) -> bytes | None:
         return None
     body = "".join(match.group(2).split())
     try:
-        return b64decode_standard(body, field="pem")
+        return decode_base64(body, field="pem")
     except EvidenceError:
         return None
 
@@ -655,7 +649,7 @@ def _pem_der(pem: bytes) -> bytes | None:
 def _parse_payload(payload: bytes) -> _SignedPayload:
     """Parse cosign's simple-signing JSON strictly, as containers/image does."""
     field = "signature.payload"
-    top = _exact_object(loads_strict(payload, field=field), {"critical", "optional"}, field=field)
+    top = _exact_object(load_json(payload, field=field), {"critical", "optional"}, field=field)
     optional = top["optional"]
     if optional is not None:
         if not isinstance(optional, dict):

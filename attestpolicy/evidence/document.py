@@ -27,7 +27,7 @@ from pydantic_core import CoreSchema
 
 from attestpolicy.claims import Request, Text
 from attestpolicy.errors import ConfigError, EvidenceError
-from attestpolicy.evidence._idcommon import load_json
+from attestpolicy.evidence._common import load_json
 from attestpolicy.evidence.aws_iid import AwsIidEvidence, AwsIidTrust
 from attestpolicy.evidence.cosign import CosignEvidence, CosignTrust
 from attestpolicy.evidence.jwt_tokens import GceIitEvidence, GceIitTrust, PsatEvidence, PsatTrust

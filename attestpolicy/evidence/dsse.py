@@ -19,20 +19,14 @@ The envelope's base64 text must use exactly one alphabet, declared by the eviden
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, ClassVar, Final, Literal, Self
 
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -44,7 +38,14 @@ from pydantic import (
 
 from attestpolicy.claims import parse_timestamp
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._prov_json import parse_section
+from attestpolicy.evidence._common import (
+    LARGE_SECTION_CHARS,
+    EvidenceSection,
+    FrozenModel,
+    decode_base64,
+    require_utc,
+)
+from attestpolicy.evidence._x509 import SigningKey, fingerprint, load_public_key
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
@@ -78,9 +79,6 @@ _MAX_PEM_CHARS = 16384
 _MAX_PAYLOAD_TYPE_CHARS = 256
 _MIN_RSA_BITS = 2048
 
-_STANDARD = re.compile(r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")
-_URLSAFE = re.compile(r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2}==|[A-Za-z0-9_-]{3}=)?$")
-
 Base64Alphabet = Literal["standard", "urlsafe"]
 """``standard`` is RFC 4648 section 4 (``+/``), ``urlsafe`` section 5 (``-_``); both padded."""
 
@@ -101,33 +99,15 @@ _CURVES: Final[dict[str, tuple[type[ec.EllipticCurve], hashes.HashAlgorithm]]] =
     "ecdsa-p384-sha384": (ec.SECP384R1, hashes.SHA384()),
 }
 
-PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
 
 def require_aware(now: datetime) -> datetime:
     """Return ``now`` as UTC; a naive datetime is a programming error (``ValueError``)."""
-    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be an aware datetime (UTC)")
-    return parse_timestamp(now)
+    return require_utc(now)
 
 
 def b64decode_strict(text: str, alphabet: Base64Alphabet, *, field: str) -> bytes:
-    """Decode padded base64 of exactly one alphabet; raise ``evidence.malformed`` otherwise."""
-    pattern = _STANDARD if alphabet == "standard" else _URLSAFE
-    if not isinstance(text, str) or pattern.match(text) is None:
-        raise EvidenceError(f"not padded {alphabet} base64", field=field, code="evidence.malformed")
-    try:
-        if alphabet == "standard":
-            return base64.b64decode(text, validate=True)
-        return base64.urlsafe_b64decode(text)
-    except (binascii.Error, ValueError) as exc:
-        raise EvidenceError(
-            f"not {alphabet} base64: {exc}", field=field, code="evidence.malformed"
-        ) from None
+    """Decode canonical padded base64 of exactly one alphabet; else ``evidence.malformed``."""
+    return decode_base64(text, field=field, alphabet=alphabet)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -139,22 +119,18 @@ def pae(payload_type: str, payload: bytes) -> bytes:
 # --- evidence ------------------------------------------------------------------
 
 
-class DsseSignature(_Model):
+class DsseSignature(FrozenModel):
     """One envelope signature; ``keyid`` is an unauthenticated hint."""
 
     keyid: Annotated[StrictStr, Field(max_length=_MAX_KEYID_CHARS)] = ""
     sig: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_SIG_CHARS)]
 
 
-class DsseEnvelope(_Model):
+class DsseEnvelope(FrozenModel):
     """A DSSE envelope exactly as the signing tool wrote it (JSON field names)."""
 
     model_config = ConfigDict(
-        frozen=True,
-        extra="forbid",
-        validate_by_alias=True,
-        validate_by_name=True,
-        serialize_by_alias=True,
+        validate_by_alias=True, validate_by_name=True, serialize_by_alias=True
     )
 
     payload_type: Annotated[
@@ -166,26 +142,23 @@ class DsseEnvelope(_Model):
     ]
 
 
-class DsseEvidence(_Model):
+class DsseEvidence(EvidenceSection):
     """The evidence section for a key-signed DSSE envelope.
 
     ``base64_alphabet`` says how the envelope's ``payload`` and ``sig`` values are
     encoded (Cloud Build writes ``urlsafe``; most tools write ``standard``).
     """
 
+    _max_chars: ClassVar[int] = LARGE_SECTION_CHARS
+
     envelope: DsseEnvelope
     base64_alphabet: Base64Alphabet = "standard"
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any] | str | bytes) -> Self:
-        """Validate the section from a mapping or JSON text; raise ``evidence.malformed``."""
-        return parse_section(cls, data)
 
 
 # --- trust ---------------------------------------------------------------------
 
 
-class TrustedKey(_Model):
+class TrustedKey(FrozenModel):
     """A public key trusted to sign DSSE envelopes.
 
     ``key_id``, when set, must equal a signature's ``keyid`` hint (when the signature
@@ -202,7 +175,7 @@ class TrustedKey(_Model):
     not_before: datetime | None = None
     not_after: datetime | None = None
 
-    _key: PublicKey = PrivateAttr()
+    _key: SigningKey = PrivateAttr()
     _fingerprint: str = PrivateAttr()
 
     @field_validator("not_before", "not_after", mode="before")
@@ -213,9 +186,9 @@ class TrustedKey(_Model):
     @model_validator(mode="after")
     def _load_key(self) -> Self:
         try:
-            key = serialization.load_pem_public_key(self.public_key.encode())
-        except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-            raise ValueError(f"public_key is not a PEM public key: {exc}") from None
+            key = load_public_key(self.public_key)
+        except ValueError as exc:
+            raise ValueError(f"public_key: {exc}") from None
         if self.algorithm in _CURVES:
             curve, _ = _CURVES[self.algorithm]
             if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, curve):
@@ -231,11 +204,8 @@ class TrustedKey(_Model):
             raise ValueError("signature_format 'raw' applies to ECDSA keys only")
         if self.not_before and self.not_after and self.not_before > self.not_after:
             raise ValueError("not_before is after not_after")
-        spki = key.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
         self._key = key
-        self._fingerprint = "sha256:" + hashlib.sha256(spki).hexdigest()
+        self._fingerprint = fingerprint(key)
         return self
 
     @property
@@ -281,7 +251,7 @@ def _raw_to_der(signature: bytes, curve_bits: int) -> bytes:
     return utils.encode_dss_signature(r, s)
 
 
-class DsseTrust(_Model):
+class DsseTrust(FrozenModel):
     """Keys trusted for DSSE envelopes, and how many distinct keys must have signed.
 
     Keys with the same public key material count once towards ``threshold``.

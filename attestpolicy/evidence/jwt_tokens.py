@@ -22,12 +22,12 @@ from pydantic import Field, StrictStr
 
 from attestpolicy.claims import Node, Runtime
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._idcommon import (
+from attestpolicy.evidence._common import (
     IDENTITY_MISMATCH,
     MALFORMED,
     MAX_CLOCK_SKEW_SECONDS,
     EvidenceSection,
-    TrustSection,
+    FrozenModel,
     require_utc,
 )
 from attestpolicy.evidence._jose import (
@@ -73,7 +73,7 @@ class GceIitEvidence(EvidenceSection):
     token: _Token
 
 
-class GceIitTrust(TrustSection):
+class GceIitTrust(FrozenModel):
     """Google's signing keys (a JWKS snapshot of oauth2/v3/certs) and what to accept."""
 
     jwks: Jwks
@@ -113,16 +113,9 @@ def verify_gce_iit(
     claim (only ``format=full`` tokens name an instance) and ``project_ids``.
     Raises :class:`EvidenceError`; see docs/evidence/cloud-k8s-spiffe.md for the codes.
     """
-    now = require_utc(now)
     field = "token"
-    verified = verify_jws(evidence.token, trust.jwks, field=field)
-    claims = verified.claims
-    _check_issuer(claims, trust.issuer, field=field)
-    lifetime = check_lifetime(claims, now=now, leeway_seconds=trust.clock_skew_seconds, field=field)
-    issued_at = required_issued_at(lifetime, field=field)
-    nonce_verified = check_audience(
-        claims, audiences=trust.audiences, nonce_audience=nonce_audience, field=field
-    )
+    token = _check_token(evidence.token, trust, now=now, nonce_audience=nonce_audience)
+    claims = token.claims
     google = claim_object(claims, "google", field=field)
     gce = claim_object(google, "compute_engine", field=f"{field}.google")
     gce_field = f"{field}.google.compute_engine"
@@ -156,9 +149,9 @@ def verify_gce_iit(
         kind="gcp_iit",
         id=instance_id,
         verified=True,
-        nonce_verified=nonce_verified,
-        issued_at=issued_at,
-        expires_at=lifetime.expires_at,
+        nonce_verified=token.nonce_verified,
+        issued_at=token.issued_at,
+        expires_at=token.expires_at,
     )
     return GceIitResult(
         node=node,
@@ -179,7 +172,7 @@ class PsatEvidence(EvidenceSection):
     token: _Token
 
 
-class PsatTrust(TrustSection):
+class PsatTrust(FrozenModel):
     """One cluster's service account issuer, its JWKS and the accepted audiences."""
 
     issuer: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
@@ -216,16 +209,9 @@ def verify_psat(
     ``system:serviceaccount:<namespace>:<name>``. The returned ``Runtime`` is verified
     and expires with the token; it carries no image digest (a PSAT does not bind one).
     """
-    now = require_utc(now)
     field = "token"
-    verified = verify_jws(evidence.token, trust.jwks, field=field)
-    claims = verified.claims
-    _check_issuer(claims, trust.issuer, field=field)
-    lifetime = check_lifetime(claims, now=now, leeway_seconds=trust.clock_skew_seconds, field=field)
-    issued_at = required_issued_at(lifetime, field=field)
-    nonce_verified = check_audience(
-        claims, audiences=trust.audiences, nonce_audience=nonce_audience, field=field
-    )
+    token = _check_token(evidence.token, trust, now=now, nonce_audience=nonce_audience)
+    claims = token.claims
     k8s_field = f"{field}.kubernetes.io"
     k8s = claim_object(claims, "kubernetes.io", field=field)
     namespace = _k8s_name(k8s, "namespace", field=k8s_field)
@@ -254,7 +240,7 @@ def verify_psat(
         namespace=namespace,
         service_account=sa_name,
         pod=pod_name,
-        expires_at=lifetime.expires_at,
+        expires_at=token.expires_at,
     )
     node = None
     if node_name is not None:
@@ -262,9 +248,9 @@ def verify_psat(
             kind="k8s_psat",
             id=node_name,
             verified=True,
-            nonce_verified=nonce_verified,
-            issued_at=issued_at,
-            expires_at=lifetime.expires_at,
+            nonce_verified=token.nonce_verified,
+            issued_at=token.issued_at,
+            expires_at=token.expires_at,
         )
     return PsatResult(
         runtime=runtime,
@@ -278,6 +264,33 @@ def verify_psat(
 
 
 # --- helpers ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedToken:
+    claims: dict[str, Any]
+    issued_at: datetime
+    expires_at: datetime
+    nonce_verified: bool
+
+
+def _check_token(
+    token: str, trust: GceIitTrust | PsatTrust, *, now: datetime, nonce_audience: str | None
+) -> _CheckedToken:
+    """The checks both tokens share: signature, ``iss``, lifetime (``iat`` required), ``aud``."""
+    now = require_utc(now)
+    field = "token"
+    claims = verify_jws(token, trust.jwks, field=field).claims
+    _check_issuer(claims, trust.issuer, field=field)
+    lifetime = check_lifetime(claims, now=now, leeway_seconds=trust.clock_skew_seconds, field=field)
+    return _CheckedToken(
+        claims=claims,
+        issued_at=required_issued_at(lifetime, field=field),
+        expires_at=lifetime.expires_at,
+        nonce_verified=check_audience(
+            claims, audiences=trust.audiences, nonce_audience=nonce_audience, field=field
+        ),
+    )
 
 
 def _check_issuer(claims: dict[str, Any], issuer: str, *, field: str) -> None:

@@ -25,12 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Any, ClassVar, Final, Self
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     JsonValue,
     PrivateAttr,
@@ -41,18 +39,25 @@ from pydantic import (
 
 from attestpolicy.claims import Provenance
 from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._common import (
+    LARGE_SECTION_CHARS,
+    MALFORMED,
+    UNSUPPORTED,
+    EvidenceSection,
+    FrozenModel,
+    load_json_object,
+    require_utc,
+)
 from attestpolicy.evidence._prov_intoto_bundle import (
     SigstoreDsse,
     is_intoto_v002,
     verify_intoto_bundle,
 )
-from attestpolicy.evidence._prov_json import loads_strict, parse_section
-from attestpolicy.evidence._prov_trusted_root import SigstoreRoot, parse_trusted_root
+from attestpolicy.evidence._trusted_root import SigstoreRoot, parse_trusted_root
 from attestpolicy.evidence.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     DsseEvidence,
     DsseTrust,
-    require_aware,
     verify_dsse,
 )
 from attestpolicy.evidence.sigstore_bundle import (
@@ -93,18 +98,16 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 Text = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_TEXT)]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 # --- evidence ------------------------------------------------------------------
 
 
-class ProvenanceEvidence(_Model):
+class ProvenanceEvidence(EvidenceSection):
     """The provenance section: exactly one of a key-signed DSSE envelope or a Sigstore bundle.
 
     ``sigstore_bundle`` is the bundle JSON object as written by the signing tool.
     """
+
+    _max_chars: ClassVar[int] = LARGE_SECTION_CHARS
 
     dsse: DsseEvidence | None = None
     sigstore_bundle: dict[str, JsonValue] | None = None
@@ -122,11 +125,6 @@ class ProvenanceEvidence(_Model):
                 raise ValueError(f"sigstore_bundle is over {_MAX_BUNDLE_CHARS} characters")
         return self
 
-    @classmethod
-    def parse(cls, data: Mapping[str, Any] | str | bytes) -> ProvenanceEvidence:
-        """Validate the section from a mapping or JSON text; raise ``evidence.malformed``."""
-        return parse_section(cls, data)
-
 
 class InTotoLinkEvidence(DsseEvidence):
     """The in-toto link section: a key-signed DSSE envelope whose payload is a link."""
@@ -135,7 +133,7 @@ class InTotoLinkEvidence(DsseEvidence):
 # --- trust ---------------------------------------------------------------------
 
 
-class ProvenanceTrust(_Model):
+class ProvenanceTrust(FrozenModel):
     """Trust for provenance: signing keys and/or Sigstore signers, and accepted predicates.
 
     ``sigstore`` is the same section image signatures use (an embedded
@@ -159,7 +157,7 @@ class ProvenanceTrust(_Model):
         return self
 
 
-class InTotoLinkTrust(_Model):
+class InTotoLinkTrust(FrozenModel):
     """Keys trusted to sign links, and optionally the step name the link must carry."""
 
     dsse: DsseTrust
@@ -191,7 +189,7 @@ class ProvenanceResult:
     certificate_extensions: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
-class InTotoLink(_Model):
+class InTotoLink(FrozenModel):
     """A verified in-toto link; digests are ``sha256:<hex>`` (other algorithms dropped)."""
 
     name: Text
@@ -217,14 +215,14 @@ def verify_provenance(
     subject digests, or ``evidence.digest_mismatch`` is raised. Every failure raises
     :class:`~attestpolicy.errors.EvidenceError`; nothing unverified is returned.
     """
-    now = require_aware(now)
+    now = require_utc(now)
     if expected_digest is not None and not (
         isinstance(expected_digest, str) and _DIGEST.match(expected_digest)
     ):
         raise EvidenceError(
             "expected digest must be sha256:<64 lowercase hex>",
             field="expected_digest",
-            code=_MALFORMED,
+            code=MALFORMED,
         )
     if evidence.dsse is not None:
         if trust.dsse is None:
@@ -284,12 +282,12 @@ def verify_intoto_link(
     where = "envelope.payload"
     if verified.payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise EvidenceError(
-            "links use the in-toto payload type", field="envelope.payloadType", code=_UNSUPPORTED
+            "links use the in-toto payload type", field="envelope.payloadType", code=UNSUPPORTED
         )
-    link = _json_object(verified.payload, where)
+    link = load_json_object(verified.payload, field=where)
     if link.get("_type") != "link":
         raise EvidenceError(
-            "payload is not an in-toto link", field=f"{where}._type", code=_UNSUPPORTED
+            "payload is not an in-toto link", field=f"{where}._type", code=UNSUPPORTED
         )
     name = _short_text(link.get("name"), f"{where}.name")
     if trust.step_name is not None and name != trust.step_name:
@@ -301,7 +299,7 @@ def verify_intoto_link(
     command = link.get("command", [])
     if not isinstance(command, list) or len(command) > 1024:
         raise EvidenceError(
-            "must be a list of at most 1024 strings", field=f"{where}.command", code=_MALFORMED
+            "must be a list of at most 1024 strings", field=f"{where}.command", code=MALFORMED
         )
     try:
         return InTotoLink(
@@ -313,14 +311,11 @@ def verify_intoto_link(
         )
     except ValidationError as exc:
         raise EvidenceError(
-            exc.errors(include_url=False)[0]["msg"], field=where, code=_MALFORMED
+            exc.errors(include_url=False)[0]["msg"], field=where, code=MALFORMED
         ) from None
 
 
 # --- internals -----------------------------------------------------------------
-
-_MALFORMED = "evidence.malformed"
-_UNSUPPORTED = "evidence.unsupported"
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +337,7 @@ def _claim(facts: _Facts, builder_id: str | None, source_repo: str | None) -> Pr
         )
     except ValidationError as exc:
         raise EvidenceError(
-            exc.errors(include_url=False)[0]["msg"], field="statement", code=_MALFORMED
+            exc.errors(include_url=False)[0]["msg"], field="statement", code=MALFORMED
         ) from None
 
 
@@ -356,7 +351,7 @@ def _verify_bundle(
         result = verify_sigstore_bundle(SigstoreBundleEvidence(bundle=bundle), trust, now=now)
     except ValidationError as exc:
         raise EvidenceError(
-            exc.errors(include_url=False)[0]["msg"], field="sigstore_bundle", code=_MALFORMED
+            exc.errors(include_url=False)[0]["msg"], field="sigstore_bundle", code=MALFORMED
         ) from None
     except EvidenceError as exc:
         message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
@@ -365,7 +360,7 @@ def _verify_bundle(
         raise EvidenceError(
             "a message-signature bundle carries no provenance statement",
             field="sigstore_bundle",
-            code=_UNSUPPORTED,
+            code=UNSUPPORTED,
         )
     extensions = {
         name: value
@@ -393,17 +388,10 @@ def _bundle_field(field_name: str | None) -> str:
     )
 
 
-def _json_object(data: bytes, field_name: str) -> dict[str, Any]:
-    value = loads_strict(data, field=field_name)
-    if not isinstance(value, dict):
-        raise EvidenceError("must be a JSON object", field=field_name, code=_MALFORMED)
-    return value
-
-
 def _short_text(value: object, field_name: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= _MAX_TEXT:
         raise EvidenceError(
-            f"must be a string of 1 to {_MAX_TEXT} characters", field=field_name, code=_MALFORMED
+            f"must be a string of 1 to {_MAX_TEXT} characters", field=field_name, code=MALFORMED
         )
     return value
 
@@ -413,13 +401,13 @@ def _statement(payload_type: str, payload: bytes) -> dict[str, Any]:
         raise EvidenceError(
             f"payload type {payload_type[:80]!r} is not an in-toto statement",
             field="statement",
-            code=_UNSUPPORTED,
+            code=UNSUPPORTED,
         )
-    statement = _json_object(payload, "statement")
+    statement = load_json_object(payload, field="statement")
     statement_type = statement.get("_type")
     if not isinstance(statement_type, str) or statement_type not in STATEMENT_TYPES:
         raise EvidenceError(
-            "not an in-toto statement v0.1 or v1", field="statement._type", code=_UNSUPPORTED
+            "not an in-toto statement v0.1 or v1", field="statement._type", code=UNSUPPORTED
         )
     return statement
 
@@ -430,12 +418,12 @@ def _predicate_facts(statement: Mapping[str, Any], accepted: tuple[str, ...]) ->
         raise EvidenceError(
             f"predicate type {predicate_type[:200]!r} is not accepted",
             field="statement.predicateType",
-            code=_UNSUPPORTED,
+            code=UNSUPPORTED,
         )
     digests = _subject_digests(statement.get("subject"))
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
-        raise EvidenceError("must be a JSON object", field="statement.predicate", code=_MALFORMED)
+        raise EvidenceError("must be a JSON object", field="statement.predicate", code=MALFORMED)
     builder_id: str | None = None
     source: str | None = None
     if predicate_type in SLSA_PROVENANCE_V02:
@@ -474,20 +462,20 @@ def _subject_digests(subjects: object) -> tuple[str, ...]:
         raise EvidenceError(
             f"must be a list of 1 to {_MAX_SUBJECTS} subjects",
             field="statement.subject",
-            code=_MALFORMED,
+            code=MALFORMED,
         )
     digests: dict[str, None] = {}
     for index, subject in enumerate(subjects):
         where = f"statement.subject[{index}].digest"
         digest = subject.get("digest") if isinstance(subject, dict) else None
         if not isinstance(digest, dict) or not all(isinstance(v, str) for v in digest.values()):
-            raise EvidenceError("must map algorithms to hex strings", field=where, code=_MALFORMED)
+            raise EvidenceError("must map algorithms to hex strings", field=where, code=MALFORMED)
         value = digest.get("sha256")
         if value is None:
             continue
         if not _SHA256_HEX.match(value):
             raise EvidenceError(
-                "sha256 must be 64 lowercase hex characters", field=where, code=_MALFORMED
+                "sha256 must be 64 lowercase hex characters", field=where, code=MALFORMED
             )
         digests["sha256:" + value] = None
     return tuple(digests)
@@ -497,7 +485,7 @@ def _first_uri(entries: object, field_name: str) -> str | None:
     if entries is None:
         return None
     if not isinstance(entries, list):
-        raise EvidenceError("must be a list", field=field_name, code=_MALFORMED)
+        raise EvidenceError("must be a list", field=field_name, code=MALFORMED)
     if not entries:
         return None
     uri = entries[0].get("uri") if isinstance(entries[0], dict) else None
@@ -520,19 +508,19 @@ def _repository(uri: str) -> str:
 def _artifacts(value: object, field_name: str) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > _MAX_SUBJECTS:
         raise EvidenceError(
-            f"must map at most {_MAX_SUBJECTS} paths to digests", field=field_name, code=_MALFORMED
+            f"must map at most {_MAX_SUBJECTS} paths to digests", field=field_name, code=MALFORMED
         )
     artifacts: dict[str, str] = {}
     for path, digest in value.items():
         where = f"{field_name}[{path[:80]!r}]"
         if not isinstance(digest, dict):
-            raise EvidenceError("must map algorithms to hex", field=where, code=_MALFORMED)
+            raise EvidenceError("must map algorithms to hex", field=where, code=MALFORMED)
         sha256 = digest.get("sha256")
         if sha256 is None:
             continue
         if not isinstance(sha256, str) or not _SHA256_HEX.match(sha256):
             raise EvidenceError(
-                "sha256 must be 64 lowercase hex characters", field=where, code=_MALFORMED
+                "sha256 must be 64 lowercase hex characters", field=where, code=MALFORMED
             )
         artifacts[path] = "sha256:" + sha256
     return artifacts

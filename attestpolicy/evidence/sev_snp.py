@@ -19,27 +19,22 @@ docs/evidence/node-tpm-cc.md.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
-import json
-import re
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, ClassVar, Final
 
 from asn1crypto import core as asn1_core
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from pydantic import AfterValidator, Field, StrictBool, model_validator
+from pydantic import AfterValidator, Field, StrictBool
 
-from attestpolicy.claims import Node, Timestamp, parse_timestamp
-from attestpolicy.evidence._tpm_common import (
+from attestpolicy.claims import Node
+from attestpolicy.evidence._common import (
     DIGEST_MISMATCH,
     IDENTITY_MISMATCH,
     MALFORMED,
@@ -50,11 +45,14 @@ from attestpolicy.evidence._tpm_common import (
     Base64Bytes,
     FrozenModel,
     PemText,
+    decode_base64,
     fail,
-    parse_section,
+    load_json_object,
+    require_utc,
 )
+from attestpolicy.evidence._node import CollectedSection, check_report_data, collected_node
 from attestpolicy.evidence._tpm_quote import QuoteInput, verify_quote
-from attestpolicy.evidence._tpm_x509 import (
+from attestpolicy.evidence._x509 import (
     Asn1Certificate,
     asn1_certificate,
     checked_asn1_pem,
@@ -89,33 +87,20 @@ _HCL_HEADER: Final = 0x20
 _HCL_RUNTIME: Final = _HCL_HEADER + REPORT_SIZE
 _HCL_HASHES: Final = {1: hashlib.sha256, 2: hashlib.sha384, 3: hashlib.sha512}
 _MAX_RUNTIME_JSON: Final = 8192
-_BASE64URL: Final = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")
 
 
 _AmdPem = Annotated[PemText, AfterValidator(checked_asn1_pem)]
 
 
-class SevSnpEvidence(FrozenModel):
+class SevSnpEvidence(CollectedSection):
     """The ``sev_snp`` section: a raw report, its VCEK and (optionally) the ASK, as PEM."""
 
-    collected_at: Timestamp
-    """When the report was fetched (reports carry no time): becomes ``Node.issued_at``."""
-    expires_at: Timestamp | None = None
+    _field_prefix: ClassVar[str] = "sev_snp"
+
     report: Annotated[Base64Bytes, Field(min_length=REPORT_SIZE, max_length=REPORT_SIZE)]
     """The 1184-byte ATTESTATION_REPORT, standard base64."""
     vcek: PemText
     ask: PemText | None = None
-
-    @model_validator(mode="after")
-    def _window(self) -> Self:
-        if self.expires_at is not None and self.expires_at <= self.collected_at:
-            raise ValueError("expires_at must be after collected_at")
-        return self
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any] | str | bytes) -> Self:
-        """Validate a section from a mapping or JSON text; raise ``evidence.malformed``."""
-        return parse_section(cls, data, "sev_snp")
 
 
 class SevSnpTrust(FrozenModel):
@@ -141,11 +126,11 @@ class AzSnpVtpmQuote(FrozenModel):
     """The 24 SHA-256 PCR values, index 0 first, base64."""
 
 
-class AzSnpVtpmEvidence(FrozenModel):
+class AzSnpVtpmEvidence(CollectedSection):
     """The ``az_snp_vtpm`` section: HCL report, VCEK (+ ASK) and the vTPM quote."""
 
-    collected_at: Timestamp
-    expires_at: Timestamp | None = None
+    _field_prefix: ClassVar[str] = "az_snp_vtpm"
+
     hcl_report: Annotated[
         Base64Bytes, Field(min_length=_HCL_RUNTIME + 20, max_length=_HCL_REPORT_MAX)
     ]
@@ -153,17 +138,6 @@ class AzSnpVtpmEvidence(FrozenModel):
     vcek: PemText
     ask: PemText | None = None
     tpm_quote: AzSnpVtpmQuote
-
-    @model_validator(mode="after")
-    def _window(self) -> Self:
-        if self.expires_at is not None and self.expires_at <= self.collected_at:
-            raise ValueError("expires_at must be after collected_at")
-        return self
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any] | str | bytes) -> Self:
-        """Validate a section from a mapping or JSON text; raise ``evidence.malformed``."""
-        return parse_section(cls, data, "az_snp_vtpm")
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,26 +298,17 @@ def verify_sev_snp(
     ``nonce`` (1..64 bytes) must equal REPORT_DATA zero-padded to 64 bytes; without it the
     report is verified but ``nonce_verified`` is false. The node id is the CHIP_ID in hex.
     """
-    now = parse_timestamp(now)
+    now = require_utc(now)
     report = _verify_report(evidence.report, evidence.vcek, evidence.ask, trust, now, "")
     if nonce is not None:
-        _check_report_data(report, nonce, "report.report_data")
-    return Node(
+        check_report_data(report.report_data, nonce, "report.report_data")
+    return collected_node(
+        evidence,
         kind="sev_snp",
         id=report.chip_id.hex(),
-        verified=True,
         nonce_verified=nonce is not None,
-        issued_at=evidence.collected_at,
-        expires_at=evidence.expires_at,
         measurements=report.measurements(),
     )
-
-
-def _check_report_data(report: _Report, nonce: bytes, field: str) -> None:
-    if not nonce or len(nonce) > 64:
-        fail(NONCE_MISMATCH, field, "the expected nonce must be 1 to 64 bytes")
-    if not hmac.compare_digest(report.report_data, nonce.ljust(64, b"\x00")):
-        fail(NONCE_MISMATCH, field, "REPORT_DATA is not the expected nonce")
 
 
 # --- Azure confidential VMs: HCL report + vTPM quote ---------------------------------------
@@ -358,7 +323,7 @@ def verify_az_snp_vtpm(
     ``HCLAkPub`` key must sign the quote; ``nonce`` is compared with the quote's extraData.
     The node id is the vTPM AK fingerprint (``sha256:<hex>`` of its SubjectPublicKeyInfo).
     """
-    now = parse_timestamp(now)
+    now = require_utc(now)
     if nonce is not None and not nonce:
         fail(NONCE_MISMATCH, "tpm_quote.nonce", "the expected nonce is empty")
     raw = evidence.hcl_report
@@ -385,13 +350,11 @@ def verify_az_snp_vtpm(
         nonce=nonce,
         measurements=measurements,
     )
-    return Node(
+    return collected_node(
+        evidence,
         kind="az_snp_vtpm",
         id=fingerprint(key),
-        verified=True,
         nonce_verified=nonce is not None,
-        issued_at=evidence.collected_at,
-        expires_at=evidence.expires_at,
         measurements=measurements,
     )
 
@@ -422,26 +385,19 @@ def _runtime_data(raw: bytes, report: _Report) -> bytes:
     return runtime
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in JSON object")
-    return result
-
-
 def _hcl_ak(runtime: bytes) -> rsa.RSAPublicKey:
     """The ``HCLAkPub`` RSA JWK from the (now authenticated) runtime claims."""
     field = "hcl_report.runtime_data.keys"
+    claims = load_json_object(runtime, field=field)
     try:
-        claims = json.loads(runtime, object_pairs_hook=_reject_duplicates)
         keys = [key for key in claims["keys"] if key.get("kid") == "HCLAkPub"]
         if len(keys) != 1:
             fail(MALFORMED, field, "runtime data must hold exactly one HCLAkPub key")
         jwk = keys[0]
         if jwk.get("kty") != "RSA":
             fail(UNSUPPORTED, field, "HCLAkPub is not an RSA key")
-        n = int.from_bytes(_b64url(jwk["n"]), "big")
-        e = int.from_bytes(_b64url(jwk["e"]), "big")
+        n = int.from_bytes(_b64url(jwk["n"], field), "big")
+        e = int.from_bytes(_b64url(jwk["e"], field), "big")
         key = rsa.RSAPublicNumbers(e, n).public_key()
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         fail(MALFORMED, field, f"runtime data has no usable HCLAkPub key: {exc}")
@@ -450,10 +406,8 @@ def _hcl_ak(runtime: bytes) -> rsa.RSAPublicKey:
     return key
 
 
-def _b64url(value: object) -> bytes:
-    if not isinstance(value, str) or not _BASE64URL.match(value):
-        raise ValueError("JWK member is not unpadded base64url")
-    try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-    except binascii.Error as exc:
-        raise ValueError(f"JWK member is not base64url: {exc}") from None
+def _b64url(value: object, field: str) -> bytes:
+    """A JWK member: unpadded base64url, 1 to 1024 characters."""
+    return decode_base64(
+        value, field=field, alphabet="urlsafe", padded=False, max_bytes=768, allow_empty=False
+    )

@@ -25,8 +25,6 @@ from typing import Annotated, Any, Final, Literal, Self
 
 from cryptography import x509
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     StrictStr,
@@ -40,23 +38,22 @@ from sigstore.hashes import Hashed
 from sigstore.models import Bundle, IncompatibleEntry, InvalidBundle, TrustedRoot
 from sigstore.verify import Verifier
 from sigstore_models.common.v1 import HashAlgorithm
-from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootMessage
 
-from attestpolicy.claims import ImageSignature
+from attestpolicy.claims import Image, ImageSignature
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._imagesig_common import (
+from attestpolicy.evidence._common import (
     MALFORMED,
-    ImageSignatureResult,
+    FrozenModel,
     check_not_future,
-    loads_strict,
+    load_json,
     malformed_on_error,
-    require_aware,
+    require_utc,
     sha256_digest,
-    validate_model,
+    validate_mapping,
 )
-from attestpolicy.evidence._imagesig_fulcio import FulcioExtensions, fulcio_extensions
-from attestpolicy.evidence._imagesig_fulcio import match_identity as _match_identity
+from attestpolicy.evidence._fulcio import FulcioExtensions, fulcio_extensions, match_identity
 from attestpolicy.evidence._imagesig_reference import InvalidReference, parse_reference
+from attestpolicy.evidence._trusted_root import load_trusted_root
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
@@ -107,7 +104,7 @@ def verify_sigstore_bundle(
     Raises :class:`~attestpolicy.errors.EvidenceError`; see docs/evidence/image-signatures.md
     for the codes.
     """
-    require_aware(now)
+    require_utc(now, error=TypeError)
     with malformed_on_error("bundle"):
         return _verify_bundle(evidence, trust, now=now, artifact=artifact)
 
@@ -122,7 +119,7 @@ def verify_sigstore_image(
     sign that digest; a DSSE bundle must carry an in-toto statement listing it among its
     subjects. The claim's ``digest`` is set only for a reference pinned by digest.
     """
-    require_aware(now)
+    require_utc(now, error=TypeError)
     with malformed_on_error("bundle"):
         return _verify_image(evidence, trust, now=now)
 
@@ -212,8 +209,28 @@ def _verify_image(
 # --- evidence, trust and result -------------------------------------------------
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+@dataclass(frozen=True, slots=True)
+class ImageSignatureResult:
+    """A verified image signature (Sigstore bundle or cosign): the claims part plus what it
+    was checked against.
+
+    ``digest`` is set only when the evidence reference is pinned by digest; for a
+    tag-only reference it is ``None`` (the policy then denies ``image.digest_required``).
+    ``signed_digest`` is the manifest digest the signature covers, always set;
+    ``signed_reference`` the docker-reference a cosign signature names (``None`` for
+    Sigstore bundles); ``signed_time`` the verified Rekor/TSA time, if any.
+    """
+
+    reference: str
+    digest: str | None
+    signed_digest: str
+    signature: ImageSignature
+    signed_time: datetime | None
+    signed_reference: str | None = None
+
+    def image(self) -> Image:
+        """The :class:`~attestpolicy.claims.Image` claim for this one signature."""
+        return Image(reference=self.reference, digest=self.digest, signatures=(self.signature,))
 
 
 def _compact_json(value: dict[str, Any], limit: int, what: str) -> str:
@@ -226,7 +243,7 @@ def _compact_json(value: dict[str, Any], limit: int, what: str) -> str:
     return text
 
 
-class SigstoreBundleEvidence(_Model):
+class SigstoreBundleEvidence(FrozenModel):
     """The evidence section: a Sigstore bundle, embedded as its JSON object.
 
     ``artifact_digest`` (``sha256:<hex>``) is the digest a message-signature bundle
@@ -242,7 +259,8 @@ class SigstoreBundleEvidence(_Model):
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Self:
         """Validate the evidence section; raise ``evidence.malformed`` (never pydantic's error)."""
-        return validate_model(cls, data)
+        # image-signature sections report whole-section errors at "(evidence)" (tests pin it)
+        return validate_mapping(cls, data, whole="(evidence)")
 
     @field_validator("bundle")
     @classmethod
@@ -256,14 +274,14 @@ class SigstoreBundleEvidence(_Model):
         return self
 
 
-class SigstoreIdentity(_Model):
+class SigstoreIdentity(FrozenModel):
     """One accepted signer: the certificate SAN (e-mail, URI) and the OIDC issuer, exact."""
 
     subject: _Text
     issuer: _Text
 
 
-class SigstoreTrust(_Model):
+class SigstoreTrust(FrozenModel):
     """The trust section: Sigstore's ``trusted_root.json`` (embedded) and accepted signers.
 
     The trusted root is parsed when the model is built, so a broken one fails at
@@ -280,12 +298,7 @@ class SigstoreTrust(_Model):
     @model_validator(mode="after")
     def _load_root(self) -> Self:
         text = _compact_json(self.trusted_root, _MAX_TRUSTED_ROOT_CHARS, "trusted_root")
-        try:
-            root = TrustedRoot(TrustedRootMessage.from_json(text))
-            Verifier(trusted_root=root)  # fails on a root without logs or Fulcio CAs
-        except (SigstoreError, ValueError, TypeError) as exc:
-            raise ValueError(f"trusted_root is not a usable Sigstore trusted root: {exc}") from None
-        self._root = root
+        self._root = load_trusted_root(text)
         return self
 
     def _verifier(self) -> _RecordingVerifier:
@@ -345,7 +358,7 @@ class _IdentityPolicy:
 
     def verify(self, cert: x509.Certificate) -> None:
         # Raises EvidenceError(identity_mismatch), which passes through sigstore untouched.
-        self.matched = _match_identity(cert, self._identities, field="certificate.identity")
+        self.matched = match_identity(cert, self._identities, field="certificate.identity")
 
 
 def _hashed(digest: str) -> Hashed:
@@ -486,7 +499,7 @@ def _require_in_toto_subject(result: SigstoreBundleResult, digest: str) -> None:
             field="dsse_envelope.payloadType",
             code="evidence.unsupported",
         )
-    statement = loads_strict(result.payload, field="dsse_envelope.payload")
+    statement = load_json(result.payload, field="dsse_envelope.payload")
     subjects = statement.get("subject") if isinstance(statement, dict) else None
     if not isinstance(subjects, list) or len(subjects) > _MAX_SUBJECTS:
         raise EvidenceError(

@@ -33,15 +33,13 @@ from pydantic import (
 
 from attestpolicy.claims import Runtime, Subject
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._idcommon import (
+from attestpolicy.evidence._common import (
     MALFORMED,
     MAX_CLOCK_SKEW_SECONDS,
     UNTRUSTED,
     EvidenceSection,
-    TrustSection,
-    check_validity,
+    FrozenModel,
     decode_base64,
-    load_pem_certificates,
     require_utc,
 )
 from attestpolicy.evidence._jose import (
@@ -52,6 +50,11 @@ from attestpolicy.evidence._jose import (
     claim_text,
     peek_claims,
     verify_jws,
+)
+from attestpolicy.evidence._x509 import (
+    certificates_from_pem_bundle,
+    check_validity,
+    load_pem_certificates,
 )
 
 __all__ = [
@@ -122,7 +125,7 @@ class X509SvidEvidence(EvidenceSection):
         return self
 
 
-class X509SvidTrust(TrustSection):
+class X509SvidTrust(FrozenModel):
     """X.509 authorities per trust domain: ``{"example.org": "<PEM certificates>"}``."""
 
     bundles: Annotated[
@@ -194,26 +197,26 @@ def verify_x509_svid(
 
 
 def _load_chain(evidence: X509SvidEvidence) -> list[x509.Certificate]:
-    try:
-        if evidence.chain is not None:
-            if evidence.chain.count("-----BEGIN") > MAX_CHAIN_CERTIFICATES:
-                raise EvidenceError(
-                    f"more than {MAX_CHAIN_CERTIFICATES} certificates",
-                    field="chain",
-                    code=MALFORMED,
-                )
-            certs = x509.load_pem_x509_certificates(evidence.chain.encode("utf-8"))
-        elif evidence.chain_der is not None:
-            der = decode_base64(evidence.chain_der, field="chain_der", max_bytes=MAX_CHAIN_BYTES)
+    if evidence.chain is not None:
+        certs = certificates_from_pem_bundle(
+            evidence.chain, "chain", max_count=MAX_CHAIN_CERTIFICATES
+        )
+    elif evidence.chain_der is not None:
+        der = decode_base64(
+            evidence.chain_der,
+            field="chain_der",
+            max_bytes=MAX_CHAIN_BYTES,
+            wrapped=True,
+            allow_empty=False,
+        )
+        try:
             certs = [x509.load_der_x509_certificate(part) for part in _split_der(der)]
-        else:
-            raise EvidenceError("give 'chain' or 'chain_der'", field="(section)", code=MALFORMED)
-    except EvidenceError:
-        raise
-    except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ... here
-        raise EvidenceError(
-            f"not a certificate chain: {exc}", field="chain", code=MALFORMED
-        ) from None
+        except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ... here
+            raise EvidenceError(
+                f"not a certificate chain: {exc}", field="chain", code=MALFORMED
+            ) from None
+    else:
+        raise EvidenceError("give 'chain' or 'chain_der'", field="(section)", code=MALFORMED)
     if not 0 < len(certs) <= MAX_CHAIN_CERTIFICATES:
         raise EvidenceError(
             f"a chain holds 1 to {MAX_CHAIN_CERTIFICATES} certificates",
@@ -306,7 +309,7 @@ class JwtSvidEvidence(EvidenceSection):
     token: Annotated[StrictStr, Field(min_length=5, max_length=MAX_TOKEN_CHARS)]
 
 
-class JwtSvidTrust(TrustSection):
+class JwtSvidTrust(FrozenModel):
     """JWT authorities per trust domain (JWKS or SPIFFE bundle) and the accepted audiences."""
 
     bundles: Annotated[dict[StrictStr, Jwks], Field(min_length=1, max_length=_MAX_TRUST_DOMAINS)]

@@ -18,10 +18,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, ClassVar, Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -34,14 +33,12 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
-    model_validator,
 )
 
-from attestpolicy.claims import Node, Timestamp, parse_timestamp
-from attestpolicy.evidence._tpm_common import (
+from attestpolicy.claims import Node
+from attestpolicy.evidence._common import (
     DIGEST_MISMATCH,
     MALFORMED,
-    NONCE_MISMATCH,
     SIGNATURE_INVALID,
     UNSUPPORTED,
     UNTRUSTED,
@@ -49,9 +46,15 @@ from attestpolicy.evidence._tpm_common import (
     FrozenModel,
     PemText,
     fail,
-    parse_section,
+    require_utc,
 )
-from attestpolicy.evidence._tpm_x509 import (
+from attestpolicy.evidence._node import (
+    ByteReader,
+    CollectedSection,
+    check_report_data,
+    collected_node,
+)
+from attestpolicy.evidence._x509 import (
     certificate_from_pem,
     certificates_from_pem_bundle,
     checked_certificate_pem,
@@ -95,24 +98,12 @@ _BODY_FIELDS: Final = (  # name, offset in the TD report body, size
 )
 
 
-class TdxEvidence(FrozenModel):
+class TdxEvidence(CollectedSection):
     """The ``tdx`` section: a raw quote, as standard base64."""
 
-    collected_at: Timestamp
-    """When the quote was made (quotes carry no time): becomes ``Node.issued_at``."""
-    expires_at: Timestamp | None = None
+    _field_prefix: ClassVar[str] = "tdx"
+
     quote: Annotated[Base64Bytes, Field(min_length=_SIGNED + 4, max_length=MAX_QUOTE_BYTES)]
-
-    @model_validator(mode="after")
-    def _window(self) -> Self:
-        if self.expires_at is not None and self.expires_at <= self.collected_at:
-            raise ValueError("expires_at must be after collected_at")
-        return self
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any] | str | bytes) -> TdxEvidence:
-        """Validate a section from a mapping or JSON text; raise ``evidence.malformed``."""
-        return parse_section(cls, data, "tdx")
 
 
 class TdxTrust(FrozenModel):
@@ -140,35 +131,9 @@ class _Quote:
     pck_chain: bytes
 
 
-class _Cursor:
-    __slots__ = ("_data", "_pos")
-
-    def __init__(self, data: bytes) -> None:
-        self._data = data
-        self._pos = 0
-
-    def take(self, size: int, what: str) -> bytes:
-        if size > len(self._data) - self._pos:
-            fail(MALFORMED, "quote", f"truncated while reading {what}")
-        chunk = self._data[self._pos : self._pos + size]
-        self._pos += size
-        return chunk
-
-    def u16(self, what: str) -> int:
-        value: int = struct.unpack("<H", self.take(2, what))[0]
-        return value
-
-    def u32(self, what: str) -> int:
-        value: int = struct.unpack("<I", self.take(4, what))[0]
-        return value
-
-    def rest(self) -> int:
-        return len(self._data) - self._pos
-
-
 def _parse_quote(raw: bytes) -> _Quote:
     """Split a v4 quote; every length must match the bytes it describes."""
-    cursor = _Cursor(raw)
+    cursor = ByteReader(raw, "quote", byteorder="little")
     version = cursor.u16("version")
     key_type = cursor.u16("attestation key type")
     tee_type = cursor.u32("TEE type")
@@ -235,7 +200,7 @@ def verify_tdx(
     quote is verified but ``nonce_verified`` is false. The node id is the fingerprint
     (``sha256:<hex>`` of the SubjectPublicKeyInfo) of the platform's PCK certificate.
     """
-    now = parse_timestamp(now)
+    now = require_utc(now)
     quote = _parse_quote(evidence.quote)
     # 1. the PCK certificate chains to Intel's root
     chain = certificates_from_pem_bundle(quote.pck_chain.rstrip(b"\x00"), "quote.pck_chain")
@@ -269,17 +234,12 @@ def verify_tdx(
     if fields["td_attributes"][0] & _TD_DEBUG and not trust.allow_debug:
         fail(UNTRUSTED, "quote.td_attributes", "the TD is a debug TD")
     if nonce is not None:
-        if not nonce or len(nonce) > 64:
-            fail(NONCE_MISMATCH, "quote.report_data", "the expected nonce must be 1 to 64 bytes")
-        if not hmac.compare_digest(fields["report_data"], nonce.ljust(64, b"\x00")):
-            fail(NONCE_MISMATCH, "quote.report_data", "REPORT_DATA is not the expected nonce")
-    return Node(
+        check_report_data(fields["report_data"], nonce, "quote.report_data")
+    return collected_node(
+        evidence,
         kind="tdx",
         id=fingerprint(pck_key),
-        verified=True,
         nonce_verified=nonce is not None,
-        issued_at=evidence.collected_at,
-        expires_at=evidence.expires_at,
         measurements={f"tdx.{name}": value.hex() for name, value in sorted(fields.items())},
     )
 

@@ -17,7 +17,7 @@ import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, ClassVar, Final, Literal, Self
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -31,8 +31,8 @@ from pydantic import (
     model_validator,
 )
 
-from attestpolicy.claims import Node, Timestamp, parse_timestamp
-from attestpolicy.evidence._tpm_common import (
+from attestpolicy.claims import Node
+from attestpolicy.evidence._common import (
     IDENTITY_MISMATCH,
     MALFORMED,
     NONCE_MISMATCH,
@@ -42,8 +42,9 @@ from attestpolicy.evidence._tpm_common import (
     FrozenModel,
     PemText,
     fail,
-    parse_section,
+    require_utc,
 )
+from attestpolicy.evidence._node import CollectedSection, collected_node
 from attestpolicy.evidence._tpm_protobuf import parse_go_tpm_attestation
 from attestpolicy.evidence._tpm_quote import QuoteInput, verify_quote
 from attestpolicy.evidence._tpm_structs import (
@@ -51,7 +52,7 @@ from attestpolicy.evidence._tpm_structs import (
     PublicArea,
     parse_public,
 )
-from attestpolicy.evidence._tpm_x509 import (
+from attestpolicy.evidence._x509 import (
     certificate_from_der,
     certificate_from_pem,
     checked_certificate_pem,
@@ -89,7 +90,7 @@ class TpmQuote(FrozenModel):
     """PCR values by bank then index ("0".."31"), base64; exactly the quoted selection."""
 
 
-class TpmEvidence(FrozenModel):
+class TpmEvidence(CollectedSection):
     """The ``tpm`` section of an evidence document.
 
     Either ``quotes`` with at least one of ``ak_public``, ``ak_public_pem`` and
@@ -97,9 +98,8 @@ class TpmEvidence(FrozenModel):
     Binary values are standard base64 (RFC 4648 section 4, with padding).
     """
 
-    collected_at: Timestamp
-    """When the quote was collected (the TPM has no clock): becomes ``Node.issued_at``."""
-    expires_at: Timestamp | None = None
+    _field_prefix: ClassVar[str] = "tpm"
+
     ak_public: TpmStruct | None = None
     """The AK's TPMT_PUBLIC area, base64."""
     ak_public_pem: PemText | None = None
@@ -128,14 +128,7 @@ class TpmEvidence(FrozenModel):
                 raise ValueError("give quotes or a go_tpm_tools_attestation")
             if self.ak_public is None and self.ak_public_pem is None and not self.ak_certificate:
                 raise ValueError("give the AK as ak_public, ak_public_pem or ak_certificate")
-        if self.expires_at is not None and self.expires_at <= self.collected_at:
-            raise ValueError("expires_at must be after collected_at")
         return self
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any] | str | bytes) -> TpmEvidence:
-        """Validate a section from a mapping or JSON text; raise ``evidence.malformed``."""
-        return parse_section(cls, data, "tpm")
 
 
 class TpmTrust(FrozenModel):
@@ -185,7 +178,7 @@ def verify_tpm(
     request; without it the quote is verified but ``nonce_verified`` is false. ``now``
     (aware) is only used for AK certificate validity. Raises :class:`EvidenceError`.
     """
-    now = parse_timestamp(now)
+    now = require_utc(now)
     if nonce is not None and not nonce:
         fail(NONCE_MISMATCH, "quotes.nonce", "the expected nonce is empty")
     material = _material(evidence)
@@ -201,13 +194,11 @@ def verify_tpm(
             nonce=nonce,
             measurements=measurements,
         )
-    return Node(
+    return collected_node(
+        evidence,
         kind="tpm",
         id=fingerprint(key),
-        verified=True,
         nonce_verified=nonce is not None,
-        issued_at=evidence.collected_at,
-        expires_at=evidence.expires_at,
         measurements=dict(sorted(measurements.items(), key=_pcr_order)),
     )
 

@@ -24,12 +24,12 @@ from pydantic import Field, StrictBool, StrictStr
 
 from attestpolicy.claims import Digest, Runtime
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._idcommon import (
+from attestpolicy.evidence._common import (
     EXPIRED,
     IDENTITY_MISMATCH,
     UNTRUSTED,
     EvidenceSection,
-    TrustSection,
+    FrozenModel,
     require_utc,
 )
 from attestpolicy.evidence.jwt_tokens import PsatResult
@@ -56,7 +56,7 @@ class WorkloadAttestorEvidence(EvidenceSection):
     image_digest: Digest | None = None
 
 
-class WorkloadAttestorTrust(TrustSection):
+class WorkloadAttestorTrust(FrozenModel):
     """Whether asserted-only facts are acceptable at all."""
 
     require_binding: StrictBool = False

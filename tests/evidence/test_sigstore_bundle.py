@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from attestpolicy.claims import Image
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._imagesig_fulcio import fulcio_extensions
+from attestpolicy.evidence._fulcio import fulcio_extensions
 from attestpolicy.evidence.sigstore_bundle import (
     SigstoreBundleEvidence,
     SigstoreIdentity,

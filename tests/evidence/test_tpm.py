@@ -856,15 +856,19 @@ def gce_baseline() -> Node:
 
 @given(data=st.data())
 @MUTATION
-def test_mutated_protobuf_attestation_fails_or_is_unchanged(data: st.DataObject) -> None:
+def test_mutated_protobuf_attestation_fails_or_claims_nothing_new(data: st.DataObject) -> None:
     raw = (ASSETS / "gce-cos-85-nonce9009.pb").read_bytes()
     evidence = {"collected_at": COLLECTED, "go_tpm_tools_attestation": b64(data.draw(mutated(raw)))}
     try:
         node = verify(evidence, gce_trust(), nonce=b"\x90\x09")
     except EvidenceError:
         return
-    # only unsigned, skipped fields (the event log) were hit: the claims are unchanged
-    assert node == gce_baseline()
+    # Only unsigned, skipped fields (the event log) were hit, or a whole quote was cut
+    # out (each quote is signed on its own, so fewer banks still verify): every claimed
+    # measurement is one the genuine attestation proves, and nothing else changed.
+    baseline = gce_baseline()
+    assert node.measurements.items() <= baseline.measurements.items()
+    assert node.model_copy(update={"measurements": baseline.measurements}) == baseline
 
 
 @given(raw=st.binary(max_size=600))

@@ -1,12 +1,15 @@
-"""Read the parts of a Sigstore ``trusted_root.json`` the hand-checked Rekor path needs.
+"""Sigstore's ``trusted_root.json``: the one place it is loaded.
 
-Only the transparency logs (Rekor), certificate authorities (Fulcio) and CT logs are
-read; every entry keeps its validity window. Nothing here fetches anything.
+:func:`load_trusted_root` gives sigstore-python's ``TrustedRoot`` for its ``Verifier``
+(Sigstore bundles). :func:`parse_trusted_root` reads the parts the hand-checked Rekor path
+(:mod:`attestpolicy.evidence._prov_intoto_bundle`) needs, more strictly than sigstore's
+model does (canonical base64, bounded lists, supported key types): the transparency logs
+(Rekor), certificate authorities (Fulcio) and CT logs, each with its validity window.
+Nothing here fetches anything; both raise ``ValueError`` for a document they refuse.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,44 +19,63 @@ from typing import Any, Final
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from sigstore.errors import Error as SigstoreError
+from sigstore.models import TrustedRoot
+from sigstore.verify import Verifier
+from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootMessage
 
 from attestpolicy.claims import parse_timestamp
+from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._common import decode_base64
+from attestpolicy.evidence._x509 import SigningKey, signing_key
 
-__all__ = ["CertificateAuthority", "LogKey", "SigstoreRoot", "parse_trusted_root"]
+__all__ = [
+    "CertificateAuthority",
+    "LogKey",
+    "SigstoreRoot",
+    "load_trusted_root",
+    "parse_trusted_root",
+]
 
 TRUSTED_ROOT_MEDIA_TYPE: Final = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 _MAX_ENTRIES = 64
 _MAX_CHAIN = 8
 
-LogPublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+def load_trusted_root(text: str) -> TrustedRoot:
+    """sigstore-python's ``TrustedRoot`` from the document's JSON text, usable by a
+    ``Verifier`` (it has Rekor logs and Fulcio CAs)."""
+    try:
+        root = TrustedRoot(TrustedRootMessage.from_json(text))
+        Verifier(trusted_root=root)  # fails on a root without logs or Fulcio CAs
+    except (SigstoreError, ValueError, TypeError) as exc:
+        raise ValueError(f"trusted_root is not a usable Sigstore trusted root: {exc}") from None
+    return root
 
 
 @dataclass(frozen=True, slots=True)
-class LogKey:
+class _Window:
+    start: datetime
+    end: datetime | None
+
+    def valid_at(self, when: datetime) -> bool:
+        """Whether ``when`` is inside the window (both ends included)."""
+        return self.start <= when and (self.end is None or when <= self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class LogKey(_Window):
     """A transparency log's (Rekor or CT) public key, its id and validity window."""
 
     log_id: bytes
-    key: LogPublicKey
-    start: datetime
-    end: datetime | None
-
-    def valid_at(self, when: datetime) -> bool:
-        """Whether the key was in use at ``when``."""
-        return self.start <= when and (self.end is None or when <= self.end)
+    key: SigningKey
 
 
 @dataclass(frozen=True, slots=True)
-class CertificateAuthority:
+class CertificateAuthority(_Window):
     """A Fulcio certificate chain (leaf-most first) and its validity window."""
 
     certificates: tuple[x509.Certificate, ...]
-    start: datetime
-    end: datetime | None
-
-    def valid_at(self, when: datetime) -> bool:
-        """Whether the CA issued certificates at ``when``."""
-        return self.start <= when and (self.end is None or when <= self.end)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +85,21 @@ class SigstoreRoot:
     tlogs: tuple[LogKey, ...]
     certificate_authorities: tuple[CertificateAuthority, ...]
     ctlogs: tuple[LogKey, ...]
+
+    def fulcio_anchors(self, when: datetime) -> list[x509.Certificate]:
+        """The certificates of every Fulcio CA that issued certificates at ``when``.
+
+        Raises ``ValueError`` when no CA was valid then.
+        """
+        anchors = [
+            cert
+            for authority in self.certificate_authorities
+            if authority.valid_at(when)
+            for cert in authority.certificates
+        ]
+        if not anchors:
+            raise ValueError("no certificate authority of the trusted root was valid then")
+        return anchors
 
 
 def parse_trusted_root(document: Mapping[str, Any]) -> SigstoreRoot:
@@ -78,7 +115,14 @@ def parse_trusted_root(document: Mapping[str, Any]) -> SigstoreRoot:
             ),
             ctlogs=tuple(_log_key(entry) for entry in _entries(document, "ctlogs")),
         )
-    except (KeyError, TypeError, AttributeError, binascii.Error, UnsupportedAlgorithm) as exc:
+    except (
+        KeyError,
+        TypeError,
+        AttributeError,
+        binascii.Error,
+        UnsupportedAlgorithm,
+        EvidenceError,
+    ) as exc:
         raise ValueError(f"malformed trusted root: {exc!r}") from None
     if not root.tlogs or not root.certificate_authorities or not root.ctlogs:
         raise ValueError("trusted root needs tlogs, certificateAuthorities and ctlogs")
@@ -92,12 +136,6 @@ def _entries(document: Mapping[str, Any], name: str) -> Sequence[Mapping[str, An
     return entries
 
 
-def _b64(value: object) -> bytes:
-    if not isinstance(value, str):
-        raise TypeError("expected a base64 string")
-    return base64.b64decode(value, validate=True)
-
-
 def _window(entry: Mapping[str, Any]) -> tuple[datetime, datetime | None]:
     valid_for = entry["validFor"]
     end = valid_for.get("end")
@@ -106,11 +144,9 @@ def _window(entry: Mapping[str, Any]) -> tuple[datetime, datetime | None]:
 
 def _log_key(entry: Mapping[str, Any]) -> LogKey:
     public_key = entry["publicKey"]
-    der = _b64(public_key["rawBytes"])
-    key = serialization.load_der_public_key(der)
-    if not isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-        raise ValueError("unsupported transparency log key type")
-    log_id = _b64(entry["logId"]["keyId"])
+    der = decode_base64(public_key["rawBytes"], field="publicKey.rawBytes")
+    key = signing_key(serialization.load_der_public_key(der))
+    log_id = decode_base64(entry["logId"]["keyId"], field="logId.keyId")
     start, end = _window(public_key)
     return LogKey(log_id=log_id, key=key, start=start, end=end)
 
@@ -119,6 +155,9 @@ def _authority(entry: Mapping[str, Any]) -> CertificateAuthority:
     raw = entry["certChain"]["certificates"]
     if not isinstance(raw, list) or not 0 < len(raw) <= _MAX_CHAIN:
         raise ValueError("certificate authority chain must hold 1 to 8 certificates")
-    certificates = tuple(x509.load_der_x509_certificate(_b64(cert["rawBytes"])) for cert in raw)
+    certificates = tuple(
+        x509.load_der_x509_certificate(decode_base64(cert["rawBytes"], field="rawBytes"))
+        for cert in raw
+    )
     start, end = _window(entry)
     return CertificateAuthority(certificates=certificates, start=start, end=end)

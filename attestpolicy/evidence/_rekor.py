@@ -1,5 +1,8 @@
 """Offline checks of a Rekor v1 transparency log entry, with ``cryptography`` only.
 
+Used by cosign signatures (the signed entry timestamp) and by the hand-checked Sigstore
+bundles of provenance (all three checks):
+
 * the signed entry timestamp (inclusion promise): Rekor's signature over the canonical
   JSON ``{"body", "integratedTime", "logID", "logIndex"}``;
 * the RFC 6962 / RFC 9162 Merkle inclusion proof of ``sha256(0x00 || body)``;
@@ -18,11 +21,7 @@ import json
 from collections.abc import Sequence
 from typing import Final
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-
-from attestpolicy.evidence._prov_trusted_root import LogPublicKey
+from attestpolicy.evidence._x509 import SigningKey, signature_ok
 
 __all__ = ["leaf_hash", "verify_checkpoint", "verify_inclusion", "verify_set", "verify_signature"]
 
@@ -31,23 +30,14 @@ _MAX_NOTE_CHARS = 4096
 _SIGNATURE_PREFIX = "\u2014 "
 
 
-def verify_signature(key: LogPublicKey, signature: bytes, data: bytes) -> None:
+def verify_signature(key: SigningKey, signature: bytes, data: bytes) -> None:
     """Verify a log signature (ECDSA/RSA with SHA-256, or Ed25519) or raise ``ValueError``."""
-    try:
-        if isinstance(key, ec.EllipticCurvePublicKey):
-            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
-        elif isinstance(key, rsa.RSAPublicKey):
-            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
-        elif isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(signature, data)
-        else:  # pragma: no cover - LogPublicKey is closed
-            raise ValueError("unsupported log key type")
-    except (InvalidSignature, TypeError, OverflowError):
-        raise ValueError("log signature does not verify") from None
+    if not signature_ok(key, signature, data):
+        raise ValueError("log signature does not verify")
 
 
 def verify_set(
-    key: LogPublicKey,
+    key: SigningKey,
     signature: bytes,
     *,
     body: str,
@@ -97,7 +87,7 @@ def verify_inclusion(
 
 
 def verify_checkpoint(
-    key: LogPublicKey, log_id: bytes, note: str, *, tree_size: int, root: bytes
+    key: SigningKey, log_id: bytes, note: str, *, tree_size: int, root: bytes
 ) -> None:
     """Verify a signed checkpoint and that it commits to ``tree_size`` and ``root``.
 

@@ -1,11 +1,15 @@
-"""X.509 helpers for the node-evidence verifiers: loading, key fingerprints, chains.
+"""X.509 certificates and public keys: loading, fingerprints, signatures and chains.
 
-``verify_chain`` uses ``cryptography``'s RFC 5280 path validator against the given roots
-only (no system store, no network, no revocation fetching). The CA profile is the Web PKI
-one without the EKU rule (TPM and Intel CAs carry their own EKUs or none); the leaf
-profile is checked here: not a CA, and ``digitalSignature`` when a key usage is present.
+Every chain is validated against the given roots only (no system store, no network, no
+revocation fetching), with ``cryptography``'s RFC 5280 path validator:
 
-``verify_pinned_chain`` is for AMD's short, fixed chains (VCEK -> ASK -> ARK), which that
+* :func:`verify_chain` (node evidence: TPM AK, Intel PCK): the Web PKI CA profile without
+  the EKU rule (TPM and Intel CAs carry their own EKUs or none); the leaf profile is
+  checked here: not a CA, and ``digitalSignature`` when a key usage is present.
+* :func:`verify_code_signing_chain` (image signatures, provenance): the Web PKI profiles
+  with any EKU, then the Sigstore signing profile (``digitalSignature``, ``codeSigning``).
+
+:func:`verify_pinned_chain` is for AMD's short, fixed chains (VCEK -> ASK -> ARK), which that
 validator refuses: their RSA-PSS parameters carry explicit NULLs and VCEKs have serial
 number 0 (cryptography 50 warns it will stop loading them). They are parsed with
 ``asn1crypto`` and every link is checked here: names, signature (RSA-PSS with the
@@ -15,20 +19,20 @@ issuers, no unknown critical extension, and validity at ``now``.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
     ExtensionPolicy,
@@ -38,27 +42,43 @@ from cryptography.x509.verification import (
 )
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._tpm_common import EXPIRED, MALFORMED, UNSUPPORTED, UNTRUSTED, fail
+from attestpolicy.evidence._common import (
+    EXPIRED,
+    MALFORMED,
+    UNSUPPORTED,
+    UNTRUSTED,
+    fail,
+    sha256_digest,
+)
 
 __all__ = [
     "Asn1Certificate",
+    "SigningKey",
     "asn1_certificate",
     "certificate_from_der",
     "certificate_from_pem",
     "certificates_from_pem_bundle",
+    "check_validity",
     "checked_asn1_pem",
     "checked_certificate_pem",
     "checked_public_key_pem",
     "fingerprint",
+    "load_pem_certificates",
+    "load_public_key",
     "public_key_from_pem",
+    "signature_ok",
+    "signing_key",
     "spki_der",
     "verify_chain",
+    "verify_code_signing_chain",
     "verify_pinned_chain",
 ]
 
 _MAX_BUNDLE_CERTS = 16
 _MAX_PINNED_DEPTH = 2  # intermediates between a leaf and a pinned root
 _MAX_POOL = 16  # candidate intermediates, and candidate roots
+_MIN_RSA_BITS = 2048
+_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _KNOWN_CRITICAL = frozenset({"basic_constraints", "key_usage", "extended_key_usage"})
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256,
@@ -69,18 +89,45 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 Asn1Certificate: TypeAlias = Any
 """An ``asn1crypto.x509.Certificate`` (asn1crypto ships no type information)."""
 
+SigningKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+"""A key accepted for signatures: ECDSA P-256/P-384/P-521, RSA >= 2048 bits, Ed25519."""
 
-def _quiet_load_pem(pem: bytes) -> x509.Certificate:
-    # AMD VCEK/ASK/ARK certificates have a zero serial number, which cryptography
-    # reports with a deprecation warning on load; the chain checks stay strict.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return x509.load_pem_x509_certificate(pem)
+
+# --- loading ---------------------------------------------------------------------------
+# AMD VCEK/ASK/ARK certificates have a zero serial number, which cryptography reports
+# with a deprecation warning on load; the checks stay strict, the warning is silenced.
+
+
+def load_pem_certificates(
+    pem: str | bytes, *, max_count: int = _MAX_BUNDLE_CERTS
+) -> list[x509.Certificate]:
+    """Load one or more PEM certificates (at most ``max_count``); raise ``ValueError``."""
+    data = pem.encode("utf-8") if isinstance(pem, str) else pem
+    if data.count(b"-----BEGIN") > max_count:
+        raise ValueError(f"more than {max_count} certificates")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return x509.load_pem_x509_certificates(data)
+    except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ...
+        raise ValueError(f"not PEM certificates: {exc}") from None
+
+
+def certificates_from_pem_bundle(
+    pem: str | bytes, field: str, *, max_count: int = _MAX_BUNDLE_CERTS
+) -> list[x509.Certificate]:
+    """:func:`load_pem_certificates`, raising ``evidence.malformed`` for ``field``."""
+    try:
+        return load_pem_certificates(pem, max_count=max_count)
+    except ValueError as exc:
+        fail(MALFORMED, field, str(exc))
 
 
 @lru_cache(maxsize=256)
 def _cached_pem(pem: str) -> x509.Certificate:
-    return _quiet_load_pem(pem.encode("ascii"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return x509.load_pem_x509_certificate(pem.encode("ascii"))
 
 
 def certificate_from_pem(pem: str, field: str) -> x509.Certificate:
@@ -101,19 +148,6 @@ def certificate_from_der(der: bytes, field: str) -> x509.Certificate:
         fail(MALFORMED, field, f"not a DER certificate: {exc}")
 
 
-def certificates_from_pem_bundle(pem: bytes, field: str) -> list[x509.Certificate]:
-    """Load a concatenation of PEM certificates (at most 16)."""
-    if pem.count(b"-----BEGIN") > _MAX_BUNDLE_CERTS:
-        fail(MALFORMED, field, f"over {_MAX_BUNDLE_CERTS} certificates")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            certs = x509.load_pem_x509_certificates(pem)
-    except ValueError as exc:
-        fail(MALFORMED, field, f"not PEM certificates: {exc}")
-    return certs
-
-
 def public_key_from_pem(pem: str, field: str) -> PublicKeyTypes:
     """Load a PEM SubjectPublicKeyInfo public key."""
     try:
@@ -124,31 +158,53 @@ def public_key_from_pem(pem: str, field: str) -> PublicKeyTypes:
         fail(UNSUPPORTED, field, f"unsupported public key algorithm: {exc}")
 
 
-def checked_certificate_pem(pem: str) -> str:
-    """Pydantic validator: ``pem`` must load as a certificate (raises ``ValueError``)."""
+def signing_key(key: object) -> SigningKey:
+    """Return ``key`` if it is a supported :data:`SigningKey`; raise ``ValueError`` otherwise."""
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        if not isinstance(key.curve, _CURVES):
+            raise ValueError(f"unsupported elliptic curve {key.curve.name}")
+        return key
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < _MIN_RSA_BITS:
+            raise ValueError(f"RSA key of {key.key_size} bits is below {_MIN_RSA_BITS}")
+        return key
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return key
+    raise ValueError(f"unsupported public key type {type(key).__name__}")
+
+
+def load_public_key(pem: str) -> SigningKey:
+    """Load one PEM public key that is a :data:`SigningKey`; raise ``ValueError`` otherwise."""
     try:
-        certificate_from_pem(pem, "certificate")
+        return signing_key(public_key_from_pem(pem, "public key"))
+    except EvidenceError as exc:
+        raise ValueError(exc.detail) from None
+
+
+def _pydantic_check(pem: str, load: Callable[[str, str], object], what: str) -> str:
+    try:
+        load(pem, what)
     except EvidenceError as exc:
         raise ValueError(exc.message) from None
     return pem
+
+
+def checked_certificate_pem(pem: str) -> str:
+    """Pydantic validator: ``pem`` must load as a certificate (raises ``ValueError``)."""
+    return _pydantic_check(pem, certificate_from_pem, "certificate")
 
 
 def checked_public_key_pem(pem: str) -> str:
     """Pydantic validator: ``pem`` must load as a public key (raises ``ValueError``)."""
-    try:
-        public_key_from_pem(pem, "public key")
-    except EvidenceError as exc:
-        raise ValueError(exc.message) from None
-    return pem
+    return _pydantic_check(pem, public_key_from_pem, "public key")
 
 
 def checked_asn1_pem(pem: str) -> str:
     """Pydantic validator: ``pem`` must parse with asn1crypto (raises ``ValueError``)."""
-    try:
-        asn1_certificate(pem, "certificate")
-    except EvidenceError as exc:
-        raise ValueError(exc.message) from None
-    return pem
+    return _pydantic_check(pem, asn1_certificate, "certificate")
+
+
+# --- keys and signatures ---------------------------------------------------------------
 
 
 def spki_der(key: PublicKeyTypes) -> bytes:
@@ -160,13 +216,54 @@ def spki_der(key: PublicKeyTypes) -> bytes:
 
 def fingerprint(key: PublicKeyTypes) -> str:
     """``sha256:<hex>`` of the key's DER SubjectPublicKeyInfo."""
-    return "sha256:" + hashlib.sha256(spki_der(key)).hexdigest()
+    return sha256_digest(spki_der(key))
 
 
-def _ca_policy() -> ExtensionPolicy:
-    return ExtensionPolicy.webpki_defaults_ca().may_be_present(
+def signature_ok(key: SigningKey, signature: bytes, data: bytes) -> bool:
+    """Whether ``signature`` over ``data`` verifies: SHA-256 with ECDSA or RSA PKCS#1 v1.5,
+    or Ed25519 (what cosign, Rekor and CT logs sign with)."""
+    try:
+        if isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())
+        elif isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(signature, data)
+        else:
+            return False
+    except (InvalidSignature, ValueError, TypeError, OverflowError):
+        return False
+    return True
+
+
+# --- chains validated by cryptography -----------------------------------------------------
+
+
+def check_validity(cert: x509.Certificate, now: datetime, *, field: str) -> None:
+    """Raise ``evidence.expired`` unless ``now`` is inside the certificate's validity."""
+    if now < cert.not_valid_before_utc:
+        fail(
+            EXPIRED, field, f"certificate not valid before {cert.not_valid_before_utc.isoformat()}"
+        )
+    if now > cert.not_valid_after_utc:
+        fail(EXPIRED, field, f"certificate expired at {cert.not_valid_after_utc.isoformat()}")
+
+
+# (CA policy, end-entity policy) of the two chain profiles (see the module doc)
+_NODE_POLICIES: Final = (
+    ExtensionPolicy.webpki_defaults_ca().may_be_present(
         x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None
-    )
+    ),
+    ExtensionPolicy.permit_all(),
+)
+_CODE_SIGNING_POLICIES: Final = (
+    ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    ),
+    ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    ),
+)
 
 
 def _build(
@@ -174,12 +271,13 @@ def _build(
     intermediates: Sequence[x509.Certificate],
     roots: Sequence[x509.Certificate],
     when: datetime,
+    policies: tuple[ExtensionPolicy, ExtensionPolicy],
 ) -> list[x509.Certificate]:
     verifier = (
         PolicyBuilder()
         .store(Store(list(roots)))
         .time(when)
-        .extension_policies(ca_policy=_ca_policy(), ee_policy=ExtensionPolicy.permit_all())
+        .extension_policies(ca_policy=policies[0], ee_policy=policies[1])
         .build_client_verifier()
     )
     return verifier.verify(leaf, list(intermediates)).chain
@@ -193,7 +291,7 @@ def verify_chain(
     now: datetime,
     field: str,
 ) -> list[x509.Certificate]:
-    """Validate ``leaf`` up to one of ``roots`` at ``now``; return the chain, leaf first.
+    """Validate a node evidence ``leaf`` up to one of ``roots`` at ``now``; return the chain.
 
     Raises ``evidence.expired`` when the chain only fails because ``now`` is outside a
     certificate's validity window, ``evidence.untrusted`` for every other failure.
@@ -202,14 +300,14 @@ def verify_chain(
         fail(UNTRUSTED, field, "no trusted root certificates are configured")
     _check_leaf(leaf, field)
     try:
-        return _build(leaf, intermediates, roots, now)
+        return _build(leaf, intermediates, roots, now, _NODE_POLICIES)
     except VerificationError as exc:
         reason = str(exc)
     except ValueError as exc:
         fail(MALFORMED, field, f"certificate chain cannot be processed: {exc}")
     for when in (leaf.not_valid_before_utc, leaf.not_valid_after_utc):
         try:
-            _build(leaf, intermediates, roots, when)
+            _build(leaf, intermediates, roots, when, _NODE_POLICIES)
         except (VerificationError, ValueError):
             continue
         fail(EXPIRED, field, f"a certificate of the chain is not valid at {now.isoformat()}")
@@ -231,6 +329,35 @@ def _check_leaf(leaf: x509.Certificate, field: str) -> None:
         return
     if not usage.digital_signature:
         fail(UNTRUSTED, field, "leaf certificate key usage does not allow digitalSignature")
+
+
+def verify_code_signing_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    *,
+    at: datetime,
+) -> list[x509.Certificate]:
+    """Validate a signing certificate up to one of ``roots`` at ``at``; return the chain.
+
+    Code-signing certificates carry no clientAuth EKU: any EKU is accepted by the path
+    validator (as sigstore-python does), then the leaf must have ``digitalSignature`` and
+    ``codeSigning``. Raises ``ValueError`` naming the failure.
+    """
+    try:
+        chain = _build(leaf, intermediates, roots, at, _CODE_SIGNING_POLICIES)
+    except (VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
+        raise ValueError(f"certificate chain does not build to a trusted root: {exc}") from None
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        extended = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound as exc:
+        raise ValueError(f"signing certificate lacks {exc.oid.dotted_string}") from None
+    if not usage.digital_signature:
+        raise ValueError("signing certificate key usage lacks digitalSignature")
+    if ExtendedKeyUsageOID.CODE_SIGNING not in extended:
+        raise ValueError("signing certificate lacks the code-signing extended key usage")
+    return chain
 
 
 # --- pinned, fixed-depth chains parsed with asn1crypto (AMD) -------------------------------
