@@ -144,17 +144,22 @@ class PolicyDecisionPoint:
         """
         evaluated_at = datetime.now(UTC)
         cache, ticket, revision = self._cache, None, ""
+        raw: object
         if cache is not None:
             try:
-                moment = evaluated_at if now is None else parse_timestamp(now)
-                raw = claims.to_input() if isinstance(claims, ClaimSet) else claims
-                if type(raw) is dict or isinstance(raw, Mapping):  # dict: skip the ABC check
+                if type(claims) is dict and now is None and "now" not in claims:
+                    raw, moment = claims, evaluated_at  # the common PEP call: no other checks
+                else:
+                    moment = evaluated_at if now is None else parse_timestamp(now)
+                    raw = claims.to_input() if isinstance(claims, ClaimSet) else claims
+                    if not isinstance(raw, Mapping):
+                        raise TypeError("not a mapping")
                     if now is None and "now" in raw:
                         moment = parse_timestamp(raw["now"])
-                    revision = self._evaluator.revision
-                    ticket, hit = cache.lookup(raw, revision, moment)
-                    if hit is not None:
-                        return hit
+                revision = self._evaluator.revision
+                ticket, hit = cache.lookup(raw, revision, moment)
+                if hit is not None:
+                    return hit
             except (TypeError, ValueError, RecursionError):
                 ticket = None  # not cacheable as given: validation below says why
         try:

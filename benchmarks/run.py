@@ -23,15 +23,16 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "attestpolicy" / "examples"
-NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from attestpolicy.claims import format_timestamp  # noqa: E402  (after the path set-up)
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,18 @@ def measure(name: str, operation: Callable[[], object], samples: int, warmup: in
 
 
 def realistic_claims() -> dict[str, Any]:
-    """Image + provenance + TPM node with 24 PCRs + runtime; ``now`` left to the caller."""
+    """Image + provenance + TPM node with 24 PCRs + runtime, fresh at the current time.
+
+    No ``now`` in the claims (the PDP uses its clock, as a PEP would): the node quote is
+    stamped a minute ago and the runtime identity expires in an hour.
+    """
     claims: dict[str, Any] = json.loads(
         (EXAMPLES / "claims" / "allow-fully-attested.json").read_text()
     )
     claims.pop("now")
+    current = datetime.now(UTC).replace(microsecond=0)
+    claims["node"]["issued_at"] = format_timestamp(current - timedelta(minutes=1))
+    claims["runtime"]["expires_at"] = format_timestamp(current + timedelta(hours=1))
     return claims
 
 
@@ -89,11 +97,11 @@ def bench_in_process(scale: int) -> list[Row]:
     claims, config = realistic_claims(), example_config()
     rows = []
     uncached = PolicyDecisionPoint.local(config=config, cache=False)
-    assert uncached.decide(claims, now=NOW).allow
+    assert uncached.decide(claims).allow
     rows.append(
         measure(
             "decide() miss (validate + regorus)",
-            lambda: uncached.decide(claims, now=NOW),
+            lambda: uncached.decide(claims),
             400 * scale,
         )
     )
@@ -104,28 +112,29 @@ def bench_in_process(scale: int) -> list[Row]:
             print(f"  ({name} cache unavailable: {exc})")
             continue
         pdp = PolicyDecisionPoint.local(config=config, cache=implementation.cache_class())
-        assert pdp.decide(claims, now=NOW).allow
+        assert pdp.decide(claims).allow
         rows.append(
             measure(
                 f"decide() hit, {name} cache",
-                functools.partial(pdp.decide, claims, now=NOW),
+                functools.partial(pdp.decide, claims),
                 5000 * scale,
             )
         )
         cache = implementation.cache_class()
-        ticket, _ = cache.lookup(claims, "rev", NOW)
+        moment = datetime.now(UTC)
+        ticket, _ = cache.lookup(claims, "rev", moment)
         parsed = ClaimSet.parse(claims)
         expiries = [p.expires_at for p in (parsed.node, parsed.runtime) if p and p.expires_at]
         cache.store(
             ticket,
-            pdp.decide(claims, now=NOW),
+            pdp.decide(claims),
             evidence_expires_at=min(expiries) if expiries else None,
-            now=NOW,
+            now=moment,
         )
         rows.append(
             measure(
                 f"cache lookup hit (key + entry), {name}",
-                functools.partial(cache.lookup, claims, "rev", NOW),
+                functools.partial(cache.lookup, claims, "rev", moment),
                 5000 * scale,
             )
         )
@@ -184,12 +193,12 @@ def bench_remote(scale: int) -> list[Row]:
     claims = realistic_claims()
     with serve(workers=1) as url:
         pdp = PolicyDecisionPoint.remote(url)
-        decision = pdp.decide(claims, now=NOW)
+        decision = pdp.decide(claims)
         assert decision.allow, decision.reasons
         return [
             measure(
                 "decide() remote over loopback",
-                lambda: pdp.decide(claims, now=NOW),
+                lambda: pdp.decide(claims),
                 200 * scale,
                 warmup=20,
             )
@@ -216,7 +225,7 @@ def bench_throughput(scale: int) -> list[tuple[int, float]]:
     from attestpolicy.claims import ClaimSet
 
     payload = json.dumps(
-        {"input": ClaimSet.parse(realistic_claims()).with_now(NOW).to_input()}
+        {"input": ClaimSet.parse(realistic_claims()).with_now(datetime.now(UTC)).to_input()}
     ).encode()
     per_client = 250 * scale
     results = []
