@@ -16,31 +16,32 @@ import rego.v1
 _config := data.attestpolicy.config
 
 # The limits, validated in one rule body (each rule costs an evaluation): undefined when
-# any limit is missing or out of range. Ages and skews are in nanoseconds. Every limit
-# is at most _max_seconds.
+# any limit is missing or out of range. Ages, skews and min_ttl_ns are in nanoseconds.
+# Every limit is at most 2147483647.
 _limits := {
-	"max_age_ns": round(max_age * _ns_per_second),
-	"clock_skew_ns": round(skew * _ns_per_second),
+	"max_age_ns": round(max_age * 1000000000),
+	"clock_skew_ns": round(skew * 1000000000),
 	"min_ttl_seconds": min_ttl,
+	"min_ttl_ns": round(min_ttl * 1000000000),
 	"default_ttl_seconds": default_ttl,
 } if {
 	limits := _config.limits
 	max_age := limits.max_evidence_age_seconds
 	is_number(max_age)
 	max_age >= 0
-	max_age <= _max_seconds
+	max_age <= 2147483647
 	skew := limits.clock_skew_seconds
 	is_number(skew)
 	skew >= 0
-	skew <= _max_seconds
+	skew <= 2147483647
 	min_ttl := limits.min_ttl_seconds
 	is_number(min_ttl)
 	min_ttl > 0
-	min_ttl <= _max_seconds
+	min_ttl <= 2147483647
 	default_ttl := limits.default_ttl_seconds
 	is_number(default_ttl)
 	default_ttl > 0
-	default_ttl <= _max_seconds
+	default_ttl <= 2147483647
 }
 
 # The workload entry of the subject, and the entry of the audience (either may be

@@ -12,7 +12,9 @@ reasons := sort([reason | some reason in violation])
 
 # METADATA
 # title: Decision
-# description: The decision object for the claim set in input.
+# description: |
+#   The decision object for the claim set in input: the fast path's allow when it
+#   applies (fastpath.rego), else the decision of the violation rules.
 # scope: document
 # entrypoint: true
 default decision := {
@@ -23,7 +25,14 @@ default decision := {
 	"valid_until": null,
 }
 
-decision := {
+decision := allow if {
+	allow := _fast_allow
+} else := by_rules if {
+	by_rules := _decision_by_rules
+}
+
+# The decision of the violation rules: the definition of the policy.
+_decision_by_rules := {
 	"allow": false,
 	"ttl_seconds": 0,
 	"reasons": reasons,

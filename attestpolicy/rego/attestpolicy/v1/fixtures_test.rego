@@ -98,13 +98,31 @@ claims := {
 }
 
 # decide(doc) is the decision for claim set doc under the fixture configuration.
-decide(doc) := result if {
-	result := data.attestpolicy.v1.decision with input as doc with data.attestpolicy.config as config
-}
+decide(doc) := decide_config(doc, config)
 
 # decide_config(doc, cfg) is the decision for claim set doc under configuration cfg.
+# Every test that decides a claim set this way also checks that the fast path, if it
+# applies, gives the decision of the violation rules (fastpath.rego).
 decide_config(doc, cfg) := result if {
 	result := data.attestpolicy.v1.decision with input as doc with data.attestpolicy.config as cfg
+	fast_path_agrees(doc, cfg)
+}
+
+# fast_path_agrees(doc, cfg) holds when the fast path does not apply to claim set doc
+# under configuration cfg, or gives the same decision as the violation rules.
+fast_path_agrees(doc, cfg) if {
+	not data.attestpolicy.v1._fast_allow with input as doc with data.attestpolicy.config as cfg
+}
+
+fast_path_agrees(doc, cfg) if {
+	fast_decision := data.attestpolicy.v1._fast_allow with input as doc with data.attestpolicy.config as cfg
+	fast_decision == data.attestpolicy.v1._decision_by_rules with input as doc with data.attestpolicy.config as cfg
+}
+
+# fast(doc, cfg) is the fast path's decision for claim set doc under configuration cfg
+# (undefined when it does not apply).
+fast(doc, cfg) := result if {
+	result := data.attestpolicy.v1._fast_allow with input as doc with data.attestpolicy.config as cfg
 }
 
 # codes(decision) is the set of reason codes of a decision.

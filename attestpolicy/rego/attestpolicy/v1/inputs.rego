@@ -11,7 +11,28 @@ package attestpolicy.v1
 
 import rego.v1
 
-_now_ns := time.parse_rfc3339_ns(input.now) if {
+# The timestamps of the claim set in ns, by role ("now", "node_issued_at",
+# "node_expires_at", "runtime_expires_at"; a timestamp that is absent or null has no
+# entry), when every one present is RFC 3339: one regex.match checks them all (a regex
+# is compiled on every call). The regex is _rfc3339 for the JSON encoding of an array
+# of one or more of them (JSON writes them as they are), which an element that is not
+# a string fails too. Undefined when one is not RFC 3339: then each is checked alone.
+_timestamps := {role: time.parse_rfc3339_ns(text) | some role, text in texts; text != null} if {
+	is_object(input)
+	texts := {
+		"now": object.get(input, "now", null),
+		"node_issued_at": object.get(input, ["node", "issued_at"], null),
+		"node_expires_at": object.get(input, ["node", "expires_at"], null),
+		"runtime_expires_at": object.get(input, ["runtime", "expires_at"], null),
+	}
+	# regal ignore:line-length
+	rfc3339_json_array := `^\[(?:"(?:(?:19|20)[0-9][0-9]-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:19|20)(?:0[48]|[2468][048]|[13579][26])-02-29|2000-02-29)T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"[,\]])+$`
+	regex.match(rfc3339_json_array, json.marshal([text | some text in texts; text != null]))
+}
+
+_now_ns := ns if {
+	ns := _timestamps.now
+} else := time.parse_rfc3339_ns(input.now) if {
 	is_string(input.now)
 	regex.match(_rfc3339, input.now)
 }

@@ -18,12 +18,16 @@ package attestpolicy.v1
 
 import rego.v1
 
-_node_issued_ns := time.parse_rfc3339_ns(input.node.issued_at) if {
+_node_issued_ns := ns if {
+	ns := _timestamps.node_issued_at
+} else := time.parse_rfc3339_ns(input.node.issued_at) if {
 	is_string(input.node.issued_at)
 	regex.match(_rfc3339, input.node.issued_at)
 }
 
-_node_expires_ns := time.parse_rfc3339_ns(input.node.expires_at) if {
+_node_expires_ns := ns if {
+	ns := _timestamps.node_expires_at
+} else := time.parse_rfc3339_ns(input.node.expires_at) if {
 	is_string(input.node.expires_at)
 	regex.match(_rfc3339, input.node.expires_at)
 }

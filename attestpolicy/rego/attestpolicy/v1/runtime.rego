@@ -14,7 +14,9 @@ package attestpolicy.v1
 
 import rego.v1
 
-_runtime_expires_ns := time.parse_rfc3339_ns(input.runtime.expires_at) if {
+_runtime_expires_ns := ns if {
+	ns := _timestamps.runtime_expires_at
+} else := time.parse_rfc3339_ns(input.runtime.expires_at) if {
 	is_string(input.runtime.expires_at)
 	regex.match(_rfc3339, input.runtime.expires_at)
 }

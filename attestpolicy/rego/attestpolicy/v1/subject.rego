@@ -77,15 +77,24 @@ violation contains {"code": "config.invalid", "message": sprintf("config.audienc
 	not _ttl_seconds_value(_audience_entry.max_ttl_seconds)
 }
 
-# The fast path: one rule body checks the whole workload entry.
+# The workload entry is well formed (one rule body checks it all; an optional field
+# that is null fails it, and then _workload_problems, which is exact, is evaluated).
 _workload_valid if {
-	is_object(_workload)
-	is_string(_workload.namespace)
-	is_string(_workload.service_account)
-	_valid_require
-	type_name(object.get(_workload, "source_repo", null)) in {"null", "string"}
-	type_name(object.get(_workload, "image_digests", null)) in {"null", "array"}
-	not _invalid_workload_ttl
+	workload := _workload
+	is_object(workload)
+	is_string(workload.namespace)
+	is_string(workload.service_account)
+	require := workload.require
+	is_array(require)
+	every class in require {
+		class in {"image", "provenance", "node", "runtime"} # _evidence_classes
+	}
+	is_string(object.get(workload, "source_repo", ""))
+	is_array(object.get(workload, "image_digests", []))
+	ttl := object.get(workload, "max_ttl_seconds", 1)
+	is_number(ttl) # _ttl_seconds_value, written out
+	ttl > 0
+	ttl <= 2147483647
 }
 
 _valid_require if {

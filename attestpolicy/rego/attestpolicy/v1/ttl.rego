@@ -19,38 +19,43 @@ package attestpolicy.v1
 import rego.v1
 
 # Each term is [floored seconds, rank, name]: min() picks the shortest, then the first.
-_ttl_terms contains [floor(seconds), 0, "request"] if {
+# The first term: the requested TTL or, when none is requested, the default.
+_ttl_request := [floor(seconds), 0, "request"] if {
 	seconds := input.request.requested_ttl_seconds
 	is_number(seconds)
 	seconds > 0
-	seconds <= _max_seconds
+	seconds <= 2147483647
+} else := [floor(_limits.default_ttl_seconds), 0, "default"] if {
+	not input.request.requested_ttl_seconds != null # absent or null
 }
 
-_ttl_terms contains [floor(_limits.default_ttl_seconds), 0, "default"] if not _ttl_requested
+_ttl_terms contains _ttl_request
 
 _ttl_terms contains [floor(seconds), 1, "audience"] if {
 	seconds := _audience_entry.max_ttl_seconds
 	is_number(seconds)
 	seconds > 0
-	seconds <= _max_seconds
+	seconds <= 2147483647
 }
 
 _ttl_terms contains [floor(seconds), 2, "workload"] if {
 	seconds := _workload.max_ttl_seconds
 	is_number(seconds)
 	seconds > 0
-	seconds <= _max_seconds
+	seconds <= 2147483647
 }
 
 _ttl_terms contains [_whole_seconds(_earliest_expiry_ns - _now_ns), 3, "evidence_expiry"]
 
-_ttl_requested if input.request.requested_ttl_seconds != null
-
-_evidence_expiries contains _node_expires_ns
-
-_evidence_expiries contains _runtime_expires_ns
-
-_earliest_expiry_ns := min(_evidence_expiries) if count(_evidence_expiries) > 0
+# The earliest of node.expires_at and runtime.expires_at (ns), when any is set.
+_earliest_expiry_ns := min([node, runtime]) if {
+	node := _node_expires_ns
+	runtime := _runtime_expires_ns
+} else := node if {
+	node := _node_expires_ns
+} else := runtime if {
+	runtime := _runtime_expires_ns
+}
 
 _ttl := min(_ttl_terms) if count(_ttl_terms) > 0
 
@@ -63,12 +68,10 @@ ttl_bound_by := _ttl[2]
 # Instants (ns) at which the passage of time alone turns an allow into a deny.
 _deadlines contains _node_issued_ns + _limits.max_age_ns
 
-_deadlines contains _earliest_expiry_ns - round(_limits.min_ttl_seconds * _ns_per_second)
+_deadlines contains _earliest_expiry_ns - _limits.min_ttl_ns
 
 # The end of the validity of an allow, as RFC 3339 UTC (null when nothing expires).
-valid_until := _format_instant(min(_deadlines)) if {
-	count(_deadlines) > 0
-} else := null
+valid_until := _format_deadline(_deadlines)
 
 # METADATA
 # title: TTL too short
