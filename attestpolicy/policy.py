@@ -21,6 +21,7 @@ from attestpolicy.errors import PolicyError
 __all__ = [
     "DECISION_PATH",
     "MAX_POLICY_BYTES",
+    "POLICY_REASON_CODES",
     "PolicySource",
     "config_revision",
     "content_revision",
@@ -31,6 +32,43 @@ DECISION_PATH: Final = "attestpolicy/v1/decision"
 """Data API path of the decision rule (``data.attestpolicy.v1.decision``)."""
 
 MAX_POLICY_BYTES: Final = 16 * 1024 * 1024
+
+POLICY_REASON_CODES: Final = frozenset(
+    {
+        "subject.unregistered",
+        "subject.revoked",
+        "request.unknown_audience",
+        "evidence.missing",
+        "image.digest_required",
+        "image.unsigned",
+        "image.untrusted_signer",
+        "image.revoked",
+        "image.not_allowed",
+        "provenance.unverified",
+        "provenance.untrusted_builder",
+        "provenance.source_mismatch",
+        "provenance.subject_mismatch",
+        "node.unverified",
+        "node.nonce",
+        "node.stale",
+        "node.future",
+        "node.expired",
+        "node.measurement_mismatch",
+        "node.revoked",
+        "runtime.unverified",
+        "runtime.namespace_mismatch",
+        "runtime.service_account_mismatch",
+        "runtime.image_drift",
+        "runtime.expired",
+        "ttl.too_short",
+    }
+)
+"""Every violation code of the default policy's contract (for alerting and log parsing).
+
+The policy may also deny with ``input.invalid`` or ``config.invalid`` (ill-typed input or
+configuration reached it) and, as a safety net, ``policy.incomplete``; evaluators add
+``engine.error``, ``engine.undefined`` and ``remote.error``.
+"""
 
 
 def default_policy_dir() -> Path:

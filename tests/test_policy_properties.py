@@ -30,7 +30,7 @@ from attestpolicy.decision import Decision
 from attestpolicy.engine.local import LocalEvaluator
 from attestpolicy.errors import ClaimsError
 from attestpolicy.pdp import PolicyDecisionPoint
-from attestpolicy.policy import DECISION_PATH, PolicySource
+from attestpolicy.policy import DECISION_PATH, POLICY_REASON_CODES, PolicySource
 
 T = TypeVar("T")
 Draw = Callable[[st.SearchStrategy[Any]], Any]
@@ -822,36 +822,7 @@ CONTRACT_CASES: Final[list[tuple[str, list[Edit], Expected]]] = [
 ]
 
 
-CONTRACT_CODES: Final = frozenset(
-    {
-        "subject.unregistered",
-        "subject.revoked",
-        "request.unknown_audience",
-        "evidence.missing",
-        "image.digest_required",
-        "image.unsigned",
-        "image.untrusted_signer",
-        "image.revoked",
-        "image.not_allowed",
-        "provenance.unverified",
-        "provenance.untrusted_builder",
-        "provenance.source_mismatch",
-        "provenance.subject_mismatch",
-        "node.unverified",
-        "node.nonce",
-        "node.stale",
-        "node.future",
-        "node.expired",
-        "node.measurement_mismatch",
-        "node.revoked",
-        "runtime.unverified",
-        "runtime.namespace_mismatch",
-        "runtime.service_account_mismatch",
-        "runtime.image_drift",
-        "runtime.expired",
-        "ttl.too_short",
-    }
-)
+CONTRACT_CODES: Final = POLICY_REASON_CODES
 
 
 def test_contract_cases_cover_every_reason_code_and_ttl_term() -> None:
