@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -20,6 +20,8 @@ from attestpolicy.errors import AttestPolicyError, ClaimsError, PolicyError
 from attestpolicy.policy import PolicySource
 
 __all__ = ["PolicyDecisionPoint"]
+
+_LOG = logging.getLogger(__name__)
 
 
 def _earliest_expiry(claims: ClaimSet) -> datetime | None:
@@ -180,13 +182,15 @@ class PolicyDecisionPoint:
         except Exception as exc:
             return self._deny("engine.error", f"evaluator failed: {exc}", evaluated_at)
         if ticket is not None and cache is not None and decision.policy_revision == revision:
-            with contextlib.suppress(TypeError, ValueError):  # uncacheable is still right
+            try:
                 cache.store(
                     ticket,
                     decision,
                     evidence_expires_at=_earliest_expiry(claim_set),
                     now=moment,
                 )
+            except (TypeError, ValueError) as exc:  # not cached; the decision is still right
+                _LOG.warning("decision %s not cached: %s", decision.decision_id, exc)
         return decision
 
     def decide_evidence(
