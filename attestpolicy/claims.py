@@ -49,15 +49,26 @@ _MAX_TEXT = 4096
 _MAX_ITEMS = 256
 _MAX_TTL_SECONDS = 2**31 - 1
 
-_RFC3339 = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})$"
+# RFC 3339 with an explicit offset, at most nanosecond precision, on a real calendar day
+# of the years 1900-2099: the pattern the policy checks (lib.rego: _rfc3339), so that a
+# timestamp the ClaimSet accepts is one the policy accepts, in both engines.
+RFC3339_PATTERN: Final = (
+    r"^(?:(?:19|20)[0-9][0-9]-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:19|20)(?:0[48]|[2468][048]|[13579][26])-02-29|2000-02-29)"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?"
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
 )
-_DIGEST = re.compile(r"^([a-z0-9]+(?:[.+_-][a-z0-9]+)*):(.*)$")
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+_RFC3339 = re.compile(RFC3339_PATTERN)
+_TIMESTAMP_PARTS = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([0-9]{2}:[0-9]{2}:[0-9]{2})(?:\.([0-9]{1,9}))?(Z|[+-].*)"
+)
+_DIGEST = re.compile(r"([a-z0-9]+(?:[.+_-][a-z0-9]+)*):(.*)", re.DOTALL)
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _HEX = re.compile(r"^(?:[0-9a-f]{2})+$")
 _NODE_KIND = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_SPIFFE_TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")
-_SPIFFE_SEGMENT = re.compile(r"^[A-Za-z0-9._-]+$")
+_SPIFFE_ID = re.compile(r"spiffe://[a-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
+_SPIFFE_DOT_SEGMENT = re.compile(r"/\.\.?(?:/|$)")
 
 
 # --- scalar types ------------------------------------------------------------
@@ -74,9 +85,13 @@ def parse_timestamp(value: object) -> datetime:
         return value.astimezone(UTC)
     if not isinstance(value, str):
         raise ValueError(f"timestamp must be an RFC 3339 string, got {type(value).__name__}")
-    match = _RFC3339.match(value)
+    # fullmatch: "$" alone would accept a trailing newline.
+    match = _TIMESTAMP_PARTS.fullmatch(value) if _RFC3339.fullmatch(value) else None
     if match is None:
-        raise ValueError(f"not an RFC 3339 timestamp with offset: {value[:64]!r}")
+        raise ValueError(
+            "not an RFC 3339 timestamp with an offset in the years 1900-2099: "
+            f"{value[:64]!r}"
+        )
     date, clock, fraction, offset = match.groups()
     micro = (fraction or "").ljust(6, "0")[:6]
     text = f"{date}T{clock}.{micro}{'+00:00' if offset == 'Z' else offset}"
@@ -96,34 +111,47 @@ def format_timestamp(value: datetime) -> str:
 
 
 def _check_digest(value: str) -> str:
-    match = _DIGEST.match(value)
+    match = _DIGEST.fullmatch(value)
     if match is None:
         raise ValueError(f"not a digest of the form '<algorithm>:<hex>': {value[:80]!r}")
     algorithm, hexpart = match.groups()
     if algorithm != "sha256":
         raise ValueError(f"unsupported digest algorithm {algorithm!r}; only sha256 is accepted")
-    if not _SHA256_HEX.match(hexpart):
+    if not _SHA256_HEX.fullmatch(hexpart):
         raise ValueError("sha256 digest must be 64 lowercase hex characters")
     return value
 
 
 def _check_spiffe_id(value: str) -> str:
     if len(value) > 2048:
-        raise ValueError("SPIFFE ID longer than 2048 bytes")
+        raise ValueError("SPIFFE ID longer than 2048 characters")
     if not value.startswith("spiffe://"):
         raise ValueError("SPIFFE ID must start with 'spiffe://'")
-    trust_domain, _, path = value[len("spiffe://") :].partition("/")
-    if not trust_domain or not _SPIFFE_TRUST_DOMAIN.match(trust_domain):
-        raise ValueError("SPIFFE trust domain must be non-empty [a-z0-9._-]")
-    if path:
-        for segment in path.split("/"):
-            if not segment:
-                raise ValueError("SPIFFE ID path has an empty segment")
-            if segment in (".", ".."):
-                raise ValueError("SPIFFE ID path has a dot segment")
-            if not _SPIFFE_SEGMENT.match(segment):
-                raise ValueError("SPIFFE ID path segment has characters outside [A-Za-z0-9._-]")
+    if not _SPIFFE_ID.fullmatch(value):
+        raise ValueError(
+            "SPIFFE ID must be spiffe://<trust domain [a-z0-9._-]>[/<segment [A-Za-z0-9._-]>]..."
+            " (no empty segment, no trailing slash)"
+        )
+    if _SPIFFE_DOT_SEGMENT.search(value):
+        raise ValueError("SPIFFE ID path has a dot segment")
     return value
+
+
+def _integral_seconds(value: object) -> object:
+    """JSON has no integer type: accept an integral float (2.0) as the integer it is."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _null_is_empty(value: object) -> object:
+    """An optional collection that is null is empty (absent and null mean the same)."""
+    return () if value is None else value
+
+
+def _null_is_empty_mapping(value: object) -> object:
+    """An optional mapping that is null is empty (absent and null mean the same)."""
+    return {} if value is None else value
 
 
 Timestamp = Annotated[
@@ -153,6 +181,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+Seconds = Annotated[StrictInt, BeforeValidator(_integral_seconds)]
+"""A number of seconds: an integer, or a float with no fractional part (2.0 is 2)."""
+
+
 # --- claim parts -------------------------------------------------------------
 
 
@@ -166,7 +198,7 @@ class Request(_Model):
     """What is asked for."""
 
     audience: Text
-    requested_ttl_seconds: Annotated[StrictInt, Field(gt=0, le=_MAX_TTL_SECONDS)] | None = None
+    requested_ttl_seconds: Annotated[Seconds, Field(gt=0, le=_MAX_TTL_SECONDS)] | None = None
 
 
 class ImageSignature(_Model):
@@ -183,7 +215,9 @@ class Image(_Model):
 
     reference: Text
     digest: Digest | None = None
-    signatures: Annotated[tuple[ImageSignature, ...], Field(max_length=_MAX_ITEMS)] = ()
+    signatures: Annotated[
+        tuple[ImageSignature, ...], BeforeValidator(_null_is_empty), Field(max_length=_MAX_ITEMS)
+    ] = ()
 
 
 class Provenance(_Model):
@@ -192,7 +226,9 @@ class Provenance(_Model):
     verified: StrictBool
     builder_id: Text | None = None
     source_repo: Text | None = None
-    subject_digests: Annotated[tuple[Digest, ...], Field(max_length=4096)] = ()
+    subject_digests: Annotated[
+        tuple[Digest, ...], BeforeValidator(_null_is_empty), Field(max_length=4096)
+    ] = ()
     predicate_type: Text | None = None
 
 
@@ -205,9 +241,11 @@ class Node(_Model):
     nonce_verified: StrictBool
     issued_at: Timestamp
     expires_at: Timestamp | None = None
-    measurements: Annotated[dict[Text, HexValue], Field(max_length=1024)] = Field(
-        default_factory=dict
-    )
+    measurements: Annotated[
+        dict[Text, HexValue],
+        BeforeValidator(_null_is_empty_mapping),
+        Field(max_length=1024),
+    ] = Field(default_factory=dict)
 
 
 class Runtime(_Model):

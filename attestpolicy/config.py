@@ -15,53 +15,68 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    StrictInt,
     StrictStr,
     ValidationError,
     model_validator,
 )
 
-from attestpolicy.claims import Digest, HexValue, SpiffeId, Text
+from attestpolicy.claims import Digest, HexValue, Seconds, SpiffeId, Text
 from attestpolicy.errors import ConfigError
 
-__all__ = ["MAX_CONFIG_BYTES", "PolicyConfig", "load_config", "validate_config"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "PolicyConfig",
+    "TrustedSigners",
+    "load_config",
+    "validate_config",
+]
 
-MAX_CONFIG_BYTES = 8 * 1024 * 1024
+MAX_CONFIG_BYTES = 256 * 1024 * 1024
+"""Largest configuration file accepted by :func:`load_config` (a fleet of 100k workloads
+is about 42 MB of JSON)."""
 
 _GLOB_SYNTAX = re.compile(r"[?\[\]{}\\]")
 """Glob syntax the policy refuses in signer subjects (only ``*`` is special there)."""
 
 EvidenceClass = Literal["image", "provenance", "node", "runtime"]
-_Seconds = Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]
-_PositiveSeconds = Annotated[StrictInt, Field(gt=0, le=2**31 - 1)]
+_Seconds = Annotated[Seconds, Field(ge=0, le=2**31 - 1)]
+_PositiveSeconds = Annotated[Seconds, Field(gt=0, le=2**31 - 1)]
+
+
+def _check_pattern(value: str) -> str:
+    if _GLOB_SYNTAX.search(value):
+        raise ValueError("subject patterns may use no glob syntax but * (no ?, [, ], {, }, \\)")
+    return value
+
+
+SubjectPattern = Annotated[Text, AfterValidator(_check_pattern)]
+"""A signer subject glob in which only ``*`` is special (any characters, "/" and "." too)."""
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """An optional field that is null is absent (as in the policy)."""
+        if isinstance(data, Mapping):
+            return {key: value for key, value in data.items() if value is not None}
+        return data
 
-class TrustedSigner(_Model):
-    """A keyless identity (OIDC issuer + subject glob, ``*`` matches any characters),
-    or a signing key (``key_id``, the verifier's ``sha256:`` key fingerprint).
+
+class TrustedSigners(_Model):
+    """Who may sign images: keyless identities by OIDC issuer (each with its subject
+    patterns), and signing keys by ``key_id`` (the verifier's ``sha256:`` key fingerprint;
+    the value is a free-form note).
     """
 
-    issuer: Text | None = None
-    subject: Text | None = None
-    key_id: Text | None = None
-
-    @model_validator(mode="after")
-    def _one_kind(self) -> TrustedSigner:
-        keyless = self.issuer is not None or self.subject is not None
-        if keyless and (self.issuer is None or self.subject is None):
-            raise ValueError("a keyless trusted signer needs both issuer and subject")
-        if keyless == (self.key_id is not None):
-            raise ValueError("a trusted signer is either {issuer, subject} or {key_id}")
-        if self.subject is not None and _GLOB_SYNTAX.search(self.subject):
-            raise ValueError("subject patterns may use no glob syntax but * (no ?, [, ], {, }, \\)")
-        return self
+    issuers: dict[Text, tuple[SubjectPattern, ...]] = Field(default_factory=dict)
+    key_ids: dict[Text, StrictStr] = Field(default_factory=dict)
 
 
 class Workload(_Model):
@@ -70,7 +85,7 @@ class Workload(_Model):
     namespace: Text
     service_account: Text
     source_repo: Text | None = None
-    image_digests: tuple[Digest, ...] | None = None
+    image_digests: Annotated[tuple[Digest, ...], Field(max_length=4096)] | None = None
     require: tuple[EvidenceClass, ...] = ()
     max_ttl_seconds: _PositiveSeconds | None = None
 
@@ -91,19 +106,19 @@ class Limits(_Model):
 
 
 class Revoked(_Model):
-    """Revocation lists: anything listed here never counts as trusted."""
+    """Revocation maps, value -> reason: anything listed here never counts as trusted."""
 
-    signer_subjects: tuple[StrictStr, ...] = ()
-    node_ids: tuple[StrictStr, ...] = ()
-    image_digests: tuple[StrictStr, ...] = ()
-    spiffe_ids: tuple[StrictStr, ...] = ()
+    signer_subjects: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    node_ids: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    image_digests: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    spiffe_ids: dict[StrictStr, StrictStr] = Field(default_factory=dict)
 
 
 class PolicyConfig(_Model):
-    """The whole configuration document."""
+    """The whole configuration document (``data.attestpolicy.config``)."""
 
-    trusted_signers: tuple[TrustedSigner, ...] = ()
-    trusted_builders: tuple[Text, ...] = ()
+    trusted_signers: TrustedSigners = TrustedSigners()
+    trusted_builders: dict[Text, StrictStr] = Field(default_factory=dict)
     workloads: dict[SpiffeId, Workload] = Field(default_factory=dict)
     node_baselines: dict[Text, dict[Text, HexValue]] = Field(default_factory=dict)
     audiences: dict[Text, Audience] = Field(default_factory=dict)

@@ -1,11 +1,14 @@
 # METADATA
 # title: Configuration
 # description: |
-#   Typed access to data.attestpolicy.config. A missing map or list is empty. A
-#   config.invalid violation is raised for what could otherwise widen access when
-#   malformed: the limits, the revocation lists, the node baselines, and the workload
-#   and audience entries in use. Other malformed parts (a trusted signer or builder
-#   entry of the wrong type, say) can only fail to match, which denies.
+#   data.attestpolicy.config, read by key. A decision validates only what it reads, so
+#   its cost does not grow with the configuration: the limits, the type of each
+#   section, the subject's workload entry, the audience entry, the node baseline of the
+#   node's kind and the subject patterns of the issuers it matches. A problem there is
+#   a deny with config.invalid reasons (and input.invalid ones, if any) and nothing
+#   else. The whole document (every signer pattern, every entry) is validated where it
+#   is loaded (attestpolicy.config) and where a configuration bundle is built.
+#   A section that is absent or null is empty.
 # custom:
 #   codes:
 #     - config.invalid
@@ -13,75 +16,247 @@ package attestpolicy.v1
 
 import rego.v1
 
-_config := data.attestpolicy.config
+# The configuration, or {} when it is not an object (then config.invalid).
+default _config := {}
 
-# The limits, validated in one rule body (each rule costs an evaluation): undefined when
-# any limit is missing or out of range. Ages, skews and min_ttl_ns are in nanoseconds.
-# Every limit is at most 2147483647.
+_config := data.attestpolicy.config if is_object(data.attestpolicy.config)
+
+_config_is_object if is_object(data.attestpolicy.config)
+
+# The sections of the configuration, and the members of those that have fixed members.
+_config_sections := {
+	"trusted_signers": {"issuers", "key_ids"},
+	"trusted_builders": set(),
+	"workloads": set(),
+	"node_baselines": set(),
+	"audiences": set(),
+	"limits": {"max_evidence_age_seconds", "clock_skew_seconds", "min_ttl_seconds", "default_ttl_seconds"},
+	"revoked": {"signer_subjects", "node_ids", "image_digests", "spiffe_ids"},
+}
+
+# Each section or member, by reference: {} when absent, null or not an object. (Never
+# pass a section to a function: OPA copies a function's arguments, so the cost would
+# grow with the configuration. Read it by key, through these rules.)
+default _signers_section := {}
+
+_signers_section := data.attestpolicy.config.trusted_signers if is_object(data.attestpolicy.config.trusted_signers)
+
+default _trusted_issuers := {}
+
+_trusted_issuers := data.attestpolicy.config.trusted_signers.issuers if is_object(data.attestpolicy.config.trusted_signers.issuers)
+
+default _trusted_key_ids := {}
+
+_trusted_key_ids := data.attestpolicy.config.trusted_signers.key_ids if is_object(data.attestpolicy.config.trusted_signers.key_ids)
+
+default _trusted_builders := {}
+
+_trusted_builders := data.attestpolicy.config.trusted_builders if is_object(data.attestpolicy.config.trusted_builders)
+
+default _workloads := {}
+
+_workloads := data.attestpolicy.config.workloads if is_object(data.attestpolicy.config.workloads)
+
+default _node_baselines := {}
+
+_node_baselines := data.attestpolicy.config.node_baselines if is_object(data.attestpolicy.config.node_baselines)
+
+default _audiences := {}
+
+_audiences := data.attestpolicy.config.audiences if is_object(data.attestpolicy.config.audiences)
+
+default _limits_section := {}
+
+_limits_section := data.attestpolicy.config.limits if is_object(data.attestpolicy.config.limits)
+
+default _revoked_section := {}
+
+_revoked_section := data.attestpolicy.config.revoked if is_object(data.attestpolicy.config.revoked)
+
+default _revoked_spiffe_ids := {}
+
+_revoked_spiffe_ids := data.attestpolicy.config.revoked.spiffe_ids if is_object(data.attestpolicy.config.revoked.spiffe_ids)
+
+default _revoked_signers := {}
+
+_revoked_signers := data.attestpolicy.config.revoked.signer_subjects if is_object(data.attestpolicy.config.revoked.signer_subjects)
+
+default _revoked_node_ids := {}
+
+_revoked_node_ids := data.attestpolicy.config.revoked.node_ids if is_object(data.attestpolicy.config.revoked.node_ids)
+
+default _revoked_image_digests := {}
+
+_revoked_image_digests := data.attestpolicy.config.revoked.image_digests if is_object(data.attestpolicy.config.revoked.image_digests)
+
+# _revoked_signer(value) holds when value (a signer subject or key id) is a key of
+# config.revoked.signer_subjects, whatever its reason (even false).
+_revoked_signer(value) if {
+	_ = _revoked_signers[value]
+}
+
+# The limits (ages, skews and min_ttl_ns in nanoseconds), defined when all are valid.
 _limits := {
-	"max_age_ns": round(max_age * 1000000000),
-	"clock_skew_ns": round(skew * 1000000000),
+	"max_age_ns": max_age * 1000000000,
+	"clock_skew_ns": skew * 1000000000,
 	"min_ttl_seconds": min_ttl,
-	"min_ttl_ns": round(min_ttl * 1000000000),
+	"min_ttl_ns": min_ttl * 1000000000,
 	"default_ttl_seconds": default_ttl,
 } if {
-	limits := _config.limits
+	limits := _limits_section
 	max_age := limits.max_evidence_age_seconds
-	is_number(max_age)
-	max_age >= 0
-	max_age <= 2147483647
+	_seconds(max_age)
 	skew := limits.clock_skew_seconds
-	is_number(skew)
-	skew >= 0
-	skew <= 2147483647
+	_seconds(skew)
 	min_ttl := limits.min_ttl_seconds
-	is_number(min_ttl)
-	min_ttl > 0
-	min_ttl <= 2147483647
+	_positive_seconds(min_ttl)
 	default_ttl := limits.default_ttl_seconds
-	is_number(default_ttl)
-	default_ttl > 0
-	default_ttl <= 2147483647
+	_positive_seconds(default_ttl)
 }
 
-# The workload entry of the subject, and the entry of the audience (either may be
-# ill-typed: see the config.invalid rules below).
-_workload := _config.workloads[_spiffe_id]
+# The subject's workload entry and the audience's entry (null when there is none).
+default _workload := null
 
-_audience_entry := _config.audiences[_audience]
+_workload := _workloads[_spiffe_id]
 
-# METADATA
-# title: Configuration invalid
-# description: The configuration is missing, or a part of it in use is malformed.
-# custom:
-#   code: config.invalid
-violation contains {"code": "config.invalid", "message": "data.attestpolicy.config must be an object"} if {
-	not is_object(_config)
+default _audience_entry := null
+
+_audience_entry := _audiences[_audience]
+
+# The fields of a workload entry and of an audience entry.
+_workload_fields := {
+	"namespace": "text", "service_account": "text", "source_repo": "text?",
+	"image_digests": "digests?", "require": "classes?", "max_ttl_seconds": "ttl?",
 }
 
-violation contains {"code": "config.invalid", "message": sprintf("config.limits.%s must be a number %s and <= 2147483647", [name, bound])} if {
+_audience_fields := {"max_ttl_seconds": "ttl"}
+
+# The node baseline of the node's kind ({} when none is configured).
+_node_baseline := baseline if {
+	baseline := _node_baselines[_field(_node, "kind")]
+	is_object(baseline)
+} else := {}
+
+# --- config.invalid ------------------------------------------------------------------
+
+_config_problems contains "data.attestpolicy.config: must be an object" if not _config_is_object
+
+_config_problems contains sprintf("config.%s: unknown section", [name]) if {
+	some name, _ in _config
+	not _config_sections[name]
+}
+
+_config_problems contains sprintf("config.%s: must be an object", [name]) if {
+	some name, _ in _config_sections
+	value := object.get(_config, name, null)
+	value != null
+	not is_object(value)
+}
+
+_config_problems contains sprintf("config.%s.%s: unknown member", [section, name]) if {
+	some section, members in {
+		"trusted_signers": _signers_section,
+		"limits": _limits_section,
+		"revoked": _revoked_section,
+	}
+	some name, _ in members
+	not name in _config_sections[section]
+}
+
+_config_problems contains sprintf("config.%s.%s: must be an object", [section, name]) if {
+	some section, members in {"trusted_signers": _signers_section, "revoked": _revoked_section}
+	some name in _config_sections[section]
+	value := object.get(members, name, null)
+	value != null
+	not is_object(value)
+}
+
+_config_problems contains "config.limits: is required" if object.get(_config, "limits", null) == null
+
+_config_problems contains sprintf("config.limits.%s: must be an integer %s and <= 2147483647", [name, bound]) if {
 	not _limits
 	some [name, bound] in [
 		["max_evidence_age_seconds", ">= 0"], ["clock_skew_seconds", ">= 0"],
 		["min_ttl_seconds", "> 0"], ["default_ttl_seconds", "> 0"],
 	]
-	not _valid_limit(_config.limits[name], bound)
+	not _valid_limit(object.get(_limits_section, name, null), bound)
 }
 
-violation contains {"code": "config.invalid", "message": sprintf("config.revoked.%s must be an array", [name])} if {
-	some name in ["spiffe_ids", "signer_subjects", "node_ids", "image_digests"]
-	value := _config.revoked[name]
-	value != null
-	not is_array(value)
+_valid_limit(x, ">= 0") if _seconds(x)
+
+_valid_limit(x, "> 0") if _positive_seconds(x)
+
+_config_problems contains sprintf("config.workloads[%s]: must be an object", [_spiffe_id]) if {
+	_workload != null
+	not is_object(_workload)
 }
 
-violation contains {"code": "config.invalid", "message": sprintf("config.%s must be an object", [name])} if {
-	some name in ["revoked", "node_baselines"]
-	value := _config[name]
-	value != null
-	not is_object(value)
+_config_problems contains sprintf("config.workloads[%s].%s: unknown field", [_spiffe_id, name]) if {
+	is_object(_workload)
+	some name, _ in _workload
+	not _workload_fields[name]
 }
 
-_valid_limit(x, ">= 0") if _age_seconds_value(x)
+_config_problems contains problem if {
+	is_object(_workload)
+	some name, kind in _workload_fields
+	prefix := sprintf("config.workloads[%s]", [_spiffe_id])
+	problem := _problem(prefix, name, kind, _field(_workload, name))
+}
 
-_valid_limit(x, "> 0") if _ttl_seconds_value(x)
+_config_problems contains sprintf("config.workloads[%s].image_digests[%d]: must be %s", [_spiffe_id, i, _kind_text.digest]) if {
+	digests := _field(_workload, "image_digests")
+	is_array(digests)
+	some i, digest in digests
+	not _valid("digest", digest)
+}
+
+_config_problems contains sprintf("config.audiences[%s]: must be an object", [_audience]) if {
+	_audience_entry != null
+	not is_object(_audience_entry)
+}
+
+_config_problems contains sprintf("config.audiences[%s].%s: unknown field", [_audience, name]) if {
+	is_object(_audience_entry)
+	some name, _ in _audience_entry
+	not _audience_fields[name]
+}
+
+_config_problems contains problem if {
+	is_object(_audience_entry)
+	some name, kind in _audience_fields
+	prefix := sprintf("config.audiences[%s]", [_audience])
+	problem := _problem(prefix, name, kind, _field(_audience_entry, name))
+}
+
+_config_problems contains sprintf("config.node_baselines[%s]: must be an object", [_field(_node, "kind")]) if {
+	baseline := _node_baselines[_field(_node, "kind")]
+	not is_object(baseline)
+}
+
+_config_problems contains sprintf("config.node_baselines[%s].%s: must be 2 to 4096 lowercase hex digits, in pairs", [_field(_node, "kind"), name]) if {
+	some name, value in _node_baseline
+	not _hex(value)
+}
+
+_config_problems contains sprintf("config.trusted_signers.issuers[%s]: must be an array of subject patterns", [issuer]) if {
+	some issuer in _signature_issuers
+	patterns := _trusted_issuers[issuer]
+	not is_array(patterns)
+}
+
+_config_problems contains sprintf("config.trusted_signers.issuers[%s][%d]: must be a subject pattern (a string of 1 to 4096 characters, no glob syntax but *)", [issuer, i]) if {
+	some issuer in _signature_issuers
+	patterns := _trusted_issuers[issuer]
+	is_array(patterns)
+	some i, pattern in patterns
+	not _subject_pattern(pattern)
+}
+
+# _subject_pattern(x) holds for a valid signer subject pattern: only "*" is special
+# (it matches any characters, "/" and "." included). Other glob syntax is refused:
+# regorus raises on a malformed glob where OPA returns undefined.
+_subject_pattern(x) if {
+	_valid("text", x)
+	not regex.match(`[?\[\]{}\\]`, x)
+}

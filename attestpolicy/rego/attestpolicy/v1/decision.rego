@@ -3,18 +3,25 @@
 # description: |
 #   The entrypoint data.attestpolicy.v1.decision. It is deny unless there is no
 #   violation, and always defined: if an allow cannot be fully computed it is a deny.
+#   A claim set or a configuration that breaks its contract is denied with the
+#   input.invalid and config.invalid reasons alone; the checks run only on valid input.
 package attestpolicy.v1
 
 import rego.v1
 
+# The reasons of a contract breach (empty when the input and the configuration are valid).
+_invalid contains {"code": "input.invalid", "message": message} if some message in _input_problems
+
+_invalid contains {"code": "config.invalid", "message": message} if some message in _config_problems
+
 # Reasons, one per distinct violation, sorted by (code, message).
-reasons := sort([reason | some reason in violation])
+reasons := sort([reason | some reason in _invalid]) if {
+	count(_invalid) > 0
+} else := sort([reason | some reason in violation])
 
 # METADATA
 # title: Decision
-# description: |
-#   The decision object for the claim set in input: the fast path's allow when it
-#   applies (fastpath.rego), else the decision of the violation rules.
+# description: The decision object for the claim set in input.
 # scope: document
 # entrypoint: true
 default decision := {
@@ -25,21 +32,14 @@ default decision := {
 	"valid_until": null,
 }
 
-decision := allow if {
-	allow := _fast_allow
-} else := by_rules if {
-	by_rules := _decision_by_rules
-}
-
-# The decision of the violation rules: the definition of the policy.
-_decision_by_rules := {
+decision := {
 	"allow": false,
 	"ttl_seconds": 0,
 	"reasons": reasons,
 	"ttl_bound_by": null,
 	"valid_until": null,
 } if {
-	count(violation) > 0
+	count(reasons) > 0
 } else := {
 	"allow": true,
 	"ttl_seconds": ttl_seconds,

@@ -15,7 +15,7 @@ test_image_tag_only_reference_is_not_pinned if {
 	denied(decide_config(doc, cfg), {"image.digest_required", "provenance.subject_mismatch"})
 }
 
-test_image_digest_not_sha256 if {
+test_image_digest_not_sha256_is_invalid_input if {
 	every bad in [
 		"sha512:58639897b0b414a46c61acbf3a44d519a72d03c1060abef75cdb5cf5fca9fe54",
 		"sha256:58639897B0B414A46C61ACBF3A44D519A72D03C1060ABEF75CDB5CF5FCA9FE54",
@@ -26,8 +26,15 @@ test_image_digest_not_sha256 if {
 		1234,
 	] {
 		decision := decide(with_value(claims, ["image", "digest"], bad))
-		not decision.allow
-		has_reason(decision, "image.digest_required", "image digest is missing or not a sha256 digest")
+		denied(decision, {"input.invalid"})
+		decision.reasons == [{"code": "input.invalid", "message": "input.image.digest: must be a sha256 digest (sha256: and 64 lowercase hex digits)"}]
+	}
+}
+
+test_image_digest_absent_or_null_is_required if {
+	every doc in [without(claims, ["image", "digest"]), with_value(claims, ["image", "digest"], null)] {
+		decision := decide_config(doc, without(config, ["workloads", spiffe_id, "image_digests"]))
+		denied(decision, {"image.digest_required", "provenance.subject_mismatch"})
 	}
 }
 
@@ -43,10 +50,9 @@ test_image_reference_tag_with_valid_digest_is_not_pinned if {
 	denied(decision, {"image.digest_required"})
 }
 
-test_image_reference_missing if {
+test_image_reference_missing_is_invalid_input if {
 	decision := decide(without(claims, ["image", "reference"]))
-	denied(decision, {"image.digest_required"})
-	has_reason(decision, "image.digest_required", sprintf("image reference (none) is not pinned by digest %s", [digest]))
+	decision.reasons == [{"code": "input.invalid", "message": "input.image.reference: is required"}]
 }
 
 test_image_reference_by_digest_only_is_pinned if {
@@ -57,14 +63,26 @@ test_image_unsigned if {
 	every signatures in [
 		[],
 		[{"verified": false, "issuer": github_issuer, "subject": release_subject}],
-		[{"verified": "true", "issuer": github_issuer, "subject": release_subject}],
-		[{"issuer": github_issuer, "subject": release_subject}],
-		"not a list",
 		null,
 	] {
 		decision := decide(with_value(claims, ["image", "signatures"], signatures))
 		denied(decision, {"image.unsigned"})
 		has_reason(decision, "image.unsigned", "image has no verified signature")
+	}
+}
+
+test_image_ill_typed_signatures_are_invalid_input if {
+	every case in [
+		[[{"verified": "true", "issuer": github_issuer}], "input.image.signatures[0].verified: must be a boolean"],
+		[[{"issuer": github_issuer, "subject": release_subject}], "input.image.signatures[0].verified: is required"],
+		[[{"verified": true, "issuer": ""}], "input.image.signatures[0].issuer: must be a string of 1 to 4096 characters"],
+		[[{"verified": true, "extra": 1}], "input.image.signatures[0].extra: unknown field"],
+		[[{"verified": true}, "forged"], "input.image.signatures[1]: must be an object"],
+		["not a list", "input.image.signatures: must be an array of at most 256 signatures"],
+	] {
+		[signatures, message] := case
+		decision := decide(with_value(claims, ["image", "signatures"], signatures))
+		decision.reasons == [{"code": "input.invalid", "message": message}]
 	}
 }
 
@@ -101,18 +119,33 @@ test_image_one_trusted_signature_is_enough if {
 }
 
 test_image_signer_glob_star_crosses_slashes_and_dots if {
-	cfg := with_value(config, ["trusted_signers"], [{"issuer": github_issuer, "subject": "https://github.com/acme/*"}])
+	cfg := with_value(config, ["trusted_signers", "issuers", github_issuer], ["https://github.com/acme/*"])
 	allowed(decide_config(claims, cfg))
-	exact := with_value(config, ["trusted_signers"], [{"issuer": github_issuer, "subject": release_subject}])
+	exact := with_value(config, ["trusted_signers", "issuers", github_issuer], [release_subject])
 	allowed(decide_config(claims, exact))
-	other := with_value(config, ["trusted_signers"], [{"issuer": github_issuer, "subject": "https://github.com/acme/web/*"}])
+	other := with_value(config, ["trusted_signers", "issuers", github_issuer], ["https://github.com/acme/web/*"])
 	denied(decide_config(claims, other), {"image.untrusted_signer"})
+	two_stars := with_value(config, ["trusted_signers", "issuers", github_issuer], ["https://*/acme/*/release.yml@*"])
+	allowed(decide_config(claims, two_stars))
+}
+
+test_image_signer_patterns_only_of_the_signature_issuer if {
+	# The Google issuer's pattern would match the subject, but the signature's issuer is GitHub.
+	cfg := json.patch(config, [
+		{"op": "add", "path": ["trusted_signers", "issuers", "https://accounts.google.com"], "value": ["*"]},
+		{"op": "remove", "path": ["trusted_signers", "issuers", github_issuer]},
+	])
+	denied(decide_config(claims, cfg), {"image.untrusted_signer"})
 }
 
 test_image_revoked_signer_never_trusted if {
-	cfg := with_value(config, ["revoked", "signer_subjects"], [release_subject])
+	cfg := with_value(config, ["revoked", "signer_subjects"], {release_subject: "compromised"})
 	decision := decide_config(claims, cfg)
 	denied(decision, {"image.untrusted_signer"})
+	# Presence revokes, whatever the reason (even a reason of the wrong type).
+	every reason in ["", false, null, 0] {
+		denied(decide_config(claims, with_value(config, ["revoked", "signer_subjects"], {release_subject: reason})), {"image.untrusted_signer"})
+	}
 }
 
 test_image_revoked if {
@@ -125,7 +158,9 @@ test_image_revoked if {
 	cfg := workload_with("image_digests", [revoked_digest])
 	decision := decide_config(doc, cfg)
 	denied(decision, {"image.revoked"})
-	has_reason(decision, "image.revoked", sprintf("image %s is revoked", [revoked_digest]))
+	has_reason(decision, "image.revoked", sprintf("image %s is revoked: CVE-2026-0001", [revoked_digest]))
+	no_reason := with_value(cfg, ["revoked", "image_digests", revoked_digest], "")
+	has_reason(decide_config(doc, no_reason), "image.revoked", sprintf("image %s is revoked", [revoked_digest]))
 }
 
 test_image_not_allowed if {
@@ -138,6 +173,7 @@ test_image_not_allowed if {
 
 test_image_any_digest_without_allow_list if {
 	allowed(decide_config(claims, without(config, ["workloads", spiffe_id, "image_digests"])))
+	allowed(decide_config(claims, workload_with("image_digests", null)))
 }
 
 test_image_signer_pattern_with_other_glob_syntax_is_invalid if {
@@ -147,17 +183,33 @@ test_image_signer_pattern_with_other_glob_syntax_is_invalid if {
 		"https://github.com/acme/[",
 		"https://github.com/acme/api\\*",
 	] {
-		signers := [config.trusted_signers[1], {"issuer": github_issuer, "subject": pattern}]
-		decision := decide_config(claims, with_value(config, ["trusted_signers"], signers))
-		denied(decision, {"config.invalid", "image.untrusted_signer"})
-		has_reason(decision, "config.invalid", "config.trusted_signers[1].subject may use no glob syntax but *")
+		patterns := [pattern, "https://github.com/acme/api/.github/workflows/release.yml@refs/tags/*"]
+		decision := decide_config(claims, with_value(config, ["trusted_signers", "issuers", github_issuer], patterns))
+		decision.reasons == [{
+			"code": "config.invalid",
+			"message": sprintf("config.trusted_signers.issuers[%s][0]: must be a subject pattern (a string of 1 to 4096 characters, no glob syntax but *)", [github_issuer]),
+		}]
 	}
 }
 
-test_image_signer_entries_of_the_wrong_type_never_match if {
-	signers := ["https://github.com/acme/*", {"issuer": github_issuer, "subject": 5}, {"issuer": github_issuer}]
-	denied(decide_config(claims, with_value(config, ["trusted_signers"], signers)), {"image.untrusted_signer"})
-	denied(decide_config(claims, with_value(config, ["trusted_signers"], "all")), {"image.untrusted_signer"})
+test_image_signer_entries_of_the_wrong_type_are_invalid if {
+	every case in [
+		[["trusted_signers", "issuers", github_issuer], "https://github.com/acme/*", sprintf("config.trusted_signers.issuers[%s]: must be an array of subject patterns", [github_issuer])],
+		[["trusted_signers", "issuers", github_issuer], [5], sprintf("config.trusted_signers.issuers[%s][0]: must be a subject pattern (a string of 1 to 4096 characters, no glob syntax but *)", [github_issuer])],
+		[["trusted_signers", "issuers"], [github_issuer], "config.trusted_signers.issuers: must be an object"],
+		[["trusted_signers"], "all", "config.trusted_signers: must be an object"],
+		[["trusted_signers", "keys"], {}, "config.trusted_signers.keys: unknown member"],
+	] {
+		[path, value, message] := case
+		decision := decide_config(claims, with_value(config, path, value))
+		decision.reasons == [{"code": "config.invalid", "message": message}]
+	}
+}
+
+test_image_other_issuers_patterns_are_not_read if {
+	# An ill-typed entry of an issuer no signature names does not concern this decision.
+	cfg := with_value(config, ["trusted_signers", "issuers", "https://unused.test"], "not an array")
+	allowed(decide_config(claims, cfg))
 }
 
 test_image_key_signed_signature_trusted_by_key_id if {
@@ -165,9 +217,9 @@ test_image_key_signed_signature_trusted_by_key_id if {
 	signature := {"verified": true, "issuer": null, "subject": null, "key_id": key_id}
 	doc := with_value(claims, ["image", "signatures"], [signature])
 	denied(decide(doc), {"image.untrusted_signer"})
-	trusting := with_value(config, ["trusted_signers"], [{"key_id": key_id}])
+	trusting := with_value(config, ["trusted_signers", "key_ids"], {key_id: "release key"})
 	allowed(decide_config(doc, trusting))
-	revoked := with_value(trusting, ["revoked", "signer_subjects"], [key_id])
+	revoked := with_value(trusting, ["revoked", "signer_subjects"], {key_id: "leaked"})
 	denied(decide_config(doc, revoked), {"image.untrusted_signer"})
 	unverified := with_value(doc, ["image", "signatures"], [object.union(signature, {"verified": false})])
 	denied(decide_config(unverified, trusting), {"image.unsigned"})
@@ -176,6 +228,6 @@ test_image_key_signed_signature_trusted_by_key_id if {
 }
 
 test_image_key_id_signer_never_matches_keyless_signature if {
-	trusting := with_value(config, ["trusted_signers"], [{"key_id": release_subject}])
+	trusting := with_value(config, ["trusted_signers"], {"key_ids": {release_subject: ""}})
 	denied(decide_config(claims, trusting), {"image.untrusted_signer"})
 }

@@ -1,9 +1,11 @@
 # METADATA
 # title: Input
 # description: |
-#   Typed access to the claim set (input). A missing or ill-typed field that a check
-#   depends on is an input.invalid violation, so no check is skipped silently. An
-#   evidence class (or optional field) that is null is treated as absent.
+#   The claim set (input), validated to the same contract as attestpolicy.claims.ClaimSet
+#   and read with absent and null the same. A claim set that breaks the contract is
+#   denied with input.invalid reasons (one per problem, naming the field) and nothing
+#   else: the checks of the other files run only on valid input. Unlike a ClaimSet,
+#   the policy requires `now` (the PDP fills it in; an OPA client must send it).
 # custom:
 #   codes:
 #     - input.invalid
@@ -11,89 +13,160 @@ package attestpolicy.v1
 
 import rego.v1
 
-# The timestamps of the claim set in ns, by role ("now", "node_issued_at",
-# "node_expires_at", "runtime_expires_at"; a timestamp that is absent or null has no
-# entry), when every one present is RFC 3339: one regex.match checks them all (a regex
-# is compiled on every call). The regex is _rfc3339 for the JSON encoding of an array
-# of one or more of them (JSON writes them as they are), which an element that is not
-# a string fails too. Undefined when one is not RFC 3339: then each is checked alone.
-_timestamps := {role: time.parse_rfc3339_ns(text) | some role, text in texts; text != null} if {
-	is_object(input)
-	texts := {
-		"now": object.get(input, "now", null),
-		"node_issued_at": object.get(input, ["node", "issued_at"], null),
-		"node_expires_at": object.get(input, ["node", "expires_at"], null),
-		"runtime_expires_at": object.get(input, ["runtime", "expires_at"], null),
-	}
-	# regal ignore:line-length
-	rfc3339_json_array := `^\[(?:"(?:(?:19|20)[0-9][0-9]-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))|(?:19|20)(?:0[48]|[2468][048]|[13579][26])-02-29|2000-02-29)T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"[,\]])+$`
-	regex.match(rfc3339_json_array, json.marshal([text | some text in texts; text != null]))
+# --- the contract ------------------------------------------------------------------
+
+# The top-level fields: each evidence class may be absent or null.
+_input_fields := {
+	"now": "timestamp",
+	"subject": "subject",
+	"request": "request",
+	"image": "image?",
+	"provenance": "provenance?",
+	"node": "node?",
+	"runtime": "runtime?",
 }
 
-_now_ns := ns if {
-	ns := _timestamps.now
-} else := time.parse_rfc3339_ns(input.now) if {
-	is_string(input.now)
-	regex.match(_rfc3339, input.now)
+# The fields of each part of a claim set (a field of a "?" kind may be absent or null).
+_part_fields := {
+	"subject": {"spiffe_id": "spiffe_id"},
+	"request": {"audience": "text", "requested_ttl_seconds": "ttl?"},
+	"image": {"reference": "text", "digest": "digest?", "signatures": "signatures?"},
+	"signature": {"verified": "bool", "issuer": "text?", "subject": "text?", "key_id": "text?"},
+	"provenance": {
+		"verified": "bool", "builder_id": "text?", "source_repo": "text?",
+		"subject_digests": "digests?", "predicate_type": "text?",
+	},
+	"node": {
+		"kind": "node_kind", "id": "text", "verified": "bool", "nonce_verified": "bool",
+		"issued_at": "timestamp", "expires_at": "timestamp?", "measurements": "measurements?",
+	},
+	"runtime": {
+		"verified": "bool", "namespace": "text?", "service_account": "text?", "pod": "text?",
+		"image_digest": "digest?", "expires_at": "timestamp?",
+	},
 }
 
-_spiffe_id := input.subject.spiffe_id if is_string(input.subject.spiffe_id)
+# --- the claim set, read ------------------------------------------------------------
 
-_audience := input.request.audience if is_string(input.request.audience)
+# The input, or {} when it is not an object.
+default _input := {}
 
-# METADATA
-# title: Input invalid
-# description: The claim set lacks a field the policy needs, or a field is ill-typed.
-# custom:
-#   code: input.invalid
-violation contains {"code": "input.invalid", "message": "input.now must be an RFC 3339 timestamp"} if {
-	not _now_ns
+_input := input if is_object(input)
+
+_input_is_object if is_object(input)
+
+# Each part of the claim set: its object, or null when absent, null or ill-typed.
+_parts := {name: _object_or_null(_field(_input, name)) |
+	some name in ["subject", "request", "image", "provenance", "node", "runtime"]
 }
 
-violation contains {"code": "input.invalid", "message": "input.subject.spiffe_id must be a string"} if {
-	not _spiffe_id
+_object_or_null(x) := x if is_object(x) else := null
+
+_subject := _parts.subject
+
+_request := _parts.request
+
+_image := _parts.image
+
+_provenance := _parts.provenance
+
+_node := _parts.node
+
+_runtime := _parts.runtime
+
+_spiffe_id := _field(_subject, "spiffe_id")
+
+_audience := _field(_request, "audience")
+
+_requested_ttl := _field(_request, "requested_ttl_seconds")
+
+# The collections of the claim set when well formed, else empty (and input.invalid).
+_signatures := signatures if {
+	signatures := _field(_image, "signatures")
+	_valid("signatures", signatures)
+} else := []
+
+_subject_digests := digests if {
+	digests := _field(_provenance, "subject_digests")
+	_valid("digests", digests)
+} else := []
+
+_measurements := measurements if {
+	measurements := _field(_node, "measurements")
+	_valid("measurements", measurements)
+} else := {}
+
+# The timestamps of the claim set in ns (undefined when absent or invalid).
+_now_ns := _timestamp_ns(_field(_input, "now"))
+
+_node_issued_ns := _timestamp_ns(_field(_node, "issued_at"))
+
+_node_expires_ns := _timestamp_ns(_field(_node, "expires_at"))
+
+_runtime_expires_ns := _timestamp_ns(_field(_runtime, "expires_at"))
+
+_timestamp_ns(x) := time.parse_rfc3339_ns(x) if _valid("timestamp", x)
+
+# --- input.invalid -------------------------------------------------------------------
+
+# The problems of a claim set (empty for a valid one), each naming the field.
+_input_problems contains "input: must be an object" if not _input_is_object
+
+_input_problems contains sprintf("input.%s: unknown field", [name]) if {
+	some name, _ in _input
+	not _input_fields[name]
 }
 
-violation contains {"code": "input.invalid", "message": "input.request.audience must be a string"} if {
-	not _audience
+_input_problems contains problem if {
+	some name, kind in _input_fields
+	problem := _problem("input", name, kind, _field(_input, name))
 }
 
-violation contains {"code": "input.invalid", "message": "input.request.requested_ttl_seconds must be a number > 0 and <= 2147483647"} if {
-	ttl := input.request.requested_ttl_seconds
-	ttl != null
-	not _ttl_seconds_value(ttl)
+_input_problems contains sprintf("input.%s.%s: unknown field", [part, name]) if {
+	some part, document in _parts
+	document != null
+	some name, _ in document
+	not _part_fields[part][name]
 }
 
-violation contains {"code": "input.invalid", "message": sprintf("input.%s must be an object", [class])} if {
-	some class in ["image", "provenance", "node", "runtime"]
-	evidence := input[class]
-	evidence != null
-	not is_object(evidence)
+_input_problems contains problem if {
+	some part, document in _parts
+	document != null
+	some name, kind in _part_fields[part]
+	problem := _problem(concat(".", ["input", part]), name, kind, _field(document, name))
 }
 
-violation contains {"code": "input.invalid", "message": sprintf("input.node.%s must be a string", [name])} if {
-	input.node != null
-	some name in ["kind", "id"]
-	not is_string(input.node[name])
+_input_problems contains sprintf("input.image.signatures[%d]: must be an object", [i]) if {
+	some i, signature in _signatures
+	not is_object(signature)
 }
 
-violation contains {"code": "input.invalid", "message": "input.node.issued_at must be an RFC 3339 timestamp"} if {
-	input.node != null
-	not _node_issued_ns
+_input_problems contains sprintf("input.image.signatures[%d].%s: unknown field", [i, name]) if {
+	some i, signature in _signatures
+	is_object(signature)
+	some name, _ in signature
+	not _part_fields.signature[name]
 }
 
-violation contains {"code": "input.invalid", "message": "input.node.expires_at must be an RFC 3339 timestamp"} if {
-	input.node.expires_at != null
-	not _node_expires_ns
+_input_problems contains problem if {
+	some i, signature in _signatures
+	is_object(signature)
+	some name, kind in _part_fields.signature
+	prefix := sprintf("input.image.signatures[%d]", [i])
+	problem := _problem(prefix, name, kind, _field(signature, name))
 }
 
-violation contains {"code": "input.invalid", "message": "input.runtime.expires_at must be an RFC 3339 timestamp"} if {
-	input.runtime.expires_at != null
-	not _runtime_expires_ns
+_input_problems contains sprintf("input.provenance.subject_digests[%d]: must be %s", [i, _kind_text.digest]) if {
+	some i, digest in _subject_digests
+	not _valid("digest", digest)
 }
 
-violation contains {"code": "input.invalid", "message": "input.runtime.image_digest must be a string"} if {
-	digest := input.runtime.image_digest
-	digest != null
-	not is_string(digest)
+_input_problems contains sprintf("input.node.measurements.%s: must be 2 to 4096 lowercase hex digits, in pairs", [name]) if {
+	some name, value in _measurements
+	not _hex(value)
+}
+
+_input_problems contains sprintf("input.node.measurements: a name must be %s (%d characters given)", [_kind_text.text, count(name)]) if {
+	some name, _ in _measurements
+	not _valid("text", name)
 }

@@ -13,26 +13,9 @@
 #     - node.expired
 #     - node.measurement_mismatch
 #     - node.revoked
-#     - config.invalid
 package attestpolicy.v1
 
 import rego.v1
-
-_node_issued_ns := ns if {
-	ns := _timestamps.node_issued_at
-} else := time.parse_rfc3339_ns(input.node.issued_at) if {
-	is_string(input.node.issued_at)
-	regex.match(_rfc3339, input.node.issued_at)
-}
-
-_node_expires_ns := ns if {
-	ns := _timestamps.node_expires_at
-} else := time.parse_rfc3339_ns(input.node.expires_at) if {
-	is_string(input.node.expires_at)
-	regex.match(_rfc3339, input.node.expires_at)
-}
-
-_node_baseline := _config.node_baselines[input.node.kind]
 
 # METADATA
 # title: Node unverified
@@ -40,8 +23,7 @@ _node_baseline := _config.node_baselines[input.node.kind]
 # custom:
 #   code: node.unverified
 violation contains {"code": "node.unverified", "message": "node evidence is not verified"} if {
-	input.node != null
-	not input.node.verified == true
+	_field(_node, "verified") == false
 }
 
 # METADATA
@@ -50,8 +32,7 @@ violation contains {"code": "node.unverified", "message": "node evidence is not 
 # custom:
 #   code: node.nonce
 violation contains {"code": "node.nonce", "message": "node evidence is not bound to the expected nonce"} if {
-	input.node != null
-	not input.node.nonce_verified == true
+	_field(_node, "nonce_verified") == false
 }
 
 # METADATA
@@ -59,7 +40,7 @@ violation contains {"code": "node.nonce", "message": "node evidence is not bound
 # description: now - node.issued_at > limits.max_evidence_age_seconds (exactly at the limit is fresh).
 # custom:
 #   code: node.stale
-violation contains {"code": "node.stale", "message": sprintf("node evidence issued at %s is older than limits.max_evidence_age_seconds", [input.node.issued_at])} if {
+violation contains {"code": "node.stale", "message": sprintf("node evidence issued at %s is older than limits.max_evidence_age_seconds", [_node.issued_at])} if {
 	_now_ns - _node_issued_ns > _limits.max_age_ns
 }
 
@@ -68,7 +49,7 @@ violation contains {"code": "node.stale", "message": sprintf("node evidence issu
 # description: node.issued_at - now > limits.clock_skew_seconds (exactly at the limit is accepted).
 # custom:
 #   code: node.future
-violation contains {"code": "node.future", "message": sprintf("node evidence issued at %s is ahead of now by more than limits.clock_skew_seconds", [input.node.issued_at])} if {
+violation contains {"code": "node.future", "message": sprintf("node evidence issued at %s is ahead of now by more than limits.clock_skew_seconds", [_node.issued_at])} if {
 	_node_issued_ns - _now_ns > _limits.clock_skew_ns
 }
 
@@ -77,7 +58,7 @@ violation contains {"code": "node.future", "message": sprintf("node evidence iss
 # description: node.expires_at <= now.
 # custom:
 #   code: node.expired
-violation contains {"code": "node.expired", "message": sprintf("node evidence expired at %s", [input.node.expires_at])} if {
+violation contains {"code": "node.expired", "message": sprintf("node evidence expired at %s", [_node.expires_at])} if {
 	_node_expires_ns <= _now_ns
 }
 
@@ -88,31 +69,25 @@ violation contains {"code": "node.expired", "message": sprintf("node evidence ex
 #   evidence or differs from it (one violation per measurement).
 # custom:
 #   code: node.measurement_mismatch
-violation contains {"code": "node.measurement_mismatch", "message": _measurement_message(name)} if {
-	is_object(_node_baseline)
-	expected := _node_baseline[name]
-	not input.node.measurements[name] == expected
+violation contains {"code": "node.measurement_mismatch", "message": message} if {
+	_node != null
+	some name, expected in _node_baseline
+	measured := object.get(_measurements, name, null)
+	measured != expected
+	message := _measurement_message(name, measured)
 }
 
-_measurement_message(name) := sprintf("measurement %s differs from the baseline", [name]) if {
-	input.node.measurements[name] != null
-} else := sprintf("measurement %s is missing", [name])
+_measurement_message(name, null) := sprintf("measurement %s is missing", [name])
+
+_measurement_message(name, measured) := sprintf("measurement %s differs from the baseline", [name]) if {
+	measured != null
+}
 
 # METADATA
 # title: Node revoked
-# description: node.id is in config.revoked.node_ids.
+# description: node.id is a key of config.revoked.node_ids.
 # custom:
 #   code: node.revoked
-violation contains {"code": "node.revoked", "message": sprintf("node %s is revoked", [_show(input.node.id)])} if {
-	input.node.id in _config.revoked.node_ids
-}
-
-# METADATA
-# title: Node baseline invalid
-# description: The baseline configured for this node kind is not an object.
-# custom:
-#   code: config.invalid
-violation contains {"code": "config.invalid", "message": sprintf("config.node_baselines[%s] must be an object", [input.node.kind])} if {
-	_node_baseline != null
-	not is_object(_node_baseline)
+violation contains {"code": "node.revoked", "message": sprintf("node %s is revoked%s", [_node.id, _because(reason)])} if {
+	reason := _revoked_node_ids[_field(_node, "id")]
 }

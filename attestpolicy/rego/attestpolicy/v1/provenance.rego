@@ -13,16 +13,14 @@ package attestpolicy.v1
 
 import rego.v1
 
-_trusted_builder if {
-	builder := input.provenance.builder_id
-	is_string(builder)
-	builder == _config.trusted_builders[_]
-}
+_builder_id := _field(_provenance, "builder_id")
 
-_provenance_names_image if {
-	digest := input.image.digest
-	is_string(digest)
-	digest == input.provenance.subject_digests[_]
+_source_repo := _field(_provenance, "source_repo")
+
+# The builder is a key of config.trusted_builders.
+_trusted_builder if {
+	is_string(_builder_id)
+	_ = _trusted_builders[_builder_id]
 }
 
 # METADATA
@@ -31,17 +29,16 @@ _provenance_names_image if {
 # custom:
 #   code: provenance.unverified
 violation contains {"code": "provenance.unverified", "message": "provenance is not verified"} if {
-	input.provenance != null
-	not input.provenance.verified == true
+	_field(_provenance, "verified") == false
 }
 
 # METADATA
 # title: Provenance builder untrusted
-# description: provenance.builder_id is not in config.trusted_builders.
+# description: provenance.builder_id is not a key of config.trusted_builders.
 # custom:
 #   code: provenance.untrusted_builder
-violation contains {"code": "provenance.untrusted_builder", "message": sprintf("builder %s is not trusted", [_show_field(input.provenance, "builder_id")])} if {
-	input.provenance != null
+violation contains {"code": "provenance.untrusted_builder", "message": sprintf("builder %s is not trusted", [_show(_builder_id)])} if {
+	_provenance != null
 	not _trusted_builder
 }
 
@@ -50,11 +47,11 @@ violation contains {"code": "provenance.untrusted_builder", "message": sprintf("
 # description: The workload names a source_repo and the provenance's source_repo differs.
 # custom:
 #   code: provenance.source_mismatch
-violation contains {"code": "provenance.source_mismatch", "message": sprintf("source %s is not the workload's source %s", [_show_field(input.provenance, "source_repo"), expected])} if {
-	input.provenance != null
-	expected := _workload.source_repo
+violation contains {"code": "provenance.source_mismatch", "message": sprintf("source %s is not the workload's source %s", [_show(_source_repo), expected])} if {
+	_provenance != null
+	expected := _field(_workload, "source_repo")
 	is_string(expected)
-	not input.provenance.source_repo == expected
+	_source_repo != expected
 }
 
 # METADATA
@@ -62,8 +59,8 @@ violation contains {"code": "provenance.source_mismatch", "message": sprintf("so
 # description: Image evidence is present and its digest is not among provenance.subject_digests.
 # custom:
 #   code: provenance.subject_mismatch
-violation contains {"code": "provenance.subject_mismatch", "message": sprintf("provenance does not name image %s", [_show_field(input.image, "digest")])} if {
-	input.provenance != null
-	input.image != null
-	not _provenance_names_image
+violation contains {"code": "provenance.subject_mismatch", "message": sprintf("provenance does not name image %s", [_show(_image_digest)])} if {
+	_provenance != null
+	_image != null
+	not _image_digest in _subject_digests
 }

@@ -3,10 +3,11 @@ package attestpolicy.v1_test
 import rego.v1
 
 test_provenance_unverified if {
-	every verified in [false, null, "true", 1] {
-		decision := decide(with_value(claims, ["provenance", "verified"], verified))
-		denied(decision, {"provenance.unverified"})
-		has_reason(decision, "provenance.unverified", "provenance is not verified")
+	decision := decide(with_value(claims, ["provenance", "verified"], false))
+	denied(decision, {"provenance.unverified"})
+	has_reason(decision, "provenance.unverified", "provenance is not verified")
+	every verified in [null, "true", 1] {
+		denied(decide(with_value(claims, ["provenance", "verified"], verified)), {"input.invalid"})
 	}
 }
 
@@ -16,8 +17,9 @@ test_provenance_untrusted_builder if {
 	has_reason(decision, "provenance.untrusted_builder", "builder https://ci.evil.test/builder is not trusted")
 	missing := decide(with_value(claims, ["provenance", "builder_id"], null))
 	has_reason(missing, "provenance.untrusted_builder", "builder (none) is not trusted")
-	typed := decide(with_value(claims, ["provenance", "builder_id"], [builder]))
-	has_reason(typed, "provenance.untrusted_builder", "builder (array) is not trusted")
+	denied(decide(with_value(claims, ["provenance", "builder_id"], [builder])), {"input.invalid"})
+	not_a_map := with_value(config, ["trusted_builders"], [builder])
+	decide_config(claims, not_a_map).reasons == invalid_config("config.trusted_builders: must be an object")
 }
 
 test_provenance_source_mismatch if {
@@ -39,8 +41,9 @@ test_provenance_subject_mismatch if {
 	decision := decide(with_value(claims, ["provenance", "subject_digests"], [other_digest]))
 	denied(decision, {"provenance.subject_mismatch"})
 	has_reason(decision, "provenance.subject_mismatch", sprintf("provenance does not name image %s", [digest]))
-	denied(decide(with_value(claims, ["provenance", "subject_digests"], digest)), {"provenance.subject_mismatch"})
+	denied(decide(with_value(claims, ["provenance", "subject_digests"], digest)), {"input.invalid"})
 	denied(decide(with_value(claims, ["provenance", "subject_digests"], [])), {"provenance.subject_mismatch"})
+	denied(decide(with_value(claims, ["provenance", "subject_digests"], null)), {"provenance.subject_mismatch"})
 }
 
 test_provenance_without_image_has_no_subject_check if {

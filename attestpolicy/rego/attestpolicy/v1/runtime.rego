@@ -14,21 +14,13 @@ package attestpolicy.v1
 
 import rego.v1
 
-_runtime_expires_ns := ns if {
-	ns := _timestamps.runtime_expires_at
-} else := time.parse_rfc3339_ns(input.runtime.expires_at) if {
-	is_string(input.runtime.expires_at)
-	regex.match(_rfc3339, input.runtime.expires_at)
-}
-
 # METADATA
 # title: Runtime unverified
 # description: runtime.verified is not true.
 # custom:
 #   code: runtime.unverified
 violation contains {"code": "runtime.unverified", "message": "runtime evidence is not verified"} if {
-	input.runtime != null
-	not input.runtime.verified == true
+	_field(_runtime, "verified") == false
 }
 
 # METADATA
@@ -38,15 +30,16 @@ violation contains {"code": "runtime.unverified", "message": "runtime evidence i
 #   codes:
 #     - runtime.namespace_mismatch
 #     - runtime.service_account_mismatch
-violation contains {"code": code, "message": sprintf("runtime %s %s is not the workload's %s %s", [label, _show_field(input.runtime, field), label, expected])} if {
-	input.runtime != null
+violation contains {"code": code, "message": sprintf("runtime %s %s is not the workload's %s %s", [label, _show(running), label, expected])} if {
+	_runtime != null
 	some [field, code, label] in [
 		["namespace", "runtime.namespace_mismatch", "namespace"],
 		["service_account", "runtime.service_account_mismatch", "service account"],
 	]
-	expected := _workload[field]
+	expected := _field(_workload, field)
 	is_string(expected)
-	not input.runtime[field] == expected
+	running := _field(_runtime, field)
+	running != expected
 }
 
 # METADATA
@@ -54,12 +47,11 @@ violation contains {"code": code, "message": sprintf("runtime %s %s is not the w
 # description: runtime.image_digest and image.digest are both present and differ.
 # custom:
 #   code: runtime.image_drift
-violation contains {"code": "runtime.image_drift", "message": sprintf("runtime runs %s, not the attested image %s", [running, attested])} if {
-	running := input.runtime.image_digest
+violation contains {"code": "runtime.image_drift", "message": sprintf("runtime runs %s, not the attested image %s", [running, _image_digest])} if {
+	running := _field(_runtime, "image_digest")
 	is_string(running)
-	attested := input.image.digest
-	is_string(attested)
-	running != attested
+	is_string(_image_digest)
+	running != _image_digest
 }
 
 # METADATA
@@ -67,6 +59,6 @@ violation contains {"code": "runtime.image_drift", "message": sprintf("runtime r
 # description: runtime.expires_at <= now.
 # custom:
 #   code: runtime.expired
-violation contains {"code": "runtime.expired", "message": sprintf("runtime evidence expired at %s", [input.runtime.expires_at])} if {
+violation contains {"code": "runtime.expired", "message": sprintf("runtime evidence expired at %s", [_runtime.expires_at])} if {
 	_runtime_expires_ns <= _now_ns
 }

@@ -3,10 +3,11 @@ package attestpolicy.v1_test
 import rego.v1
 
 test_runtime_unverified if {
-	every verified in [false, null, 1] {
-		decision := decide(with_value(claims, ["runtime", "verified"], verified))
-		denied(decision, {"runtime.unverified"})
-		has_reason(decision, "runtime.unverified", "runtime evidence is not verified")
+	decision := decide(with_value(claims, ["runtime", "verified"], false))
+	denied(decision, {"runtime.unverified"})
+	has_reason(decision, "runtime.unverified", "runtime evidence is not verified")
+	every verified in [null, 1] {
+		denied(decide(with_value(claims, ["runtime", "verified"], verified)), {"input.invalid"})
 	}
 }
 

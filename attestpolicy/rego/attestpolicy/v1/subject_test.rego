@@ -18,10 +18,10 @@ test_subject_null_workload_entry_is_unregistered if {
 }
 
 test_subject_revoked if {
-	cfg := with_value(config, ["revoked", "spiffe_ids"], [spiffe_id])
+	cfg := with_value(config, ["revoked", "spiffe_ids"], {spiffe_id: "key compromise"})
 	decision := decide_config(claims, cfg)
 	denied(decision, {"subject.revoked"})
-	has_reason(decision, "subject.revoked", "workload spiffe://acme.test/ns/shop/sa/api is revoked")
+	has_reason(decision, "subject.revoked", "workload spiffe://acme.test/ns/shop/sa/api is revoked: key compromise")
 }
 
 test_request_unknown_audience if {
@@ -63,26 +63,28 @@ test_workload_entry_not_an_object if {
 
 test_workload_entry_fields_ill_typed if {
 	every case in [
-		["namespace", null, "namespace must be a string"],
-		["service_account", 7, "service_account must be a string"],
-		["require", "image", "require must be an array of evidence classes (image, provenance, node, runtime)"],
-		["require", ["image", "nodes"], "require must be an array of evidence classes (image, provenance, node, runtime)"],
-		["source_repo", ["https://github.com/acme/api"], "source_repo must be a string"],
-		["image_digests", digest, "image_digests must be an array"],
-		["max_ttl_seconds", "3600", "max_ttl_seconds must be a number > 0 and <= 2147483647"],
-		["max_ttl_seconds", 0, "max_ttl_seconds must be a number > 0 and <= 2147483647"],
-		["max_ttl_seconds", 1e300, "max_ttl_seconds must be a number > 0 and <= 2147483647"],
+		["namespace", null, "namespace: is required"],
+		["service_account", 7, "service_account: must be a string of 1 to 4096 characters"],
+		["require", "image", "require: must be an array of evidence classes (image, provenance, node, runtime)"],
+		["require", ["image", "nodes"], "require: must be an array of evidence classes (image, provenance, node, runtime)"],
+		["source_repo", ["https://github.com/acme/api"], "source_repo: must be a string of 1 to 4096 characters"],
+		["image_digests", digest, "image_digests: must be an array of at most 4096 sha256 digests"],
+		["image_digests", [digest, "sha256:00"], "image_digests[1]: must be a sha256 digest (sha256: and 64 lowercase hex digits)"],
+		["max_ttl_seconds", "3600", "max_ttl_seconds: must be an integer > 0 and <= 2147483647"],
+		["max_ttl_seconds", 0, "max_ttl_seconds: must be an integer > 0 and <= 2147483647"],
+		["max_ttl_seconds", 1e300, "max_ttl_seconds: must be an integer > 0 and <= 2147483647"],
+		["owner", "team-a", "owner: unknown field"],
 	] {
 		[key, value, problem] := case
 		decision := decide_config(claims, workload_with(key, value))
-		not decision.allow
-		has_reason(decision, "config.invalid", sprintf("config.workloads[%s]: %s", [spiffe_id, problem]))
+		decision.reasons == invalid_config(sprintf("config.workloads[%s].%s", [spiffe_id, problem]))
 	}
 }
 
-test_workload_entry_missing_require_is_invalid if {
-	decision := decide_config(claims, without(config, ["workloads", spiffe_id, "require"]))
-	denied(decision, {"config.invalid"})
+test_workload_entry_without_require_requires_nothing if {
+	cfg := without(config, ["workloads", spiffe_id, "require"])
+	allowed(decide_config(without(claims, ["node"]), cfg))
+	allowed(decide_config(without(claims, ["node"]), workload_with("require", null)))
 }
 
 test_workload_optional_fields_may_be_null if {
@@ -95,9 +97,14 @@ test_workload_optional_fields_may_be_null if {
 }
 
 test_audience_entry_invalid if {
-	every entry in [{}, {"max_ttl_seconds": 0}, {"max_ttl_seconds": "1800"}, {"max_ttl_seconds": 1e300}, "1800", true] {
+	decide_config(claims, with_value(config, ["audiences", "vault"], {})).reasons == invalid_config("config.audiences[vault].max_ttl_seconds: is required")
+	every entry in [{"max_ttl_seconds": 0}, {"max_ttl_seconds": "1800"}, {"max_ttl_seconds": 1e300}] {
 		decision := decide_config(claims, with_value(config, ["audiences", "vault"], entry))
 		denied(decision, {"config.invalid"})
-		has_reason(decision, "config.invalid", "config.audiences[vault].max_ttl_seconds must be a number > 0 and <= 2147483647")
+		has_reason(decision, "config.invalid", "config.audiences[vault].max_ttl_seconds: must be an integer > 0 and <= 2147483647")
+	}
+	every entry in ["1800", true] {
+		decision := decide_config(claims, with_value(config, ["audiences", "vault"], entry))
+		decision.reasons == invalid_config("config.audiences[vault]: must be an object")
 	}
 }

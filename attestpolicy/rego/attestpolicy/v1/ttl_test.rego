@@ -41,7 +41,6 @@ test_ttl_evidence_expiry_is_the_earliest_expiry if {
 
 test_ttl_is_floored_to_whole_seconds if {
 	ttl_of(with_value(claims, ["runtime", "expires_at"], "2026-11-22T10:05:00.999Z"), config) == [300, "evidence_expiry"]
-	ttl_of(with_value(claims, ["request", "requested_ttl_seconds"], 600.9), config) == [600, "request"]
 	ttl_of(with_value(claims, ["now"], "2026-11-22T10:00:00.5Z"), with_value(config, ["limits", "default_ttl_seconds"], 5000)) == [1800, "audience"]
 	ttl_of(with_value(claims, ["now"], "2026-11-22T09:59:59.5Z"), config) == [900, "default"]
 }
@@ -62,8 +61,13 @@ test_ttl_too_short if {
 		"message": "TTL of 59 seconds (bound by evidence_expiry) is below limits.min_ttl_seconds",
 	}]
 	denied(decide(with_value(claims, ["request", "requested_ttl_seconds"], 30)), {"ttl.too_short"})
-	ttl_of(with_value(claims, ["request", "requested_ttl_seconds"], 60.5), config) == [60, "request"]
-	denied(decide(with_value(claims, ["request", "requested_ttl_seconds"], 59.9)), {"ttl.too_short"})
+	ttl_of(with_value(claims, ["request", "requested_ttl_seconds"], 60), config) == [60, "request"]
+}
+
+test_ttl_too_short_message_for_an_expired_evidence if {
+	# A negative TTL is written as OPA writes it ("-1", where regorus's %d gives "--1").
+	decision := decide(with_value(claims, ["runtime", "expires_at"], "2026-11-22T09:59:59Z"))
+	has_reason(decision, "ttl.too_short", "TTL of -1 seconds (bound by evidence_expiry) is below limits.min_ttl_seconds")
 }
 
 test_ttl_exactly_minimum_is_allowed if {
@@ -97,9 +101,9 @@ test_valid_until_keeps_fractions_without_trailing_zeros if {
 	decide(doc).ttl_seconds == 180
 }
 
-test_valid_until_with_fractional_limits if {
-	cfg := with_value(config, ["limits", "max_evidence_age_seconds"], 300.5)
-	decide_config(claims, cfg).valid_until == "2026-11-22T10:04:00.5Z"
+test_valid_until_from_the_earlier_deadline if {
+	# The node goes stale at 10:04:00; the runtime expiry less min_ttl is 10:03:30.
+	decide(with_value(claims, ["runtime", "expires_at"], "2026-11-22T10:04:30Z")).valid_until == "2026-11-22T10:03:30Z"
 }
 
 test_ttl_exact_for_long_expiries_with_nanoseconds if {
@@ -130,4 +134,13 @@ test_valid_until_null_without_node_or_expiry if {
 	decision := decide_config(doc, cfg)
 	allowed(decision)
 	decision.valid_until == null
+}
+
+test_ttl_default_when_the_request_names_none_absent_or_null if {
+	every doc in [
+		without(claims, ["request", "requested_ttl_seconds"]),
+		with_value(claims, ["request", "requested_ttl_seconds"], null),
+	] {
+		ttl_of(doc, config) == [900, "default"]
+	}
 }
