@@ -42,6 +42,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from attestpolicy.config import validate_config
 from attestpolicy.errors import BundleError, PolicyError
 from attestpolicy.policy import PolicySource, config_revision, content_revision
 
@@ -1125,10 +1126,14 @@ def write_config_bundle(
     ``out_dir`` gets ``.manifest`` (roots ``["attestpolicy/config"]``) and
     ``attestpolicy/config/data.json``; other files there are left alone, so keep
     nothing else loadable in it. The revision defaults to ``config_revision(config)``.
+    The whole configuration is validated first (the policy checks, per decision, only
+    what that decision reads): an invalid one raises
+    :class:`~attestpolicy.errors.ConfigError` and nothing is written.
     """
     plain = _plain_json(config, "config")
     if not isinstance(plain, dict):
         raise BundleError("config must be a JSON object")
+    validate_config(plain)
     out = Path(out_dir)
     manifest = {
         "revision": revision if revision is not None else config_revision(plain),

@@ -1,9 +1,11 @@
 """The policy configuration document placed at ``data.attestpolicy.config``.
 
-The Rego policy guards every field's type itself (so OPA fed by a bundle stays fail
-closed), but the Python side validates the document up front so that a typo in a
-configuration file is a clear :class:`~attestpolicy.errors.ConfigError` at load time
-rather than a deny on every request.
+The whole document is validated here, once, where it is loaded (and by ``attestpolicy
+bundle build``), so that a typo is a clear :class:`~attestpolicy.errors.ConfigError`
+rather than a deny on every request. The Rego policy validates, on every decision, only
+the parts that decision reads (so its cost does not grow with the configuration) and
+denies with ``config.invalid`` when they are malformed. Optional sections and fields
+that are null are absent, as in the policy.
 """
 
 from __future__ import annotations
@@ -139,15 +141,15 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return dict(config)
 
 
-def load_config(path: Path | str) -> dict[str, Any]:
-    """Read and validate a JSON configuration file."""
+def load_config(path: Path | str, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
+    """Read and validate a JSON configuration file of at most ``max_bytes`` bytes."""
     path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror or exc}") from None
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"configuration {path} is larger than {MAX_CONFIG_BYTES} bytes")
+    if len(raw) > max_bytes:
+        raise ConfigError(f"configuration {path} is larger than {max_bytes} bytes")
     try:
         document = json.loads(raw)
     except ValueError as exc:

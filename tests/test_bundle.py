@@ -34,7 +34,7 @@ from attestpolicy.bundle import (
     verify_signature_token,
     write_config_bundle,
 )
-from attestpolicy.errors import BundleError
+from attestpolicy.errors import BundleError, ConfigError
 from attestpolicy.policy import PolicySource, config_revision, content_revision
 
 REPO = Path(__file__).resolve().parent.parent
@@ -877,7 +877,32 @@ def test_to_policy_source_needs_modules() -> None:
 
 # --- directory bundles --------------------------------------------------------------------
 
-CONFIG = {"limits": {"default_ttl_seconds": 600}, "trusted_builders": ["https://b.example"]}
+CONFIG = {
+    "limits": {
+        "max_evidence_age_seconds": 300,
+        "clock_skew_seconds": 30,
+        "min_ttl_seconds": 60,
+        "default_ttl_seconds": 600,
+    },
+    "trusted_builders": {"https://b.example": "the build service"},
+}
+
+
+@pytest.mark.parametrize(
+    ("edit", "where"),
+    [
+        ({"trusted_signers": {"issuers": {"https://i.example": ["a?b"]}}}, "issuers"),
+        ({"trusted_builders": ["https://b.example"]}, "trusted_builders"),
+        ({"revoked": {"node_ids": ["node-1"]}}, "revoked.node_ids"),
+        ({"limits": None}, "limits"),
+    ],
+)
+def test_config_bundle_refuses_an_invalid_configuration(
+    tmp_path: Path, edit: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(ConfigError, match=where):
+        write_config_bundle({**CONFIG, **edit}, tmp_path / "config")
+    assert not (tmp_path / "config").exists()
 
 
 def test_config_bundle_round_trip(tmp_path: Path) -> None:

@@ -165,3 +165,61 @@ def test_timestamp_helpers() -> None:
     assert parse_timestamp(datetime(2026, 1, 1, tzinfo=UTC)).tzinfo is UTC
     with pytest.raises(ValueError, match="offset"):
         parse_timestamp(datetime(2026, 1, 1))
+
+
+# --- the same contract as the policy (inputs.rego, lib.rego) ---------------------------
+
+
+def test_timestamp_pattern_is_the_policys() -> None:
+    from attestpolicy.claims import RFC3339_PATTERN
+    from attestpolicy.policy import default_policy_dir
+
+    lib = (default_policy_dir() / "attestpolicy" / "v1" / "lib.rego").read_text()
+    assert f"_rfc3339 := `{RFC3339_PATTERN}`" in lib
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2026-11-22T10:00:00Z\n",
+        "2100-01-01T00:00:00Z",
+        "1899-12-31T23:59:59Z",
+        "2026-02-29T00:00:00Z",
+        "٢٠٢٦-11-22T10:00:00Z",
+        "2026-11-22T10:00:00+24:00",
+    ],
+)
+def test_timestamps_outside_the_policys_pattern_are_invalid(
+    claims: dict[str, Any], value: str
+) -> None:
+    _expect_invalid(claims | {"now": value}, "now")
+
+
+@pytest.mark.parametrize(
+    "spiffe_id",
+    ["spiffe://acme.test/", "spiffe://acme.test/ns\n", "spiffe://acme.test/a//b", "spiffe://ACME"],
+)
+def test_spiffe_ids_outside_the_policys_pattern_are_invalid(
+    claims: dict[str, Any], spiffe_id: str
+) -> None:
+    _expect_invalid(claims | {"subject": {"spiffe_id": spiffe_id}}, "subject.spiffe_id")
+
+
+def test_null_collections_are_empty(claims: dict[str, Any]) -> None:
+    claims["image"]["signatures"] = None
+    claims["provenance"]["subject_digests"] = None
+    claims["node"]["measurements"] = None
+    parsed = ClaimSet.parse(claims)
+    assert parsed.image is not None and parsed.image.signatures == ()
+    assert parsed.provenance is not None and parsed.provenance.subject_digests == ()
+    assert parsed.node is not None and parsed.node.measurements == {}
+
+
+def test_requested_ttl_integral_float_is_an_integer(claims: dict[str, Any]) -> None:
+    claims["request"]["requested_ttl_seconds"] = 600.0
+    parsed = ClaimSet.parse(claims)
+    assert parsed.request.requested_ttl_seconds == 600
+    assert isinstance(parsed.request.requested_ttl_seconds, int)
+    for bad in (600.5, 2147483646.9, True, "600"):
+        claims["request"]["requested_ttl_seconds"] = bad
+        _expect_invalid(claims, "request.requested_ttl_seconds")
