@@ -1,55 +1,81 @@
 """An independent, test-only reference model of the default policy's contract.
 
-Written from the contract text, not from the Rego: every rule below quotes the sentence
-it implements. :func:`model_decision` takes the configuration document
-(``data.attestpolicy.config``, already validated by ``attestpolicy.config``) and the
-policy input (``ClaimSet.to_input()`` with ``now`` set) and returns what the policy
-must decide.
+Written from the contract text (README "The default policy" and the issue-7 contract),
+not from the Rego: every rule below quotes the sentence it implements.
+:func:`model_decision` takes the configuration document (``data.attestpolicy.config``)
+and the raw policy input (any JSON value) and returns what the policy must decide.
 
-The model also reads raw, ill-typed inputs (dicts that bypass ``ClaimSet`` validation).
-There it fails closed: a field that a check needs in order to *prove* something, and
-that is present with the wrong type, is a violation (recorded under a
-``model.ill_typed:<path>`` code, or ``input.invalid`` for now / spiffe_id / audience).
-For such inputs only the allow/deny outcome of the model is meaningful.
+Raw input first: "the policy validates raw input to the same contract as the
+ClaimSet", plus ``now``, which the policy requires (the PDP fills it in). So an input
+is valid when :meth:`ClaimSet.parse` accepts it and it has a non-null ``now``. An
+invalid input, or an invalid part of the configuration that the decision reads, is a
+deny whose reasons are *only* ``input.invalid`` / ``config.invalid``.
+
+All instants are integer nanoseconds since the epoch, as RFC 3339 allows nine
+fractional digits: the model is exact on raw input that a ClaimSet would round.
 """
 
 from __future__ import annotations
 
+import copy
 import re
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from attestpolicy.claims import parse_timestamp
+from attestpolicy.claims import ClaimSet
+from attestpolicy.errors import ClaimsError
 
 __all__ = [
+    "CONFIG_ONLY_CODES",
     "EVIDENCE_CLASSES",
     "MULTI_CODES",
     "ModelDecision",
     "code_summary",
+    "config_read_parts_valid",
+    "format_ns",
     "glob_match",
+    "input_is_valid",
     "model_decision",
+    "timestamp_ns",
+    "to_new_format",
 ]
 
 EVIDENCE_CLASSES: Final = ("image", "provenance", "node", "runtime")
 MULTI_CODES: Final = frozenset({"evidence.missing"})
 """Codes the contract emits once per item (one evidence.missing per class)."""
+CONFIG_ONLY_CODES: Final = frozenset({"input.invalid", "config.invalid"})
+"""The only codes of a decision on invalid input or an invalid read configuration part."""
 
-_SHA256_DIGEST: Final = re.compile(r"sha256:[0-9a-f]{64}")
-_ONE_SECOND_US: Final = 1_000_000
+_NS: Final = 1_000_000_000
+_MAX_SECONDS: Final = 2**31 - 1
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+# The contract's timestamp: RFC 3339, years 1900-2099, Z or +hh:mm, 1-9 fraction digits.
+_RFC3339: Final = re.compile(
+    r"((?:19|20)[0-9]{2})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})"
+    r"(?:\.([0-9]{1,9}))?(Z|[+-][0-9]{2}:[0-9]{2})"
+)
+_SHA256: Final = re.compile(r"sha256:[0-9a-f]{64}")
+_HEX: Final = re.compile(r"(?:[0-9a-f]{2})+")
+_GLOB_SYNTAX: Final = re.compile(r"[?\[\]{}\\]")
 
 
 @dataclass(frozen=True)
 class ModelDecision:
-    """The decision the contract requires; ``codes`` is a sorted multiset of reason codes."""
+    """The decision the contract requires; ``codes`` is a sorted multiset of reason codes.
+
+    ``valid_until`` is truncated to microseconds (as a ``Decision`` holds it);
+    ``valid_until_ns`` is the exact instant (not compared by ``==``).
+    """
 
     allow: bool
     codes: tuple[str, ...]
     ttl_seconds: int
     ttl_bound_by: str | None
     valid_until: datetime | None
+    valid_until_ns: int | None = field(default=None, compare=False)
 
 
 def code_summary(codes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -67,123 +93,280 @@ def glob_match(pattern: str, text: str) -> bool:
     return re.fullmatch(regex, text, flags=re.DOTALL) is not None
 
 
-# --- typed access with fail-closed handling of raw input --------------------------
-
-_ABSENT: Final = object()
+# --- time ---------------------------------------------------------------------------
 
 
-class _Ill:
-    """Marker for a value present with the wrong type."""
-
-
-_ILL: Final = _Ill()
-
-
-def _field(section: object, key: str) -> object:
-    """``section[key]``, or _ABSENT when the section has no such key (or is no object)."""
-    if isinstance(section, Mapping) and key in section:
-        return section[key]
-    return _ABSENT
-
-
-def _text(value: object) -> str | _Ill | None:
-    """A nullable string field: None for null/absent, _ILL for another type."""
-    if value is _ABSENT or value is None:
+def timestamp_ns(text: object) -> int | None:
+    """The contract's RFC 3339 timestamp as ns since the epoch; None when it is not one."""
+    if not isinstance(text, str):
         return None
-    return value if isinstance(value, str) else _ILL
-
-
-def _moment(value: object) -> datetime | _Ill | None:
-    """A nullable timestamp field: None for null/absent, _ILL when unparseable."""
-    if value is _ABSENT or value is None:
+    match = _RFC3339.fullmatch(text)
+    if match is None:
         return None
-    if not isinstance(value, str):
-        return _ILL
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
     try:
-        return parse_timestamp(value)
-    except ValueError:
-        return _ILL
+        moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second))
+    except ValueError:  # no such calendar day, hour 24, second 60...
+        return None
+    seconds = (moment.replace(tzinfo=UTC) - _EPOCH) // timedelta(seconds=1)
+    if offset != "Z":
+        hours, minutes = int(offset[1:3]), int(offset[4:6])
+        if hours > 23 or minutes > 59:
+            return None
+        sign = 1 if offset[0] == "+" else -1
+        seconds -= sign * (hours * 3600 + minutes * 60)
+    return seconds * _NS + int((fraction or "").ljust(9, "0"))
 
 
-def _floor_seconds(delta: timedelta) -> int:
-    """Whole seconds of ``delta``, floored (towards minus infinity), exactly."""
-    micros = (delta.days * 86_400 + delta.seconds) * _ONE_SECOND_US + delta.microseconds
-    return micros // _ONE_SECOND_US
+def format_ns(ns: int) -> str:
+    """Instant ``ns`` as RFC 3339 UTC, its fraction without trailing zeros."""
+    seconds, sub = divmod(ns, _NS)
+    text = (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S")
+    if sub:
+        text += "." + f"{sub:09d}".rstrip("0")
+    return text + "Z"
 
 
-def _strings(value: object) -> list[str]:
-    """The strings in a list field; none when the field is absent or not a list."""
-    if not isinstance(value, list | tuple):
-        return []
-    return [item for item in value if isinstance(item, str)]
+def _ns_to_datetime(ns: int) -> datetime:
+    """Instant ``ns`` truncated (floored) to microseconds."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)
+
+
+# --- validity -----------------------------------------------------------------------
+
+
+def input_is_valid(policy_input: object) -> bool:
+    """The raw input satisfies the contract: ClaimSet.parse accepts it, and ``now`` is set.
+
+    ("the policy validates raw input to the same contract as the ClaimSet"; "`now` is
+    required by the policy".) The 1 MiB limit is the PDP's, not the policy's; generated
+    inputs stay far below it.
+    """
+    if not isinstance(policy_input, Mapping) or policy_input.get("now") is None:
+        return False
+    try:
+        ClaimSet.parse(copy.deepcopy(dict(policy_input)))
+    except ClaimsError:
+        return False
+    return True
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _seconds(value: object, *, positive: bool) -> bool:
+    """An integral number of seconds in [0, 2147483647] ((0, ...] when positive)."""
+    if not _is_number(value):
+        return False
+    assert isinstance(value, int | float)
+    low_ok = value > 0 if positive else value >= 0
+    return low_ok and value <= _MAX_SECONDS and float(value).is_integer()
+
+
+def _text(value: object) -> bool:
+    return isinstance(value, str) and 1 <= len(value) <= 4096
+
+
+def _optional_object(value: object) -> bool:
+    return value is None or isinstance(value, Mapping)
+
+
+def _limits_valid(limits: object) -> bool:
+    """limits: all four present, integral, max age and skew >= 0, the TTLs > 0."""
+    if not isinstance(limits, Mapping):
+        return False
+    return (
+        _seconds(limits.get("max_evidence_age_seconds"), positive=False)
+        and _seconds(limits.get("clock_skew_seconds"), positive=False)
+        and _seconds(limits.get("min_ttl_seconds"), positive=True)
+        and _seconds(limits.get("default_ttl_seconds"), positive=True)
+    )
+
+
+_WORKLOAD_KEYS: Final = frozenset(
+    {"namespace", "service_account", "source_repo", "image_digests", "require", "max_ttl_seconds"}
+)
+
+
+def _workload_valid(entry: object) -> bool:
+    """A workload entry as attestpolicy.config defines it (null optional members = absent)."""
+    if not isinstance(entry, Mapping) or not set(entry) <= _WORKLOAD_KEYS:
+        return False
+    if not (_text(entry.get("namespace")) and _text(entry.get("service_account"))):
+        return False
+    source = entry.get("source_repo")
+    if source is not None and not _text(source):
+        return False
+    digests = entry.get("image_digests")
+    if digests is not None and not (
+        isinstance(digests, list)
+        and all(isinstance(d, str) and _SHA256.fullmatch(d) for d in digests)
+    ):
+        return False
+    require = entry.get("require")
+    if require is not None and not (
+        isinstance(require, list) and all(item in EVIDENCE_CLASSES for item in require)
+    ):
+        return False
+    ttl = entry.get("max_ttl_seconds")
+    return ttl is None or _seconds(ttl, positive=True)
+
+
+def _audience_valid(entry: object) -> bool:
+    return (
+        isinstance(entry, Mapping)
+        and set(entry) <= {"max_ttl_seconds"}
+        and _seconds(entry.get("max_ttl_seconds"), positive=True)
+    )
+
+
+def _baseline_valid(entry: object) -> bool:
+    return entry is None or (
+        isinstance(entry, Mapping)
+        and all(
+            _text(name) and isinstance(value, str) and _HEX.fullmatch(value) and len(value) <= 4096
+            for name, value in entry.items()
+        )
+    )
+
+
+def config_read_parts_valid(config: object, policy_input: Mapping[str, Any]) -> bool:
+    """The configuration parts a decision on (valid) ``policy_input`` reads are valid.
+
+    "per decision only what the decision reads, O(1): limits (all four, integral, ranges
+    as today), the subject's workload entry, the audience entry, revoked/trusted_*
+    members being objects, the node baseline for input.node.kind, and a matched signer
+    pattern's glob syntax."
+    """
+    if not isinstance(config, Mapping) or not _limits_valid(config.get("limits")):
+        return False
+    spiffe_id = policy_input["subject"]["spiffe_id"]
+    audience = policy_input["request"]["audience"]
+    workloads, audiences = config.get("workloads"), config.get("audiences")
+    if not (_optional_object(workloads) and _optional_object(audiences)):
+        return False
+    entry = (workloads or {}).get(spiffe_id)
+    if entry is not None and not _workload_valid(entry):
+        return False
+    entry = (audiences or {}).get(audience)
+    if entry is not None and not _audience_valid(entry):
+        return False
+    revoked = config.get("revoked")
+    if not _optional_object(revoked):
+        return False
+    revoked = revoked or {}
+    members = ("signer_subjects", "node_ids", "image_digests", "spiffe_ids")
+    if not all(_optional_object(revoked.get(name)) for name in members):
+        return False
+    signers, builders = config.get("trusted_signers"), config.get("trusted_builders")
+    if not (_optional_object(signers) and _optional_object(builders)):
+        return False
+    signers = signers or {}
+    issuers, key_ids = signers.get("issuers"), signers.get("key_ids")
+    if not (_optional_object(issuers) and _optional_object(key_ids)):
+        return False
+    node = policy_input.get("node")
+    if node is not None:
+        baselines = config.get("node_baselines")
+        if not _optional_object(baselines):
+            return False
+        if not _baseline_valid((baselines or {}).get(node["kind"])):
+            return False
+    return _matched_patterns_valid(issuers or {}, policy_input)
+
+
+def _matched_patterns_valid(issuers: Mapping[str, Any], policy_input: Mapping[str, Any]) -> bool:
+    """The patterns a verified signature's (issuer, subject) is matched against are valid.
+
+    Contract: "a matched signer pattern's glob syntax" is checked per decision. The model
+    reads it as: the pattern list of a verified signature's issuer is an array of text,
+    and no pattern in it that matches the subject (``*`` as any characters) uses other
+    glob syntax. (A pattern with glob syntax the model cannot match is not flagged.)
+    """
+    image = policy_input.get("image") or {}
+    for signature in image.get("signatures") or ():
+        issuer, subject = signature.get("issuer"), signature.get("subject")
+        if signature.get("verified") is not True or issuer is None or subject is None:
+            continue
+        patterns = issuers.get(issuer)
+        if patterns is None:
+            continue
+        if not isinstance(patterns, list) or not all(_text(p) for p in patterns):
+            return False
+        if any(_GLOB_SYNTAX.search(p) and glob_match(p, subject) for p in patterns):
+            return False
+    return True
+
+
+# --- the decision -------------------------------------------------------------------
+
+
+def _deny(*codes: str) -> ModelDecision:
+    return ModelDecision(False, code_summary(list(codes)), 0, None, None)
 
 
 class _Evaluation:
-    """One evaluation of the contract: the configuration in use and the violations found."""
+    """One evaluation of the contract on valid input and valid read configuration parts."""
 
     def __init__(self, config: Mapping[str, Any], policy_input: Mapping[str, Any]) -> None:
         self.config = config
         self.input = policy_input
         self.codes: list[str] = []
         limits = config["limits"]
-        self.max_age = timedelta(seconds=limits["max_evidence_age_seconds"])
-        self.skew = timedelta(seconds=limits["clock_skew_seconds"])
-        self.min_ttl: int = limits["min_ttl_seconds"]
-        self.default_ttl: int = limits["default_ttl_seconds"]
+        self.max_age_ns = int(limits["max_evidence_age_seconds"]) * _NS
+        self.skew_ns = int(limits["clock_skew_seconds"]) * _NS
+        self.min_ttl = int(limits["min_ttl_seconds"])
+        self.default_ttl = int(limits["default_ttl_seconds"])
         revoked = config.get("revoked") or {}
-        self.revoked_signers = set(revoked.get("signer_subjects") or ())
-        self.revoked_nodes = set(revoked.get("node_ids") or ())
-        self.revoked_images = set(revoked.get("image_digests") or ())
-        self.revoked_spiffe = set(revoked.get("spiffe_ids") or ())
+        # "Presence of a key in a revoked map revokes it (whatever its value)."
+        self.revoked_signers: Mapping[str, Any] = revoked.get("signer_subjects") or {}
+        self.revoked_nodes: Mapping[str, Any] = revoked.get("node_ids") or {}
+        self.revoked_images: Mapping[str, Any] = revoked.get("image_digests") or {}
+        self.revoked_spiffe: Mapping[str, Any] = revoked.get("spiffe_ids") or {}
+        signers = config.get("trusted_signers") or {}
+        self.issuers: Mapping[str, Any] = signers.get("issuers") or {}
+        self.key_ids: Mapping[str, Any] = signers.get("key_ids") or {}
+        self.builders: Mapping[str, Any] = config.get("trusted_builders") or {}
+        now = timestamp_ns(policy_input["now"])
+        assert now is not None
+        self.now = now
 
     def violate(self, code: str) -> None:
         self.codes.append(code)
 
-    def ill(self, path: str) -> None:
-        self.codes.append(f"model.ill_typed:{path}")
-
     def section(self, name: str) -> Mapping[str, Any] | None:
-        """An evidence class: None when absent (or null), marks it ill-typed otherwise."""
-        value = _field(self.input, name)
-        if value is _ABSENT or value is None:
-            return None
-        if not isinstance(value, Mapping):
-            self.ill(name)
-            return {}
+        """An evidence class; None when absent or null ("null == absent")."""
+        value: Mapping[str, Any] | None = self.input.get(name)
         return value
 
 
-def model_decision(config: Mapping[str, Any], policy_input: Mapping[str, Any]) -> ModelDecision:
+def model_decision(config: Mapping[str, Any], policy_input: Any) -> ModelDecision:
     """The decision the contract requires for ``policy_input`` under ``config``."""
+    # CONFIRMED decision rule: invalid input -> input.invalid (+ config.invalid when the
+    # read config parts are invalid); invalid read config parts -> config.invalid.
+    # Which config parts an invalid input reads is unspecified: the model then gives
+    # input.invalid alone, and callers accept config.invalid beside it.
+    if not input_is_valid(policy_input):
+        return _deny("input.invalid")
+    if not config_read_parts_valid(config, policy_input):
+        return _deny("config.invalid")
     ev = _Evaluation(config, policy_input)
+    spiffe_id: str = policy_input["subject"]["spiffe_id"]
+    request: Mapping[str, Any] = policy_input["request"]
+    audience: str = request["audience"]
 
-    # Required top-level facts (lead's decision: input.invalid when missing/ill-typed).
-    now = _moment(_field(policy_input, "now"))
-    spiffe_id = _text(_field(_field(policy_input, "subject"), "spiffe_id"))
-    request = _field(policy_input, "request")
-    audience = _text(_field(request, "audience"))
-    if not isinstance(now, datetime):
-        ev.violate("input.invalid")
-    if not isinstance(spiffe_id, str):
-        ev.violate("input.invalid")
-    if not isinstance(audience, str):
-        ev.violate("input.invalid")
+    # subject.unregistered: subject.spiffe_id has no workloads entry (null entry = none).
+    workload: Mapping[str, Any] | None = (config.get("workloads") or {}).get(spiffe_id)
+    if workload is None:
+        ev.violate("subject.unregistered")
+    # subject.revoked: subject.spiffe_id is in revoked.spiffe_ids.
+    if spiffe_id in ev.revoked_spiffe:
+        ev.violate("subject.revoked")
 
-    # subject.unregistered: subject.spiffe_id has no workloads entry.
-    workloads: Mapping[str, Any] = config.get("workloads") or {}
-    workload: Mapping[str, Any] | None = None
-    if isinstance(spiffe_id, str):
-        workload = workloads.get(spiffe_id)
-        if workload is None:
-            ev.violate("subject.unregistered")
-        # Extra (lead): revoked.spiffe_ids -> subject.revoked.
-        if spiffe_id in ev.revoked_spiffe:
-            ev.violate("subject.revoked")
-
-    # request.unknown_audience: audience not in audiences.
-    audiences: Mapping[str, Any] = config.get("audiences") or {}
-    audience_entry = audiences.get(audience) if isinstance(audience, str) else None
-    if isinstance(audience, str) and audience_entry is None:
+    # request.unknown_audience: the audience is not in audiences.
+    audience_entry: Mapping[str, Any] | None = (config.get("audiences") or {}).get(audience)
+    if audience_entry is None:
         ev.violate("request.unknown_audience")
 
     sections = {name: ev.section(name) for name in EVIDENCE_CLASSES}
@@ -195,116 +378,91 @@ def model_decision(config: Mapping[str, Any], policy_input: Mapping[str, Any]) -
                 ev.violate("evidence.missing")
 
     image = sections["image"]
-    image_digest = _check_image(ev, image, workload)
-    _check_provenance(ev, sections["provenance"], workload, image, image_digest)
-    node_expiry = _check_node(ev, sections["node"], now)
-    runtime_expiry = _check_runtime(ev, sections["runtime"], workload, now)
+    _check_image(ev, image, workload)
+    _check_provenance(ev, sections["provenance"], workload, image)
+    node_expiry = _check_node(ev, sections["node"])
+    runtime_expiry = _check_runtime(ev, sections["runtime"], workload, image)
 
     # TTL: minimum of the terms, in order request|default, audience, workload,
-    # evidence_expiry; the first one wins a tie.
+    # evidence_expiry (floored); the first one wins a tie.
     terms: list[tuple[str, int]] = []
-    requested = _field(request, "requested_ttl_seconds")
-    if requested is _ABSENT or requested is None:
+    requested = request.get("requested_ttl_seconds")
+    if requested is None:
         terms.append(("default", ev.default_ttl))
-    elif isinstance(requested, bool) or not isinstance(requested, int | float):
-        ev.ill("request.requested_ttl_seconds")
     else:
-        terms.append(("request", int(requested // 1)))
+        terms.append(("request", int(requested)))  # integral: 2.0 counts as 2
     if audience_entry is not None:
-        terms.append(("audience", audience_entry["max_ttl_seconds"]))
+        terms.append(("audience", int(audience_entry["max_ttl_seconds"])))
     if workload is not None and workload.get("max_ttl_seconds") is not None:
-        terms.append(("workload", workload["max_ttl_seconds"]))
+        terms.append(("workload", int(workload["max_ttl_seconds"])))
     expiries = [moment for moment in (node_expiry, runtime_expiry) if moment is not None]
     earliest_expiry = min(expiries) if expiries else None
-    if earliest_expiry is not None and isinstance(now, datetime):
-        terms.append(("evidence_expiry", _floor_seconds(earliest_expiry - now)))
+    if earliest_expiry is not None:
+        terms.append(("evidence_expiry", (earliest_expiry - ev.now) // _NS))
 
-    ttl, bound_by = 0, None
-    if terms:
-        ttl, bound_by = min(((value, name) for name, value in terms), key=lambda t: t[0])
-        # ttl.too_short: the computed TTL is below min_ttl_seconds.
-        if ttl < ev.min_ttl:
-            ev.violate("ttl.too_short")
+    ttl, bound_by = min(((value, name) for name, value in terms), key=lambda t: t[0])
+    # ttl.too_short: the computed TTL is below min_ttl_seconds.
+    if ttl < ev.min_ttl:
+        ev.violate("ttl.too_short")
 
     codes = code_summary(ev.codes)
-    if codes or bound_by is None:
+    if codes:
         return ModelDecision(False, codes, 0, None, None)
 
     # valid_until: earliest of node.issued_at + max_evidence_age_seconds and
     # (earliest evidence expiry - min_ttl_seconds); null when neither exists.
-    candidates: list[datetime] = []
+    candidates: list[int] = []
     node = sections["node"]
     if node is not None:
-        issued_at = _moment(_field(node, "issued_at"))
-        assert isinstance(issued_at, datetime)  # an allow implies a well-typed issued_at
-        candidates.append(issued_at + ev.max_age)
+        issued_at = timestamp_ns(node["issued_at"])
+        assert issued_at is not None
+        candidates.append(issued_at + ev.max_age_ns)
     if earliest_expiry is not None:
-        candidates.append(earliest_expiry - timedelta(seconds=ev.min_ttl))
-    valid_until = min(candidates) if candidates else None
-    return ModelDecision(True, (), ttl, bound_by, valid_until)
+        candidates.append(earliest_expiry - ev.min_ttl * _NS)
+    if not candidates:
+        return ModelDecision(True, (), ttl, bound_by, None)
+    deadline = min(candidates)
+    return ModelDecision(True, (), ttl, bound_by, _ns_to_datetime(deadline), deadline)
 
 
 def _check_image(
     ev: _Evaluation, image: Mapping[str, Any] | None, workload: Mapping[str, Any] | None
-) -> str | None:
-    """Image checks; returns image.digest when it is a well-formed sha256 digest."""
+) -> None:
     if image is None:
-        return None
-    raw_digest = _field(image, "digest")
-    digest = (
-        raw_digest if isinstance(raw_digest, str) and _SHA256_DIGEST.fullmatch(raw_digest) else None
-    )
-    reference = _field(image, "reference")
-    # image.digest_required: digest is not a sha256 digest, or the reference is not
-    # pinned by digest ("@sha256:"). Fail-closed reading: pinned to *this* digest.
-    if digest is None or not isinstance(reference, str) or not reference.endswith("@" + digest):
+        return
+    digest: str | None = image.get("digest")
+    # image.digest_required: digest missing, or the reference is not pinned by "@sha256:"
+    # (fail-closed reading: pinned to *this* digest).
+    if digest is None or not image["reference"].endswith("@" + digest):
         ev.violate("image.digest_required")
-
-    signatures = _field(image, "signatures")
-    if signatures is _ABSENT or not isinstance(signatures, list | tuple):
-        signatures = []
-    verified = [
-        sig for sig in signatures if isinstance(sig, Mapping) and _field(sig, "verified") is True
-    ]
+    verified = [sig for sig in image.get("signatures") or () if sig["verified"] is True]
     # image.unsigned: no signature with verified == true.
     if not verified:
         ev.violate("image.unsigned")
-    # image.untrusted_signer: verified signatures exist but none has an issuer equal to,
-    # and a subject matching, a trusted signer; revoked subjects never count as trusted.
+    # image.untrusted_signer: verified signatures exist but none is from a trusted,
+    # unrevoked signer.
     elif not any(_trusted_signature(ev, sig) for sig in verified):
         ev.violate("image.untrusted_signer")
-
     # image.revoked: image.digest is in revoked.image_digests.
-    if isinstance(raw_digest, str) and raw_digest in ev.revoked_images:
+    if digest is not None and digest in ev.revoked_images:
         ev.violate("image.revoked")
-    # image.not_allowed: the workload lists image_digests and image.digest is not among them.
+    # image.not_allowed: the workload lists image_digests and the digest is not among them.
     allowed = workload.get("image_digests") if workload is not None else None
-    if allowed is not None and raw_digest not in allowed:
+    if allowed is not None and digest not in allowed:
         ev.violate("image.not_allowed")
-    return digest
 
 
 def _trusted_signature(ev: _Evaluation, signature: Mapping[str, Any]) -> bool:
-    # A key-signed signature: trusted when a signer names its key_id (not revoked).
-    key_id = _field(signature, "key_id")
-    if (
-        isinstance(key_id, str)
-        and key_id not in ev.revoked_signers
-        and any(signer.get("key_id") == key_id for signer in ev.config.get("trusted_signers") or ())
-    ):
+    """A key id in trusted_signers.key_ids, or an issuer in trusted_signers.issuers with a
+    subject matching one of its patterns; a revoked subject or key id never counts."""
+    key_id = signature.get("key_id")
+    if key_id is not None and key_id in ev.key_ids and key_id not in ev.revoked_signers:
         return True
-    issuer = _field(signature, "issuer")
-    subject = _field(signature, "subject")
-    if not isinstance(issuer, str) or not isinstance(subject, str):
+    issuer, subject = signature.get("issuer"), signature.get("subject")
+    if issuer is None or subject is None or subject in ev.revoked_signers:
         return False
-    if subject in ev.revoked_signers:
-        return False
-    return any(
-        signer.get("issuer") == issuer
-        and isinstance(signer.get("subject"), str)
-        and glob_match(signer["subject"], subject)
-        for signer in ev.config.get("trusted_signers") or ()
-    )
+    patterns = ev.issuers.get(issuer) or ()
+    return any(glob_match(pattern, subject) for pattern in patterns)
 
 
 def _check_provenance(
@@ -312,75 +470,56 @@ def _check_provenance(
     provenance: Mapping[str, Any] | None,
     workload: Mapping[str, Any] | None,
     image: Mapping[str, Any] | None,
-    image_digest: str | None,
 ) -> None:
     if provenance is None:
         return
     # provenance.unverified
-    if _field(provenance, "verified") is not True:
+    if provenance["verified"] is not True:
         ev.violate("provenance.unverified")
-    # provenance.untrusted_builder
-    builder = _field(provenance, "builder_id")
-    if not isinstance(builder, str) or builder not in (ev.config.get("trusted_builders") or ()):
+    # provenance.untrusted_builder: builder_id is not a key of trusted_builders.
+    builder = provenance.get("builder_id")
+    if builder is None or builder not in ev.builders:
         ev.violate("provenance.untrusted_builder")
     # provenance.source_mismatch: the workload has source_repo and it differs.
     expected_source = workload.get("source_repo") if workload is not None else None
-    if expected_source is not None and _field(provenance, "source_repo") != expected_source:
+    if expected_source is not None and provenance.get("source_repo") != expected_source:
         ev.violate("provenance.source_mismatch")
     # provenance.subject_mismatch: image present and its digest is not among
-    # provenance.subject_digests (a missing digest is never among them: fail closed).
+    # provenance.subject_digests (a missing digest is never among them).
     if image is not None:
-        subject_digests = _strings(_field(provenance, "subject_digests"))
-        if image_digest is None or image_digest not in subject_digests:
+        digest = image.get("digest")
+        if digest is None or digest not in (provenance.get("subject_digests") or ()):
             ev.violate("provenance.subject_mismatch")
 
 
-def _check_node(
-    ev: _Evaluation, node: Mapping[str, Any] | None, now: datetime | _Ill | None
-) -> datetime | None:
-    """Node checks; returns node.expires_at when set and well-typed."""
+def _check_node(ev: _Evaluation, node: Mapping[str, Any] | None) -> int | None:
+    """Node checks; returns node.expires_at (ns) when set."""
     if node is None:
         return None
-    if _field(node, "verified") is not True:
+    if node["verified"] is not True:
         ev.violate("node.unverified")
-    if _field(node, "nonce_verified") is not True:
+    if node["nonce_verified"] is not True:
         ev.violate("node.nonce")
-    issued_at = _moment(_field(node, "issued_at"))
-    expires_at = _moment(_field(node, "expires_at"))
-    if not isinstance(issued_at, datetime):
-        ev.ill("node.issued_at")
-    elif isinstance(now, datetime):
-        # node.stale: now - issued_at > max_evidence_age_seconds (strict).
-        if now - issued_at > ev.max_age:
-            ev.violate("node.stale")
-        # node.future: issued_at - now > clock_skew_seconds (strict).
-        if issued_at - now > ev.skew:
-            ev.violate("node.future")
-    if isinstance(expires_at, _Ill):
-        ev.ill("node.expires_at")
-        expires_at = None
+    issued_at = timestamp_ns(node["issued_at"])
+    assert issued_at is not None
+    # node.stale: now - issued_at > max_evidence_age_seconds (strict).
+    if ev.now - issued_at > ev.max_age_ns:
+        ev.violate("node.stale")
+    # node.future: issued_at - now > clock_skew_seconds (strict).
+    if issued_at - ev.now > ev.skew_ns:
+        ev.violate("node.future")
+    expires_at = timestamp_ns(node.get("expires_at"))
     # node.expired: expires_at <= now.
-    elif expires_at is not None and isinstance(now, datetime) and expires_at <= now:
+    if expires_at is not None and expires_at <= ev.now:
         ev.violate("node.expired")
-
     # node.measurement_mismatch: a baseline exists for node.kind and some baseline
     # measurement is missing or differs.
-    kind = _field(node, "kind")
-    baselines: Mapping[str, Mapping[str, str]] = ev.config.get("node_baselines") or {}
-    if not isinstance(kind, str):
-        ev.ill("node.kind")
-    elif kind in baselines:
-        measurements = _field(node, "measurements")
-        if not isinstance(measurements, Mapping):
-            measurements = {}
-        if any(measurements.get(name) != value for name, value in baselines[kind].items()):
-            ev.violate("node.measurement_mismatch")
-
+    baseline = (ev.config.get("node_baselines") or {}).get(node["kind"]) or {}
+    measurements = node.get("measurements") or {}
+    if any(measurements.get(name) != value for name, value in baseline.items()):
+        ev.violate("node.measurement_mismatch")
     # node.revoked: node.id is in revoked.node_ids.
-    node_id = _field(node, "id")
-    if not isinstance(node_id, str):
-        ev.ill("node.id")
-    elif node_id in ev.revoked_nodes:
+    if node["id"] in ev.revoked_nodes:
         ev.violate("node.revoked")
     return expires_at
 
@@ -389,32 +528,58 @@ def _check_runtime(
     ev: _Evaluation,
     runtime: Mapping[str, Any] | None,
     workload: Mapping[str, Any] | None,
-    now: datetime | _Ill | None,
-) -> datetime | None:
-    """Runtime checks; returns runtime.expires_at when set and well-typed."""
+    image: Mapping[str, Any] | None,
+) -> int | None:
+    """Runtime checks; returns runtime.expires_at (ns) when set."""
     if runtime is None:
         return None
-    if _field(runtime, "verified") is not True:
+    if runtime["verified"] is not True:
         ev.violate("runtime.unverified")
-    # namespace / service account, against the workload entry.
+    # namespace / service account differ from the workload entry.
     if workload is not None:
-        if _field(runtime, "namespace") != workload["namespace"]:
+        if runtime.get("namespace") != workload["namespace"]:
             ev.violate("runtime.namespace_mismatch")
-        if _field(runtime, "service_account") != workload["service_account"]:
+        if runtime.get("service_account") != workload["service_account"]:
             ev.violate("runtime.service_account_mismatch")
-    # runtime.image_drift: runtime.image_digest and image.digest both present and different.
-    runtime_digest = _field(runtime, "image_digest")
-    if runtime_digest is not _ABSENT and runtime_digest is not None:
-        image_raw = _field(_field(ev.input, "image"), "digest")
-        if image_raw is not _ABSENT and image_raw is not None and runtime_digest != image_raw:
-            ev.violate("runtime.image_drift")
-        if not isinstance(runtime_digest, str):
-            ev.ill("runtime.image_digest")
+    # runtime.image_drift: runtime.image_digest and image.digest both set and different.
+    runtime_digest = runtime.get("image_digest")
+    image_digest = image.get("digest") if image is not None else None
+    if runtime_digest is not None and image_digest is not None and runtime_digest != image_digest:
+        ev.violate("runtime.image_drift")
     # runtime.expired: expires_at <= now.
-    expires_at = _moment(_field(runtime, "expires_at"))
-    if isinstance(expires_at, _Ill):
-        ev.ill("runtime.expires_at")
-        return None
-    if expires_at is not None and isinstance(now, datetime) and expires_at <= now:
+    expires_at = timestamp_ns(runtime.get("expires_at"))
+    if expires_at is not None and expires_at <= ev.now:
         ev.violate("runtime.expired")
     return expires_at
+
+
+# --- the old configuration format ---------------------------------------------------
+
+
+def to_new_format(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A configuration in the issue-7 format (a no-op on one already in it).
+
+    Old: trusted_signers [{issuer, subject} | {key_id}], trusted_builders [id], revoked
+    members [value]. New: trusted_signers {issuers: {issuer: [pattern]}, key_ids: {id:
+    note}}, trusted_builders {id: note}, revoked members {value: reason}.
+    """
+    document = copy.deepcopy(dict(config))
+    signers = document.get("trusted_signers")
+    if isinstance(signers, list):
+        issuers: dict[str, list[str]] = {}
+        key_ids: dict[str, str] = {}
+        for signer in signers:
+            if signer.get("key_id") is not None:
+                key_ids[signer["key_id"]] = "signing key"
+            else:
+                issuers.setdefault(signer["issuer"], []).append(signer["subject"])
+        document["trusted_signers"] = {"issuers": issuers, "key_ids": key_ids}
+    builders = document.get("trusted_builders")
+    if isinstance(builders, list):
+        document["trusted_builders"] = {builder: "trusted builder" for builder in builders}
+    revoked = document.get("revoked")
+    if isinstance(revoked, dict):
+        for name, members in list(revoked.items()):
+            if isinstance(members, list):
+                revoked[name] = {member: "revoked" for member in members}
+    return document

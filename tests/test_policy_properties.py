@@ -22,13 +22,21 @@ from typing import Any, Final, TypeVar
 import pytest
 from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
-from policy_model import EVIDENCE_CLASSES, ModelDecision, code_summary, glob_match, model_decision
+from policy_model import (
+    CONFIG_ONLY_CODES,
+    EVIDENCE_CLASSES,
+    ModelDecision,
+    code_summary,
+    glob_match,
+    input_is_valid,
+    model_decision,
+    to_new_format,
+)
 
 from attestpolicy.claims import ClaimSet, format_timestamp, parse_timestamp
 from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision
 from attestpolicy.engine.local import LocalEvaluator
-from attestpolicy.errors import ClaimsError
 from attestpolicy.pdp import PolicyDecisionPoint
 from attestpolicy.policy import DECISION_PATH, POLICY_REASON_CODES, PolicySource
 
@@ -99,6 +107,7 @@ GARBAGE: Final[tuple[Any, ...]] = (
     {},
     {"a": 1},
 )
+KEY_IDS: Final = ("sha256:" + "c8" * 32, "sha256:" + "0f" * 32)
 _DELETE: Final = object()
 """An edit or corruption that deletes the key instead of setting it."""
 
@@ -132,13 +141,13 @@ def microseconds(value: int) -> timedelta:
 def _edit(document: dict[str, Any], dotted: str, value: Any) -> bool:
     """Set (or, for _DELETE, remove) the "|"-separated path; False when it has no parent.
 
-    Only a missing ``revoked`` map is created: an edit never invents a partial evidence
-    class or workload entry.
+    Only a missing ``revoked`` or ``trusted_signers`` map is created: an edit never
+    invents a partial evidence class or workload entry.
     """
     *parents, last = dotted.split("|")
     for step in parents:
         child = document.get(step)
-        if child is None and step == "revoked":
+        if child is None and step in ("revoked", "trusted_signers"):
             child = document[step] = {}
         if not isinstance(child, dict):
             return False
@@ -186,12 +195,16 @@ def configs(draw: Draw) -> dict[str, Any]:
         )
         maybe_absent(draw, entry, "max_ttl_seconds", one_of(draw, (None, *ttls)))
         workloads[spiffe_id] = entry
+    issuers: dict[str, list[str]] = {}
+    for _ in range(draw(st.integers(0, 3))):
+        issuer = mostly(draw, ISSUERS[0], ISSUERS[1:])
+        issuers.setdefault(issuer, []).append(draw(signer_patterns()))
+    signers: dict[str, Any] = {}
+    maybe_absent(draw, signers, "issuers", issuers or None)
+    maybe_absent(draw, signers, "key_ids", one_of(draw, (None, {KEY_IDS[0]: "release key"}, {})))
     config: dict[str, Any] = {
-        "trusted_signers": [
-            {"issuer": mostly(draw, ISSUERS[0], ISSUERS[1:]), "subject": draw(signer_patterns())}
-            for _ in range(draw(st.integers(0, 3)))
-        ],
-        "trusted_builders": list(BUILDERS[: draw(st.integers(0, 2))]),
+        "trusted_signers": signers,
+        "trusted_builders": {builder: "builder" for builder in BUILDERS[: draw(st.integers(0, 2))]},
         "workloads": workloads,
         "node_baselines": {
             kind: {
@@ -208,12 +221,16 @@ def configs(draw: Draw) -> dict[str, Any]:
         "limits": limits,
     }
     if draw(st.booleans()):
-        config["revoked"] = {
-            "signer_subjects": draw(st.lists(st.sampled_from(SIGNER_SUBJECTS[1:]), max_size=1)),
-            "node_ids": draw(st.lists(st.sampled_from(NODE_IDS[1:]), max_size=1)),
-            "image_digests": draw(st.lists(st.sampled_from(DIGESTS[2:]), max_size=1)),
-            "spiffe_ids": [],
-        }
+        revoked: dict[str, Any] = {}
+        for name, pool in (
+            ("signer_subjects", SIGNER_SUBJECTS[1:]),
+            ("node_ids", NODE_IDS[1:]),
+            ("image_digests", DIGESTS[2:]),
+            ("spiffe_ids", SPIFFE_IDS[3:]),
+        ):
+            members = draw(st.lists(st.sampled_from(pool), max_size=1))
+            maybe_absent(draw, revoked, name, {m: "revoked" for m in members} or None)
+        config["revoked"] = revoked
     validate_config(config)
     return config
 
@@ -275,13 +292,10 @@ def _signature(
     return {"verified": verified, "issuer": issuer, "subject": subject, "key_id": key_id}
 
 
-KEY_IDS: Final = ("sha256:" + "c8" * 32, "sha256:" + "0f" * 32)
-
-
 # One fault: (document, "|" path with {spiffe_id}/{audience}/{kind} placeholders, values).
 FAULTS: Final[tuple[tuple[str, str, tuple[Any, ...]], ...]] = (
     ("claims", "subject|spiffe_id", SPIFFE_IDS),
-    ("config", "revoked|spiffe_ids", tuple([s] for s in SPIFFE_IDS)),
+    ("config", "revoked|spiffe_ids", tuple({s: "compromised"} for s in SPIFFE_IDS)),
     ("claims", "request|audience", AUDIENCES),
     ("claims", "request|requested_ttl_seconds", (1, 59, 60, 61, 2**31 - 1)),
     ("config", "audiences|{audience}|max_ttl_seconds", (1, 59, 60, 61)),
@@ -312,13 +326,16 @@ FAULTS: Final[tuple[tuple[str, str, tuple[Any, ...]], ...]] = (
             [_signature(True, None, None, KEY_IDS[1])],
         ),
     ),
-    ("config", "trusted_signers", ([{"key_id": KEY_IDS[0]}],)),
-    ("config", "revoked|signer_subjects", ([KEY_IDS[0]],)),
-    ("config", "revoked|signer_subjects", tuple([s] for s in SIGNER_SUBJECTS)),
-    ("config", "revoked|image_digests", tuple([d] for d in DIGESTS)),
+    ("config", "trusted_signers", ({"key_ids": {KEY_IDS[0]: "release key"}},)),
+    ("config", "trusted_signers|key_ids", ({KEY_IDS[1]: ""}, None, _DELETE)),
+    ("config", "revoked|signer_subjects", ({KEY_IDS[0]: "key leaked"},)),
+    ("config", "revoked|signer_subjects", tuple({s: "leaked"} for s in SIGNER_SUBJECTS)),
+    ("config", "revoked|image_digests", tuple({d: "CVE"} for d in DIGESTS)),
+    ("config", "revoked", (None, {})),
     ("config", "workloads|{spiffe_id}|image_digests", ([], [DIGESTS[3]])),
-    ("config", "trusted_signers", ([], [{"issuer": ISSUERS[1], "subject": "*"}])),
-    ("config", "trusted_builders", ([],)),
+    ("config", "trusted_signers", ({}, None, {"issuers": {ISSUERS[1]: ["*"]}})),
+    ("config", "trusted_signers|issuers", (None, {ISSUERS[0]: []}, {ISSUERS[0]: ["x*", "*"]})),
+    ("config", "trusted_builders", ({}, None, {BUILDERS[2]: "note"})),
     ("claims", "provenance|verified", (False,)),
     ("claims", "provenance|builder_id", (None, *BUILDERS)),
     ("claims", "provenance|source_repo", (None, *SOURCES)),
@@ -329,7 +346,7 @@ FAULTS: Final[tuple[tuple[str, str, tuple[Any, ...]], ...]] = (
     ("claims", "node|kind", NODE_KINDS),
     ("claims", "node|measurements", ({}, {MEASUREMENT_NAMES[0]: MEASUREMENT_VALUES[0]})),
     ("config", "node_baselines|{kind}", ({}, {MEASUREMENT_NAMES[2]: MEASUREMENT_VALUES[1]})),
-    ("config", "revoked|node_ids", tuple([n] for n in NODE_IDS)),
+    ("config", "revoked|node_ids", tuple({n: "decommissioned"} for n in NODE_IDS)),
     ("claims", "runtime|verified", (False,)),
     ("claims", "runtime|namespace", (None, *NAMESPACES)),
     ("claims", "runtime|service_account", (None, *ACCOUNTS)),
@@ -363,11 +380,21 @@ def scenarios(draw: Draw, fault: int | None = None) -> Scenario:
     required = set(workload.get("require") or ())
     digest = one_of(draw, workload.get("image_digests") or DIGESTS)
     signatures = []
-    signers = config["trusted_signers"] or [{"issuer": ISSUERS[0], "subject": "ci@example.org"}]
+    trusted = config["trusted_signers"]
+    signers: list[tuple[str | None, str | None, str | None]] = [
+        (issuer, pattern, None)
+        for issuer, patterns in (trusted.get("issuers") or {}).items()
+        for pattern in patterns
+    ] + [(None, None, key_id) for key_id in trusted.get("key_ids") or {}]
+    signers = signers or [(ISSUERS[0], "ci@example.org", None)]
     for index in draw(st.lists(st.integers(0, len(signers) - 1), min_size=1, max_size=2)):
-        signer = signers[index]
-        subjects = [s for s in SIGNER_SUBJECTS if glob_match(signer["subject"], s)]
-        signatures.append(_signature(True, signer["issuer"], one_of(draw, subjects)))
+        issuer, pattern, key_id = signers[index]
+        if key_id is not None:
+            signatures.append(_signature(True, None, None, key_id))
+            continue
+        assert pattern is not None
+        subjects = [s for s in SIGNER_SUBJECTS if glob_match(pattern, s)]
+        signatures.append(_signature(True, issuer, one_of(draw, subjects)))
     if "image" in required or draw(st.booleans()):
         claims["image"] = {
             "reference": one_of(
@@ -379,7 +406,7 @@ def scenarios(draw: Draw, fault: int | None = None) -> Scenario:
     if "provenance" in required or draw(st.booleans()):
         claims["provenance"] = {
             "verified": True,
-            "builder_id": one_of(draw, config["trusted_builders"] or BUILDERS),
+            "builder_id": one_of(draw, list(config["trusted_builders"] or {}) or BUILDERS),
             "source_repo": workload.get("source_repo"),
             "subject_digests": [digest],
             "predicate_type": "https://slsa.dev/provenance/v1",
@@ -434,8 +461,8 @@ def allow_leaning_scenarios(draw: Draw) -> Scenario:
         "max_ttl_seconds": one_of(draw, ttls),
     }
     config["audiences"]["vault"] = {"max_ttl_seconds": one_of(draw, ttls[1:])}
-    config["trusted_signers"] = [{"issuer": ISSUERS[0], "subject": "*"}]
-    config["trusted_builders"] = [BUILDERS[0]]
+    config["trusted_signers"] = {"issuers": {ISSUERS[0]: ["*"]}}
+    config["trusted_builders"] = {BUILDERS[0]: "SLSA generator"}
     config["node_baselines"] = {}
     config["revoked"] = {}
     limits = config["limits"]
@@ -557,8 +584,8 @@ def example(name: str) -> dict[str, Any]:
 
 
 def example_config() -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((EXAMPLES / "config.json").read_text())
-    return data
+    """The shipped example configuration (converted to the issue-7 format if need be)."""
+    return to_new_format(json.loads((EXAMPLES / "config.json").read_text()))
 
 
 @pytest.mark.parametrize(
@@ -750,7 +777,7 @@ CONTRACT_CASES: Final[list[tuple[str, list[Edit], Expected]]] = [
             (
                 "config",
                 "trusted_signers",
-                [{"issuer": ISSUERS[0], "subject": "https://github.com/*"}],
+                {"issuers": {ISSUERS[0]: ["https://github.com/*"]}},
             )
         ],
         (True, (), 900, "default", "2026-11-22T10:04:00Z"),
@@ -767,17 +794,17 @@ CONTRACT_CASES: Final[list[tuple[str, list[Edit], Expected]]] = [
     ),
     (
         "revoked SPIFFE ID",
-        [("config", "revoked|spiffe_ids", [PAYMENTS])],
+        [("config", "revoked|spiffe_ids", {PAYMENTS: "compromised"})],
         _deny("subject.revoked"),
     ),
     (
         "revoked image digest",
-        [("config", "revoked|image_digests", [ALLOWED_DIGEST])],
+        [("config", "revoked|image_digests", {ALLOWED_DIGEST: "CVE-2026-0001"})],
         _deny("image.revoked"),
     ),
     (
         "revoked node id",
-        [("config", "revoked|node_ids", [example("allow-fully-attested")["node"]["id"]])],
+        [("config", "revoked|node_ids", {example("allow-fully-attested")["node"]["id"]: "lost"})],
         _deny("node.revoked"),
     ),
     (
@@ -920,8 +947,8 @@ def test_signer_glob_matches_model(case: tuple[str, str], revoked: bool) -> None
     """Signer subjects: "*" matches any characters, "/" and "." included; nothing else."""
     pattern, subject = case
     config = example_config()
-    config["trusted_signers"] = [{"issuer": ISSUERS[0], "subject": pattern}]
-    config["revoked"] = {"signer_subjects": [subject] if revoked else []}
+    config["trusted_signers"] = {"issuers": {ISSUERS[0]: [pattern]}}
+    config["revoked"] = {"signer_subjects": {subject: "leaked"} if revoked else {}}
     claims = example("allow-fully-attested")
     claims["image"]["signatures"] = [{"verified": True, "issuer": ISSUERS[0], "subject": subject}]
     got, _ = assert_matches_model(config, claims)
@@ -972,31 +999,42 @@ def raw_inputs(draw: Draw) -> tuple[dict[str, Any], dict[str, Any]]:
     return config, document
 
 
-def _is_valid_claim_set(document: dict[str, Any]) -> bool:
-    try:
-        ClaimSet.parse(copy.deepcopy(document))
-    except ClaimsError:
-        return False
-    return True
+def assert_matches_model_on_raw_input(
+    config: dict[str, Any], document: dict[str, Any], got: Decision
+) -> ModelDecision:
+    """The raw-input rule: invalid input is a deny with input.invalid (and at most
+    config.invalid beside it); valid input gets exactly the model's decision."""
+    expected = model_decision(config, document)
+    why = describe(config, document, expected, got)
+    assert "engine.error" not in got.reason_codes, why
+    if not input_is_valid(document):
+        assert not got.allow, why
+        assert "input.invalid" in got.reason_codes, why
+        assert set(got.reason_codes) <= CONFIG_ONLY_CODES, why
+    else:
+        seen = observed(got)
+        assert (seen.allow, seen.codes) == (expected.allow, expected.codes), why
+        assert (seen.ttl_seconds, seen.ttl_bound_by, seen.valid_until) == (
+            expected.ttl_seconds,
+            expected.ttl_bound_by,
+            expected.valid_until,
+        ), why
+    return expected
 
 
 @settings(SETTINGS, max_examples=150)
 @given(case=raw_inputs())
-def test_raw_input_never_crashes_nor_allows_a_violation(
+def test_raw_input_is_decided_as_the_model_says(
     case: tuple[dict[str, Any], dict[str, Any]],
 ) -> None:
-    """Ill-typed raw input: always a Decision, and never an allow the model denies."""
+    """Raw input straight to the engine: invalid input gives only input.invalid (and
+    config.invalid); valid input exactly the model's decision."""
     config, document = case
-    expected = model_decision(config, document)
     evaluator = evaluator_for(config)
     got = evaluator.evaluate(copy.deepcopy(document), evaluated_at=BASE_NOW)
+    expected = assert_matches_model_on_raw_input(config, document, got)
     note(describe(config, document, expected, got))
-    event(f"model allows: {expected.allow}; policy allows: {got.allow}")
-    assert isinstance(got, Decision)
-    if _is_valid_claim_set(document):
-        assert "engine.error" not in got.reason_codes, describe(config, document, expected, got)
-    if not expected.allow:
-        assert not got.allow, describe(config, document, expected, got)
+    event(f"input valid: {input_is_valid(document)}; policy allows: {got.allow}")
     if not got.allow:
         assert got.reasons
         assert (got.ttl_seconds, got.ttl_bound_by) == (0, None)
