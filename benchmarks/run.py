@@ -4,6 +4,8 @@ Run from the repository root (after the README's set-up command)::
 
     .venv/bin/python benchmarks/run.py            # full run (about two minutes)
     .venv/bin/python benchmarks/run.py --quick    # fewer iterations
+    .venv/bin/python benchmarks/run.py --scale    # ... plus decision time vs configuration
+                                                  # size, regorus and OPA (benchmarks/scale.py)
 
 Machines are shared and noisy: compare the ratios printed at the end, not absolute
 times across runs. Nothing here is asserted; the test suite never times anything.
@@ -276,6 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run every benchmark and print the tables and ratios."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument(
+        "--scale",
+        action="store_true",
+        help="also time decisions against configuration size (benchmarks/scale.py)",
+    )
     args = parser.parse_args(argv)
     scale = 1 if args.quick else 5
     print(
@@ -314,6 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     ratio("remote / miss", "decide() remote over loopback", "decide() miss (validate + regorus)")
     if len(throughput) == 2:
         print(f"  serve 2 workers / 1 worker: {throughput[1][1] / throughput[0][1]:8.2f}x")
+    if args.scale:
+        import scale as scale_benchmark  # benchmarks/scale.py
+
+        rows = scale_benchmark.run(600 * scale, verbose=False)
+        scale_benchmark.print_scale_table(rows)
     return 0
 
 

@@ -172,8 +172,22 @@ def _optional_object(value: object) -> bool:
     return value is None or isinstance(value, Mapping)
 
 
+_SECTIONS: Final[Mapping[str, frozenset[str] | None]] = {
+    "trusted_signers": frozenset({"issuers", "key_ids"}),
+    "trusted_builders": None,
+    "workloads": None,
+    "node_baselines": None,
+    "audiences": None,
+    "limits": frozenset(
+        {"max_evidence_age_seconds", "clock_skew_seconds", "min_ttl_seconds", "default_ttl_seconds"}
+    ),
+    "revoked": frozenset({"signer_subjects", "node_ids", "image_digests", "spiffe_ids"}),
+}
+"""The configuration's sections, and the fixed members of those that have them."""
+
+
 def _limits_valid(limits: object) -> bool:
-    """limits: all four present, integral, max age and skew >= 0, the TTLs > 0."""
+    """limits: required; all four present, integral, max age and skew >= 0, TTLs > 0."""
     if not isinstance(limits, Mapping):
         return False
     return (
@@ -201,6 +215,7 @@ def _workload_valid(entry: object) -> bool:
     digests = entry.get("image_digests")
     if digests is not None and not (
         isinstance(digests, list)
+        and len(digests) <= 4096
         and all(isinstance(d, str) and _SHA256.fullmatch(d) for d in digests)
     ):
         return False
@@ -222,13 +237,29 @@ def _audience_valid(entry: object) -> bool:
 
 
 def _baseline_valid(entry: object) -> bool:
-    return entry is None or (
-        isinstance(entry, Mapping)
-        and all(
-            _text(name) and isinstance(value, str) and _HEX.fullmatch(value) and len(value) <= 4096
-            for name, value in entry.items()
-        )
+    """A node baseline: measurement name -> 2..4096 lowercase hex digits, in pairs."""
+    return isinstance(entry, Mapping) and all(
+        isinstance(value, str) and _HEX.fullmatch(value) and len(value) <= 4096
+        for value in entry.values()
     )
+
+
+def _sections_valid(config: Mapping[str, Any]) -> bool:
+    """Every section known and null or an object; fixed members known; trusted_signers
+    and revoked members null or objects; limits present (O(1) checks)."""
+    if not set(config) <= set(_SECTIONS) or config.get("limits") is None:
+        return False
+    for name, members in _SECTIONS.items():
+        section = config.get(name)
+        if not _optional_object(section):
+            return False
+        if members is None or section is None:
+            continue
+        if not set(section) <= members:
+            return False
+        if name != "limits" and not all(_optional_object(section.get(m)) for m in members):
+            return False
+    return True
 
 
 def config_read_parts_valid(config: object, policy_input: Mapping[str, Any]) -> bool:
@@ -237,64 +268,45 @@ def config_read_parts_valid(config: object, policy_input: Mapping[str, Any]) -> 
     "per decision only what the decision reads, O(1): limits (all four, integral, ranges
     as today), the subject's workload entry, the audience entry, revoked/trusted_*
     members being objects, the node baseline for input.node.kind, and a matched signer
-    pattern's glob syntax."
+    pattern's glob syntax." Read as the policy states it (config.rego): the type of
+    every section (unknown sections and members are errors), the limits, the subject's
+    workload entry and the audience entry (a null entry is no entry), the node baseline
+    of the node's kind (null is not a baseline), and every subject pattern of the
+    issuer of a verified signature.
     """
-    if not isinstance(config, Mapping) or not _limits_valid(config.get("limits")):
+    if not isinstance(config, Mapping) or not _sections_valid(config):
+        return False
+    if not _limits_valid(config["limits"]):
         return False
     spiffe_id = policy_input["subject"]["spiffe_id"]
     audience = policy_input["request"]["audience"]
-    workloads, audiences = config.get("workloads"), config.get("audiences")
-    if not (_optional_object(workloads) and _optional_object(audiences)):
-        return False
-    entry = (workloads or {}).get(spiffe_id)
+    entry = (config.get("workloads") or {}).get(spiffe_id)
     if entry is not None and not _workload_valid(entry):
         return False
-    entry = (audiences or {}).get(audience)
+    entry = (config.get("audiences") or {}).get(audience)
     if entry is not None and not _audience_valid(entry):
         return False
-    revoked = config.get("revoked")
-    if not _optional_object(revoked):
-        return False
-    revoked = revoked or {}
-    members = ("signer_subjects", "node_ids", "image_digests", "spiffe_ids")
-    if not all(_optional_object(revoked.get(name)) for name in members):
-        return False
-    signers, builders = config.get("trusted_signers"), config.get("trusted_builders")
-    if not (_optional_object(signers) and _optional_object(builders)):
-        return False
-    signers = signers or {}
-    issuers, key_ids = signers.get("issuers"), signers.get("key_ids")
-    if not (_optional_object(issuers) and _optional_object(key_ids)):
-        return False
     node = policy_input.get("node")
-    if node is not None:
-        baselines = config.get("node_baselines")
-        if not _optional_object(baselines):
-            return False
-        if not _baseline_valid((baselines or {}).get(node["kind"])):
-            return False
-    return _matched_patterns_valid(issuers or {}, policy_input)
+    baselines = config.get("node_baselines") or {}
+    kind = node["kind"] if node is not None else None
+    if kind in baselines and not _baseline_valid(baselines[kind]):
+        return False
+    issuers = (config.get("trusted_signers") or {}).get("issuers") or {}
+    return _signer_patterns_valid(issuers, policy_input)
 
 
-def _matched_patterns_valid(issuers: Mapping[str, Any], policy_input: Mapping[str, Any]) -> bool:
-    """The patterns a verified signature's (issuer, subject) is matched against are valid.
-
-    Contract: "a matched signer pattern's glob syntax" is checked per decision. The model
-    reads it as: the pattern list of a verified signature's issuer is an array of text,
-    and no pattern in it that matches the subject (``*`` as any characters) uses other
-    glob syntax. (A pattern with glob syntax the model cannot match is not flagged.)
-    """
+def _signer_patterns_valid(issuers: Mapping[str, Any], policy_input: Mapping[str, Any]) -> bool:
+    """The pattern list of a verified signature's issuer is an array of text patterns in
+    which only ``*`` is special (no ?, [, ], {, }, \\)."""
     image = policy_input.get("image") or {}
     for signature in image.get("signatures") or ():
-        issuer, subject = signature.get("issuer"), signature.get("subject")
-        if signature.get("verified") is not True or issuer is None or subject is None:
+        issuer = signature.get("issuer")
+        if signature.get("verified") is not True or issuer is None or issuer not in issuers:
             continue
-        patterns = issuers.get(issuer)
-        if patterns is None:
-            continue
-        if not isinstance(patterns, list) or not all(_text(p) for p in patterns):
+        patterns = issuers[issuer]
+        if not isinstance(patterns, list):
             return False
-        if any(_GLOB_SYNTAX.search(p) and glob_match(p, subject) for p in patterns):
+        if not all(_text(p) and not _GLOB_SYNTAX.search(p) for p in patterns):
             return False
     return True
 

@@ -3,8 +3,10 @@
 OPA turns a builtin type error into undefined; regorus raises. The policy guards every
 builtin argument so both engines reach the same decision; these properties check, with
 the in-process engine, that no input or configuration value makes evaluation raise, that
-the decision is always a well-formed object, and that wrongly typed security-relevant
-fields always deny.
+the decision is always a well-formed object, that wrongly typed security-relevant
+fields always deny, and that a deny for an invalid input (or an invalid configuration
+part) carries only input.invalid / config.invalid reasons. (tests/rego/test_differential.py
+compares the two engines themselves.)
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from policy_model import CONFIG_ONLY_CODES, input_is_valid, to_new_format
 
 from attestpolicy.claims import ClaimSet
 
@@ -48,8 +51,8 @@ def _allowed_input() -> dict[str, Any]:
 
 
 def _config() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads((EXAMPLES / "config.json").read_text())
-    return document
+    """The example configuration, in the issue-7 format."""
+    return to_new_format(json.loads((EXAMPLES / "config.json").read_text()))
 
 
 WORKLOAD = "spiffe://prod.example.com/ns/payments/sa/api"
@@ -59,18 +62,26 @@ def _is_str(value: object) -> bool:
     return isinstance(value, str)
 
 
+def _integral(value: object) -> bool:
+    """An integral number of seconds (2.0 counts as 2) no larger than 2147483647."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+        and value <= 2**31 - 1
+    )
+
+
 def _at_least(low: float) -> Callable[[object], bool]:
     def check(value: object) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool) and value >= low
+        return _integral(value) and value >= low  # type: ignore[operator]
 
     return check
 
 
 def _between(low: float, high: float) -> Callable[[object], bool]:
     def check(value: object) -> bool:
-        return (
-            isinstance(value, int | float) and not isinstance(value, bool) and low < value <= high
-        )
+        return _integral(value) and low < value <= high  # type: ignore[operator]
 
     return check
 
@@ -99,12 +110,12 @@ INPUT_FIELDS: dict[Path_, Callable[[object], bool]] = {
     ("image", "signatures", 0, "verified"): _never,
     ("image", "signatures", 0, "issuer"): _never,
     ("image", "signatures", 0, "subject"): _is_str,
-    ("image", "signatures", 0, "key_id"): lambda v: True,
+    ("image", "signatures", 0, "key_id"): lambda v: v is None or _is_str(v),
     ("provenance", "verified"): _never,
     ("provenance", "builder_id"): _never,
     ("provenance", "source_repo"): _never,
     ("provenance", "subject_digests"): lambda v: isinstance(v, list),
-    ("provenance", "predicate_type"): lambda v: True,
+    ("provenance", "predicate_type"): lambda v: v is None or _is_str(v),
     ("node",): _never,
     ("node", "kind"): _is_str,
     ("node", "id"): _is_str,
@@ -114,11 +125,11 @@ INPUT_FIELDS: dict[Path_, Callable[[object], bool]] = {
     ("node", "expires_at"): _is_str,
     ("node", "measurements"): _never,
     ("node", "measurements", "pcr.sha256.7"): _never,
-    ("node", "measurements", "pcr.sha256.9"): lambda v: True,
+    ("node", "measurements", "pcr.sha256.9"): _is_str,
     ("runtime", "verified"): _never,
     ("runtime", "namespace"): _never,
     ("runtime", "service_account"): _never,
-    ("runtime", "pod"): lambda v: True,
+    ("runtime", "pod"): lambda v: v is None or _is_str(v),
     ("runtime", "image_digest"): lambda v: v is None,
     ("runtime", "expires_at"): lambda v: v is None or _is_str(v),
 }
@@ -143,16 +154,24 @@ CONFIG_FIELDS: dict[Path_, Callable[[object], bool]] = {
     ("audiences", "vault"): _never,
     ("audiences", "vault", "max_ttl_seconds"): _at_least(60),
     ("trusted_signers",): _never,
+    ("trusted_signers", "issuers"): _never,
+    ("trusted_signers", "key_ids"): lambda v: v is None or isinstance(v, dict),
     ("trusted_builders",): _never,
     ("node_baselines",): lambda v: (
         v is None or (isinstance(v, dict) and v.get("tpm") in (None, {}))
     ),
     ("node_baselines", "tpm"): lambda v: v is None or v == {},
-    ("revoked",): lambda v: v is None or isinstance(v, dict),
-    ("revoked", "image_digests"): lambda v: v is None or isinstance(v, list),
-    ("revoked", "node_ids"): lambda v: v is None or isinstance(v, list),
-    ("revoked", "signer_subjects"): lambda v: v is None or isinstance(v, list),
-    ("revoked", "spiffe_ids"): lambda v: v is None or isinstance(v, list),
+    ("revoked",): lambda v: (
+        v is None
+        or (
+            isinstance(v, dict)
+            and all(member is None or isinstance(member, dict) for member in v.values())
+        )
+    ),
+    ("revoked", "image_digests"): lambda v: v is None or isinstance(v, dict),
+    ("revoked", "node_ids"): lambda v: v is None or isinstance(v, dict),
+    ("revoked", "signer_subjects"): lambda v: v is None or isinstance(v, dict),
+    ("revoked", "spiffe_ids"): lambda v: v is None or isinstance(v, dict),
 }
 
 
@@ -166,8 +185,12 @@ def _replace(document: dict[str, Any], path: Path_, value: object) -> dict[str, 
 
 
 def _get(document: Any, path: Path_) -> Any:
+    """The value at ``path`` (null when absent: absent and null are the same)."""
     for key in path:
-        document = document[key]
+        if isinstance(document, dict):
+            document = document.get(key)
+        else:
+            document = document[key]
     return document
 
 
@@ -210,10 +233,17 @@ def test_any_input_value_gives_a_well_formed_decision(
     decide: Decide, path: Path_, value: object
 ) -> None:
     original = _allowed_input()
-    decision = decide(_replace(original, path, value), _config())
+    changed = _replace(original, path, value)
+    decision = decide(changed, _config())
     _assert_well_formed(decision)
     if not _same(value, _get(original, path)) and not INPUT_FIELDS[path](value):
         assert decision["allow"] is False, (path, value)
+    if not input_is_valid(changed):
+        # Invalid input: a deny for input.invalid, and nothing the checks would say.
+        codes = {reason["code"] for reason in decision["reasons"]}
+        assert decision["allow"] is False, (path, value)
+        assert "input.invalid" in codes, (path, value, decision)
+        assert codes <= CONFIG_ONLY_CODES, (path, value, decision)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=REUSE_ENGINE)
@@ -234,6 +264,10 @@ def test_any_config_value_gives_a_well_formed_decision(
     _assert_well_formed(decision)
     if not _same(value, _get(config, path)) and not CONFIG_FIELDS[path](value):
         assert decision["allow"] is False, (path, value)
+    codes = {reason["code"] for reason in decision["reasons"]}
+    if "config.invalid" in codes:
+        # An invalid configuration part: config.invalid alone (the input is valid).
+        assert codes == {"config.invalid"}, (path, value, decision)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=REUSE_ENGINE)
