@@ -201,7 +201,8 @@ _config_problems contains problem if {
 	is_object(_workload)
 	some name, kind in _workload_fields
 	prefix := sprintf("config.workloads[%s]", [_spiffe_id])
-	problem := _problem(prefix, name, kind, _field(_workload, name))
+	problem := _problem(prefix, name, kind, object.get(_workload, name, null))
+	problem != null
 }
 
 _config_problems contains sprintf("config.workloads[%s].image_digests[%d]: must be %s", [_spiffe_id, i, _kind_text.digest]) if {
@@ -226,7 +227,8 @@ _config_problems contains problem if {
 	is_object(_audience_entry)
 	some name, kind in _audience_fields
 	prefix := sprintf("config.audiences[%s]", [_audience])
-	problem := _problem(prefix, name, kind, _field(_audience_entry, name))
+	problem := _problem(prefix, name, kind, object.get(_audience_entry, name, null))
+	problem != null
 }
 
 _config_problems contains sprintf("config.node_baselines[%s]: must be an object", [_field(_node, "kind")]) if {

@@ -84,13 +84,28 @@ _kind_text := {
 	"digests": "an array of at most 4096 sha256 digests",
 	"measurements": "an object of at most 1024 measurements",
 	"classes": "an array of evidence classes (image, provenance, node, runtime)",
-	"subject": "an object",
-	"request": "an object",
-	"image": "an object",
-	"provenance": "an object",
-	"node": "an object",
-	"runtime": "an object",
+	"object": "an object",
 }
+
+# The JSON type of the values of each kind ("?" kinds also admit null).
+_kind_type := {
+	"text": "string",
+	"bool": "boolean",
+	"timestamp": "string",
+	"digest": "string",
+	"spiffe_id": "string",
+	"node_kind": "string",
+	"ttl": "number",
+	"signatures": "array",
+	"digests": "array",
+	"measurements": "object",
+	"classes": "array",
+	"object": "object",
+}
+
+# The kinds whose values are checked beyond their type by _valid_value (a function
+# call per value costs more than a lookup, so the others are not called).
+_value_kinds := {"timestamp", "digest", "spiffe_id", "node_kind", "ttl", "signatures", "digests", "measurements", "classes"}
 
 # _valid(kind, x) holds when x is a valid value of kind; a kind ending in "?" also
 # admits null (absent). _valid_value(kind, x) is the same without "?" (OPA refuses a
@@ -115,9 +130,11 @@ _valid_value("timestamp", x) if {
 	regex.match(_rfc3339, x)
 }
 
-# "sha256:" and 64 lowercase hex digits: trimming the hex digits off the end leaves
-# exactly the prefix (no regex: one is compiled on every call).
-_valid_value("digest", x) if {
+_valid_value("digest", x) if _digest(x)
+
+# _digest(x) holds for "sha256:" and 64 lowercase hex digits: trimming the hex digits
+# off the end leaves exactly the prefix (no regex: one is compiled on every call).
+_digest(x) if {
 	is_string(x)
 	count(x) == 71
 	trim_right(x, "0123456789abcdef") == "sha256:"
@@ -159,10 +176,6 @@ _valid_value("classes", x) if {
 	}
 }
 
-_valid_value(part, x) if {
-	_part_fields[part]
-	is_object(x)
-}
 
 # _hex(x) holds for a non-empty string of at most 4096 lowercase hex digits, in pairs.
 _hex(x) if {
@@ -174,12 +187,29 @@ _hex(x) if {
 }
 
 # _problem(prefix, name, kind, x) is what is wrong with field name of kind (of the
-# document at prefix) when its value is x, and undefined when x is a valid value.
+# document at prefix) when its value is x, and undefined when x is a valid value. The
+# common cases are decided without calling _valid.
 _problem(prefix, name, kind, x) := sprintf("%s.%s: is required", [prefix, name]) if {
 	x == null
 	not endswith(kind, "?")
-} else := sprintf("%s.%s: must be %s", [prefix, name, _kind_text[trim_suffix(kind, "?")]]) if {
-	not _valid(kind, x)
+} else := null if {
+	x == null
+} else := _type_problem(prefix, name, trim_suffix(kind, "?"), x)
+
+_type_problem(prefix, name, kind, x) := sprintf("%s.%s: must be %s", [prefix, name, _kind_text[kind]]) if {
+	type_name(x) != _kind_type[kind]
+} else := sprintf("%s.%s: must be %s", [prefix, name, _kind_text[kind]]) if {
+	kind == "text"
+	not _text_length(x)
+} else := sprintf("%s.%s: must be %s", [prefix, name, _kind_text[kind]]) if {
+	_value_kinds[kind]
+	not _valid_value(kind, x)
+} else := null
+
+# _text_length(x) holds for a string of 1 to 4096 characters.
+_text_length(x) if {
+	count(x) > 0
+	count(x) <= 4096
 }
 
 # _field(doc, key) is doc[key], or null when doc is not an object or has no such key.
