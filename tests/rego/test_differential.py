@@ -593,8 +593,11 @@ SPECIAL_FIELDS: Final[tuple[tuple[JSONPath, tuple[Any, ...]], ...]] = (
     ),
     (("request", "audience"), ("", "x" * 4096, "x" * 4097, "🔐" * 4096, "🔐" * 4097)),
     (("node", "kind"), ("tpm", "Tpm", "tpm-2", "_tpm", "t" * 64, "t" * 65, "", "9tpm")),
-    (("node", "id"), ("", "x" * 4096, "x" * 4097, "🔐")),
-    (("node", "measurements"), (None, {}, {"pcr.sha256.0": "AB"}, {"pcr": "abc"}, {"": "ab"})),
+    (("node", "id"), ("", "x" * 4096, "x" * 4097, "🔐", "🔐" * 2049)),
+    (
+        ("node", "measurements"),
+        (None, {}, {"pcr.sha256.0": "AB"}, {"pcr": "abc"}, {"": "ab"}, {"🔐" * 2049: "ab"}),
+    ),
     (("image", "digest"), (None, "sha256:" + "A" * 64, "sha256:" + "a" * 63, "sha512:" + "a" * 64)),
     (("image", "signatures"), (None, [], [None], [{"verified": True}], [{"verified": "true"}])),
     (("provenance", "subject_digests"), (None, [], [None], ["sha256:" + "0" * 64] * 4097)),
