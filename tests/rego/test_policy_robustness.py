@@ -187,10 +187,7 @@ def _replace(document: dict[str, Any], path: Path_, value: object) -> dict[str, 
 def _get(document: Any, path: Path_) -> Any:
     """The value at ``path`` (null when absent: absent and null are the same)."""
     for key in path:
-        if isinstance(document, dict):
-            document = document.get(key)
-        else:
-            document = document[key]
+        document = document.get(key) if isinstance(document, dict) else document[key]
     return document
 
 
