@@ -174,8 +174,11 @@ def test_timestamp_pattern_is_the_policys() -> None:
     from attestpolicy.claims import RFC3339_PATTERN
     from attestpolicy.policy import default_policy_dir
 
-    lib = (default_policy_dir() / "attestpolicy" / "v1" / "lib.rego").read_text()
-    assert f"_rfc3339 := `{RFC3339_PATTERN}`" in lib
+    policy = default_policy_dir() / "attestpolicy" / "v1"
+    assert f"_rfc3339 := `{RFC3339_PATTERN}`" in (policy / "lib.rego").read_text()
+    # inputs.rego checks all the timestamps of a claim set at once, as a JSON array.
+    inner = RFC3339_PATTERN.removeprefix("^").removesuffix("$")
+    assert f'`^\\[(?:"{inner}"[,\\]])+$`' in (policy / "inputs.rego").read_text()
 
 
 @pytest.mark.parametrize(

@@ -155,3 +155,32 @@ test_lib_field_reads_absent_as_null if {
 	data.attestpolicy.v1._field("not an object", "a") == null
 	data.attestpolicy.v1._field(null, "a") == null
 }
+
+# _timestamps_valid checks all the timestamps of a claim set with one regex: it must
+# accept exactly what _rfc3339 accepts, alone or with others.
+test_lib_timestamps_valid_accepts_exactly_what_rfc3339_accepts if {
+	every timestamp in valid_timestamps {
+		data.attestpolicy.v1._timestamps_valid with input as {"now": timestamp}
+		data.attestpolicy.v1._timestamps_valid with input as {"now": timestamp, "node": {"issued_at": timestamp, "expires_at": null}}
+	}
+	every timestamp in invalid_timestamps {
+		not data.attestpolicy.v1._timestamps_valid with input as {"now": timestamp}
+		not data.attestpolicy.v1._timestamps_valid with input as {"now": "2026-11-22T10:00:00Z", "runtime": {"expires_at": timestamp}}
+	}
+	every value in [5, true, ["2026-11-22T10:00:00Z"], {"now": "2026-11-22T10:00:00Z"}] {
+		not data.attestpolicy.v1._timestamps_valid with input as {"now": value}
+	}
+	not data.attestpolicy.v1._timestamps_valid with input as {}
+}
+
+test_lib_timestamps_parse_alone_when_one_is_invalid if {
+	doc := {
+		"now": "2026-11-22T10:00:00Z",
+		"node": {"issued_at": "2026-02-30T09:59:00Z", "expires_at": null},
+		"runtime": {"expires_at": "2026-11-22T11:00:00Z"},
+	}
+	not data.attestpolicy.v1._timestamps_valid with input as doc
+	data.attestpolicy.v1._now_ns == 1795341600000000000 with input as doc
+	data.attestpolicy.v1._runtime_expires_ns == 1795345200000000000 with input as doc
+	not data.attestpolicy.v1._node_issued_ns with input as doc
+}
