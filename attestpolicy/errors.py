@@ -12,6 +12,7 @@ __all__ = [
     "BundleError",
     "ClaimsError",
     "ConfigError",
+    "EngineUnavailableError",
     "EvaluatorError",
     "EvidenceError",
     "PolicyError",
@@ -95,3 +96,12 @@ class EvaluatorError(AttestPolicyError):
     """
 
     code = "engine.error"
+
+
+class EngineUnavailableError(EvaluatorError):
+    """The in-process engine asked for is not installed (raised when building an evaluator).
+
+    Its message says how to install it.
+    """
+
+    code = "engine.unavailable"

@@ -8,20 +8,28 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Final
 
 from attestpolicy.claims import ClaimSet, format_timestamp, parse_timestamp
 from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, Reason
 from attestpolicy.engine.base import Evaluator
 from attestpolicy.engine.cache import CacheStats, DecisionCache
-from attestpolicy.engine.local import LocalEvaluator
+from attestpolicy.engine.inprocess import (
+    DEFAULT_ENGINE,
+    InProcessEvaluator,
+    check_engine_name,
+    make_evaluator,
+)
 from attestpolicy.errors import AttestPolicyError, ClaimsError, PolicyError
 from attestpolicy.policy import PolicySource
 
 __all__ = ["PolicyDecisionPoint"]
 
 _LOG = logging.getLogger(__name__)
+
+REVOKE_REASON: Final = "revoked by PolicyDecisionPoint.revoke"
+"""The reason :meth:`PolicyDecisionPoint.revoke` records when none is given."""
 
 
 def _earliest_expiry(claims: ClaimSet) -> datetime | None:
@@ -68,18 +76,23 @@ class PolicyDecisionPoint:
         *,
         cache: bool | DecisionCache = True,
         negative_ttl_seconds: float = 0.0,
+        engine: str = DEFAULT_ENGINE,
     ) -> PolicyDecisionPoint:
         """Evaluate in-process; ``policy_dir=None`` uses the policy shipped in the package.
 
         ``config`` is the document placed at ``data.attestpolicy.config``; without one
         every request is denied (no workload is registered). ``cache`` turns the
         decision cache on (default), off, or supplies one; denies are cached only for
-        ``negative_ttl_seconds`` > 0.
+        ``negative_ttl_seconds`` > 0. ``engine`` is ``"regorus"`` (default) or ``"opa"``
+        (OPA's Go evaluator, from the optional ``opa-golib-python-bindings`` wheel; without
+        it :class:`~attestpolicy.errors.EngineUnavailableError` says how to install it).
+        Another name raises ValueError.
         """
         source = PolicySource.from_directory(policy_dir)
         checked = validate_config(config) if config is not None else None
         return cls(
-            LocalEvaluator(source, checked), cache=cls._make_cache(cache, negative_ttl_seconds)
+            make_evaluator(engine, source, checked),
+            cache=cls._make_cache(cache, negative_ttl_seconds),
         )
 
     @classmethod
@@ -91,13 +104,16 @@ class PolicyDecisionPoint:
         verification_key: bytes | str | None = None,
         cache: bool | DecisionCache = True,
         negative_ttl_seconds: float = 0.0,
+        engine: str = DEFAULT_ENGINE,
     ) -> PolicyDecisionPoint:
         """Evaluate in-process with the policy (and data) of an OPA bundle.
 
         ``bundle`` is a ``.tar.gz`` path, a bundle directory, or the archive bytes. With
         ``verification_key`` (PEM) the bundle must be signed by it. The policy bundle
         carries no configuration: pass ``config`` (``data.attestpolicy.config``).
+        ``engine`` is ``"regorus"`` (default) or ``"opa"``, as for :meth:`local`.
         """
+        check_engine_name(engine)  # before reading the bundle
         from attestpolicy.bundle import load_bundle
 
         loaded = load_bundle(
@@ -107,7 +123,7 @@ class PolicyDecisionPoint:
         )
         checked = validate_config(config) if config is not None else None
         return cls(
-            LocalEvaluator(loaded.to_policy_source(), checked),
+            make_evaluator(engine, loaded.to_policy_source(), checked),
             cache=cls._make_cache(cache, negative_ttl_seconds),
         )
 
@@ -241,11 +257,13 @@ class PolicyDecisionPoint:
         node_id: str | None = None,
         image_digest: str | None = None,
         spiffe_id: str | None = None,
+        reason: str = REVOKE_REASON,
     ) -> int:
         """Revoke a signer subject, node id, image digest or SPIFFE ID, effective at once.
 
-        In-process, the value is added to the configuration's ``revoked`` lists (a new
-        configuration revision) and every cached decision that mentions it is dropped,
+        In-process, the value is added to the configuration's ``revoked`` maps with
+        ``reason`` (a new configuration revision; a value already revoked keeps its
+        reason) and every cached decision that mentions it is dropped,
         so the very next ``decide()`` re-evaluates. For a remote evaluator only the
         local cache is purged: push the revocation to the OPA server's data as well.
         Returns the number of cache entries dropped.
@@ -261,18 +279,21 @@ class PolicyDecisionPoint:
         for name, value in additions.items():
             if value is not None and (not isinstance(value, str) or not value):
                 raise TypeError(f"{name} value must be a non-empty string")
+        if not isinstance(reason, str):
+            raise TypeError("reason must be a string")
         with self._revocation_lock:
             evaluator = self._evaluator
-            if isinstance(evaluator, LocalEvaluator):
+            if isinstance(evaluator, InProcessEvaluator):
                 config = dict(evaluator.config or {})
                 if "limits" not in config:
                     raise PolicyError("cannot revoke: the evaluator has no configuration")
                 revoked = {
-                    key: list(value) for key, value in dict(config.get("revoked") or {}).items()
+                    key: dict(value or {})
+                    for key, value in dict(config.get("revoked") or {}).items()
                 }
                 for name, value in additions.items():
-                    if value is not None and value not in revoked.setdefault(name, []):
-                        revoked[name].append(value)
+                    if value is not None:
+                        revoked.setdefault(name, {}).setdefault(value, reason)
                 config["revoked"] = revoked
                 evaluator.swap(config=validate_config(config))
             dropped = 0
@@ -297,7 +318,7 @@ class PolicyDecisionPoint:
         of the old revision become unreachable at once. Returns the new revision.
         """
         evaluator = self._evaluator
-        if not isinstance(evaluator, LocalEvaluator):
+        if not isinstance(evaluator, InProcessEvaluator):
             raise PolicyError("reload() needs an in-process evaluator")
         source = PolicySource.from_directory(policy_dir) if policy_dir is not None else None
         checked = validate_config(config) if config is not None else None

@@ -1,0 +1,268 @@
+"""What the in-process evaluators share: snapshot, data, revision, engines per thread.
+
+Two engines evaluate the policy in this process: regorus (:mod:`attestpolicy.engine.local`,
+the default) and OPA's own Go evaluator (:mod:`attestpolicy.engine.opa`, from the
+``opa-golib-python-bindings`` wheel). Both are an :class:`InProcessEvaluator`: the loaded
+(policy, configuration) state is one immutable snapshot swapped by a single attribute
+assignment, so a decision never mixes two revisions; each thread gets its own engine per
+snapshot, built on first use; every engine failure becomes a fail-closed deny.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Final, Literal
+
+from attestpolicy.decision import Decision, decision_from_policy_result
+from attestpolicy.errors import EvaluatorError, PolicyError
+from attestpolicy.policy import DECISION_PATH, PolicySource, config_revision
+
+__all__ = [
+    "DEFAULT_ENGINE",
+    "ENGINE_NAMES",
+    "EngineName",
+    "InProcessEvaluator",
+    "LoadedState",
+    "check_engine_name",
+    "data_path_query",
+    "data_path_segments",
+    "load_state",
+    "make_evaluator",
+]
+
+EngineName = Literal["regorus", "opa"]
+ENGINE_NAMES: Final[tuple[EngineName, ...]] = ("regorus", "opa")
+"""The in-process engines, by the name ``engine=`` and ``--engine`` take."""
+
+DEFAULT_ENGINE: Final[EngineName] = "regorus"
+
+DECISION_SEGMENTS: Final = tuple(DECISION_PATH.split("/"))
+MAX_ERROR_CHARS: Final = 500
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedState:
+    """One immutable (policy, configuration) snapshot.
+
+    ``data`` is the whole base document: the policy source's data with the configuration
+    at ``data.attestpolicy.config``.
+    """
+
+    source: PolicySource
+    data: Mapping[str, Any]
+    revision: str
+
+
+def load_state(
+    source: PolicySource, config: Mapping[str, Any] | None, engine_version: str
+) -> LoadedState:
+    """The snapshot for ``source`` and ``config`` (deep copies, so callers may mutate theirs).
+
+    Its revision is ``<policy revision>+config-<hash>+<engine version>``.
+    """
+    data: dict[str, Any] = json.loads(json.dumps(dict(source.data)))
+    if config is not None:
+        attestpolicy_data = data.setdefault("attestpolicy", {})
+        if not isinstance(attestpolicy_data, dict):
+            raise PolicyError("policy data 'attestpolicy' must be an object")
+        attestpolicy_data["config"] = json.loads(json.dumps(dict(config)))
+    revision = (
+        f"{source.revision}+config-{config_revision(config)[len('sha256:') :]}+{engine_version}"
+    )
+    return LoadedState(source=source, data=data, revision=revision)
+
+
+def data_path_segments(path: str) -> list[str]:
+    """The segments of a Data API path (``/a/b/c/`` -> ``["a", "b", "c"]``)."""
+    return [segment for segment in path.strip("/").split("/") if segment]
+
+
+def data_path_query(path: str) -> str:
+    """A safe Rego reference for a Data API path (``a/b/c`` -> ``data["a"]["b"]["c"]``)."""
+    return "data" + "".join(f"[{json.dumps(segment)}]" for segment in data_path_segments(path))
+
+
+# Engines live in a module-level thread-local registry, never inside an evaluator:
+# a regorus Engine must also be *dropped* on its own thread, and an evaluator can be
+# garbage-collected anywhere. Each thread frees the engines of dead snapshots itself,
+# the next time it looks one up (an OPA engine is closed when it is dropped).
+_THREAD_ENGINES = threading.local()
+
+
+def _thread_engines() -> dict[int, tuple[weakref.ref[LoadedState], Any]]:
+    engines: dict[int, tuple[weakref.ref[LoadedState], Any]] | None = getattr(
+        _THREAD_ENGINES, "engines", None
+    )
+    if engines is None:
+        engines = _THREAD_ENGINES.engines = {}
+    return engines
+
+
+class InProcessEvaluator(abc.ABC):
+    """Evaluate the policy in this process (thread-safe, fail-closed).
+
+    Subclasses supply the engine: :meth:`_new_engine`, :meth:`_eval_decision`,
+    :meth:`_eval_path`, and how to recognise and describe its failures.
+    """
+
+    engine_name: ClassVar[EngineName]
+
+    def __init__(self, source: PolicySource, config: Mapping[str, Any] | None = None) -> None:
+        self._state = load_state(source, config, self.engine_version)
+        # Build (and so compile-check) one engine now: a broken policy fails here,
+        # at start-up, instead of as a deny on every request.
+        self._engine_for(self._state)
+
+    # --- what an engine supplies --------------------------------------------------
+
+    @property
+    @abc.abstractmethod
+    def engine_version(self) -> str:
+        """The engine and its version, e.g. ``regorus-0.13.0`` or ``opa-0.4.4``."""
+
+    @abc.abstractmethod
+    def _new_engine(self, state: LoadedState) -> Any:
+        """A new engine with the snapshot loaded; raise PolicyError if it does not compile."""
+
+    @abc.abstractmethod
+    def _eval_decision(self, engine: Any, policy_input: dict[str, Any]) -> object:
+        """The raw value of the decision rule, or None when it is undefined."""
+
+    @abc.abstractmethod
+    def _eval_path(self, engine: Any, segments: list[str], policy_input: Any) -> tuple[bool, Any]:
+        """``(defined, value)`` of the document at ``data.<segments>``."""
+
+    @staticmethod
+    def _is_engine_failure(exc: BaseException) -> bool:
+        """Errors to turn into denies (never KeyboardInterrupt or SystemExit)."""
+        return isinstance(exc, Exception)
+
+    @staticmethod
+    def _error_message(exc: BaseException) -> str:
+        """A short, single-purpose message for an engine exception."""
+        return (str(exc).strip() or type(exc).__name__)[:MAX_ERROR_CHARS]
+
+    # --- the Evaluator protocol -------------------------------------------------
+
+    @property
+    def revision(self) -> str:
+        """Policy revision + configuration revision + engine version."""
+        return self._state.revision
+
+    @property
+    def config(self) -> Mapping[str, Any] | None:
+        """The configuration document in use (``data.attestpolicy.config``), if any."""
+        attestpolicy_data = self._state.data.get("attestpolicy")
+        if isinstance(attestpolicy_data, Mapping):
+            config = attestpolicy_data.get("config")
+            return config if isinstance(config, Mapping) else None
+        return None
+
+    @property
+    def policy_revision(self) -> str:
+        """The revision of the Rego modules alone."""
+        return self._state.source.revision
+
+    def swap(
+        self, source: PolicySource | None = None, config: Mapping[str, Any] | None = None
+    ) -> str:
+        """Atomically replace the policy and/or configuration; return the new revision.
+
+        The new policy is compiled before the swap, so a broken one leaves the old in place.
+        """
+        current = self._state
+        new_state = load_state(
+            source or current.source,
+            config if config is not None else self.config,
+            self.engine_version,
+        )
+        self._engine_for(new_state)
+        self._state = new_state
+        return new_state.revision
+
+    def _engine_for(self, state: LoadedState) -> Any:
+        engines = _thread_engines()
+        entry = engines.get(id(state))
+        if entry is not None and entry[0]() is state:
+            return entry[1]
+        for key, (ref, _) in list(engines.items()):
+            if ref() is None:  # snapshot gone: free its engine here, on its own thread
+                del engines[key]
+        engine = self._new_engine(state)
+        engines[id(state)] = (weakref.ref(state), engine)
+        return engine
+
+    def evaluate(self, policy_input: dict[str, Any], *, evaluated_at: datetime) -> Decision:
+        """Decide with the current snapshot; any engine failure is an ``engine.error`` deny.
+
+        An undefined decision is an ``engine.undefined`` deny.
+        """
+        state = self._state
+        try:
+            engine = self._engine_for(state)
+            result = self._eval_decision(engine, policy_input)
+        except BaseException as exc:
+            if not self._is_engine_failure(exc):
+                raise
+            return Decision.deny(
+                "engine.error",
+                f"policy evaluation failed: {self._error_message(exc)}",
+                policy_revision=state.revision,
+                evaluated_at=evaluated_at,
+            )
+        return decision_from_policy_result(
+            result, policy_revision=state.revision, evaluated_at=evaluated_at
+        )
+
+    def evaluate_path(self, path: str, policy_input: Any | None) -> tuple[bool, Any]:
+        """Evaluate any data path, as OPA's Data API does: ``(defined, value)``.
+
+        Raises :class:`~attestpolicy.errors.EvaluatorError` when the engine fails.
+        """
+        state = self._state
+        try:
+            engine = self._engine_for(state)
+            return self._eval_path(
+                engine, data_path_segments(path), policy_input if policy_input is not None else {}
+            )
+        except BaseException as exc:
+            if not self._is_engine_failure(exc):
+                raise
+            raise EvaluatorError(self._error_message(exc), code="engine.error") from None
+
+    def close(self) -> None:
+        """Drop this thread's engine (other threads free theirs on their next lookup)."""
+        _thread_engines().pop(id(self._state), None)
+
+
+def check_engine_name(engine: object) -> EngineName:
+    """``engine`` if it names an in-process engine; else ValueError saying which do."""
+    for name in ENGINE_NAMES:
+        if engine == name:
+            return name
+    raise ValueError(
+        f"unknown engine {engine!r}: choose one of " + ", ".join(repr(n) for n in ENGINE_NAMES)
+    )
+
+
+def make_evaluator(
+    engine: str, source: PolicySource, config: Mapping[str, Any] | None = None
+) -> InProcessEvaluator:
+    """The in-process evaluator named ``engine`` (``"regorus"`` or ``"opa"``).
+
+    Raises ValueError for another name and
+    :class:`~attestpolicy.errors.EngineUnavailableError` when OPA's engine is not installed.
+    """
+    if check_engine_name(engine) == "opa":
+        from attestpolicy.engine.opa import OpaEvaluator
+
+        return OpaEvaluator(source, config)
+    from attestpolicy.engine.local import LocalEvaluator
+
+    return LocalEvaluator(source, config)
