@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from attestpolicy.claims import ClaimSet, parse_timestamp
 from attestpolicy.config import load_config
 from attestpolicy.decision import Decision
+from attestpolicy.engine.opa import OPA_INSTALL_COMMAND
 from attestpolicy.errors import AttestPolicyError
 from attestpolicy.pdp import PolicyDecisionPoint
 
@@ -68,10 +69,22 @@ def _make_pdp(args: argparse.Namespace) -> PolicyDecisionPoint:
     config = _load_config_arg(args.config)
     try:
         if args.remote:
+            if args.engine is not None:
+                _fail_usage("--engine selects the in-process engine: not with --remote")
             return PolicyDecisionPoint.remote(args.remote, read_timeout=args.timeout)
-        return PolicyDecisionPoint.local(args.policy, config)
+        return PolicyDecisionPoint.local(args.policy, config, engine=args.engine or "regorus")
     except AttestPolicyError as exc:
         _fail_usage(str(exc))
+
+
+def _add_engine_arg(parser: argparse.ArgumentParser, *, both: bool = False) -> None:
+    choices = ("regorus", "opa", "both") if both else ("regorus", "opa")
+    default = "both when OPA's engine is installed, else regorus" if both else "regorus"
+    parser.add_argument(
+        "--engine",
+        choices=choices,
+        help=f"in-process Rego engine: regorus or OPA's Go evaluator (default: {default})",
+    )
 
 
 # --- commands ------------------------------------------------------------------
@@ -147,22 +160,53 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
+    from attestpolicy.engine.opa import opa_available
     from attestpolicy.regotest import default_policy_dir, run_tests
 
     paths = [Path(p) for p in args.paths] or [default_policy_dir()]
     for path in paths:
         if not path.exists():
             _fail_usage(f"no such file or directory: {path}")
-    report = run_tests(paths)
-    print(report.text())
-    return EXIT_ALLOW if report.ok else EXIT_DENY
+    if args.engine is None:
+        engines = ["regorus", "opa"] if opa_available() else ["regorus"]
+        if len(engines) == 1:
+            print(
+                "OPA's engine is not available, testing with regorus only "
+                f"(install it with: {OPA_INSTALL_COMMAND})"
+            )
+    elif args.engine == "both":
+        engines = ["regorus", "opa"]
+    else:
+        engines = [args.engine]
+    try:
+        reports = [run_tests(paths, engine=engine) for engine in engines]
+    except AttestPolicyError as exc:
+        _fail_usage(str(exc))
+    for report in reports:
+        print(report.header())
+        print(report.text())
+    if len(reports) > 1:
+        summary = ", ".join(
+            f"{report.engine} {'PASS' if report.ok else 'FAIL'}" for report in reports
+        )
+        print(f"engines: {summary}")
+    return EXIT_ALLOW if all(report.ok for report in reports) else EXIT_DENY
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from attestpolicy.server import run_server
 
     _load_config_arg(args.config)  # validate before starting workers
-    run_server(args.addr, policy_dir=args.policy, config_path=args.config, workers=args.workers)
+    try:
+        run_server(
+            args.addr,
+            policy_dir=args.policy,
+            config_path=args.config,
+            workers=args.workers,
+            engine=args.engine,
+        )
+    except AttestPolicyError as exc:  # before anything listens: bad policy, engine, address
+        _fail_usage(str(exc))
     return EXIT_ALLOW
 
 
@@ -255,16 +299,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=2.0, metavar="S", help="remote read timeout (seconds)"
     )
     decide.add_argument("--now", metavar="TS", help="evaluate at this RFC 3339 time")
+    _add_engine_arg(decide)
     decide.set_defaults(handler=_cmd_decide)
 
     test = commands.add_parser(
         "test",
         help="run Rego unit tests (test_* rules in *_test.rego)",
-        description="Run Rego tests with the in-process engine, like `opa test -v`.",
+        description=(
+            "Run Rego tests in-process, like `opa test -v`, with regorus, OPA's Go "
+            "evaluator, or both (exit 1 if any engine fails a test)."
+        ),
     )
     test.add_argument(
         "paths", nargs="*", metavar="DIR", help="policy directories (default: shipped)"
     )
+    _add_engine_arg(test, both=True)
     test.set_defaults(handler=_cmd_test)
 
     schema = commands.add_parser(
@@ -310,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
                 metavar="S",
                 help="remote read timeout (seconds)",
             )
+            _add_engine_arg(command)
         command.set_defaults(handler=handler)
 
     serve = commands.add_parser(
@@ -323,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="JSON document placed at data.attestpolicy.config"
     )
     serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve.add_argument(
+        "--engine",
+        choices=("regorus", "opa"),
+        default="regorus",
+        help="in-process Rego engine of every worker (default: regorus)",
+    )
     serve.set_defaults(handler=_cmd_serve)
 
     bundle = commands.add_parser("bundle", help="build or verify OPA bundles")

@@ -1,5 +1,8 @@
 """``attestpolicy serve``: OPA's Data API answered by the in-process engine.
 
+The engine is regorus (default) or OPA's own Go evaluator (``engine="opa"``,
+``attestpolicy serve --engine opa``); every worker process builds the same one.
+
 Routes (the subset of OPA's REST API a policy enforcement point uses):
 
 - ``POST /v1/data[/{path}]`` with ``{"input": ...}`` and ``GET /v1/data[/{path}]?input=<json>``
@@ -12,8 +15,8 @@ Routes (the subset of OPA's REST API a policy enforcement point uses):
   404 ``resource_not_found`` and 405 ``invalid_operation`` for unknown routes and methods.
 
 Evaluation runs synchronously on the event-loop thread: it takes a fraction of a
-millisecond and holds the GIL anyway, so a thread pool would add a thread hop and one
-regorus engine per pool thread (engines are thread-bound) for no parallelism. Scale with
+millisecond and regorus holds the GIL anyway, so a thread pool would add a thread hop and
+one engine per pool thread (regorus engines are thread-bound) for no parallelism. Scale with
 worker processes (``workers``), each with its own loop and one engine.
 """
 
@@ -40,12 +43,18 @@ from starlette.types import ASGIApp
 from uvicorn.supervisors import Multiprocess
 
 from attestpolicy.config import load_config
-from attestpolicy.engine.local import ENGINE_VERSION, LocalEvaluator
+from attestpolicy.engine.inprocess import (
+    DEFAULT_ENGINE,
+    InProcessEvaluator,
+    check_engine_name,
+    make_evaluator,
+)
 from attestpolicy.errors import AttestPolicyError, EvaluatorError
 from attestpolicy.policy import PolicySource
 
 __all__ = [
     "ENV_CONFIG",
+    "ENV_ENGINE",
     "ENV_POLICY_DIR",
     "MAX_BODY_BYTES",
     "BackgroundServer",
@@ -64,6 +73,9 @@ ENV_POLICY_DIR: Final = "ATTESTPOLICY_SERVE_POLICY_DIR"
 
 ENV_CONFIG: Final = "ATTESTPOLICY_SERVE_CONFIG"
 """Environment variable :func:`create_app` reads the configuration file path from."""
+
+ENV_ENGINE: Final = "ATTESTPOLICY_SERVE_ENGINE"
+"""Environment variable :func:`create_app` reads the engine name from (unset: regorus)."""
 
 _APP_FACTORY: Final = "attestpolicy.server:create_app"
 _MAX_WORKERS: Final = 256
@@ -155,7 +167,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
 class _DataApi:
     """The request handlers, bound to one evaluator."""
 
-    def __init__(self, evaluator: LocalEvaluator, max_body_bytes: int) -> None:
+    def __init__(self, evaluator: InProcessEvaluator, max_body_bytes: int) -> None:
         self.evaluator = evaluator
         self.max_body_bytes = max_body_bytes
 
@@ -203,7 +215,7 @@ class _DataApi:
             }
         if _bool_param(request, "provenance"):
             content["provenance"] = {
-                "version": ENGINE_VERSION,
+                "version": self.evaluator.engine_version,
                 "build_commit": "",
                 "build_timestamp": "",
                 "build_hostname": "",
@@ -231,29 +243,38 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
 
 
 def load_evaluator(
-    policy_dir: str | Path | None = None, config_path: str | Path | None = None
-) -> LocalEvaluator:
+    policy_dir: str | Path | None = None,
+    config_path: str | Path | None = None,
+    *,
+    engine: str = DEFAULT_ENGINE,
+) -> InProcessEvaluator:
     """Load and compile the policy (default: shipped) and the JSON configuration, if any.
 
-    Raises :class:`~attestpolicy.errors.PolicyError` or :class:`~attestpolicy.errors.ConfigError`.
+    ``engine`` is ``"regorus"`` (default) or ``"opa"``. Raises
+    :class:`~attestpolicy.errors.PolicyError`, :class:`~attestpolicy.errors.ConfigError`,
+    :class:`~attestpolicy.errors.EngineUnavailableError` or ValueError (unknown engine).
     """
+    check_engine_name(engine)
     source = PolicySource.from_directory(policy_dir)
     config = load_config(config_path) if config_path is not None else None
-    return LocalEvaluator(source, config)
+    return make_evaluator(engine, source, config)
 
 
 def create_app(
-    evaluator: LocalEvaluator | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
+    evaluator: InProcessEvaluator | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
 ) -> Starlette:
     """The ASGI application.
 
-    Without ``evaluator`` the policy directory and configuration file are read from
-    :data:`ENV_POLICY_DIR` and :data:`ENV_CONFIG`: this is the factory each uvicorn
-    worker process calls (``uvicorn --factory attestpolicy.server:create_app``).
+    Without ``evaluator`` the policy directory, configuration file and engine are read
+    from :data:`ENV_POLICY_DIR`, :data:`ENV_CONFIG` and :data:`ENV_ENGINE`: this is the
+    factory each uvicorn worker process calls (``uvicorn --factory
+    attestpolicy.server:create_app``).
     """
     if evaluator is None:
         evaluator = load_evaluator(
-            os.environ.get(ENV_POLICY_DIR) or None, os.environ.get(ENV_CONFIG) or None
+            os.environ.get(ENV_POLICY_DIR) or None,
+            os.environ.get(ENV_CONFIG) or None,
+            engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
         )
     api = _DataApi(evaluator, max_body_bytes)
     routes = [
@@ -289,12 +310,14 @@ def run_server(
     policy_dir: str | Path | None = None,
     config_path: str | Path | None = None,
     workers: int = 1,
+    engine: str = DEFAULT_ENGINE,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), with ``workers`` processes.
 
-    The policy and configuration are loaded once here first, so a broken policy or
-    configuration raises before anything listens. Workers re-load them through
-    :func:`create_app` from the environment variables this function sets.
+    The policy and configuration are loaded once here first, with ``engine``, so a broken
+    policy or configuration or a missing engine raises before anything listens. Workers
+    re-load them, with the same engine, through :func:`create_app` from the environment
+    variables this function sets.
     """
     host, port = parse_addr(addr)
     if isinstance(workers, bool) or not isinstance(workers, int):
@@ -303,9 +326,10 @@ def run_server(
         raise ServerSettingsError(f"workers must be between 1 and {_MAX_WORKERS}")
     policy = str(Path(policy_dir).resolve()) if policy_dir is not None else ""
     config = str(Path(config_path).resolve()) if config_path is not None else ""
-    load_evaluator(policy or None, config or None).close()
+    load_evaluator(policy or None, config or None, engine=engine).close()
     os.environ[ENV_POLICY_DIR] = policy
     os.environ[ENV_CONFIG] = config
+    os.environ[ENV_ENGINE] = engine
     settings = uvicorn.Config(
         _APP_FACTORY,
         factory=True,
