@@ -213,9 +213,12 @@ def test_null_collections_are_empty(claims: dict[str, Any]) -> None:
     claims["provenance"]["subject_digests"] = None
     claims["node"]["measurements"] = None
     parsed = ClaimSet.parse(claims)
-    assert parsed.image is not None and parsed.image.signatures == ()
-    assert parsed.provenance is not None and parsed.provenance.subject_digests == ()
-    assert parsed.node is not None and parsed.node.measurements == {}
+    assert parsed.image is not None
+    assert parsed.image.signatures == ()
+    assert parsed.provenance is not None
+    assert parsed.provenance.subject_digests == ()
+    assert parsed.node is not None
+    assert parsed.node.measurements == {}
 
 
 def test_requested_ttl_integral_float_is_an_integer(claims: dict[str, Any]) -> None:

@@ -35,7 +35,10 @@ def test_example_config_is_valid(example_config: dict[str, Any]) -> None:
         (lambda c: c.update(trusted_signers=[{"issuer": "i"}]), "trusted_signers"),
         (lambda c: c["trusted_signers"].update(keys={}), "trusted_signers.keys"),
         (lambda c: c["trusted_signers"]["issuers"].update(i="a*"), "trusted_signers.issuers.i"),
-        (lambda c: c["trusted_signers"]["issuers"].update(i=["a?b"]), "trusted_signers.issuers.i.0"),
+        (
+            lambda c: c["trusted_signers"]["issuers"].update(i=["a?b"]),
+            "trusted_signers.issuers.i.0",
+        ),
         (
             lambda c: c["trusted_signers"]["issuers"].update(i=["ok", "a[bc]"]),
             "trusted_signers.issuers.i.1",

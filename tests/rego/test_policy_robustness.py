@@ -143,7 +143,7 @@ CONFIG_FIELDS: dict[Path_, Callable[[object], bool]] = {
     ("workloads",): _never,
     ("workloads", WORKLOAD): _never,
     ("workloads", WORKLOAD, "require"): lambda v: (
-        v == []
+        v is None  # absent: nothing required
         or (isinstance(v, list) and set(map(str, v)) <= {"image", "provenance", "node", "runtime"})
     ),
     ("workloads", WORKLOAD, "image_digests"): lambda v: v is None or isinstance(v, list),

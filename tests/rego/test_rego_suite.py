@@ -219,7 +219,7 @@ def test_metadata_annotations_are_valid_for_opa() -> None:
             assert set(annotation) <= _OPA_ANNOTATION_KEYS, (path, annotation)
             assert following.strip(), (path, "METADATA must sit directly above a rule")
             custom = annotation.get("custom") or {}
-            if following.startswith("violation contains"):
+            if following.startswith(("violation contains", "_invalid contains")):
                 codes = custom.get("codes") or [custom.get("code")]
                 assert all(isinstance(code, str) for code in codes), (path, following)
                 coded.update(codes)

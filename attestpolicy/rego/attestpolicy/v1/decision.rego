@@ -9,9 +9,22 @@ package attestpolicy.v1
 
 import rego.v1
 
-# The reasons of a contract breach (empty when the input and the configuration are valid).
+# METADATA
+# title: Input invalid
+# description: |
+#   The claim set breaks the contract of attestpolicy.claims.ClaimSet, or lacks now
+#   (inputs.rego). One reason per problem, naming the field.
+# custom:
+#   code: input.invalid
 _invalid contains {"code": "input.invalid", "message": message} if some message in _input_problems
 
+# METADATA
+# title: Configuration invalid
+# description: |
+#   A part of data.attestpolicy.config that this decision reads is malformed
+#   (config.rego). One reason per problem, naming the entry.
+# custom:
+#   code: config.invalid
 _invalid contains {"code": "config.invalid", "message": message} if some message in _config_problems
 
 # Reasons, one per distinct violation, sorted by (code, message).

@@ -265,7 +265,7 @@ _measurements_valid if {
 	values := [value | some value in _measurements]
 	regex.match(`^\[(?:"(?:[0-9a-f]{2})+"(?:,"(?:[0-9a-f]{2})+")*)?\]$`, json.marshal(values))
 	max(array.concat([0], [count(value) | some value in values])) <= 4096
-	max(array.concat([0], [count(name) | some name, _ in _measurements])) <= 4096
+	max(array.concat([0], [count(name) | some name, _ in _measurements])) <= 4096 # (UTF-16 in regorus: never less)
 	object.get(_measurements, "", false) == false
 }
 
@@ -275,7 +275,7 @@ _input_problems contains sprintf("input.node.measurements.%s: must be 2 to 4096 
 	not _hex(value)
 }
 
-_input_problems contains sprintf("input.node.measurements: a name must be %s (%d characters given)", [_kind_text.text, count(name)]) if {
+_input_problems contains sprintf("input.node.measurements: a name must be %s (%d characters given)", [_kind_text.text, _length(name)]) if {
 	not _measurements_valid
 	some name, _ in _measurements
 	not _text_length(name)

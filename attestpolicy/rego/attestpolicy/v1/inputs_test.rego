@@ -164,3 +164,11 @@ test_input_invalid_hides_the_other_checks if {
 	])
 	denied(decide(doc), {"input.invalid"})
 }
+
+test_input_text_length_counts_characters_not_utf16_units if {
+	allowed(decide(with_value(claims, ["node", "id"], long_astral(2049))))
+	allowed(decide(with_value(claims, ["node", "measurements", long_astral(4096)], "aa")))
+	decide(with_value(claims, ["node", "id"], long_astral(4097))).reasons == invalid_input("input.node.id: must be a string of 1 to 4096 characters")
+	message := "input.node.measurements: a name must be a string of 1 to 4096 characters (4097 characters given)"
+	decide(with_value(claims, ["node", "measurements", long_astral(4097)], "aa")).reasons == invalid_input(message)
+}

@@ -119,8 +119,7 @@ _valid(kind, x) if _valid_value(trim_suffix(kind, "?"), x)
 
 _valid_value("text", x) if {
 	is_string(x)
-	count(x) > 0
-	count(x) <= 4096
+	_text_length(x)
 }
 
 _valid_value("bool", x) if is_boolean(x)
@@ -206,11 +205,22 @@ _type_problem(prefix, name, kind, x) := sprintf("%s.%s: must be %s", [prefix, na
 	not _valid_value(kind, x)
 } else := null
 
-# _text_length(x) holds for a string of 1 to 4096 characters.
+# _text_length(x) holds for a string of 1 to 4096 characters (code points, as in Python
+# and OPA). regorus's count() of a string counts UTF-16 code units, never fewer than the
+# code points: so count() decides, and only a longer string is counted again, by
+# split(x, ""), which gives code points in both engines.
 _text_length(x) if {
 	count(x) > 0
 	count(x) <= 4096
 }
+
+_text_length(x) if {
+	count(x) > 4096
+	count(split(x, "")) <= 4096
+}
+
+# _length(x) is the number of characters (code points) of string x.
+_length(x) := count(split(x, ""))
 
 # _field(doc, key) is doc[key], or null when doc is not an object or has no such key.
 _field(doc, key) := object.get(doc, key, null) if is_object(doc) else := null

@@ -71,7 +71,10 @@ test_lib_timestamps_parse_to_nanoseconds if {
 
 # Values of each kind that _valid accepts and rejects (the claim set's contract).
 kind_cases := {
-	"text": [["a", "é", long_text(4096)], [null, "", long_text(4097), 5, true, ["a"], {"a": 1}]],
+	"text": [
+		["a", "é", "🔐", long_text(4096), long_astral(4096)],
+		[null, "", long_text(4097), long_astral(4097), 5, true, ["a"], {"a": 1}],
+	],
 	"bool": [[true, false], [null, "true", 1, 0]],
 	"timestamp": [valid_timestamps, array.concat(invalid_timestamps, [null, 1795341600, ["2026-11-22T10:00:00Z"]])],
 	"digest": [
@@ -100,8 +103,16 @@ kind_cases := {
 	"classes": [[[], ["image", "node"]], [null, ["tags"], "image", [1]]],
 }
 
-# long_text(n) is a string of n characters.
+# long_text(n) is a string of n characters; long_astral(n) of n characters outside the
+# Basic Multilingual Plane (two UTF-16 code units each).
 long_text(n) := concat("", ["a" | some _ in numbers.range(1, n)])
+
+long_astral(n) := concat("", ["🔐" | some _ in numbers.range(1, n)])
+
+test_lib_length_counts_code_points if {
+	data.attestpolicy.v1._length("a🔐é") == 3
+	data.attestpolicy.v1._length("") == 0
+}
 
 test_lib_valid_accepts_and_rejects_each_kind if {
 	every kind, cases in kind_cases {
