@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import requests
 
-from attestpolicy.engine.local import LocalEvaluator
+from attestpolicy.engine.inprocess import InProcessEvaluator
 from attestpolicy.engine.remote import RemoteEvaluator
 from attestpolicy.errors import ConfigError, PolicyError
 from attestpolicy.server import (
@@ -77,7 +77,7 @@ def policy_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def evaluator(policy_files: tuple[Path, Path]) -> Iterator[LocalEvaluator]:
+def evaluator(policy_files: tuple[Path, Path]) -> Iterator[InProcessEvaluator]:
     loaded = load_evaluator(*policy_files)
     yield loaded
     # Drop this thread's engine here: regorus engines must be freed by their own thread,
@@ -86,7 +86,7 @@ def evaluator(policy_files: tuple[Path, Path]) -> Iterator[LocalEvaluator]:
 
 
 @pytest.fixture(scope="module")
-def url(evaluator: LocalEvaluator) -> Iterator[str]:
+def url(evaluator: InProcessEvaluator) -> Iterator[str]:
     with BackgroundServer(create_app(evaluator)) as server:
         yield server.url
 
@@ -185,7 +185,7 @@ def test_missing_input_is_a_warning(http: requests.Session, url: str, body: byte
 
 
 def test_provenance_reports_the_loaded_revision(
-    http: requests.Session, url: str, evaluator: LocalEvaluator
+    http: requests.Session, url: str, evaluator: InProcessEvaluator
 ) -> None:
     response = http.post(url + DECISION + "?provenance", json={"input": {"mode": "allow"}})
     provenance = response.json()["provenance"]
@@ -232,7 +232,7 @@ def test_oversized_body_is_413(http: requests.Session, url: str) -> None:
 
 
 def test_body_limit_is_exact_and_applies_to_chunked_bodies(
-    http: requests.Session, evaluator: LocalEvaluator
+    http: requests.Session, evaluator: InProcessEvaluator
 ) -> None:
     limit = 1024
     with BackgroundServer(create_app(evaluator, max_body_bytes=limit)) as server:
