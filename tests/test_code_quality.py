@@ -35,3 +35,13 @@ def test_ruff_lint_and_format() -> None:
 def test_mypy_strict() -> None:
     result = _run(_tool("mypy"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("# 2. set everything up and run the whole test suite", 1)[1]
+    block = block.split("\n", 1)[1].split("```", 1)[0]
+    command = " ".join(block.replace("\\\n", " ").split())
+    ci_lines = (ROOT / ".ci" / "run").read_text(encoding="utf-8").strip().splitlines()
+    assert " ".join(ci_lines[-1].split()) == command
+    assert "opa-golib-python-bindings==0.4.4" in command
