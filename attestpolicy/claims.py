@@ -89,8 +89,7 @@ def parse_timestamp(value: object) -> datetime:
     match = _TIMESTAMP_PARTS.fullmatch(value) if _RFC3339.fullmatch(value) else None
     if match is None:
         raise ValueError(
-            "not an RFC 3339 timestamp with an offset in the years 1900-2099: "
-            f"{value[:64]!r}"
+            f"not an RFC 3339 timestamp with an offset in the years 1900-2099: {value[:64]!r}"
         )
     date, clock, fraction, offset = match.groups()
     micro = (fraction or "").ljust(6, "0")[:6]

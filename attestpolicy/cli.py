@@ -211,10 +211,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_bundle_build(args: argparse.Namespace) -> int:
-    from attestpolicy.bundle import build_bundle, build_repo_bundles
+    from attestpolicy.bundle import build_bundle, build_repo_bundles, write_config_bundle
     from attestpolicy.policy import default_policy_dir
 
     try:
+        if args.config is not None:
+            if args.out is None:
+                _fail_usage("--config needs --out DIR (the configuration bundle's directory)")
+            out_dir = write_config_bundle(
+                load_config(args.config), args.out, revision=args.revision
+            )
+            print(f"wrote configuration bundle {out_dir}")
+            return EXIT_ALLOW
         if args.out is None:
             if not (Path.cwd() / "attestpolicy" / "rego").is_dir():
                 _fail_usage("run from the repository root, or give --out PATH")
@@ -388,10 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="build the policy bundle",
         description=(
             "Without --out: regenerate bundles/attestpolicy.tar.gz and bundles/example-config/ "
-            "in the repository (run from its root). With --out: write one bundle to PATH."
+            "in the repository (run from its root). With --out: write one bundle to PATH. "
+            "With --config FILE --out DIR: validate the whole configuration and write it as a "
+            "directory bundle serving data.attestpolicy.config (an invalid one: exit 2)."
         ),
     )
     build.add_argument("--out", metavar="PATH", help="write the bundle here")
+    build.add_argument(
+        "--config", metavar="FILE", help="build a configuration bundle from this JSON file"
+    )
     build.add_argument("--policy", metavar="DIR", help="Rego policy directory (default: shipped)")
     build.add_argument("--signing-key", metavar="PEM", help="private key to sign the bundle with")
     build.add_argument("--signing-alg", default="RS256", help="JWT algorithm (default RS256)")

@@ -134,6 +134,31 @@ def test_rego_test_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     assert "FAIL" in out
 
 
+def test_bundle_build_config_bundle(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = json.loads((EXAMPLES / "config.json").read_text())
+    good = tmp_path / "config.json"
+    good.write_text(json.dumps(config))
+    code, out, _ = _run(
+        capsys, "bundle", "build", "--config", str(good), "--out", str(tmp_path / "b")
+    )
+    assert code == 0, out
+    written = json.loads((tmp_path / "b" / "attestpolicy" / "config" / "data.json").read_text())
+    assert written == config
+    # The whole configuration is validated: a bad pattern of an issuer no request names.
+    config["trusted_signers"]["issuers"]["https://unused.example"] = ["release-v?"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(config))
+    code, _, err = _run(
+        capsys, "bundle", "build", "--config", str(bad), "--out", str(tmp_path / "c")
+    )
+    assert code == 2
+    assert "trusted_signers.issuers.https://unused.example.0" in err
+    assert not (tmp_path / "c").exists()
+    code, _, err = _run(capsys, "bundle", "build", "--config", str(good))
+    assert code == 2
+    assert "--config needs --out" in err
+
+
 def test_bundle_build_and_verify(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     private = tmp_path / "key.pem"
