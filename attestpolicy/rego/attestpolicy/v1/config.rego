@@ -249,10 +249,25 @@ _config_problems contains sprintf("config.trusted_signers.issuers[%s]: must be a
 
 _config_problems contains sprintf("config.trusted_signers.issuers[%s][%d]: must be a subject pattern (a string of 1 to 4096 characters, no glob syntax but *)", [issuer, i]) if {
 	some issuer in _signature_issuers
+	not _issuer_patterns_valid(issuer)
 	patterns := _trusted_issuers[issuer]
 	is_array(patterns)
 	some i, pattern in patterns
 	not _subject_pattern(pattern)
+}
+
+# _issuer_patterns_valid(issuer) holds when every subject pattern of a trusted issuer is
+# valid: one regex over all of them (a regex is compiled on every call); each is checked
+# alone (_subject_pattern) only when that fails. (It takes the issuer, not its patterns:
+# OPA copies a function's arguments.)
+_issuer_patterns_valid(issuer) if {
+	patterns := _trusted_issuers[issuer]
+	is_array(patterns)
+	every pattern in patterns {
+		is_string(pattern)
+		_text_length(pattern)
+	}
+	not regex.match(`[?\[\]{}\\]`, concat("\n", patterns))
 }
 
 # _subject_pattern(x) holds for a valid signer subject pattern: only "*" is special
