@@ -107,6 +107,11 @@ def bench_in_process(scale: int) -> list[Row]:
             400 * scale,
         )
     )
+    opa = PolicyDecisionPoint.local(config=config, cache=False, engine="opa")
+    assert opa.decide(claims).allow
+    rows.append(
+        measure("decide() miss (validate + OPA's engine)", lambda: opa.decide(claims), 400 * scale)
+    )
     for name in ("cython", "python"):
         try:
             implementation = load_implementation(name)
@@ -311,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {label}: {by_name[slow].p50_us / by_name[fast].p50_us:8.1f}x")
 
     ratio("miss / cython hit", "decide() miss (validate + regorus)", "decide() hit, cython cache")
+    ratio(
+        "OPA's engine miss / regorus miss",
+        "decide() miss (validate + OPA's engine)",
+        "decide() miss (validate + regorus)",
+    )
     ratio("python hit / cython hit", "decide() hit, python cache", "decide() hit, cython cache")
     ratio(
         "python lookup / cython lookup",
