@@ -57,23 +57,8 @@ def _hex(seed: str) -> str:
 
 
 def example_config() -> dict[str, Any]:
-    """The example configuration (converted in memory if still in the old list format)."""
+    """The example configuration (attestpolicy/examples/config.json)."""
     config: dict[str, Any] = json.loads((EXAMPLES / "config.json").read_text())
-    signers = config.get("trusted_signers")
-    if isinstance(signers, list):
-        issuers: dict[str, list[str]] = {}
-        key_ids: dict[str, str] = {}
-        for signer in signers:
-            if signer.get("key_id") is not None:
-                key_ids[signer["key_id"]] = "signing key"
-            else:
-                issuers.setdefault(signer["issuer"], []).append(signer["subject"])
-        config["trusted_signers"] = {"issuers": issuers, "key_ids": key_ids}
-    if isinstance(config.get("trusted_builders"), list):
-        config["trusted_builders"] = {b: "builder" for b in config["trusted_builders"]}
-    for name, members in list((config.get("revoked") or {}).items()):
-        if isinstance(members, list):
-            config["revoked"][name] = {m: "revoked" for m in members}
     return config
 
 

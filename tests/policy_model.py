@@ -40,7 +40,6 @@ __all__ = [
     "input_is_valid",
     "model_decision",
     "timestamp_ns",
-    "to_new_format",
 ]
 
 EVIDENCE_CLASSES: Final = ("image", "provenance", "node", "runtime")
@@ -563,35 +562,3 @@ def _check_runtime(
     if expires_at is not None and expires_at <= ev.now:
         ev.violate("runtime.expired")
     return expires_at
-
-
-# --- the old configuration format ---------------------------------------------------
-
-
-def to_new_format(config: Mapping[str, Any]) -> dict[str, Any]:
-    """A configuration in the issue-7 format (a no-op on one already in it).
-
-    Old: trusted_signers [{issuer, subject} | {key_id}], trusted_builders [id], revoked
-    members [value]. New: trusted_signers {issuers: {issuer: [pattern]}, key_ids: {id:
-    note}}, trusted_builders {id: note}, revoked members {value: reason}.
-    """
-    document = copy.deepcopy(dict(config))
-    signers = document.get("trusted_signers")
-    if isinstance(signers, list):
-        issuers: dict[str, list[str]] = {}
-        key_ids: dict[str, str] = {}
-        for signer in signers:
-            if signer.get("key_id") is not None:
-                key_ids[signer["key_id"]] = "signing key"
-            else:
-                issuers.setdefault(signer["issuer"], []).append(signer["subject"])
-        document["trusted_signers"] = {"issuers": issuers, "key_ids": key_ids}
-    builders = document.get("trusted_builders")
-    if isinstance(builders, list):
-        document["trusted_builders"] = {builder: "trusted builder" for builder in builders}
-    revoked = document.get("revoked")
-    if isinstance(revoked, dict):
-        for name, members in list(revoked.items()):
-            if isinstance(members, list):
-                revoked[name] = {member: "revoked" for member in members}
-    return document

@@ -12,11 +12,9 @@ import io
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 import requests
+from serving import serve_process
 
 from attestpolicy.bundle import build_bundle
 from attestpolicy.claims import ClaimSet, format_timestamp
@@ -363,37 +362,8 @@ def opa_server(tmp_path: Path) -> Iterator[str]:
         "--engine",
         "opa",
     ]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        url = ""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log_path.read_text())
-            if found:
-                try:
-                    if requests.get(f"{found.group(1)}/health", timeout=2).status_code == 200:
-                        url = found.group(1)
-                        break
-                except requests.ConnectionError:
-                    pass
-            time.sleep(0.1)
-        assert url, log_path.read_text()
+    with serve_process(argv, cwd=tmp_path, env=env, log_path=log_path) as (_, url):
         yield url
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
 
 
 def test_serve_with_opa_answers_the_data_api(opa_server: str, config: dict[str, Any]) -> None:

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+from serving import serve_process
 
 from attestpolicy.engine.inprocess import InProcessEvaluator
 from attestpolicy.engine.remote import RemoteEvaluator
@@ -354,29 +352,8 @@ def test_run_server_with_worker_processes(
     log_path = tmp_path / "serve.log"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     args = ["127.0.0.1:0", str(policy_dir), str(config_path), str(workers)]
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _RUN, *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            env=env,
-            start_new_session=True,
-        )
-    try:
-        url = ""
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", log_path.read_text())
-            if found:
-                url = found.group(1)
-                try:
-                    if http.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except requests.ConnectionError:
-                    pass
-            time.sleep(0.1)
-        assert url, log_path.read_text()
+    argv = [sys.executable, "-c", _RUN, *args]
+    with serve_process(argv, cwd=tmp_path, env=env, log_path=log_path) as (process, url):
         assert http.get(f"{url}/health", timeout=5).json() == {}
         if workers > 1:
             assert len(_worker_pids(process.pid)) == workers
@@ -395,7 +372,3 @@ def test_run_server_with_worker_processes(
         assert log_path.read_text().count("Finished server process") == workers
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", int(url.rsplit(":", 1)[1]))) != 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
