@@ -208,8 +208,9 @@ _config_problems contains problem if {
 _config_problems contains sprintf("config.workloads[%s].image_digests[%d]: must be %s", [_spiffe_id, i, _kind_text.digest]) if {
 	digests := _field(_workload, "image_digests")
 	is_array(digests)
+	not _digest_list(digests)
 	some i, digest in digests
-	not _valid("digest", digest)
+	not _digest(digest)
 }
 
 _config_problems contains sprintf("config.audiences[%s]: must be an object", [_audience]) if {

@@ -247,10 +247,7 @@ _input_problems contains problem if {
 
 # Every subject digest is a sha256 digest (one regex for all of them; each is checked
 # alone only when that fails).
-_subject_digests_valid if regex.match(
-	`^\[(?:"sha256:[0-9a-f]{64}"(?:,"sha256:[0-9a-f]{64}")*)?\]$`,
-	json.marshal(_subject_digests),
-)
+_subject_digests_valid if _digest_list(_subject_digests)
 
 _input_problems contains sprintf("input.provenance.subject_digests[%d]: must be %s", [i, _kind_text.digest]) if {
 	not _subject_digests_valid

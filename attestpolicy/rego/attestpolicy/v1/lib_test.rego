@@ -195,3 +195,11 @@ test_lib_timestamps_parse_alone_when_one_is_invalid if {
 	data.attestpolicy.v1._runtime_expires_ns == 1795345200000000000 with input as doc
 	not data.attestpolicy.v1._node_issued_ns with input as doc
 }
+
+test_lib_digest_list if {
+	data.attestpolicy.v1._digest_list([])
+	data.attestpolicy.v1._digest_list([digest, other_digest])
+	every bad in [[digest, "sha256:00"], [digest, null], [5], [concat("", [digest, " "])], [upper(digest)]] {
+		not data.attestpolicy.v1._digest_list(bad)
+	}
+}
