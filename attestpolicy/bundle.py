@@ -1148,7 +1148,7 @@ def write_config_bundle(
 def build_repo_bundles(repo_root: str | os.PathLike[str]) -> tuple[Path, Path]:
     """Regenerate the repository's ``bundles/`` from its sources.
 
-    ``bundles/attestpolicy.tar.gz`` from ``attestpolicy/rego`` and
+    ``bundles/attestpolicy.tar.gz`` from ``rego/`` and
     ``bundles/example-config/`` from ``attestpolicy/examples/config.json``.
     Returns both paths.
     """
@@ -1161,7 +1161,7 @@ def build_repo_bundles(repo_root: str | os.PathLike[str]) -> tuple[Path, Path]:
     config = _to_python(_parse_json(config_path.read_bytes(), str(config_path)), str(config_path))
     if not isinstance(config, dict):
         raise BundleError(f"{config_path}: must hold a JSON object")
-    bundle = build_bundle(root / "attestpolicy" / "rego")
+    bundle = build_bundle(root / "rego")
     _write_atomic(policy_bundle, bundle)
     write_config_bundle(config, config_dir)
     return policy_bundle, config_dir

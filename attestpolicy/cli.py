@@ -224,7 +224,7 @@ def _cmd_bundle_build(args: argparse.Namespace) -> int:
             print(f"wrote configuration bundle {out_dir}")
             return EXIT_ALLOW
         if args.out is None:
-            if not (Path.cwd() / "attestpolicy" / "rego").is_dir():
+            if not (Path.cwd() / "rego").is_dir():
                 _fail_usage("run from the repository root, or give --out PATH")
             tar_path, config_dir = build_repo_bundles(Path.cwd())
             print(f"wrote {tar_path} and {config_dir}")

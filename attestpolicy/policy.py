@@ -72,8 +72,19 @@ configuration reached it) and, as a safety net, ``policy.incomplete``; evaluator
 
 
 def default_policy_dir() -> Path:
-    """The directory holding the policy shipped inside the package."""
-    return Path(str(resources.files("attestpolicy") / "rego"))
+    """The directory holding the shipped policy (``attestpolicy/v1/*.rego`` below it).
+
+    Its source is ``rego/`` at the top of the repository. A built wheel carries a copy as
+    package data (``attestpolicy/rego``); a source checkout (an editable install) reads
+    ``rego/`` itself.
+    """
+    packaged = Path(str(resources.files("attestpolicy") / "rego"))
+    if packaged.is_dir():
+        return packaged
+    source = Path(__file__).resolve().parent.parent / "rego"
+    if source.is_dir():
+        return source
+    raise PolicyError(f"the shipped policy is missing: neither {packaged} nor {source} exists")
 
 
 def content_revision(modules: Mapping[str, str]) -> str:

@@ -945,7 +945,7 @@ def test_committed_policy_bundle_matches_a_fresh_build() -> None:
     assert committed_path.is_file(), (
         "bundles/attestpolicy.tar.gz is missing: run `attestpolicy bundle build`"
     )
-    fresh = build_bundle(REPO / "attestpolicy" / "rego")
+    fresh = build_bundle(REPO / "rego")
     committed = committed_path.read_bytes()
     # Compare the tar streams: gzip bytes may differ between zlib builds.
     if gzip.decompress(committed) != gzip.decompress(fresh):
@@ -953,12 +953,12 @@ def test_committed_policy_bundle_matches_a_fresh_build() -> None:
         changed = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
         pytest.fail(
             f"bundles/attestpolicy.tar.gz is stale or was edited by hand ({', '.join(changed)}"
-            " differ from attestpolicy/rego): run `attestpolicy bundle build`"
+            " differ from rego/): run `attestpolicy bundle build`"
         )
     loaded = load_bundle(committed)
     assert loaded.manifest.roots == ("attestpolicy/v1",)
     assert loaded.manifest.rego_version == 1
-    assert loaded.revision == PolicySource.from_directory(REPO / "attestpolicy" / "rego").revision
+    assert loaded.revision == PolicySource.from_directory(REPO / "rego").revision
 
 
 def test_committed_example_config_bundle_matches_a_fresh_build(tmp_path: Path) -> None:
@@ -977,7 +977,7 @@ def test_committed_example_config_bundle_matches_a_fresh_build(tmp_path: Path) -
 
 
 def test_build_repo_bundles_writes_both(tmp_path: Path) -> None:
-    write_policy(tmp_path / "attestpolicy" / "rego", {"attestpolicy/v1/d.rego": DECISION})
+    write_policy(tmp_path / "rego", {"attestpolicy/v1/d.rego": DECISION})
     examples = tmp_path / "attestpolicy" / "examples"
     examples.mkdir(parents=True)
     (examples / "config.json").write_text(json.dumps(CONFIG))

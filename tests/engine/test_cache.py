@@ -1352,6 +1352,7 @@ def _fresh_clone(destination: Path) -> Path:
         destination / "attestpolicy",
         ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd", "_cache_ext.c"),
     )
+    shutil.copytree(REPO / "rego", destination / "rego")  # the policy, package data of a wheel
     return destination
 
 
