@@ -42,6 +42,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from attestpolicy._json import loads_strict
 from attestpolicy.config import validate_config
 from attestpolicy.errors import BundleError, PolicyError
 from attestpolicy.policy import PolicySource, config_revision, content_revision
@@ -185,35 +186,10 @@ class _Num(str):
     __slots__ = ()
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise ValueError(f"duplicate key {key!r}")
-        obj[key] = value
-    return obj
-
-
 def _parse_json(raw: bytes, what: str) -> Any:
-    """Strict JSON: UTF-8 without BOM, no NaN/Infinity, no duplicate keys."""
+    """Strict JSON (:mod:`attestpolicy._json`), numbers kept as written."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BundleError(f"{what}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    try:
-        return json.loads(
-            text,
-            parse_int=_Num,
-            parse_float=_Num,
-            parse_constant=_reject_constant,
-            object_pairs_hook=_unique_pairs,
-        )
-    except RecursionError:
-        raise BundleError(f"{what}: JSON nested too deeply") from None
+        return loads_strict(raw, parse_number=_Num)
     except ValueError as exc:
         raise BundleError(f"{what}: invalid JSON: {exc}") from None
 

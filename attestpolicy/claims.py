@@ -7,7 +7,6 @@ typo in a claim is an ``input.invalid`` deny, never a silently ignored fact.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from pydantic import (
     ValidationError,
 )
 
+from attestpolicy._json import loads_strict
 from attestpolicy.errors import ClaimsError
 
 __all__ = [
@@ -285,7 +285,7 @@ class ClaimSet(_Model):
                         f"claim set is {len(data)} bytes, over the {MAX_CLAIMS_BYTES} byte limit",
                         field="(document)",
                     )
-                data = json.loads(data)
+                data = loads_strict(data)
             if not isinstance(data, Mapping):
                 raise ClaimsError(
                     f"claim set must be a JSON object, got {type(data).__name__}",

@@ -10,7 +10,6 @@ that are null are absent, as in the policy.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from attestpolicy._json import loads_strict
 from attestpolicy.claims import Digest, HexValue, Seconds, SpiffeId, Text
 from attestpolicy.errors import ConfigError
 
@@ -151,7 +151,7 @@ def load_config(path: Path | str, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[
     if len(raw) > max_bytes:
         raise ConfigError(f"configuration {path} is larger than {max_bytes} bytes")
     try:
-        document = json.loads(raw)
+        document = loads_strict(raw)
     except ValueError as exc:
         raise ConfigError(f"configuration {path} is not valid JSON: {exc}") from None
     return validate_config(document)

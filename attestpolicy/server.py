@@ -42,6 +42,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from uvicorn.supervisors import Multiprocess
 
+from attestpolicy._json import loads_strict
 from attestpolicy.config import load_config
 from attestpolicy.engine.inprocess import (
     DEFAULT_ENGINE,
@@ -139,12 +140,9 @@ def _bool_param(request: Request, name: str) -> bool:
 
 
 def _decode_json(raw: bytes | str, what: str) -> Any:
-    def reject_constant(name: str) -> Any:
-        raise ValueError(f"{name} is not valid JSON")
-
     try:
-        return json.loads(raw, parse_constant=reject_constant)
-    except (ValueError, RecursionError) as exc:
+        return loads_strict(raw)
+    except ValueError as exc:
         raise _ApiError(400, f"{what} contains malformed input document: {exc}") from None
 
 

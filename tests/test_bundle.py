@@ -766,12 +766,12 @@ def test_corrupt_gzip_and_trailing_data_are_rejected(policy_dir: Path) -> None:
     ("content", "message"),
     [
         (b'{"a": 1,}', "attestpolicy/v1/data.json: invalid JSON"),
-        (b'{"a": 1, "a": 2}', "duplicate key 'a'"),
+        (b'{"a": 1, "a": 2}', "duplicate member 'a'"),
         (b'{"a": NaN}', "NaN is not valid JSON"),
         (b'{"a": 1e999}', "number 1e999 is out of range"),
         (b'\xef\xbb\xbf{"a": 1}', "invalid JSON"),
-        (b'{"a": "\xff"}', "attestpolicy/v1/data.json: not UTF-8"),
-        (b'{"a": "\\ud800"}', "unpaired surrogate"),
+        (b'{"a": "\xff"}', "attestpolicy/v1/data.json: invalid JSON: not UTF-8"),
+        (b'{"a": "\\ud800"}', "lone surrogate"),
         (b"[" * 5000 + b"]" * 5000, "nested too deeply"),
     ],
 )

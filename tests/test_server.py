@@ -199,6 +199,8 @@ def test_provenance_reports_the_loaded_revision(
         (b"{not json", "body contains malformed input document"),
         (b'{"input": {"mode": "allow"}', "body contains malformed input document"),
         (b'{"input": NaN}', "NaN is not valid JSON"),
+        (b'{"input": {"mode": "deny", "mode": "allow"}}', "duplicate member 'mode'"),
+        (b'{"input": "\\ud800"}', "lone surrogate"),
         (b'[{"input": {}}]', "not an object"),
         (b'"input"', "not an object"),
         (b"\xff\xfe", "body contains malformed input document"),

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from pydantic import (
     ValidationError,
 )
 
+from attestpolicy._json import loads_strict
 from attestpolicy.errors import EvidenceError
 
 __all__ = [
@@ -136,32 +136,14 @@ def require_utc(now: datetime, *, error: type[Exception] = ValueError) -> dateti
 # --- strict JSON -------------------------------------------------------------------
 
 
-def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate member {key[:64]!r}")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def load_json(text: str | bytes, *, field: str) -> Any:
-    """Strict JSON: UTF-8, no duplicate members, no NaN/Infinity, no lone surrogates.
-
-    Signed JSON is parsed so that two parsers cannot disagree about it.
+    """Strict JSON (:mod:`attestpolicy._json`): signed JSON is parsed so that two parsers
+    cannot disagree about it.
     """
     try:
-        if isinstance(text, bytes):
-            text = text.decode("utf-8")
-        value = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_object)
-        json.dumps(value, ensure_ascii=False).encode("utf-8")  # lone surrogates fail here
-    except (ValueError, RecursionError) as exc:
+        return loads_strict(text)
+    except ValueError as exc:
         fail(MALFORMED, field, f"not valid JSON: {str(exc)[:200]}")
-    return value
 
 
 def load_json_object(text: str | bytes, *, field: str) -> dict[str, Any]:
