@@ -14,9 +14,7 @@ from typing import Annotated, Any, Final
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     StrictBool,
@@ -26,6 +24,7 @@ from pydantic import (
 )
 
 from attestpolicy._json import loads_strict
+from attestpolicy._model import FrozenModel
 from attestpolicy.errors import ClaimsError
 
 __all__ = [
@@ -176,10 +175,6 @@ NodeKind = Annotated[
 ]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 Seconds = Annotated[StrictInt, BeforeValidator(_integral_seconds)]
 """A number of seconds: an integer, or a float with no fractional part (2.0 is 2)."""
 
@@ -187,20 +182,20 @@ Seconds = Annotated[StrictInt, BeforeValidator(_integral_seconds)]
 # --- claim parts -------------------------------------------------------------
 
 
-class Subject(_Model):
+class Subject(FrozenModel):
     """Who asks for a credential."""
 
     spiffe_id: SpiffeId
 
 
-class Request(_Model):
+class Request(FrozenModel):
     """What is asked for."""
 
     audience: Text
     requested_ttl_seconds: Annotated[Seconds, Field(gt=0, le=_MAX_TTL_SECONDS)] | None = None
 
 
-class ImageSignature(_Model):
+class ImageSignature(FrozenModel):
     """One signature over the image digest, as a verifier found it."""
 
     verified: StrictBool
@@ -209,7 +204,7 @@ class ImageSignature(_Model):
     key_id: Text | None = None
 
 
-class Image(_Model):
+class Image(FrozenModel):
     """The container image the workload runs, and its signatures."""
 
     reference: Text
@@ -219,7 +214,7 @@ class Image(_Model):
     ] = ()
 
 
-class Provenance(_Model):
+class Provenance(FrozenModel):
     """Build provenance (SLSA / in-toto) for the image."""
 
     verified: StrictBool
@@ -231,7 +226,7 @@ class Provenance(_Model):
     predicate_type: Text | None = None
 
 
-class Node(_Model):
+class Node(FrozenModel):
     """Evidence about the node (TPM quote, cloud identity document, token...)."""
 
     kind: NodeKind
@@ -247,7 +242,7 @@ class Node(_Model):
     ] = Field(default_factory=dict)
 
 
-class Runtime(_Model):
+class Runtime(FrozenModel):
     """What is actually running: namespace, service account and image digest."""
 
     verified: StrictBool
@@ -258,7 +253,7 @@ class Runtime(_Model):
     expires_at: Timestamp | None = None
 
 
-class ClaimSet(_Model):
+class ClaimSet(FrozenModel):
     """The policy input: verified (or honestly unverified) claims about one request.
 
     Build one with :meth:`parse` from a mapping or JSON text; ``now`` may be left out

@@ -17,8 +17,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StrictStr,
     ValidationError,
@@ -26,6 +24,7 @@ from pydantic import (
 )
 
 from attestpolicy._json import loads_strict
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Digest, HexValue, Seconds, SpiffeId, Text
 from attestpolicy.errors import ConfigError
 
@@ -59,8 +58,8 @@ SubjectPattern = Annotated[Text, AfterValidator(_check_pattern)]
 """A signer subject glob in which only ``*`` is special (any characters, "/" and "." too)."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Model(FrozenModel):
+    """A configuration model: an optional field that is null is absent, as in the policy."""
 
     @model_validator(mode="before")
     @classmethod

@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
+from pydantic import Field, PlainSerializer
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import format_timestamp, parse_timestamp
 
 __all__ = ["Decision", "Reason", "decision_from_policy_result"]
@@ -18,23 +19,19 @@ _Timestamp = Annotated[
 ]
 
 
-class Reason(BaseModel):
+class Reason(FrozenModel):
     """Why a request was denied: a stable ``code`` and a human ``message``."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     code: str
     message: str
 
 
-class Decision(BaseModel):
+class Decision(FrozenModel):
     """The answer to one ``decide()`` call.
 
     ``ttl_seconds`` is 0 on a deny; ``ttl_bound_by`` and ``valid_until`` are only set on
     an allow. ``reasons`` is empty on an allow. ``decision_id`` is unique per call.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     allow: bool
     ttl_seconds: int = Field(ge=0)

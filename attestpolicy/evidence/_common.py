@@ -21,13 +21,13 @@ from typing import Annotated, Any, ClassVar, Final, Literal, NoReturn, Self, Typ
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     PlainSerializer,
     ValidationError,
 )
 
 from attestpolicy._json import loads_strict
+from attestpolicy._model import FrozenModel
 from attestpolicy.errors import EvidenceError
 
 __all__ = [
@@ -255,12 +255,6 @@ PemText = Annotated[str, BeforeValidator(_check_pem), Field(max_length=16384)]
 
 
 # --- models and sections -------------------------------------------------------------
-
-
-class FrozenModel(BaseModel):
-    """Base of the evidence and trust models: frozen, unknown fields rejected."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -19,8 +19,9 @@ from typing import Annotated, Any, Final, Literal
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StrictInt, StrictStr
+from pydantic import ConfigDict, Field, PrivateAttr, StrictInt, StrictStr
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     AUDIENCE_MISMATCH,
@@ -62,7 +63,7 @@ _SIGNING_USES: Final = (None, "sig", "jwt-svid")
 _B64URL = Annotated[StrictStr, Field(min_length=1, max_length=2048, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-class Jwk(BaseModel):
+class Jwk(FrozenModel):
     """One public JSON Web Key (RFC 7517): RSA or EC; private members are rejected."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -93,14 +94,12 @@ class _TrustedKey:
     key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
 
-class Jwks(BaseModel):
+class Jwks(FrozenModel):
     """A JSON Web Key Set (RFC 7517 section 5), also in SPIFFE bundle form.
 
     Keys whose ``use`` is absent, ``sig`` or ``jwt-svid`` are signature keys and need a
     unique ``kid``; other keys (``enc``, ``x509-svid``) are ignored for JWTs.
     """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     keys: Annotated[tuple[Jwk, ...], Field(min_length=1, max_length=MAX_JWKS_KEYS)]
     spiffe_sequence: StrictInt | None = None

@@ -16,7 +16,6 @@ import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     GetJsonSchemaHandler,
     ValidationError,
@@ -25,6 +24,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Request, Text
 from attestpolicy.errors import ConfigError, EvidenceError
 from attestpolicy.evidence._common import load_json
@@ -68,10 +68,6 @@ NODE_KINDS: Final = ("tpm", "aws_iid", "gcp_iit", "k8s_psat", "sev_snp", "az_snp
 _M = TypeVar("_M", bound=BaseModel)
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 def _integer(value: object) -> object:
     if type(value) is not int:  # not true, 1.0 or "1"
         raise ValueError("version must be the integer 1")
@@ -84,7 +80,7 @@ _Version = Annotated[Literal[1], BeforeValidator(_integer)]
 # --- evidence document ---------------------------------------------------------
 
 
-class ImageSection(_Model):
+class ImageSection(FrozenModel):
     """The image reference and its signatures (cosign signature files, Sigstore bundles).
 
     Entries leave out ``reference``: the section's reference applies to each.
@@ -133,7 +129,7 @@ class ImageSection(_Model):
         return schema
 
 
-class NodeSection(_Model):
+class NodeSection(FrozenModel):
     """Exactly one kind of node evidence."""
 
     tpm: TpmEvidence | None = None
@@ -160,7 +156,7 @@ class NodeSection(_Model):
         return next(kind for kind in NODE_KINDS if getattr(self, kind) is not None)
 
 
-class RuntimeSection(_Model):
+class RuntimeSection(FrozenModel):
     """The workload's SVID (its identity), and what a workload attestor reports."""
 
     x509_svid: X509SvidEvidence | None = None
@@ -169,7 +165,7 @@ class RuntimeSection(_Model):
     attestor: WorkloadAttestorEvidence | None = None
 
 
-class EvidenceDocument(_Model):
+class EvidenceDocument(FrozenModel):
     """One workload's raw evidence and its request (format version 1)."""
 
     version: _Version
@@ -183,14 +179,14 @@ class EvidenceDocument(_Model):
 # --- trust configuration ---------------------------------------------------------
 
 
-class ImageTrust(_Model):
+class ImageTrust(FrozenModel):
     """Trust anchors for image signatures."""
 
     cosign: CosignTrust | None = None
     sigstore: SigstoreTrust | None = None
 
 
-class NodeTrust(_Model):
+class NodeTrust(FrozenModel):
     """Trust anchors per node evidence kind."""
 
     tpm: TpmTrust | None = None
@@ -201,7 +197,7 @@ class NodeTrust(_Model):
     tdx: TdxTrust | None = None
 
 
-class RuntimeTrust(_Model):
+class RuntimeTrust(FrozenModel):
     """Trust anchors for SVIDs, service account tokens and the attestor binding."""
 
     x509_svid: X509SvidTrust | None = None
@@ -210,7 +206,7 @@ class RuntimeTrust(_Model):
     attestor: WorkloadAttestorTrust = WorkloadAttestorTrust()
 
 
-class TrustConfig(_Model):
+class TrustConfig(FrozenModel):
     """All trust anchors (format version 1). A missing section trusts nothing."""
 
     version: _Version
