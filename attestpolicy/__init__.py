@@ -5,6 +5,8 @@ Metadata is intent; attestation is proof. Verified evidence becomes a typed
 (allow/deny, a credential TTL and reasons).
 """
 
+import typing
+
 from attestpolicy.claims import (
     ClaimSet,
     Image,
@@ -25,10 +27,34 @@ from attestpolicy.errors import (
     EvidenceError,
     PolicyError,
 )
-from attestpolicy.evidence.verify import EvidenceReport, verify_evidence, verify_evidence_report
 from attestpolicy.pdp import PolicyDecisionPoint
 
 __version__ = "0.1.0"
+
+# The evidence verifiers load sigstore and the crypto stack (hundreds of modules, most of
+# a second): they are imported on first use (PEP 562), so a PDP-only import stays light.
+_EVIDENCE_NAMES = frozenset({"EvidenceReport", "verify_evidence", "verify_evidence_report"})
+
+
+def __getattr__(name: str) -> object:
+    """Load the evidence API on first use."""
+    if name in _EVIDENCE_NAMES:
+        from attestpolicy.evidence import verify
+
+        return getattr(verify, name)
+    raise AttributeError(f"module 'attestpolicy' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _EVIDENCE_NAMES)
+
+
+if typing.TYPE_CHECKING:  # the lazily loaded names, for type checkers
+    from attestpolicy.evidence.verify import (
+        EvidenceReport,
+        verify_evidence,
+        verify_evidence_report,
+    )
 
 __all__ = [
     "AttestPolicyError",

@@ -57,3 +57,26 @@ def test_error_tree_branches_by_fault() -> None:
         assert issubclass(branch, errors.AttestPolicyError)
     assert errors.ClaimsError("x").code == "input.invalid"
     assert errors.EvaluatorError("x", code="remote.error").code == "remote.error"
+
+
+def test_import_is_light_and_the_evidence_api_loads_on_first_use() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, attestpolicy\n"
+        "before = 'sigstore' in sys.modules\n"
+        "from attestpolicy import verify_evidence, EvidenceReport\n"
+        "print(before, 'sigstore' in sys.modules, verify_evidence.__module__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.split() == ["False", "True", "attestpolicy.evidence.verify"]
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        attestpolicy.nope  # noqa: B018
