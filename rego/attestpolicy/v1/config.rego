@@ -96,12 +96,14 @@ _revoked_signer(value) if {
 }
 
 # The limits (ages, skews and min_ttl_ns in nanoseconds), defined when all are valid.
+# Each is an integral number; floor() makes it an integer (OPA keeps 900.0 a float,
+# which would show in the decision).
 _limits := {
-	"max_age_ns": max_age * 1000000000,
-	"clock_skew_ns": skew * 1000000000,
-	"min_ttl_seconds": min_ttl,
-	"min_ttl_ns": min_ttl * 1000000000,
-	"default_ttl_seconds": default_ttl,
+	"max_age_ns": floor(max_age) * 1000000000,
+	"clock_skew_ns": floor(skew) * 1000000000,
+	"min_ttl_seconds": floor(min_ttl),
+	"min_ttl_ns": floor(min_ttl) * 1000000000,
+	"default_ttl_seconds": floor(default_ttl),
 } if {
 	limits := _limits_section
 	max_age := limits.max_evidence_age_seconds

@@ -55,7 +55,11 @@ test_config_integral_floats_are_integers if {
 	])
 	decision := decide_config(claims, cfg)
 	allowed(decision)
-	decision.ttl_seconds == 900
+	json.marshal(decision.ttl_seconds) == "900" # an integer in both engines, not 900.0
+	json.marshal(decide_config(claims, workload_with("max_ttl_seconds", 600.0)).ttl_seconds) == "600"
+	long := with_value(claims, ["request", "requested_ttl_seconds"], 5000.0)
+	json.marshal(decide_config(long, with_value(config, ["audiences", "vault", "max_ttl_seconds"], 700.0)).ttl_seconds) == "700"
+	json.marshal(decide_config(long, with_value(config, ["limits", "max_evidence_age_seconds"], 300.0)).ttl_seconds) == "1800"
 }
 
 test_config_limits_not_an_object if {
