@@ -24,15 +24,29 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from attestpolicy.evidence.aws_iid import AwsIidEvidence, AwsIidTrust, verify_aws_iid
-from attestpolicy.evidence.cosign import (
+from attestpolicy.evidence.image.cosign import (
     CosignEvidence,
     CosignFulcioTrust,
     CosignTrust,
     verify_cosign_signature,
 )
-from attestpolicy.evidence.dsse import DsseTrust, TrustedKey
-from attestpolicy.evidence.jwt_tokens import (
+from attestpolicy.evidence.image.sigstore_bundle import (
+    SigstoreBundleEvidence,
+    SigstoreIdentity,
+    SigstoreTrust,
+    verify_sigstore_bundle,
+)
+from attestpolicy.evidence.node.aws_iid import AwsIidEvidence, AwsIidTrust, verify_aws_iid
+from attestpolicy.evidence.node.sev_snp import SevSnpEvidence, SevSnpTrust, verify_sev_snp
+from attestpolicy.evidence.node.tdx import TdxEvidence, TdxTrust, verify_tdx
+from attestpolicy.evidence.node.tpm import TpmEvidence, TpmTrust, verify_tpm
+from attestpolicy.evidence.provenance.dsse import DsseTrust, TrustedKey
+from attestpolicy.evidence.provenance.in_toto import (
+    ProvenanceEvidence,
+    ProvenanceTrust,
+    verify_provenance,
+)
+from attestpolicy.evidence.workload.psat import (
     GceIitEvidence,
     GceIitTrust,
     PsatEvidence,
@@ -40,15 +54,7 @@ from attestpolicy.evidence.jwt_tokens import (
     verify_gce_iit,
     verify_psat,
 )
-from attestpolicy.evidence.provenance import ProvenanceEvidence, ProvenanceTrust, verify_provenance
-from attestpolicy.evidence.sev_snp import SevSnpEvidence, SevSnpTrust, verify_sev_snp
-from attestpolicy.evidence.sigstore_bundle import (
-    SigstoreBundleEvidence,
-    SigstoreIdentity,
-    SigstoreTrust,
-    verify_sigstore_bundle,
-)
-from attestpolicy.evidence.spiffe import (
+from attestpolicy.evidence.workload.spiffe import (
     JwtSvidEvidence,
     JwtSvidTrust,
     X509SvidEvidence,
@@ -56,9 +62,7 @@ from attestpolicy.evidence.spiffe import (
     verify_jwt_svid,
     verify_x509_svid,
 )
-from attestpolicy.evidence.tdx import TdxEvidence, TdxTrust, verify_tdx
-from attestpolicy.evidence.tpm import TpmEvidence, TpmTrust, verify_tpm
-from attestpolicy.evidence.workload_attestor import (
+from attestpolicy.evidence.workload.workload_attestor import (
     WorkloadAttestorEvidence,
     WorkloadAttestorTrust,
     verify_workload_attestor,

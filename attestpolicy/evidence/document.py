@@ -28,21 +28,21 @@ from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Request, Text
 from attestpolicy.errors import ConfigError, EvidenceError
 from attestpolicy.evidence._common import load_json
-from attestpolicy.evidence.aws_iid import AwsIidEvidence, AwsIidTrust
-from attestpolicy.evidence.cosign import CosignEvidence, CosignTrust
-from attestpolicy.evidence.jwt_tokens import GceIitEvidence, GceIitTrust, PsatEvidence, PsatTrust
-from attestpolicy.evidence.provenance import ProvenanceEvidence, ProvenanceTrust
-from attestpolicy.evidence.sev_snp import AzSnpVtpmEvidence, SevSnpEvidence, SevSnpTrust
-from attestpolicy.evidence.sigstore_bundle import SigstoreBundleEvidence, SigstoreTrust
-from attestpolicy.evidence.spiffe import (
+from attestpolicy.evidence.image.cosign import CosignEvidence, CosignTrust
+from attestpolicy.evidence.image.sigstore_bundle import SigstoreBundleEvidence, SigstoreTrust
+from attestpolicy.evidence.node.aws_iid import AwsIidEvidence, AwsIidTrust
+from attestpolicy.evidence.node.sev_snp import AzSnpVtpmEvidence, SevSnpEvidence, SevSnpTrust
+from attestpolicy.evidence.node.tdx import TdxEvidence, TdxTrust
+from attestpolicy.evidence.node.tpm import TpmEvidence, TpmTrust
+from attestpolicy.evidence.provenance.in_toto import ProvenanceEvidence, ProvenanceTrust
+from attestpolicy.evidence.workload.psat import GceIitEvidence, GceIitTrust, PsatEvidence, PsatTrust
+from attestpolicy.evidence.workload.spiffe import (
     JwtSvidEvidence,
     JwtSvidTrust,
     X509SvidEvidence,
     X509SvidTrust,
 )
-from attestpolicy.evidence.tdx import TdxEvidence, TdxTrust
-from attestpolicy.evidence.tpm import TpmEvidence, TpmTrust
-from attestpolicy.evidence.workload_attestor import (
+from attestpolicy.evidence.workload.workload_attestor import (
     WorkloadAttestorEvidence,
     WorkloadAttestorTrust,
 )

@@ -26,8 +26,6 @@ from attestpolicy.claims import (
     parse_timestamp,
 )
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence.aws_iid import verify_aws_iid
-from attestpolicy.evidence.cosign import verify_cosign_signature
 from attestpolicy.evidence.document import (
     EvidenceDocument,
     ImageSection,
@@ -40,14 +38,16 @@ from attestpolicy.evidence.document import (
     parse_evidence_document,
     parse_trust_config,
 )
-from attestpolicy.evidence.jwt_tokens import verify_gce_iit, verify_psat
-from attestpolicy.evidence.provenance import verify_provenance
-from attestpolicy.evidence.sev_snp import verify_az_snp_vtpm, verify_sev_snp
-from attestpolicy.evidence.sigstore_bundle import verify_sigstore_image
-from attestpolicy.evidence.spiffe import SvidResult, verify_jwt_svid, verify_x509_svid
-from attestpolicy.evidence.tdx import verify_tdx
-from attestpolicy.evidence.tpm import verify_tpm
-from attestpolicy.evidence.workload_attestor import verify_workload_attestor
+from attestpolicy.evidence.image.cosign import verify_cosign_signature
+from attestpolicy.evidence.image.sigstore_bundle import verify_sigstore_image
+from attestpolicy.evidence.node.aws_iid import verify_aws_iid
+from attestpolicy.evidence.node.sev_snp import verify_az_snp_vtpm, verify_sev_snp
+from attestpolicy.evidence.node.tdx import verify_tdx
+from attestpolicy.evidence.node.tpm import verify_tpm
+from attestpolicy.evidence.provenance.in_toto import verify_provenance
+from attestpolicy.evidence.workload.psat import verify_gce_iit, verify_psat
+from attestpolicy.evidence.workload.spiffe import SvidResult, verify_jwt_svid, verify_x509_svid
+from attestpolicy.evidence.workload.workload_attestor import verify_workload_attestor
 
 __all__ = ["EvidenceReport", "verify_evidence", "verify_evidence_report"]
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence.aws_iid import (
+from attestpolicy.evidence.node.aws_iid import (
     AwsIidEvidence,
     AwsIidResult,
     AwsIidTrust,

@@ -24,8 +24,8 @@ from pydantic import ValidationError
 
 from attestpolicy.claims import Image
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._imagesig_reference import InvalidReference, parse_reference
-from attestpolicy.evidence.cosign import (
+from attestpolicy.evidence.image._reference import InvalidReference, parse_reference
+from attestpolicy.evidence.image.cosign import (
     CERTIFICATE_ANNOTATION,
     CHAIN_ANNOTATION,
     SET_ANNOTATION,
@@ -37,7 +37,7 @@ from attestpolicy.evidence.cosign import (
     parse_signature_file,
     verify_cosign_signature,
 )
-from attestpolicy.evidence.sigstore_bundle import SigstoreIdentity
+from attestpolicy.evidence.image.sigstore_bundle import SigstoreIdentity
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets" / "cosign"
 NOW = datetime(2026, 11, 22, tzinfo=UTC)

@@ -11,7 +11,6 @@ import pytest
 import yaml
 
 from attestpolicy.errors import ConfigError, EvidenceError, PolicyError
-from attestpolicy.evidence.cosign import CosignEvidence
 from attestpolicy.evidence.document import (
     MAX_EVIDENCE_BYTES,
     MAX_TRUST_BYTES,
@@ -20,6 +19,7 @@ from attestpolicy.evidence.document import (
     load_evidence_document,
     load_trust_config,
 )
+from attestpolicy.evidence.image.cosign import CosignEvidence
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "attestpolicy" / "examples"
 ALLOW = EXAMPLES / "evidence" / "allow-eks-workload.json"

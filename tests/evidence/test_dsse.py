@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence.dsse import (
+from attestpolicy.evidence.provenance.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     DsseEvidence,
     DsseTrust,

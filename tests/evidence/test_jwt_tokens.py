@@ -22,8 +22,8 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._jose import Jwks
-from attestpolicy.evidence.jwt_tokens import (
+from attestpolicy.evidence._crypto.jose import Jwks
+from attestpolicy.evidence.workload.psat import (
     GceIitEvidence,
     GceIitTrust,
     PsatEvidence,

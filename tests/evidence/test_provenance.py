@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence import _prov_intoto_bundle
-from attestpolicy.evidence.dsse import DsseTrust, TrustedKey, pae
-from attestpolicy.evidence.provenance import (
+from attestpolicy.evidence.image.sigstore_bundle import SigstoreIdentity, SigstoreTrust
+from attestpolicy.evidence.provenance import _intoto_bundle
+from attestpolicy.evidence.provenance.dsse import DsseTrust, TrustedKey, pae
+from attestpolicy.evidence.provenance.in_toto import (
     DEFAULT_PREDICATE_TYPES,
     InTotoLink,
     InTotoLinkEvidence,
@@ -36,7 +37,6 @@ from attestpolicy.evidence.provenance import (
     verify_intoto_link,
     verify_provenance,
 )
-from attestpolicy.evidence.sigstore_bundle import SigstoreIdentity, SigstoreTrust
 
 ASSETS = Path(__file__).parent.parent / "assets" / "slsa"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
@@ -672,7 +672,7 @@ def _body_parts(name: str) -> tuple[dict[str, Any], bytes, str, bytes, x509.Cert
 
 def test_log_entry_body_matches_its_own_bundle() -> None:
     body, payload, payload_type, signature, certificate = _body_parts(DELEGATOR_BUNDLES[0])
-    _prov_intoto_bundle._check_body(
+    _intoto_bundle._check_body(
         json.dumps(body).encode(), payload_type, payload, signature, certificate
     )
 
@@ -736,7 +736,7 @@ def test_log_entry_body_for_other_material_is_rejected(
     change(body, other)
     expect_error(
         code,
-        lambda: _prov_intoto_bundle._check_body(
+        lambda: _intoto_bundle._check_body(
             json.dumps(body).encode(), payload_type, payload, signature, certificate
         ),
         "canonicalizedBody",

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from attestpolicy.claims import Node
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence.sev_snp import (
+from attestpolicy.evidence.node.sev_snp import (
     AzSnpVtpmEvidence,
     SevSnpEvidence,
     SevSnpTrust,

@@ -24,8 +24,8 @@ from pydantic import ValidationError
 
 from attestpolicy.claims import Image
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._fulcio import fulcio_extensions
-from attestpolicy.evidence.sigstore_bundle import (
+from attestpolicy.evidence._crypto.fulcio import fulcio_extensions
+from attestpolicy.evidence.image.sigstore_bundle import (
     SigstoreBundleEvidence,
     SigstoreIdentity,
     SigstoreTrust,

@@ -23,7 +23,7 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence.spiffe import (
+from attestpolicy.evidence.workload.spiffe import (
     JwtSvidEvidence,
     JwtSvidTrust,
     SvidResult,

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from attestpolicy.claims import Node
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence.tdx import INTEL_TD_QE_MRSIGNER, TdxEvidence, TdxTrust, verify_tdx
+from attestpolicy.evidence.node.tdx import INTEL_TD_QE_MRSIGNER, TdxEvidence, TdxTrust, verify_tdx
 
 ASSETS = Path(__file__).parent.parent / "assets" / "cc"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

@@ -26,9 +26,9 @@ from hypothesis import strategies as st
 
 from attestpolicy.claims import Node
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._tpm_protobuf import parse_go_tpm_attestation
-from attestpolicy.evidence._tpm_structs import parse_attest, parse_public, parse_signature
-from attestpolicy.evidence.tpm import TpmEvidence, TpmTrust, verify_tpm
+from attestpolicy.evidence.node._tpm_protobuf import parse_go_tpm_attestation
+from attestpolicy.evidence.node._tpm_structs import parse_attest, parse_public, parse_signature
+from attestpolicy.evidence.node.tpm import TpmEvidence, TpmTrust, verify_tpm
 
 ASSETS = Path(__file__).parent.parent / "assets" / "tpm"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence.jwt_tokens import PsatEvidence, PsatResult, PsatTrust, verify_psat
-from attestpolicy.evidence.workload_attestor import (
+from attestpolicy.evidence.workload.psat import PsatEvidence, PsatResult, PsatTrust, verify_psat
+from attestpolicy.evidence.workload.workload_attestor import (
     WorkloadAttestorEvidence,
     WorkloadAttestorResult,
     WorkloadAttestorTrust,

@@ -64,14 +64,9 @@ from attestpolicy.evidence._common import (
     sha256_digest,
     validate_mapping,
 )
-from attestpolicy.evidence._fulcio import match_identity
-from attestpolicy.evidence._imagesig_reference import (
-    ImageReference,
-    InvalidReference,
-    parse_reference,
-)
-from attestpolicy.evidence._rekor import verify_set
-from attestpolicy.evidence._x509 import (
+from attestpolicy.evidence._crypto.fulcio import match_identity
+from attestpolicy.evidence._crypto.rekor import verify_set
+from attestpolicy.evidence._crypto.x509 import (
     SigningKey,
     certificates_from_pem_bundle,
     fingerprint,
@@ -82,7 +77,12 @@ from attestpolicy.evidence._x509 import (
     spki_der,
     verify_code_signing_chain,
 )
-from attestpolicy.evidence.sigstore_bundle import ImageSignatureResult, SigstoreIdentity
+from attestpolicy.evidence.image._reference import (
+    ImageReference,
+    InvalidReference,
+    parse_reference,
+)
+from attestpolicy.evidence.image.sigstore_bundle import ImageSignatureResult, SigstoreIdentity
 
 __all__ = [
     "CERTIFICATE_ANNOTATION",

@@ -48,7 +48,7 @@ from attestpolicy.evidence._common import (
     load_json_object,
     require_utc,
 )
-from attestpolicy.evidence._x509 import check_validity, load_pem_certificates
+from attestpolicy.evidence._crypto.x509 import check_validity, load_pem_certificates
 
 __all__ = [
     "AwsIidEvidence",

@@ -45,7 +45,7 @@ from attestpolicy.evidence._common import (
     decode_base64,
     require_utc,
 )
-from attestpolicy.evidence._x509 import SigningKey, fingerprint, load_public_key
+from attestpolicy.evidence._crypto.x509 import SigningKey, fingerprint, load_public_key
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",

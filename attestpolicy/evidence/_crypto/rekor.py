@@ -21,7 +21,7 @@ import json
 from collections.abc import Sequence
 from typing import Final
 
-from attestpolicy.evidence._x509 import SigningKey, signature_ok
+from attestpolicy.evidence._crypto.x509 import SigningKey, signature_ok
 
 __all__ = ["leaf_hash", "verify_checkpoint", "verify_inclusion", "verify_set", "verify_signature"]
 

@@ -30,7 +30,7 @@ from attestpolicy.evidence._common import (
     FrozenModel,
     require_utc,
 )
-from attestpolicy.evidence._jose import (
+from attestpolicy.evidence._crypto.jose import (
     MAX_TOKEN_CHARS,
     Jwks,
     check_audience,

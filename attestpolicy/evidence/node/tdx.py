@@ -48,18 +48,18 @@ from attestpolicy.evidence._common import (
     fail,
     require_utc,
 )
-from attestpolicy.evidence._node import (
-    ByteReader,
-    CollectedSection,
-    check_report_data,
-    collected_node,
-)
-from attestpolicy.evidence._x509 import (
+from attestpolicy.evidence._crypto.x509 import (
     certificate_from_pem,
     certificates_from_pem_bundle,
     checked_certificate_pem,
     fingerprint,
     verify_chain,
+)
+from attestpolicy.evidence.node._collected import (
+    ByteReader,
+    CollectedSection,
+    check_report_data,
+    collected_node,
 )
 
 __all__ = ["INTEL_TD_QE_MRSIGNER", "TdxEvidence", "TdxTrust", "verify_tdx"]

@@ -3,7 +3,7 @@
 :func:`verify_provenance` verifies an in-toto statement (SLSA provenance v0.1/v0.2/v1, a
 SLSA verification summary...) carried either
 
-* in a DSSE envelope signed with a trusted key (:mod:`attestpolicy.evidence.dsse`), or
+* in a DSSE envelope signed with a trusted key (:mod:`attestpolicy.evidence.provenance.dsse`), or
 * in a Sigstore bundle (keyless: Fulcio certificate + Rekor entry), checked against an
   embedded ``trusted_root.json`` and a list of expected signer identities,
 
@@ -48,22 +48,22 @@ from attestpolicy.evidence._common import (
     load_json_object,
     require_utc,
 )
-from attestpolicy.evidence._prov_intoto_bundle import (
+from attestpolicy.evidence._crypto.trusted_root import SigstoreRoot, parse_trusted_root
+from attestpolicy.evidence.image.sigstore_bundle import (
+    SigstoreBundleEvidence,
+    SigstoreTrust,
+    verify_sigstore_bundle,
+)
+from attestpolicy.evidence.provenance._intoto_bundle import (
     SigstoreDsse,
     is_intoto_v002,
     verify_intoto_bundle,
 )
-from attestpolicy.evidence._trusted_root import SigstoreRoot, parse_trusted_root
-from attestpolicy.evidence.dsse import (
+from attestpolicy.evidence.provenance.dsse import (
     IN_TOTO_PAYLOAD_TYPE,
     DsseEvidence,
     DsseTrust,
     verify_dsse,
-)
-from attestpolicy.evidence.sigstore_bundle import (
-    SigstoreBundleEvidence,
-    SigstoreTrust,
-    verify_sigstore_bundle,
 )
 
 __all__ = [

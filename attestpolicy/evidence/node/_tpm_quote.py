@@ -22,7 +22,7 @@ from attestpolicy.evidence._common import (
     UNSUPPORTED,
     fail,
 )
-from attestpolicy.evidence._tpm_structs import (
+from attestpolicy.evidence.node._tpm_structs import (
     ALG_ECDSA,
     ALG_NULL,
     ALG_RSAPSS,

@@ -25,8 +25,8 @@ from sigstore.errors import Error as SigstoreError
 from sigstore.verify.policy import Identity
 
 from attestpolicy.evidence._common import IDENTITY_MISMATCH, fail
-from attestpolicy.evidence._trusted_root import SigstoreRoot
-from attestpolicy.evidence._x509 import signature_ok, spki_der
+from attestpolicy.evidence._crypto.trusted_root import SigstoreRoot
+from attestpolicy.evidence._crypto.x509 import signature_ok, spki_der
 
 __all__ = [
     "CertificateIdentity",

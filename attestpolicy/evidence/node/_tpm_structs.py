@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from attestpolicy.evidence._common import MALFORMED, UNSUPPORTED, UNTRUSTED, fail
-from attestpolicy.evidence._node import ByteReader
+from attestpolicy.evidence.node._collected import ByteReader
 
 __all__ = [
     "ALG_ECDSA",

@@ -44,15 +44,7 @@ from attestpolicy.evidence._common import (
     fail,
     require_utc,
 )
-from attestpolicy.evidence._node import CollectedSection, collected_node
-from attestpolicy.evidence._tpm_protobuf import parse_go_tpm_attestation
-from attestpolicy.evidence._tpm_quote import QuoteInput, verify_quote
-from attestpolicy.evidence._tpm_structs import (
-    HASHES,
-    PublicArea,
-    parse_public,
-)
-from attestpolicy.evidence._x509 import (
+from attestpolicy.evidence._crypto.x509 import (
     certificate_from_der,
     certificate_from_pem,
     checked_certificate_pem,
@@ -61,6 +53,14 @@ from attestpolicy.evidence._x509 import (
     public_key_from_pem,
     spki_der,
     verify_chain,
+)
+from attestpolicy.evidence.node._collected import CollectedSection, collected_node
+from attestpolicy.evidence.node._tpm_protobuf import parse_go_tpm_attestation
+from attestpolicy.evidence.node._tpm_quote import QuoteInput, verify_quote
+from attestpolicy.evidence.node._tpm_structs import (
+    HASHES,
+    PublicArea,
+    parse_public,
 )
 
 __all__ = ["TpmEvidence", "TpmQuote", "TpmTrust", "verify_tpm"]

@@ -51,9 +51,9 @@ from attestpolicy.evidence._common import (
     sha256_digest,
     validate_mapping,
 )
-from attestpolicy.evidence._fulcio import FulcioExtensions, fulcio_extensions, match_identity
-from attestpolicy.evidence._imagesig_reference import InvalidReference, parse_reference
-from attestpolicy.evidence._trusted_root import load_trusted_root
+from attestpolicy.evidence._crypto.fulcio import FulcioExtensions, fulcio_extensions, match_identity
+from attestpolicy.evidence._crypto.trusted_root import load_trusted_root
+from attestpolicy.evidence.image._reference import InvalidReference, parse_reference
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",

@@ -42,7 +42,7 @@ from attestpolicy.evidence._common import (
     decode_base64,
     require_utc,
 )
-from attestpolicy.evidence._jose import (
+from attestpolicy.evidence._crypto.jose import (
     MAX_TOKEN_CHARS,
     Jwks,
     check_audience,
@@ -51,7 +51,7 @@ from attestpolicy.evidence._jose import (
     peek_claims,
     verify_jws,
 )
-from attestpolicy.evidence._x509 import (
+from attestpolicy.evidence._crypto.x509 import (
     certificates_from_pem_bundle,
     check_validity,
     load_pem_certificates,

@@ -2,7 +2,7 @@
 
 :func:`load_trusted_root` gives sigstore-python's ``TrustedRoot`` for its ``Verifier``
 (Sigstore bundles). :func:`parse_trusted_root` reads the parts the hand-checked Rekor path
-(:mod:`attestpolicy.evidence._prov_intoto_bundle`) needs, more strictly than sigstore's
+(:mod:`attestpolicy.evidence.provenance._intoto_bundle`) needs, more strictly than sigstore's
 model does (canonical base64, bounded lists, supported key types): the transparency logs
 (Rekor), certificate authorities (Fulcio) and CT logs, each with its validity window.
 Nothing here fetches anything; both raise ``ValueError`` for a document they refuse.
@@ -27,7 +27,7 @@ from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootMessage
 from attestpolicy.claims import parse_timestamp
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import decode_base64
-from attestpolicy.evidence._x509 import SigningKey, signing_key
+from attestpolicy.evidence._crypto.x509 import SigningKey, signing_key
 
 __all__ = [
     "CertificateAuthority",

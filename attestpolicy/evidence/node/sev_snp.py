@@ -50,15 +50,19 @@ from attestpolicy.evidence._common import (
     load_json_object,
     require_utc,
 )
-from attestpolicy.evidence._node import CollectedSection, check_report_data, collected_node
-from attestpolicy.evidence._tpm_quote import QuoteInput, verify_quote
-from attestpolicy.evidence._x509 import (
+from attestpolicy.evidence._crypto.x509 import (
     Asn1Certificate,
     asn1_certificate,
     checked_asn1_pem,
     fingerprint,
     verify_pinned_chain,
 )
+from attestpolicy.evidence.node._collected import (
+    CollectedSection,
+    check_report_data,
+    collected_node,
+)
+from attestpolicy.evidence.node._tpm_quote import QuoteInput, verify_quote
 
 __all__ = [
     "AzSnpVtpmEvidence",

@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence import _rekor
 from attestpolicy.evidence._common import (
     EXPIRED,
     IDENTITY_MISMATCH,
@@ -43,10 +42,11 @@ from attestpolicy.evidence._common import (
     decode_base64,
     fail,
 )
-from attestpolicy.evidence._fulcio import certificate_identity, find_identity, verify_sct
-from attestpolicy.evidence._trusted_root import LogKey, SigstoreRoot
-from attestpolicy.evidence._x509 import certificate_from_der, verify_code_signing_chain
-from attestpolicy.evidence.dsse import pae
+from attestpolicy.evidence._crypto import rekor
+from attestpolicy.evidence._crypto.fulcio import certificate_identity, find_identity, verify_sct
+from attestpolicy.evidence._crypto.trusted_root import LogKey, SigstoreRoot
+from attestpolicy.evidence._crypto.x509 import certificate_from_der, verify_code_signing_chain
+from attestpolicy.evidence.provenance.dsse import pae
 
 __all__ = ["BUNDLE_MEDIA_TYPES", "SigstoreDsse", "is_intoto_v002", "verify_intoto_bundle"]
 
@@ -199,7 +199,7 @@ def verify_intoto_bundle(
     promise = _get(entry, "inclusionPromise", _ENTRY)
     set_signature = _b64(promise, "signedEntryTimestamp", f"{_ENTRY}.inclusionPromise")
     try:
-        _rekor.verify_set(
+        rekor.verify_set(
             log.key,
             set_signature,
             body=body_text,
@@ -267,7 +267,7 @@ def _check_inclusion(entry: Mapping[str, Any], body: bytes, log: LogKey, log_id:
     tree_size = _int(proof, "treeSize", field)
     root_hash = _b64(proof, "rootHash", field)
     hashes_ = _get(proof, "hashes", field)
-    if not isinstance(hashes_, list) or len(hashes_) > _rekor.MAX_PROOF_HASHES:
+    if not isinstance(hashes_, list) or len(hashes_) > rekor.MAX_PROOF_HASHES:
         fail(MALFORMED, f"{field}.hashes", "must be a list of at most 64 hashes")
     path = [
         decode_base64(h, field=f"{field}.hashes[{i}]") if isinstance(h, str) else b""
@@ -275,11 +275,11 @@ def _check_inclusion(entry: Mapping[str, Any], body: bytes, log: LogKey, log_id:
     ]
     checkpoint = _text(_get(proof, "checkpoint", field), "envelope", f"{field}.checkpoint")
     try:
-        _rekor.verify_inclusion(_rekor.leaf_hash(body), index, tree_size, path, root_hash)
+        rekor.verify_inclusion(rekor.leaf_hash(body), index, tree_size, path, root_hash)
     except ValueError as exc:
         fail(SIGNATURE_INVALID, field, str(exc))
     try:
-        _rekor.verify_checkpoint(log.key, log_id, checkpoint, tree_size=tree_size, root=root_hash)
+        rekor.verify_checkpoint(log.key, log_id, checkpoint, tree_size=tree_size, root=root_hash)
     except ValueError as exc:
         fail(SIGNATURE_INVALID, f"{field}.checkpoint", str(exc))
 

@@ -32,7 +32,7 @@ from attestpolicy.evidence._common import (
     FrozenModel,
     require_utc,
 )
-from attestpolicy.evidence.jwt_tokens import PsatResult
+from attestpolicy.evidence.workload.psat import PsatResult
 
 __all__ = [
     "WorkloadAttestorEvidence",
