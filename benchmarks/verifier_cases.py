@@ -37,6 +37,7 @@ from attestpolicy.evidence.image.sigstore_bundle import (
     verify_sigstore_bundle,
 )
 from attestpolicy.evidence.node.aws_iid import AwsIidEvidence, AwsIidTrust, verify_aws_iid
+from attestpolicy.evidence.node.gce_iit import GceIitEvidence, GceIitTrust, verify_gce_iit
 from attestpolicy.evidence.node.sev_snp import SevSnpEvidence, SevSnpTrust, verify_sev_snp
 from attestpolicy.evidence.node.tdx import TdxEvidence, TdxTrust, verify_tdx
 from attestpolicy.evidence.node.tpm import TpmEvidence, TpmTrust, verify_tpm
@@ -46,14 +47,7 @@ from attestpolicy.evidence.provenance.in_toto import (
     ProvenanceTrust,
     verify_provenance,
 )
-from attestpolicy.evidence.workload.psat import (
-    GceIitEvidence,
-    GceIitTrust,
-    PsatEvidence,
-    PsatTrust,
-    verify_gce_iit,
-    verify_psat,
-)
+from attestpolicy.evidence.workload.psat import PsatEvidence, PsatTrust, verify_psat
 from attestpolicy.evidence.workload.spiffe import (
     JwtSvidEvidence,
     JwtSvidTrust,

@@ -46,6 +46,7 @@ __all__ = [
     "UNSUPPORTED",
     "UNTRUSTED",
     "Base64Bytes",
+    "ClockSkewSeconds",
     "EvidenceSection",
     "FrozenModel",
     "PemText",
@@ -83,6 +84,9 @@ MAX_BASE64_CHARS: Final = 4 * 1024 * 1024
 
 MAX_CLOCK_SKEW_SECONDS: Final = 300
 """Largest clock skew (leeway) a trust section may configure."""
+
+ClockSkewSeconds = Annotated[int, Field(ge=0, le=MAX_CLOCK_SKEW_SECONDS)]
+"""A trust section's ``clock_skew_seconds``: 0 to :data:`MAX_CLOCK_SKEW_SECONDS`."""
 
 
 def fail(code: str, field: str, message: str) -> NoReturn:

@@ -31,11 +31,12 @@ from attestpolicy.evidence._common import load_json
 from attestpolicy.evidence.image.cosign import CosignEvidence, CosignTrust
 from attestpolicy.evidence.image.sigstore_bundle import SigstoreBundleEvidence, SigstoreTrust
 from attestpolicy.evidence.node.aws_iid import AwsIidEvidence, AwsIidTrust
+from attestpolicy.evidence.node.gce_iit import GceIitEvidence, GceIitTrust
 from attestpolicy.evidence.node.sev_snp import AzSnpVtpmEvidence, SevSnpEvidence, SevSnpTrust
 from attestpolicy.evidence.node.tdx import TdxEvidence, TdxTrust
 from attestpolicy.evidence.node.tpm import TpmEvidence, TpmTrust
 from attestpolicy.evidence.provenance.in_toto import ProvenanceEvidence, ProvenanceTrust
-from attestpolicy.evidence.workload.psat import GceIitEvidence, GceIitTrust, PsatEvidence, PsatTrust
+from attestpolicy.evidence.workload.psat import PsatEvidence, PsatTrust
 from attestpolicy.evidence.workload.spiffe import (
     JwtSvidEvidence,
     JwtSvidTrust,

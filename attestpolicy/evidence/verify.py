@@ -41,11 +41,12 @@ from attestpolicy.evidence.document import (
 from attestpolicy.evidence.image.cosign import verify_cosign_signature
 from attestpolicy.evidence.image.sigstore_bundle import verify_sigstore_image
 from attestpolicy.evidence.node.aws_iid import verify_aws_iid
+from attestpolicy.evidence.node.gce_iit import verify_gce_iit
 from attestpolicy.evidence.node.sev_snp import verify_az_snp_vtpm, verify_sev_snp
 from attestpolicy.evidence.node.tdx import verify_tdx
 from attestpolicy.evidence.node.tpm import verify_tpm
 from attestpolicy.evidence.provenance.in_toto import verify_provenance
-from attestpolicy.evidence.workload.psat import verify_gce_iit, verify_psat
+from attestpolicy.evidence.workload.psat import verify_psat
 from attestpolicy.evidence.workload.spiffe import SvidResult, verify_jwt_svid, verify_x509_svid
 from attestpolicy.evidence.workload.workload_attestor import verify_workload_attestor
 

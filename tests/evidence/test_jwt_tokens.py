@@ -23,14 +23,8 @@ from pydantic import ValidationError
 
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._crypto.jose import Jwks
-from attestpolicy.evidence.workload.psat import (
-    GceIitEvidence,
-    GceIitTrust,
-    PsatEvidence,
-    PsatTrust,
-    verify_gce_iit,
-    verify_psat,
-)
+from attestpolicy.evidence.node.gce_iit import GceIitEvidence, GceIitTrust, verify_gce_iit
+from attestpolicy.evidence.workload.psat import PsatEvidence, PsatTrust, verify_psat
 
 ASSETS = Path(__file__).parent.parent / "assets"
 REAL_NOW = datetime(2026, 11, 22, tzinfo=UTC)

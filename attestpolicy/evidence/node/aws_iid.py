@@ -38,10 +38,10 @@ from attestpolicy.evidence._common import (
     EXPIRED,
     IDENTITY_MISMATCH,
     MALFORMED,
-    MAX_CLOCK_SKEW_SECONDS,
     SIGNATURE_INVALID,
     UNSUPPORTED,
     UNTRUSTED,
+    ClockSkewSeconds,
     EvidenceSection,
     FrozenModel,
     decode_base64,
@@ -142,7 +142,7 @@ class AwsIidTrust(FrozenModel):
     """If non-empty, the document's ``accountId`` must be one of these."""
     max_age_seconds: Annotated[int, Field(gt=0, le=366 * 86400)] | None = None
     """If set, the signing time may be at most this old; it also sets ``Node.expires_at``."""
-    clock_skew_seconds: Annotated[int, Field(ge=0, le=MAX_CLOCK_SKEW_SECONDS)] = 0
+    clock_skew_seconds: ClockSkewSeconds = 0
 
     @field_validator("regions")
     @classmethod

@@ -35,16 +35,16 @@ from attestpolicy.claims import Runtime, Subject
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     MALFORMED,
-    MAX_CLOCK_SKEW_SECONDS,
     UNTRUSTED,
+    ClockSkewSeconds,
     EvidenceSection,
     FrozenModel,
     decode_base64,
     require_utc,
 )
 from attestpolicy.evidence._crypto.jose import (
-    MAX_TOKEN_CHARS,
     Jwks,
+    TokenText,
     check_audience,
     check_lifetime,
     claim_text,
@@ -306,7 +306,7 @@ def _extension_value(extensions: x509.Extensions, kind: type[_Ext]) -> _Ext | No
 class JwtSvidEvidence(EvidenceSection):
     """A JWT-SVID, compact JWS text."""
 
-    token: Annotated[StrictStr, Field(min_length=5, max_length=MAX_TOKEN_CHARS)]
+    token: TokenText
 
 
 class JwtSvidTrust(FrozenModel):
@@ -317,7 +317,7 @@ class JwtSvidTrust(FrozenModel):
         tuple[Annotated[StrictStr, Field(min_length=1, max_length=1024)], ...],
         Field(min_length=1, max_length=64),
     ]
-    clock_skew_seconds: Annotated[int, Field(ge=0, le=MAX_CLOCK_SKEW_SECONDS)] = 0
+    clock_skew_seconds: ClockSkewSeconds = 0
 
     @field_validator("bundles")
     @classmethod
