@@ -53,6 +53,7 @@ __all__ = [
     "check_not_future",
     "decode_base64",
     "fail",
+    "fail_no_trust",
     "load_json",
     "load_json_object",
     "malformed_on_error",
@@ -92,6 +93,11 @@ ClockSkewSeconds = Annotated[int, Field(ge=0, le=MAX_CLOCK_SKEW_SECONDS)]
 def fail(code: str, field: str, message: str) -> NoReturn:
     """Raise an :class:`EvidenceError` with a stable ``code`` for the failing ``field``."""
     raise EvidenceError(message, field=field, code=code) from None
+
+
+def fail_no_trust(field: str) -> NoReturn:
+    """Raise ``evidence.untrusted``: the trust configuration has no anchors for ``field``."""
+    fail(UNTRUSTED, field, "no trust anchors configured for this evidence")
 
 
 @contextmanager

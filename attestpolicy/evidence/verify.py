@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol, TypeVar
 
 from attestpolicy.claims import (
     ClaimSet,
@@ -26,6 +26,13 @@ from attestpolicy.claims import (
     parse_timestamp,
 )
 from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._common import (
+    DIGEST_MISMATCH,
+    MALFORMED,
+    UNTRUSTED,
+    fail,
+    fail_no_trust,
+)
 from attestpolicy.evidence.document import (
     EvidenceDocument,
     ImageSection,
@@ -39,12 +46,11 @@ from attestpolicy.evidence.document import (
     parse_trust_config,
 )
 from attestpolicy.evidence.image.cosign import verify_cosign_signature
-from attestpolicy.evidence.image.sigstore_bundle import verify_sigstore_image
-from attestpolicy.evidence.node.aws_iid import verify_aws_iid
-from attestpolicy.evidence.node.gce_iit import verify_gce_iit
-from attestpolicy.evidence.node.sev_snp import verify_az_snp_vtpm, verify_sev_snp
-from attestpolicy.evidence.node.tdx import verify_tdx
-from attestpolicy.evidence.node.tpm import verify_tpm
+from attestpolicy.evidence.image.sigstore_bundle import (
+    ImageSignatureResult,
+    verify_sigstore_image,
+)
+from attestpolicy.evidence.node.registry import NODE_VERIFIERS, Challenge
 from attestpolicy.evidence.provenance.in_toto import verify_provenance
 from attestpolicy.evidence.workload.psat import verify_psat
 from attestpolicy.evidence.workload.spiffe import SvidResult, verify_jwt_svid, verify_x509_svid
@@ -53,7 +59,19 @@ from attestpolicy.evidence.workload.workload_attestor import verify_workload_att
 __all__ = ["EvidenceReport", "verify_evidence", "verify_evidence_report"]
 
 _PINNED: Final = re.compile(r"@(sha256:[0-9a-f]{64})$")
-_UNTRUSTED: Final = "evidence.untrusted"
+
+_E = TypeVar("_E")
+_T = TypeVar("_T")
+_E_contra = TypeVar("_E_contra", contravariant=True)
+_T_contra = TypeVar("_T_contra", contravariant=True)
+
+
+class _SignatureVerifier(Protocol[_E_contra, _T_contra]):
+    """``verify_cosign_signature`` and ``verify_sigstore_image``."""
+
+    def __call__(
+        self, evidence: _E_contra, trust: _T_contra, *, now: datetime
+    ) -> ImageSignatureResult: ...
 
 
 @dataclass(frozen=True)
@@ -64,27 +82,20 @@ class EvidenceReport:
     problems: tuple[EvidenceError, ...]
 
 
-def _no_trust(section: str) -> EvidenceError:
-    return EvidenceError(
-        "no trust anchors configured for this evidence", field=section, code=_UNTRUSTED
-    )
-
-
 def _unbound_facts() -> EvidenceError:
     return EvidenceError(
         "runtime facts are only asserted by the attestor: no PSAT binds them",
         field="runtime.attestor",
-        code=_UNTRUSTED,
+        code=UNTRUSTED,
     )
 
 
 class _Verification:
     """One verification run: a fixed ``now``, the freshness inputs, collected problems."""
 
-    def __init__(self, now: datetime, nonce: bytes | None, nonce_audience: str | None) -> None:
-        self.now = now
-        self.nonce = nonce
-        self.nonce_audience = nonce_audience
+    def __init__(self, challenge: Challenge) -> None:
+        self.challenge = challenge
+        self.now = challenge.now
         self.problems: list[EvidenceError] = []
 
     def problem(self, error: EvidenceError, section: str) -> None:
@@ -94,20 +105,20 @@ class _Verification:
 
     def identity(self, section: RuntimeSection, trust: RuntimeTrust) -> SvidResult:
         if (section.x509_svid is None) == (section.jwt_svid is None):
-            raise EvidenceError(
+            fail(
+                MALFORMED,
+                "runtime",
                 "exactly one of x509_svid or jwt_svid is required: the subject's SPIFFE ID "
                 "is only ever taken from a verified SVID",
-                field="runtime",
-                code="evidence.malformed",
             )
         try:
             if section.x509_svid is not None:
                 if trust.x509_svid is None:
-                    raise _no_trust("runtime.x509_svid")
+                    fail_no_trust("runtime.x509_svid")
                 return verify_x509_svid(section.x509_svid, trust.x509_svid, now=self.now)
             assert section.jwt_svid is not None
             if trust.jwt_svid is None:
-                raise _no_trust("runtime.jwt_svid")
+                fail_no_trust("runtime.jwt_svid")
             return verify_jwt_svid(section.jwt_svid, trust.jwt_svid, now=self.now)
         except EvidenceError as exc:
             kind = "x509_svid" if section.x509_svid is not None else "jwt_svid"
@@ -123,9 +134,12 @@ class _Verification:
         if section.psat is not None:
             try:
                 if trust.psat is None:
-                    raise _no_trust("runtime.psat")
+                    fail_no_trust("runtime.psat")
                 psat = verify_psat(
-                    section.psat, trust.psat, now=self.now, nonce_audience=self.nonce_audience
+                    section.psat,
+                    trust.psat,
+                    now=self.now,
+                    nonce_audience=self.challenge.nonce_audience,
                 )
             except EvidenceError as exc:
                 self.problem(exc, "runtime.psat")
@@ -166,38 +180,53 @@ class _Verification:
     def image(self, section: ImageSection, trust: ImageTrust) -> Image:
         pinned = _PINNED.search(section.reference)
         digest = pinned.group(1) if pinned else None
-        signatures: list[ImageSignature] = []
-        for kind, entries in (("cosign", section.cosign), ("sigstore", section.sigstore)):
-            for index, entry in enumerate(entries):
-                where = f"image.{kind}.{index}"
-                try:
-                    if kind == "cosign":
-                        if trust.cosign is None:
-                            raise _no_trust(where)
-                        result = verify_cosign_signature(entry, trust.cosign, now=self.now)  # type: ignore[arg-type]
-                    else:
-                        if trust.sigstore is None:
-                            raise _no_trust(where)
-                        result = verify_sigstore_image(entry, trust.sigstore, now=self.now)  # type: ignore[arg-type]
-                    if digest is None or result.signed_digest != digest:
-                        raise EvidenceError(
-                            f"signed digest {result.signed_digest} is not the digest the "
-                            f"reference is pinned to ({digest or 'not pinned'})",
-                            field=where,
-                            code="evidence.digest_mismatch",
-                        )
-                    signatures.append(result.signature)
-                except EvidenceError as exc:
-                    self.problem(exc, where)
-                    signatures.append(ImageSignature(verified=False))
+        signatures = [
+            *(
+                self._signature(
+                    f"image.cosign.{index}", digest, entry, trust.cosign, verify_cosign_signature
+                )
+                for index, entry in enumerate(section.cosign)
+            ),
+            *(
+                self._signature(
+                    f"image.sigstore.{index}", digest, entry, trust.sigstore, verify_sigstore_image
+                )
+                for index, entry in enumerate(section.sigstore)
+            ),
+        ]
         return Image(reference=section.reference, digest=digest, signatures=tuple(signatures))
+
+    def _signature(
+        self,
+        where: str,
+        digest: str | None,
+        evidence: _E,
+        trust: _T | None,
+        verify: _SignatureVerifier[_E, _T],
+    ) -> ImageSignature:
+        """One image signature's claim: verified, and over the digest the reference pins."""
+        try:
+            if trust is None:
+                fail_no_trust(where)
+            result = verify(evidence, trust, now=self.now)
+            if digest is None or result.signed_digest != digest:
+                fail(
+                    DIGEST_MISMATCH,
+                    where,
+                    f"signed digest {result.signed_digest} is not the digest the "
+                    f"reference is pinned to ({digest or 'not pinned'})",
+                )
+        except EvidenceError as exc:
+            self.problem(exc, where)
+            return ImageSignature(verified=False)
+        return result.signature
 
     # --- provenance -----------------------------------------------------------------
 
     def provenance(self, section: Any, trust: TrustConfig, image_digest: str | None) -> Provenance:
         try:
             if trust.provenance is None:
-                raise _no_trust("provenance")
+                fail_no_trust("provenance")
             return verify_provenance(
                 section, trust.provenance, now=self.now, expected_digest=image_digest
             ).provenance
@@ -211,7 +240,7 @@ class _Verification:
         kind = section.kind
         where = f"node.{kind}"
         try:
-            return self._node(kind, section, trust, where)
+            return NODE_VERIFIERS[kind](section, trust, self.challenge, field=where)
         except EvidenceError as exc:
             self.problem(exc, where)
             return Node(
@@ -221,34 +250,6 @@ class _Verification:
                 nonce_verified=False,
                 issued_at=self.now,
             )
-
-    def _node(self, kind: str, section: NodeSection, trust: NodeTrust, where: str) -> Node:
-        now, nonce = self.now, self.nonce
-        trust_kind = "sev_snp" if kind == "az_snp_vtpm" else kind
-        anchors = getattr(trust, trust_kind)
-        if anchors is None:
-            raise _no_trust(where)
-        evidence = getattr(section, kind)
-        if kind == "tpm":
-            return verify_tpm(evidence, anchors, now=now, nonce=nonce)
-        if kind == "sev_snp":
-            return verify_sev_snp(evidence, anchors, now=now, nonce=nonce)
-        if kind == "az_snp_vtpm":
-            return verify_az_snp_vtpm(evidence, anchors, now=now, nonce=nonce)
-        if kind == "tdx":
-            return verify_tdx(evidence, anchors, now=now, nonce=nonce)
-        if kind == "aws_iid":
-            return verify_aws_iid(evidence, anchors, now=now).node
-        if kind == "gcp_iit":
-            return verify_gce_iit(
-                evidence, anchors, now=now, nonce_audience=self.nonce_audience
-            ).node
-        psat = verify_psat(evidence, anchors, now=now, nonce_audience=self.nonce_audience)
-        if psat.node is None:
-            raise EvidenceError(
-                "the service account token names no node", field=where, code="evidence.malformed"
-            )
-        return psat.node
 
 
 def verify_evidence_report(
@@ -271,7 +272,7 @@ def verify_evidence_report(
     parsed = parse_evidence_document(document)
     anchors = parse_trust_config(trust)
     moment = datetime.now(UTC) if now is None else parse_timestamp(now)
-    run = _Verification(moment, nonce, nonce_audience)
+    run = _Verification(Challenge(now=moment, nonce=nonce, nonce_audience=nonce_audience))
     svid = run.identity(parsed.runtime, anchors.runtime)
     image = run.image(parsed.image, anchors.image) if parsed.image else None
     provenance = (
