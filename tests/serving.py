@@ -1,19 +1,24 @@
-"""Start `attestpolicy serve` in a subprocess for a test and find the URL it listens on."""
+"""Servers for tests: `attestpolicy serve` in a subprocess, or an ASGI app in a thread."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 
 import requests
+import uvicorn
+from starlette.types import ASGIApp
 
-__all__ = ["serve_process"]
+__all__ = ["BackgroundServer", "serve_process"]
 
 _LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
@@ -59,3 +64,70 @@ def serve_process(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
+
+
+class BackgroundServer:
+    """Serve an ASGI app on an ephemeral port of 127.0.0.1 in a daemon thread.
+
+    Use it as a context manager: ``with BackgroundServer(create_app(evaluator)) as server:``.
+    """
+
+    def __init__(self, app: ASGIApp, *, startup_timeout: float = 10.0) -> None:
+        self._app = app
+        self._startup_timeout = startup_timeout
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>`` of the running server."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> BackgroundServer:
+        """Bind, start serving and wait until the server accepts requests."""
+        if self._thread is not None:
+            raise RuntimeError("server already started")
+        # proto must be IPPROTO_TCP: asyncio only sets TCP_NODELAY on such sockets.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self._socket = sock
+        config = uvicorn.Config(
+            self._app, access_log=False, log_level="warning", lifespan="off", server_header=False
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(
+            target=server.run, kwargs={"sockets": [sock]}, name="attestpolicy-serve", daemon=True
+        )
+        self._server, self._thread = server, thread
+        thread.start()
+        deadline = time.monotonic() + self._startup_timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the background server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Ask the server to exit and wait for its thread."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=self._startup_timeout)
+        if self._socket is not None:
+            self._socket.close()
+        self._server = self._thread = self._socket = None
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

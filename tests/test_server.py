@@ -14,14 +14,13 @@ from typing import Any
 
 import pytest
 import requests
-from serving import serve_process
+from serving import BackgroundServer, serve_process
 
 from attestpolicy.engine.inprocess import InProcessEvaluator
 from attestpolicy.engine.remote import RemoteEvaluator
 from attestpolicy.errors import ConfigError, PolicyError
 from attestpolicy.server import (
     MAX_BODY_BYTES,
-    BackgroundServer,
     ServerSettingsError,
     create_app,
     load_evaluator,

@@ -21,13 +21,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from serving import BackgroundServer
 
 from attestpolicy.decision import Decision
 from attestpolicy.engine.local import LocalEvaluator
 from attestpolicy.engine.remote import RemoteConfigError, RemoteEvaluator
 from attestpolicy.errors import EvaluatorError
 from attestpolicy.policy import PolicySource
-from attestpolicy.server import BackgroundServer, create_app
+from attestpolicy.server import create_app
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 DECISION_URL_PATH = "/v1/data/attestpolicy/v1/decision"
