@@ -2,8 +2,9 @@
 
 Accepted are ECDSA on P-256/P-384/P-521, RSA of 2048 bits or more, and Ed25519, for every
 use: evidence signatures, bundle signatures and (later) issued credentials. Loaders raise
-``ValueError`` with a message that names the problem; callers turn it into their own typed
-error (``EvidenceError``, ``BundleError``).
+``ValueError`` with a message that names the problem (:class:`UnsupportedKeyError`, a
+``ValueError``, when the key is well formed but not an accepted one); callers turn it into
+their own typed error (``EvidenceError``, ``BundleError``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "MIN_RSA_BITS",
     "PrivateKey",
     "PublicKey",
+    "UnsupportedKeyError",
     "accepted_public_key",
     "jws_algorithms",
     "load_private_key",
@@ -35,21 +37,26 @@ _EC_JWS_ALGORITHM: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521
 _RSA_JWS_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 
 
+class UnsupportedKeyError(ValueError):
+    """A well-formed key that is not accepted: its type, curve or size."""
+
+
 def accepted_public_key(key: object) -> PublicKey:
-    """Return ``key`` if it is an accepted :data:`PublicKey`; raise ``ValueError`` otherwise."""
+    """Return ``key`` if it is an accepted :data:`PublicKey`; raise
+    :class:`UnsupportedKeyError` otherwise."""
     if isinstance(key, ec.EllipticCurvePublicKey):
         if key.curve.name not in _EC_JWS_ALGORITHM:
-            raise ValueError(f"unsupported elliptic curve {key.curve.name}")
+            raise UnsupportedKeyError(f"unsupported elliptic curve {key.curve.name}")
         return key
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < MIN_RSA_BITS:
-            raise ValueError(
+            raise UnsupportedKeyError(
                 f"RSA key of {key.key_size} bits is too small (minimum {MIN_RSA_BITS})"
             )
         return key
     if isinstance(key, ed25519.Ed25519PublicKey):
         return key
-    raise ValueError(f"unsupported public key type {type(key).__name__}")
+    raise UnsupportedKeyError(f"unsupported public key type {type(key).__name__}")
 
 
 def _pem_bytes(key: object, what: str, kind: str) -> bytes:
@@ -102,7 +109,7 @@ def load_private_key(key: object, *, what: str = "signing key") -> PrivateKey:
     if not isinstance(
         loaded, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
     ):
-        raise ValueError(f"unsupported {what} type {type(loaded).__name__}")
+        raise UnsupportedKeyError(f"unsupported {what} type {type(loaded).__name__}")
     accepted_public_key(loaded.public_key())
     return loaded
 

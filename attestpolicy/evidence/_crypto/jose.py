@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import ConfigDict, Field, PrivateAttr, StrictInt, StrictStr
 
+from attestpolicy._keys import accepted_public_key
 from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Node
 from attestpolicy.errors import EvidenceError
@@ -42,7 +43,6 @@ MAX_TOKEN_CHARS: Final = 16 * 1024
 """Largest accepted compact JWS, in characters."""
 
 MAX_JWKS_KEYS: Final = 64
-MIN_RSA_BITS: Final = 2048
 
 _COMPACT_JWS = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$", re.ASCII)
 _MAX_NUMERIC_DATE: Final = 253402300799  # 9999-12-31T23:59:59Z
@@ -140,8 +140,6 @@ def _load_key(jwk: Jwk) -> _TrustedKey:
             rsa_key = RSAAlgorithm.from_jwk(data)
             if not isinstance(rsa_key, rsa.RSAPublicKey):
                 raise ValueError("not an RSA public key")
-            if rsa_key.key_size < MIN_RSA_BITS:
-                raise ValueError(f"RSA key shorter than {MIN_RSA_BITS} bits")
             key = rsa_key
         else:
             if jwk.crv is None or jwk.x is None or jwk.y is None:
@@ -151,6 +149,10 @@ def _load_key(jwk: Jwk) -> _TrustedKey:
                 raise ValueError("not an EC public key")
             key = ec_key
     except jwt.PyJWTError as exc:
+        raise ValueError(f"key {jwk.kid!r}: {exc}") from None
+    try:
+        accepted_public_key(key)  # RSA of at least 2048 bits (the curves are P-256/384/521)
+    except ValueError as exc:
         raise ValueError(f"key {jwk.kid!r}: {exc}") from None
     if jwk.alg is not None:
         kty, crv = _ALGORITHMS[jwk.alg]

@@ -21,7 +21,8 @@ import json
 from collections.abc import Sequence
 from typing import Final
 
-from attestpolicy.evidence._crypto.x509 import SigningKey, signature_ok
+from attestpolicy._keys import PublicKey
+from attestpolicy.evidence._crypto.x509 import signature_ok
 
 __all__ = ["leaf_hash", "verify_checkpoint", "verify_inclusion", "verify_set", "verify_signature"]
 
@@ -30,14 +31,14 @@ _MAX_NOTE_CHARS = 4096
 _SIGNATURE_PREFIX = "\u2014 "
 
 
-def verify_signature(key: SigningKey, signature: bytes, data: bytes) -> None:
+def verify_signature(key: PublicKey, signature: bytes, data: bytes) -> None:
     """Verify a log signature (ECDSA/RSA with SHA-256, or Ed25519) or raise ``ValueError``."""
     if not signature_ok(key, signature, data):
         raise ValueError("log signature does not verify")
 
 
 def verify_set(
-    key: SigningKey,
+    key: PublicKey,
     signature: bytes,
     *,
     body: str,
@@ -87,7 +88,7 @@ def verify_inclusion(
 
 
 def verify_checkpoint(
-    key: SigningKey, log_id: bytes, note: str, *, tree_size: int, root: bytes
+    key: PublicKey, log_id: bytes, note: str, *, tree_size: int, root: bytes
 ) -> None:
     """Verify a signed checkpoint and that it commits to ``tree_size`` and ``root``.
 

@@ -24,10 +24,10 @@ from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
 from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootMessage
 
+from attestpolicy._keys import PublicKey, accepted_public_key
 from attestpolicy.claims import parse_timestamp
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import decode_base64
-from attestpolicy.evidence._crypto.x509 import SigningKey, signing_key
 
 __all__ = [
     "CertificateAuthority",
@@ -68,7 +68,7 @@ class LogKey(_Window):
     """A transparency log's (Rekor or CT) public key, its id and validity window."""
 
     log_id: bytes
-    key: SigningKey
+    key: PublicKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +145,7 @@ def _window(entry: Mapping[str, Any]) -> tuple[datetime, datetime | None]:
 def _log_key(entry: Mapping[str, Any]) -> LogKey:
     public_key = entry["publicKey"]
     der = decode_base64(public_key["rawBytes"], field="publicKey.rawBytes")
-    key = signing_key(serialization.load_der_public_key(der))
+    key = accepted_public_key(serialization.load_der_public_key(der))
     log_id = decode_base64(entry["logId"]["keyId"], field="logId.keyId")
     start, end = _window(public_key)
     return LogKey(log_id=log_id, key=key, start=start, end=end)

@@ -41,6 +41,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from attestpolicy._keys import PublicKey, UnsupportedKeyError, load_public_key
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     EXPIRED,
@@ -53,7 +54,6 @@ from attestpolicy.evidence._common import (
 
 __all__ = [
     "Asn1Certificate",
-    "SigningKey",
     "asn1_certificate",
     "certificate_from_der",
     "certificate_from_pem",
@@ -64,10 +64,8 @@ __all__ = [
     "checked_public_key_pem",
     "fingerprint",
     "load_pem_certificates",
-    "load_public_key",
     "public_key_from_pem",
     "signature_ok",
-    "signing_key",
     "spki_der",
     "verify_chain",
     "verify_code_signing_chain",
@@ -77,8 +75,6 @@ __all__ = [
 _MAX_BUNDLE_CERTS = 16
 _MAX_PINNED_DEPTH = 2  # intermediates between a leaf and a pinned root
 _MAX_POOL = 16  # candidate intermediates, and candidate roots
-_MIN_RSA_BITS = 2048
-_CURVES = (ec.SECP256R1, ec.SECP384R1, ec.SECP521R1)
 _KNOWN_CRITICAL = frozenset({"basic_constraints", "key_usage", "extended_key_usage"})
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha256": hashes.SHA256,
@@ -88,10 +84,6 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
 
 Asn1Certificate: TypeAlias = Any
 """An ``asn1crypto.x509.Certificate`` (asn1crypto ships no type information)."""
-
-SigningKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
-"""A key accepted for signatures: ECDSA P-256/P-384/P-521, RSA >= 2048 bits, Ed25519."""
-
 
 # --- loading ---------------------------------------------------------------------------
 # AMD VCEK/ASK/ARK certificates have a zero serial number, which cryptography reports
@@ -148,37 +140,18 @@ def certificate_from_der(der: bytes, field: str) -> x509.Certificate:
         fail(MALFORMED, field, f"not a DER certificate: {exc}")
 
 
-def public_key_from_pem(pem: str, field: str) -> PublicKeyTypes:
-    """Load a PEM SubjectPublicKeyInfo public key."""
+def public_key_from_pem(pem: str, field: str) -> PublicKey:
+    """Load an accepted PEM SubjectPublicKeyInfo public key (:mod:`attestpolicy._keys`).
+
+    Raises ``evidence.unsupported`` for a key type, curve or size that is not accepted,
+    ``evidence.malformed`` for anything that is not a PEM public key.
+    """
     try:
-        return serialization.load_pem_public_key(pem.encode("ascii"))
-    except (ValueError, UnicodeEncodeError, TypeError) as exc:
-        fail(MALFORMED, field, f"not a PEM public key: {exc}")
-    except UnsupportedAlgorithm as exc:
-        fail(UNSUPPORTED, field, f"unsupported public key algorithm: {exc}")
-
-
-def signing_key(key: object) -> SigningKey:
-    """Return ``key`` if it is a supported :data:`SigningKey`; raise ``ValueError`` otherwise."""
-    if isinstance(key, ec.EllipticCurvePublicKey):
-        if not isinstance(key.curve, _CURVES):
-            raise ValueError(f"unsupported elliptic curve {key.curve.name}")
-        return key
-    if isinstance(key, rsa.RSAPublicKey):
-        if key.key_size < _MIN_RSA_BITS:
-            raise ValueError(f"RSA key of {key.key_size} bits is below {_MIN_RSA_BITS}")
-        return key
-    if isinstance(key, ed25519.Ed25519PublicKey):
-        return key
-    raise ValueError(f"unsupported public key type {type(key).__name__}")
-
-
-def load_public_key(pem: str) -> SigningKey:
-    """Load one PEM public key that is a :data:`SigningKey`; raise ``ValueError`` otherwise."""
-    try:
-        return signing_key(public_key_from_pem(pem, "public key"))
-    except EvidenceError as exc:
-        raise ValueError(exc.detail) from None
+        return load_public_key(pem, what=field)
+    except UnsupportedKeyError as exc:
+        fail(UNSUPPORTED, field, str(exc))
+    except ValueError as exc:
+        fail(MALFORMED, field, str(exc))
 
 
 def _pydantic_check(pem: str, load: Callable[[str, str], object], what: str) -> str:
@@ -219,7 +192,7 @@ def fingerprint(key: PublicKeyTypes) -> str:
     return sha256_digest(spki_der(key))
 
 
-def signature_ok(key: SigningKey, signature: bytes, data: bytes) -> bool:
+def signature_ok(key: PublicKey, signature: bytes, data: bytes) -> bool:
     """Whether ``signature`` over ``data`` verifies: SHA-256 with ECDSA or RSA PKCS#1 v1.5,
     or Ed25519 (what cosign, Rekor and CT logs sign with)."""
     try:

@@ -48,6 +48,7 @@ from pydantic import (
     model_validator,
 )
 
+from attestpolicy._keys import PublicKey, accepted_public_key, load_public_key
 from attestpolicy.claims import ImageSignature
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
@@ -67,13 +68,10 @@ from attestpolicy.evidence._common import (
 from attestpolicy.evidence._crypto.fulcio import match_identity
 from attestpolicy.evidence._crypto.rekor import verify_set
 from attestpolicy.evidence._crypto.x509 import (
-    SigningKey,
     certificates_from_pem_bundle,
     fingerprint,
     load_pem_certificates,
-    load_public_key,
     signature_ok,
-    signing_key,
     spki_der,
     verify_code_signing_chain,
 )
@@ -303,7 +301,7 @@ class CosignTrust(FrozenModel):
     pki: CosignPkiTrust | None = None
     rekor_public_keys: Annotated[tuple[_Pem, ...], Field(max_length=_MAX_KEYS)] = ()
 
-    _keys: tuple[SigningKey, ...] = PrivateAttr(default=())
+    _keys: tuple[PublicKey, ...] = PrivateAttr(default=())
     _rekor: dict[str, ec.EllipticCurvePublicKey] = PrivateAttr(default_factory=dict)
     _roots: tuple[x509.Certificate, ...] = PrivateAttr(default=())
     _intermediates: tuple[x509.Certificate, ...] = PrivateAttr(default=())
@@ -401,7 +399,7 @@ def _verify_signer(
             "no trust mode configured", field="signature", code="evidence.untrusted"
         )
     try:
-        key = signing_key(leaf.public_key())
+        key = accepted_public_key(leaf.public_key())
     except ValueError as exc:
         raise EvidenceError(str(exc), field=cert_field, code="evidence.unsupported") from None
     if not signature_ok(key, raw_signature, payload):
@@ -413,7 +411,7 @@ def _verify_signer(
     return _Signer(claim, signed_time)
 
 
-def _verifying_key(keys: tuple[SigningKey, ...], payload: bytes, signature: bytes) -> SigningKey:
+def _verifying_key(keys: tuple[PublicKey, ...], payload: bytes, signature: bytes) -> PublicKey:
     for key in keys:
         if signature_ok(key, signature, payload):
             return key

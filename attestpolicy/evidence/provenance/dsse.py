@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from attestpolicy._keys import PublicKey, load_public_key
 from attestpolicy.claims import parse_timestamp
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
@@ -45,7 +46,7 @@ from attestpolicy.evidence._common import (
     decode_base64,
     require_utc,
 )
-from attestpolicy.evidence._crypto.x509 import SigningKey, fingerprint, load_public_key
+from attestpolicy.evidence._crypto.x509 import fingerprint
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
@@ -77,7 +78,6 @@ _MAX_SIG_CHARS = 8192
 _MAX_KEYID_CHARS = 1024
 _MAX_PEM_CHARS = 16384
 _MAX_PAYLOAD_TYPE_CHARS = 256
-_MIN_RSA_BITS = 2048
 
 Base64Alphabet = Literal["standard", "urlsafe"]
 """``standard`` is RFC 4648 section 4 (``+/``), ``urlsafe`` section 5 (``-_``); both padded."""
@@ -175,7 +175,7 @@ class TrustedKey(FrozenModel):
     not_before: datetime | None = None
     not_after: datetime | None = None
 
-    _key: SigningKey = PrivateAttr()
+    _key: PublicKey = PrivateAttr()
     _fingerprint: str = PrivateAttr()
 
     @field_validator("not_before", "not_after", mode="before")
@@ -185,10 +185,7 @@ class TrustedKey(FrozenModel):
 
     @model_validator(mode="after")
     def _load_key(self) -> Self:
-        try:
-            key = load_public_key(self.public_key)
-        except ValueError as exc:
-            raise ValueError(f"public_key: {exc}") from None
+        key = load_public_key(self.public_key, what="public_key")
         if self.algorithm in _CURVES:
             curve, _ = _CURVES[self.algorithm]
             if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, curve):
@@ -196,8 +193,6 @@ class TrustedKey(FrozenModel):
         elif self.algorithm.startswith("rsa-"):
             if not isinstance(key, rsa.RSAPublicKey):
                 raise ValueError(f"public_key does not fit algorithm {self.algorithm}")
-            if key.key_size < _MIN_RSA_BITS:
-                raise ValueError(f"RSA keys must have at least {_MIN_RSA_BITS} bits")
         elif not isinstance(key, ed25519.Ed25519PublicKey):
             raise ValueError("public_key does not fit algorithm ed25519")
         if self.signature_format == "raw" and self.algorithm not in _CURVES:
