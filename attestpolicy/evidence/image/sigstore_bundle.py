@@ -31,12 +31,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sigstore._internal.timestamp import TimestampSource, TimestampVerificationResult
 from sigstore.errors import CertValidationError, MetadataError, VerificationError
 from sigstore.errors import Error as SigstoreError
 from sigstore.hashes import Hashed
 from sigstore.models import Bundle, IncompatibleEntry, InvalidBundle, TrustedRoot
-from sigstore.verify import Verifier
 from sigstore_models.common.v1 import HashAlgorithm
 
 from attestpolicy.claims import Image, ImageSignature
@@ -54,6 +52,7 @@ from attestpolicy.evidence._common import (
 from attestpolicy.evidence._crypto.fulcio import FulcioExtensions, fulcio_extensions, match_identity
 from attestpolicy.evidence._crypto.trusted_root import load_trusted_root
 from attestpolicy.evidence.image._reference import InvalidReference, parse_reference
+from attestpolicy.evidence.image._sigstore_adapter import RecordingVerifier, carries_dsse
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
@@ -135,7 +134,7 @@ def _verify_bundle(
     artifact: bytes | None,
 ) -> SigstoreBundleResult:
     bundle = _parse_bundle(evidence)
-    if bundle._dsse_envelope is not None:
+    if carries_dsse(bundle):
         if artifact is not None or evidence.artifact_digest is not None:
             raise EvidenceError(
                 "an artifact or artifact_digest was given for a DSSE bundle; its payload "
@@ -192,7 +191,7 @@ def _verify_image(
             code=MALFORMED,
         )
     bundle = _parse_bundle(evidence)
-    if bundle._dsse_envelope is None:
+    if not carries_dsse(bundle):
         result = _verify(bundle, trust, now=now, hashed=_hashed(signed))
     else:
         result = _verify(bundle, trust, now=now, hashed=None)
@@ -301,10 +300,10 @@ class SigstoreTrust(FrozenModel):
         self._root = load_trusted_root(text)
         return self
 
-    def _verifier(self) -> _RecordingVerifier:
+    def _verifier(self) -> RecordingVerifier:
         """A fresh offline verifier over this trusted root."""
         assert self._root is not None  # set by the validator
-        return _RecordingVerifier(trusted_root=self._root)
+        return RecordingVerifier(trusted_root=self._root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,19 +333,6 @@ class SigstoreBundleResult:
 
 
 # --- sigstore plumbing ---------------------------------------------------------
-
-
-class _RecordingVerifier(Verifier):
-    """A ``Verifier`` that keeps the verified times it established (one per call)."""
-
-    def __init__(self, *, trusted_root: TrustedRoot) -> None:
-        super().__init__(trusted_root=trusted_root)
-        self.verified_times: list[TimestampVerificationResult] = []
-
-    def _establish_time(self, bundle: Bundle) -> list[TimestampVerificationResult]:
-        times = super()._establish_time(bundle)
-        self.verified_times = list(times)
-        return times
 
 
 class _IdentityPolicy:
@@ -418,7 +404,7 @@ def _parse_bundle(evidence: SigstoreBundleEvidence) -> Bundle:
         )
     try:
         bundle = Bundle.from_json(evidence._json)
-        bundle._dsse_envelope  # noqa: B018 - parses the envelope now, inside the guard
+        carries_dsse(bundle)  # builds the envelope now, inside the guard
     except IncompatibleEntry as exc:
         raise EvidenceError(
             str(exc), field="bundle.tlogEntries", code="evidence.unsupported"
@@ -460,20 +446,18 @@ def _verify(
         raise EvidenceError(
             f"bundle material could not be processed: {exc}", field="bundle", code=MALFORMED
         ) from None
-    if policy.matched is None or not verifier.verified_times:
+    if policy.matched is None or not verifier.signed_times:
         # sigstore always checks identity and time; refuse to report anything otherwise.
         raise EvidenceError(
             "bundle verification was incomplete", field="bundle", code="evidence.untrusted"
         )
-    times = [result.time for result in verifier.verified_times]
+    times = [signed.time for signed in verifier.signed_times]
     check_not_future(max(times), now, field="timestamp")
     try:
         extensions = fulcio_extensions(bundle.signing_certificate)
     except ValueError as exc:
         raise EvidenceError(str(exc), field="certificate.extensions", code=MALFORMED) from None
-    integrated = [
-        r.time for r in verifier.verified_times if r.source is TimestampSource.TRANSPARENCY_SERVICE
-    ]
+    integrated = [t.time for t in verifier.signed_times if t.source == "transparency_log"]
     return SigstoreBundleResult(
         kind="dsse" if hashed is None else "message_signature",
         subject=policy.matched[0],
@@ -482,9 +466,7 @@ def _verify(
         signed_time=min(times),
         integrated_time=min(integrated) if integrated else None,
         timestamp_authority_times=tuple(
-            r.time
-            for r in verifier.verified_times
-            if r.source is TimestampSource.TIMESTAMP_AUTHORITY
+            t.time for t in verifier.signed_times if t.source == "timestamp_authority"
         ),
         artifact_digest=None if hashed is None else "sha256:" + hashed.digest.hex(),
         payload_type=payload_type,
