@@ -31,22 +31,14 @@ from attestpolicy._model import FrozenModel
 from attestpolicy.errors import EvidenceError
 
 __all__ = [
-    "AUDIENCE_MISMATCH",
     "CLOCK_SKEW",
-    "DIGEST_MISMATCH",
-    "EXPIRED",
-    "IDENTITY_MISMATCH",
     "LARGE_SECTION_CHARS",
-    "MALFORMED",
     "MAX_BASE64_CHARS",
     "MAX_CLOCK_SKEW_SECONDS",
     "MAX_SECTION_CHARS",
-    "NONCE_MISMATCH",
-    "SIGNATURE_INVALID",
-    "UNSUPPORTED",
-    "UNTRUSTED",
     "Base64Bytes",
     "ClockSkewSeconds",
+    "Code",
     "EvidenceSection",
     "FrozenModel",
     "PemText",
@@ -64,15 +56,20 @@ __all__ = [
     "validation_error",
 ]
 
-MALFORMED: Final = "evidence.malformed"
-SIGNATURE_INVALID: Final = "evidence.signature_invalid"
-UNTRUSTED: Final = "evidence.untrusted"
-IDENTITY_MISMATCH: Final = "evidence.identity_mismatch"
-DIGEST_MISMATCH: Final = "evidence.digest_mismatch"
-EXPIRED: Final = "evidence.expired"
-NONCE_MISMATCH: Final = "evidence.nonce_mismatch"
-AUDIENCE_MISMATCH: Final = "evidence.audience_mismatch"
-UNSUPPORTED: Final = "evidence.unsupported"
+
+class Code:
+    """The stable codes of :class:`~attestpolicy.errors.EvidenceError` (``error.code``)."""
+
+    MALFORMED: Final = "evidence.malformed"
+    SIGNATURE_INVALID: Final = "evidence.signature_invalid"
+    UNTRUSTED: Final = "evidence.untrusted"
+    IDENTITY_MISMATCH: Final = "evidence.identity_mismatch"
+    DIGEST_MISMATCH: Final = "evidence.digest_mismatch"
+    EXPIRED: Final = "evidence.expired"
+    NONCE_MISMATCH: Final = "evidence.nonce_mismatch"
+    AUDIENCE_MISMATCH: Final = "evidence.audience_mismatch"
+    UNSUPPORTED: Final = "evidence.unsupported"
+
 
 MAX_SECTION_CHARS: Final = 1024 * 1024
 """Largest evidence section accepted as JSON text, unless a section says otherwise (1 MiB)."""
@@ -97,7 +94,7 @@ def fail(code: str, field: str, message: str) -> NoReturn:
 
 def fail_no_trust(field: str) -> NoReturn:
     """Raise ``evidence.untrusted``: the trust configuration has no anchors for ``field``."""
-    fail(UNTRUSTED, field, "no trust anchors configured for this evidence")
+    fail(Code.UNTRUSTED, field, "no trust anchors configured for this evidence")
 
 
 @contextmanager
@@ -112,7 +109,7 @@ def malformed_on_error(field: str) -> Iterator[None]:
     except EvidenceError:
         raise
     except Exception as exc:
-        fail(MALFORMED, field, f"evidence could not be processed: {type(exc).__name__}: {exc}")
+        fail(Code.MALFORMED, field, f"evidence could not be processed: {type(exc).__name__}: {exc}")
 
 
 # --- time --------------------------------------------------------------------------
@@ -126,7 +123,7 @@ def check_not_future(signed: datetime, now: datetime, *, field: str) -> None:
     """Refuse a signed time more than :data:`CLOCK_SKEW` after ``now`` (``evidence.expired``)."""
     if signed > now + CLOCK_SKEW:
         fail(
-            EXPIRED,
+            Code.EXPIRED,
             field,
             f"signed time {signed.isoformat()} is after now ({now.isoformat()}): not yet valid",
         )
@@ -153,14 +150,14 @@ def load_json(text: str | bytes, *, field: str) -> Any:
     try:
         return loads_strict(text)
     except ValueError as exc:
-        fail(MALFORMED, field, f"not valid JSON: {str(exc)[:200]}")
+        fail(Code.MALFORMED, field, f"not valid JSON: {str(exc)[:200]}")
 
 
 def load_json_object(text: str | bytes, *, field: str) -> dict[str, Any]:
     """:func:`load_json`, and the value must be a JSON object."""
     value = load_json(text, field=field)
     if not isinstance(value, dict):
-        fail(MALFORMED, field, "must be a JSON object")
+        fail(Code.MALFORMED, field, "must be a JSON object")
     return value
 
 
@@ -202,25 +199,25 @@ def decode_base64(
     ``wrapped`` ignores line breaks (AWS wraps its base64 output).
     """
     if not isinstance(text, str):
-        fail(MALFORMED, field, f"expected a base64 string, got {type(text).__name__}")
+        fail(Code.MALFORMED, field, f"expected a base64 string, got {type(text).__name__}")
     if wrapped:
         text = text.replace("\r", "").replace("\n", "")
     if max_bytes is not None and len(text) > (max_bytes + 2) // 3 * 4:
-        fail(MALFORMED, field, f"over the {max_bytes} byte limit")
+        fail(Code.MALFORMED, field, f"over the {max_bytes} byte limit")
     if not _BASE64_SHAPES[alphabet, padded].match(text):
-        fail(MALFORMED, field, f"not {'padded' if padded else 'unpadded'} {alphabet} base64")
+        fail(Code.MALFORMED, field, f"not {'padded' if padded else 'unpadded'} {alphabet} base64")
     standard = text if alphabet == "standard" else text.translate(_FROM_URLSAFE)
     try:
         data = binascii.a2b_base64(standard + "=" * (-len(text) % 4), strict_mode=True)
     except (binascii.Error, ValueError) as exc:
-        fail(MALFORMED, field, f"not valid base64: {exc}")
+        fail(Code.MALFORMED, field, f"not valid base64: {exc}")
     encoded = base64.b64encode(data).decode("ascii")
     if not padded:
         encoded = encoded.rstrip("=")
     if encoded != standard:
-        fail(MALFORMED, field, "non-canonical base64")
+        fail(Code.MALFORMED, field, "non-canonical base64")
     if not data and not allow_empty:
-        fail(MALFORMED, field, "empty base64")
+        fail(Code.MALFORMED, field, "empty base64")
     return data
 
 
@@ -281,7 +278,7 @@ def validation_error(
     first = exc.errors(include_url=False)[0]
     loc = ".".join(str(part) for part in first["loc"])
     field = ".".join(part for part in (prefix, loc) if part) or whole
-    return EvidenceError(first["msg"], field=field, code=MALFORMED)
+    return EvidenceError(first["msg"], field=field, code=Code.MALFORMED)
 
 
 def validate_mapping(
@@ -289,13 +286,13 @@ def validate_mapping(
 ) -> _M:
     """Validate ``model`` from a mapping; raise ``evidence.malformed`` (see validation_error)."""
     if not isinstance(data, Mapping):
-        fail(MALFORMED, prefix or whole, f"must be a JSON object, got {type(data).__name__}")
+        fail(Code.MALFORMED, prefix or whole, f"must be a JSON object, got {type(data).__name__}")
     try:
         return model.model_validate(dict(data))
     except ValidationError as exc:
         raise validation_error(exc, prefix=prefix, whole=whole) from None
     except (ValueError, TypeError, RecursionError) as exc:
-        fail(MALFORMED, prefix or whole, f"section cannot be validated: {type(exc).__name__}")
+        fail(Code.MALFORMED, prefix or whole, f"section cannot be validated: {type(exc).__name__}")
 
 
 def parse_section(
@@ -309,7 +306,7 @@ def parse_section(
     if isinstance(data, str | bytes):
         where = prefix or "(section)"
         if len(data) > max_chars:
-            fail(MALFORMED, where, f"section is over the {max_chars} character limit")
+            fail(Code.MALFORMED, where, f"section is over the {max_chars} character limit")
         data = load_json(data, field=where)
     return validate_mapping(model, data, prefix=prefix)
 

@@ -27,7 +27,10 @@ from pydantic_core import CoreSchema
 from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Request, Text
 from attestpolicy.errors import ConfigError, EvidenceError
-from attestpolicy.evidence._common import load_json
+from attestpolicy.evidence._common import (
+    Code,
+    load_json,
+)
 from attestpolicy.evidence.image.cosign import CosignEvidence, CosignTrust
 from attestpolicy.evidence.image.sigstore_bundle import SigstoreBundleEvidence, SigstoreTrust
 from attestpolicy.evidence.node.aws_iid import AwsIidEvidence, AwsIidTrust
@@ -247,13 +250,11 @@ def parse_evidence_document(data: EvidenceDocument | Mapping[str, Any]) -> Evide
         return _validate(EvidenceDocument, data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        raise EvidenceError(
-            first["msg"], field=_location(first), code="evidence.malformed"
-        ) from None
+        raise EvidenceError(first["msg"], field=_location(first), code=Code.MALFORMED) from None
     except EvidenceError as exc:
         raise exc.within("(document)") from None
     except TypeError as exc:
-        raise EvidenceError(str(exc), field="(document)", code="evidence.malformed") from None
+        raise EvidenceError(str(exc), field="(document)", code=Code.MALFORMED) from None
 
 
 def parse_trust_config(data: TrustConfig | Mapping[str, Any]) -> TrustConfig:
@@ -298,7 +299,7 @@ def _read_limited(path: Path, limit: int) -> bytes:
 
 
 def _document_error(message: str) -> EvidenceError:
-    return EvidenceError(message, field="(document)", code="evidence.malformed")
+    return EvidenceError(message, field="(document)", code=Code.MALFORMED)
 
 
 def load_evidence_document(source: Path | str | bytes) -> EvidenceDocument:

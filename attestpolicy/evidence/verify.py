@@ -27,9 +27,7 @@ from attestpolicy.claims import (
 )
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    DIGEST_MISMATCH,
-    MALFORMED,
-    UNTRUSTED,
+    Code,
     fail,
     fail_no_trust,
 )
@@ -86,7 +84,7 @@ def _unbound_facts() -> EvidenceError:
     return EvidenceError(
         "runtime facts are only asserted by the attestor: no PSAT binds them",
         field="runtime.attestor",
-        code=UNTRUSTED,
+        code=Code.UNTRUSTED,
     )
 
 
@@ -106,7 +104,7 @@ class _Verification:
     def identity(self, section: RuntimeSection, trust: RuntimeTrust) -> SvidResult:
         if (section.x509_svid is None) == (section.jwt_svid is None):
             fail(
-                MALFORMED,
+                Code.MALFORMED,
                 "runtime",
                 "exactly one of x509_svid or jwt_svid is required: the subject's SPIFFE ID "
                 "is only ever taken from a verified SVID",
@@ -211,7 +209,7 @@ class _Verification:
             result = verify(evidence, trust, now=self.now)
             if digest is None or result.signed_digest != digest:
                 fail(
-                    DIGEST_MISMATCH,
+                    Code.DIGEST_MISMATCH,
                     where,
                     f"signed digest {result.signed_digest} is not the digest the "
                     f"reference is pinned to ({digest or 'not pinned'})",

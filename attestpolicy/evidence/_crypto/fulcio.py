@@ -24,7 +24,10 @@ from cryptography.x509.certificate_transparency import LogEntryType
 from sigstore.errors import Error as SigstoreError
 from sigstore.verify.policy import Identity
 
-from attestpolicy.evidence._common import IDENTITY_MISMATCH, fail
+from attestpolicy.evidence._common import (
+    Code,
+    fail,
+)
 from attestpolicy.evidence._crypto.trusted_root import SigstoreRoot
 from attestpolicy.evidence._crypto.x509 import signature_ok, spki_der
 
@@ -145,7 +148,7 @@ def match_identity(
     if found is None:
         expected = ", ".join(f"{subject} ({issuer})" for subject, issuer in identities[:4])
         fail(
-            IDENTITY_MISMATCH,
+            Code.IDENTITY_MISMATCH,
             field,
             f"signing certificate identity is none of the expected ones: {expected}",
         )

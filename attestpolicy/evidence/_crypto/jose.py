@@ -26,14 +26,7 @@ from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Node
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    AUDIENCE_MISMATCH,
-    EXPIRED,
-    IDENTITY_MISMATCH,
-    MALFORMED,
-    NONCE_MISMATCH,
-    SIGNATURE_INVALID,
-    UNSUPPORTED,
-    UNTRUSTED,
+    Code,
     decode_base64,
     load_json_object,
     require_utc,
@@ -188,29 +181,31 @@ def verify_jws(
         raise EvidenceError(
             f"algorithm {str(alg)[:16]!r} is not one of {', '.join(SUPPORTED_ALGORITHMS)}",
             field=f"{field}.header.alg",
-            code=UNSUPPORTED,
+            code=Code.UNSUPPORTED,
         )
     for name in ("crit", "b64"):
         if name in header:
             raise EvidenceError(
                 f"header parameter {name!r} is not supported",
                 field=f"{field}.header",
-                code=UNSUPPORTED,
+                code=Code.UNSUPPORTED,
             )
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.upper() not in allowed_typ):
         raise EvidenceError(
             f"typ must be one of {', '.join(allowed_typ)}",
             field=f"{field}.header.typ",
-            code=UNSUPPORTED,
+            code=Code.UNSUPPORTED,
         )
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
-        raise EvidenceError("header has no 'kid'", field=f"{field}.header.kid", code=MALFORMED)
+        raise EvidenceError("header has no 'kid'", field=f"{field}.header.kid", code=Code.MALFORMED)
     trusted = jwks.key_for(kid)
     if trusted is None:
         raise EvidenceError(
-            f"no trusted key with kid {kid[:64]!r}", field=f"{field}.header.kid", code=UNTRUSTED
+            f"no trusted key with kid {kid[:64]!r}",
+            field=f"{field}.header.kid",
+            code=Code.UNTRUSTED,
         )
     kty, crv = _ALGORITHMS[alg]
     if (
@@ -221,7 +216,7 @@ def verify_jws(
         raise EvidenceError(
             f"trusted key {kid[:64]!r} may not be used with {alg}",
             field=f"{field}.header.alg",
-            code=UNTRUSTED,
+            code=Code.UNTRUSTED,
         )
     try:
         decoded = jwt.PyJWS().decode_complete(
@@ -232,10 +227,10 @@ def verify_jws(
         )
     except jwt.InvalidSignatureError:
         raise EvidenceError(
-            "signature does not verify", field=f"{field}.signature", code=SIGNATURE_INVALID
+            "signature does not verify", field=f"{field}.signature", code=Code.SIGNATURE_INVALID
         ) from None
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
-        raise EvidenceError(f"cannot verify: {exc}", field=field, code=MALFORMED) from None
+        raise EvidenceError(f"cannot verify: {exc}", field=field, code=Code.MALFORMED) from None
     claims = load_json_object(decoded["payload"], field=f"{field}.payload")
     return VerifiedJws(header=header, claims=claims)
 
@@ -256,11 +251,11 @@ def _b64url(segment: str, *, field: str) -> bytes:
 def _check_shape(token: str, *, field: str) -> None:
     if len(token) > MAX_TOKEN_CHARS:
         raise EvidenceError(
-            f"over the {MAX_TOKEN_CHARS} character limit", field=field, code=MALFORMED
+            f"over the {MAX_TOKEN_CHARS} character limit", field=field, code=Code.MALFORMED
         )
     if not _COMPACT_JWS.match(token):
         raise EvidenceError(
-            "not a compact JWS (three base64url segments)", field=field, code=MALFORMED
+            "not a compact JWS (three base64url segments)", field=field, code=Code.MALFORMED
         )
 
 
@@ -279,7 +274,7 @@ def numeric_date(claims: Mapping[str, Any], name: str, *, field: str) -> datetim
         or not 0 <= value <= _MAX_NUMERIC_DATE
     ):
         raise EvidenceError(
-            f"'{name}' is not a NumericDate", field=f"{field}.{name}", code=MALFORMED
+            f"'{name}' is not a NumericDate", field=f"{field}.{name}", code=Code.MALFORMED
         )
     return datetime.fromtimestamp(value, UTC)
 
@@ -305,22 +300,24 @@ def check_lifetime(
     not_before = numeric_date(claims, "nbf", field=field)
     issued_at = numeric_date(claims, "iat", field=field)
     if expires_at is None:
-        raise EvidenceError("token has no 'exp'", field=f"{field}.exp", code=MALFORMED)
+        raise EvidenceError("token has no 'exp'", field=f"{field}.exp", code=Code.MALFORMED)
     if issued_at is not None and issued_at > expires_at:
-        raise EvidenceError("'iat' is after 'exp'", field=f"{field}.iat", code=MALFORMED)
+        raise EvidenceError("'iat' is after 'exp'", field=f"{field}.iat", code=Code.MALFORMED)
     if now >= expires_at + leeway:
         raise EvidenceError(
-            f"token expired at {expires_at.isoformat()}", field=f"{field}.exp", code=EXPIRED
+            f"token expired at {expires_at.isoformat()}", field=f"{field}.exp", code=Code.EXPIRED
         )
     if not_before is not None and now + leeway < not_before:
         raise EvidenceError(
-            f"token not valid before {not_before.isoformat()}", field=f"{field}.nbf", code=EXPIRED
+            f"token not valid before {not_before.isoformat()}",
+            field=f"{field}.nbf",
+            code=Code.EXPIRED,
         )
     if issued_at is not None and now + leeway < issued_at:
         raise EvidenceError(
             f"token issued in the future ({issued_at.isoformat()})",
             field=f"{field}.iat",
-            code=EXPIRED,
+            code=Code.EXPIRED,
         )
     return Lifetime(issued_at=issued_at, expires_at=expires_at)
 
@@ -328,7 +325,7 @@ def check_lifetime(
 def required_issued_at(lifetime: Lifetime, *, field: str) -> datetime:
     """The token's ``iat``; ``evidence.malformed`` when the token has none."""
     if lifetime.issued_at is None:
-        raise EvidenceError("token has no 'iat'", field=f"{field}.iat", code=MALFORMED)
+        raise EvidenceError("token has no 'iat'", field=f"{field}.iat", code=Code.MALFORMED)
     return lifetime.issued_at
 
 
@@ -347,7 +344,7 @@ def check_audience(
     """
     raw = claims.get("aud")
     if raw is None:
-        raise EvidenceError("token has no 'aud'", field=f"{field}.aud", code=AUDIENCE_MISMATCH)
+        raise EvidenceError("token has no 'aud'", field=f"{field}.aud", code=Code.AUDIENCE_MISMATCH)
     token_audiences = [raw] if isinstance(raw, str) else raw
     if (
         not isinstance(token_audiences, list)
@@ -357,7 +354,7 @@ def check_audience(
         raise EvidenceError(
             "'aud' must be a string or a non-empty list of strings",
             field=f"{field}.aud",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     if nonce_audience is not None:
         wanted = nonce_audience.encode("utf-8")
@@ -366,12 +363,14 @@ def check_audience(
         raise EvidenceError(
             "token audience is not the per-request audience",
             field=f"{field}.aud",
-            code=NONCE_MISMATCH,
+            code=Code.NONCE_MISMATCH,
         )
     if any(item in audiences for item in token_audiences):
         return False
     raise EvidenceError(
-        "token audience is not a trusted audience", field=f"{field}.aud", code=AUDIENCE_MISMATCH
+        "token audience is not a trusted audience",
+        field=f"{field}.aud",
+        code=Code.AUDIENCE_MISMATCH,
     )
 
 
@@ -382,7 +381,7 @@ def claim_text(claims: Mapping[str, Any], name: str, *, field: str, max_length: 
         raise EvidenceError(
             f"'{name}' must be a non-empty string of at most {max_length} characters",
             field=f"{field}.{name}",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     return value
 
@@ -392,7 +391,7 @@ def claim_object(claims: Mapping[str, Any], name: str, *, field: str) -> dict[st
     value = claims.get(name)
     if not isinstance(value, dict):
         raise EvidenceError(
-            f"'{name}' must be a JSON object", field=f"{field}.{name}", code=MALFORMED
+            f"'{name}' must be a JSON object", field=f"{field}.{name}", code=Code.MALFORMED
         )
     return value
 
@@ -464,7 +463,7 @@ def verify_identity_token(
         raise EvidenceError(
             f"issuer {issuer[:128]!r} is not the trusted issuer",
             field=f"{field}.iss",
-            code=IDENTITY_MISMATCH,
+            code=Code.IDENTITY_MISMATCH,
         )
     lifetime = check_lifetime(claims, now=now, leeway_seconds=trust.clock_skew_seconds, field=field)
     return IdentityToken(

@@ -44,10 +44,7 @@ from cryptography.x509.verification import (
 from attestpolicy._keys import PublicKey, UnsupportedKeyError, load_public_key
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    EXPIRED,
-    MALFORMED,
-    UNSUPPORTED,
-    UNTRUSTED,
+    Code,
     fail,
     sha256_digest,
 )
@@ -112,7 +109,7 @@ def certificates_from_pem_bundle(
     try:
         return load_pem_certificates(pem, max_count=max_count)
     except ValueError as exc:
-        fail(MALFORMED, field, str(exc))
+        fail(Code.MALFORMED, field, str(exc))
 
 
 @lru_cache(maxsize=256)
@@ -127,7 +124,7 @@ def certificate_from_pem(pem: str, field: str) -> x509.Certificate:
     try:
         return _cached_pem(pem)
     except (ValueError, UnicodeEncodeError) as exc:
-        fail(MALFORMED, field, f"not a PEM certificate: {exc}")
+        fail(Code.MALFORMED, field, f"not a PEM certificate: {exc}")
 
 
 def certificate_from_der(der: bytes, field: str) -> x509.Certificate:
@@ -137,7 +134,7 @@ def certificate_from_der(der: bytes, field: str) -> x509.Certificate:
             warnings.simplefilter("ignore")
             return x509.load_der_x509_certificate(der)
     except ValueError as exc:
-        fail(MALFORMED, field, f"not a DER certificate: {exc}")
+        fail(Code.MALFORMED, field, f"not a DER certificate: {exc}")
 
 
 def public_key_from_pem(pem: str, field: str) -> PublicKey:
@@ -149,9 +146,9 @@ def public_key_from_pem(pem: str, field: str) -> PublicKey:
     try:
         return load_public_key(pem, what=field)
     except UnsupportedKeyError as exc:
-        fail(UNSUPPORTED, field, str(exc))
+        fail(Code.UNSUPPORTED, field, str(exc))
     except ValueError as exc:
-        fail(MALFORMED, field, str(exc))
+        fail(Code.MALFORMED, field, str(exc))
 
 
 def _pydantic_check(pem: str, load: Callable[[str, str], object], what: str) -> str:
@@ -216,10 +213,12 @@ def check_validity(cert: x509.Certificate, now: datetime, *, field: str) -> None
     """Raise ``evidence.expired`` unless ``now`` is inside the certificate's validity."""
     if now < cert.not_valid_before_utc:
         fail(
-            EXPIRED, field, f"certificate not valid before {cert.not_valid_before_utc.isoformat()}"
+            Code.EXPIRED,
+            field,
+            f"certificate not valid before {cert.not_valid_before_utc.isoformat()}",
         )
     if now > cert.not_valid_after_utc:
-        fail(EXPIRED, field, f"certificate expired at {cert.not_valid_after_utc.isoformat()}")
+        fail(Code.EXPIRED, field, f"certificate expired at {cert.not_valid_after_utc.isoformat()}")
 
 
 # (CA policy, end-entity policy) of the two chain profiles (see the module doc)
@@ -270,21 +269,21 @@ def verify_chain(
     certificate's validity window, ``evidence.untrusted`` for every other failure.
     """
     if not roots:
-        fail(UNTRUSTED, field, "no trusted root certificates are configured")
+        fail(Code.UNTRUSTED, field, "no trusted root certificates are configured")
     _check_leaf(leaf, field)
     try:
         return _build(leaf, intermediates, roots, now, _NODE_POLICIES)
     except VerificationError as exc:
         reason = str(exc)
     except ValueError as exc:
-        fail(MALFORMED, field, f"certificate chain cannot be processed: {exc}")
+        fail(Code.MALFORMED, field, f"certificate chain cannot be processed: {exc}")
     for when in (leaf.not_valid_before_utc, leaf.not_valid_after_utc):
         try:
             _build(leaf, intermediates, roots, when, _NODE_POLICIES)
         except (VerificationError, ValueError):
             continue
-        fail(EXPIRED, field, f"a certificate of the chain is not valid at {now.isoformat()}")
-    fail(UNTRUSTED, field, f"certificate chain does not build to a trusted root: {reason}")
+        fail(Code.EXPIRED, field, f"a certificate of the chain is not valid at {now.isoformat()}")
+    fail(Code.UNTRUSTED, field, f"certificate chain does not build to a trusted root: {reason}")
 
 
 def _check_leaf(leaf: x509.Certificate, field: str) -> None:
@@ -293,15 +292,15 @@ def _check_leaf(leaf: x509.Certificate, field: str) -> None:
     except x509.ExtensionNotFound:
         constraints = None
     except ValueError as exc:
-        fail(MALFORMED, field, f"leaf certificate extensions are invalid: {exc}")
+        fail(Code.MALFORMED, field, f"leaf certificate extensions are invalid: {exc}")
     if constraints is not None and constraints.ca:
-        fail(UNTRUSTED, field, "leaf certificate is a CA certificate")
+        fail(Code.UNTRUSTED, field, "leaf certificate is a CA certificate")
     try:
         usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         return
     if not usage.digital_signature:
-        fail(UNTRUSTED, field, "leaf certificate key usage does not allow digitalSignature")
+        fail(Code.UNTRUSTED, field, "leaf certificate key usage does not allow digitalSignature")
 
 
 def verify_code_signing_chain(
@@ -344,7 +343,7 @@ def asn1_certificate(data: bytes | str, field: str) -> Asn1Certificate:
     try:
         return _cached_asn1(data)
     except (ValueError, TypeError, KeyError, OverflowError, UnicodeError) as exc:
-        fail(MALFORMED, field, f"not an X.509 certificate: {exc}")
+        fail(Code.MALFORMED, field, f"not an X.509 certificate: {exc}")
 
 
 @lru_cache(maxsize=128)
@@ -374,30 +373,32 @@ def verify_pinned_chain(
     certificate of the path is outside its validity window at ``now``.
     """
     if len(intermediates) > _MAX_POOL or len(roots) > _MAX_POOL:
-        fail(MALFORMED, field, "too many candidate certificates")
+        fail(Code.MALFORMED, field, "too many candidate certificates")
     path = _find_path(leaf, intermediates, roots, field, depth=0)
     if path is None:
-        fail(UNTRUSTED, field, "certificate chain does not build to a trusted root")
+        fail(Code.UNTRUSTED, field, "certificate chain does not build to a trusted root")
     for position, certificate in enumerate(path):
         critical = set(certificate.critical_extensions) - _KNOWN_CRITICAL
         if critical:
-            fail(UNTRUSTED, field, f"unknown critical extension(s) {sorted(critical)}")
+            fail(Code.UNTRUSTED, field, f"unknown critical extension(s) {sorted(critical)}")
         constraints = certificate.basic_constraints_value
         is_ca = bool(constraints and constraints["ca"].native)
         if position == 0:
             if is_ca:
-                fail(UNTRUSTED, field, "leaf certificate is a CA certificate")
+                fail(Code.UNTRUSTED, field, "leaf certificate is a CA certificate")
             continue
         usage = certificate.key_usage_value
         if not is_ca or (usage is not None and "key_cert_sign" not in usage.native):
-            fail(UNTRUSTED, field, "an issuer in the chain is not a certificate authority")
+            fail(Code.UNTRUSTED, field, "an issuer in the chain is not a certificate authority")
         limit = constraints["path_len_constraint"].native
         if limit is not None and position - 1 > limit:
-            fail(UNTRUSTED, field, "an issuer's path length constraint is exceeded")
+            fail(Code.UNTRUSTED, field, "an issuer's path length constraint is exceeded")
     for certificate in path:
         validity = certificate["tbs_certificate"]["validity"]
         if not validity["not_before"].native <= now <= validity["not_after"].native:
-            fail(EXPIRED, field, f"a certificate of the chain is not valid at {now.isoformat()}")
+            fail(
+                Code.EXPIRED, field, f"a certificate of the chain is not valid at {now.isoformat()}"
+            )
     return path
 
 
@@ -428,7 +429,7 @@ def _signed_by(certificate: Asn1Certificate, issuer: Asn1Certificate, field: str
     try:
         key = serialization.load_der_public_key(issuer.public_key.dump())
     except (ValueError, UnsupportedAlgorithm) as exc:
-        fail(UNSUPPORTED, field, f"issuer key cannot be used: {exc}")
+        fail(Code.UNSUPPORTED, field, f"issuer key cannot be used: {exc}")
     algorithm = certificate["signature_algorithm"]
     signature = certificate["signature_value"].native
     tbs = certificate["tbs_certificate"].dump()
@@ -439,7 +440,9 @@ def _signed_by(certificate: Asn1Certificate, issuer: Asn1Certificate, field: str
             digest = params["hash_algorithm"]["algorithm"].native
             mgf = params["mask_gen_algorithm"]
             if mgf["algorithm"].native != "mgf1" or mgf["parameters"]["algorithm"].native != digest:
-                fail(UNSUPPORTED, field, "RSA-PSS with a mask generation other than MGF1(hash)")
+                fail(
+                    Code.UNSUPPORTED, field, "RSA-PSS with a mask generation other than MGF1(hash)"
+                )
             chosen = _hash(digest, field)
             pss = padding.PSS(mgf=padding.MGF1(chosen), salt_length=params["salt_length"].native)
             key.verify(signature, tbs, pss, chosen)
@@ -457,5 +460,5 @@ def _signed_by(certificate: Asn1Certificate, issuer: Asn1Certificate, field: str
 def _hash(name: str, field: str) -> hashes.HashAlgorithm:
     factory = _HASHES.get(name)
     if factory is None:
-        fail(UNSUPPORTED, field, f"certificate signature hash {name!r} is not supported")
+        fail(Code.UNSUPPORTED, field, f"certificate signature hash {name!r} is not supported")
     return factory()

@@ -52,9 +52,7 @@ from attestpolicy._keys import PublicKey, accepted_public_key, load_public_key
 from attestpolicy.claims import ImageSignature
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    EXPIRED,
-    MALFORMED,
-    UNTRUSTED,
+    Code,
     FrozenModel,
     check_not_future,
     decode_base64,
@@ -161,14 +159,14 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
         raise EvidenceError(
             f"manifest digest {manifest_digest} does not match the reference digest {ref.digest}",
             field="manifest",
-            code="evidence.digest_mismatch",
+            code=Code.DIGEST_MISMATCH,
         )
     signature = evidence.signature
     if signature.mime_type != SIMPLE_SIGNING_MIME_TYPE:
         raise EvidenceError(
             f"unsupported signature MIME type {signature.mime_type[:100]!r}",
             field="signature.mimeType",
-            code="evidence.unsupported",
+            code=Code.UNSUPPORTED,
         )
     payload = decode_base64(signature.payload, field="signature.payload")
     raw_signature = decode_base64(
@@ -182,7 +180,7 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
             f"manifest digest {manifest_digest} does not match the signed digest "
             f"{signed.manifest_digest}",
             field="signature.payload.critical.image.docker-manifest-digest",
-            code="evidence.digest_mismatch",
+            code=Code.DIGEST_MISMATCH,
         )
     _check_docker_reference(ref, signed)
     return ImageSignatureResult(
@@ -197,17 +195,17 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
 
 def _parse_signature_file(blob: bytes) -> CosignSignature:
     if len(blob) > _MAX_SIGNATURE_FILE:
-        raise EvidenceError("signature file is too large", field="signature", code=MALFORMED)
+        raise EvidenceError("signature file is too large", field="signature", code=Code.MALFORMED)
     if not blob.startswith(b"\x00"):
         raise EvidenceError(
             "not a sigstore-json signature file (no 0x00 format marker)",
             field="signature",
-            code="evidence.unsupported",
+            code=Code.UNSUPPORTED,
         )
     if not blob.startswith(_FORMAT_PREFIX):
         name = blob[1:].partition(b"\n")[0][:40]
         raise EvidenceError(
-            f"unsupported signature format {name!r}", field="signature", code="evidence.unsupported"
+            f"unsupported signature format {name!r}", field="signature", code=Code.UNSUPPORTED
         )
     data = load_json(blob[len(_FORMAT_PREFIX) :], field="signature")
     return validate_mapping(CosignSignature, data, prefix="signature")
@@ -257,7 +255,9 @@ class CosignEvidence(FrozenModel):
         """Build evidence from a manifest and a ``signature-N`` file as skopeo stores them."""
         signature = parse_signature_file(signature_file)
         if not isinstance(reference, str):
-            raise EvidenceError("reference must be a string", field="reference", code=MALFORMED)
+            raise EvidenceError(
+                "reference must be a string", field="reference", code=Code.MALFORMED
+            )
         return validate_mapping(
             cls,
             {
@@ -349,7 +349,9 @@ def _annotation(signature: CosignSignature, name: str, *, required: bool) -> str
     value = signature.annotations.get(name)
     if value is None and required:
         raise EvidenceError(
-            f"missing the {name} annotation", field=f"signature.annotations.{name}", code=MALFORMED
+            f"missing the {name} annotation",
+            field=f"signature.annotations.{name}",
+            code=Code.MALFORMED,
         )
     return value
 
@@ -358,7 +360,7 @@ def _parse_reference(text: str, *, field: str) -> ImageReference:
     try:
         return parse_reference(text)
     except InvalidReference as exc:
-        code = "evidence.unsupported" if exc.unsupported else MALFORMED
+        code = Code.UNSUPPORTED if exc.unsupported else Code.MALFORMED
         raise EvidenceError(str(exc), field=field, code=code) from None
 
 
@@ -395,18 +397,16 @@ def _verify_signer(
         if trust._rekor:
             signed_time = _verify_set(signature, trust, leaf_der, raw_signature, payload, now)
     else:  # unreachable: CosignTrust requires exactly one mode
-        raise EvidenceError(
-            "no trust mode configured", field="signature", code="evidence.untrusted"
-        )
+        raise EvidenceError("no trust mode configured", field="signature", code=Code.UNTRUSTED)
     try:
         key = accepted_public_key(leaf.public_key())
     except ValueError as exc:
-        raise EvidenceError(str(exc), field=cert_field, code="evidence.unsupported") from None
+        raise EvidenceError(str(exc), field=cert_field, code=Code.UNSUPPORTED) from None
     if not signature_ok(key, raw_signature, payload):
         raise EvidenceError(
             "signature does not verify with the certificate's key",
             field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
-            code="evidence.signature_invalid",
+            code=Code.SIGNATURE_INVALID,
         )
     return _Signer(claim, signed_time)
 
@@ -418,7 +418,7 @@ def _verifying_key(keys: tuple[PublicKey, ...], payload: bytes, signature: bytes
     raise EvidenceError(
         "signature does not verify with any trusted public key",
         field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
-        code="evidence.signature_invalid",
+        code=Code.SIGNATURE_INVALID,
     )
 
 
@@ -435,7 +435,7 @@ def _verify_chain(
     exists or the leaf is not a code-signing certificate."""
     if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
         fail(
-            EXPIRED,
+            Code.EXPIRED,
             field,
             f"signing certificate is valid from {leaf.not_valid_before_utc.isoformat()} to "
             f"{leaf.not_valid_after_utc.isoformat()}, not at {at.isoformat()}",
@@ -443,7 +443,7 @@ def _verify_chain(
     try:
         verify_code_signing_chain(leaf, intermediates, roots, at=at)
     except ValueError as exc:
-        fail(UNTRUSTED, field, str(exc))
+        fail(Code.UNTRUSTED, field, str(exc))
 
 
 def _certificates(signature: CosignSignature) -> tuple[x509.Certificate, list[x509.Certificate]]:
@@ -452,7 +452,7 @@ def _certificates(signature: CosignSignature) -> tuple[x509.Certificate, list[x5
     leaves = certificates_from_pem_bundle(cert_pem, cert_field)
     if len(leaves) != 1:
         raise EvidenceError(
-            f"expected one certificate, found {len(leaves)}", field=cert_field, code=MALFORMED
+            f"expected one certificate, found {len(leaves)}", field=cert_field, code=Code.MALFORMED
         )
     chain_pem = _annotation(signature, CHAIN_ANNOTATION, required=False)
     chain: list[x509.Certificate] = []
@@ -472,13 +472,13 @@ def _match_pki_subject(leaf: x509.Certificate, pki: CosignPkiTrust, *, field: st
         raise EvidenceError(
             f"certificate has no e-mail SAN {pki.subject_email!r}",
             field=field,
-            code="evidence.identity_mismatch",
+            code=Code.IDENTITY_MISMATCH,
         )
     if pki.subject_hostname is not None and pki.subject_hostname.lower() not in hosts:
         raise EvidenceError(
             f"certificate has no DNS SAN {pki.subject_hostname!r}",
             field=field,
-            code="evidence.identity_mismatch",
+            code=Code.IDENTITY_MISMATCH,
         )
     return pki.subject_email or pki.subject_hostname or ""
 
@@ -491,20 +491,22 @@ def _exact_object(value: object, keys: set[str], *, field: str) -> dict[str, Any
         raise EvidenceError(
             f"expected a JSON object with exactly the fields {sorted(keys)}",
             field=field,
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     return value
 
 
 def _string(value: object, *, field: str, pattern: re.Pattern[str] | None = None) -> str:
     if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
-        raise EvidenceError("expected a well-formed string", field=field, code=MALFORMED)
+        raise EvidenceError("expected a well-formed string", field=field, code=Code.MALFORMED)
     return value
 
 
 def _int64(value: object, *, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT64:
-        raise EvidenceError("expected a non-negative 64-bit integer", field=field, code=MALFORMED)
+        raise EvidenceError(
+            "expected a non-negative 64-bit integer", field=field, code=Code.MALFORMED
+        )
     return value
 
 
@@ -541,7 +543,7 @@ def _verify_set(
         raise EvidenceError(
             f"Rekor log ID {log_id[:64]} is not a trusted Rekor key",
             field=f"{field}.Payload.logID",
-            code="evidence.untrusted",
+            code=Code.UNTRUSTED,
         )
     try:
         verify_set(
@@ -556,7 +558,7 @@ def _verify_set(
         raise EvidenceError(
             "Rekor signed entry timestamp does not verify",
             field=f"{field}.SignedEntryTimestamp",
-            code="evidence.signature_invalid",
+            code=Code.SIGNATURE_INVALID,
         ) from None
     _check_logged_entry(
         decode_base64(body_text, field=f"{field}.Payload.body"),
@@ -569,7 +571,9 @@ def _verify_set(
         when = datetime.fromtimestamp(integrated, tz=UTC)
     except (OverflowError, OSError, ValueError):
         raise EvidenceError(
-            "integrated time out of range", field=f"{field}.Payload.integratedTime", code=MALFORMED
+            "integrated time out of range",
+            field=f"{field}.Payload.integratedTime",
+            code=Code.MALFORMED,
         ) from None
     check_not_future(when, now, field=f"{field}.Payload.integratedTime")
     return when
@@ -584,7 +588,7 @@ def _check_logged_entry(
         raise EvidenceError(
             f"unsupported Rekor entry {str(entry['kind'])[:40]} {str(entry['apiVersion'])[:20]}",
             field=field,
-            code="evidence.unsupported",
+            code=Code.UNSUPPORTED,
         )
     spec = _exact_object(entry["spec"], {"data", "signature"}, field=f"{field}.spec")
     data = _exact_object(spec["data"], {"hash"}, field=f"{field}.spec.data")
@@ -604,25 +608,25 @@ def _check_logged_entry(
         raise EvidenceError(
             "the logged public key or certificate is not the one that signed",
             field=f"{field}.spec.signature.publicKey",
-            code="evidence.signature_invalid",
+            code=Code.SIGNATURE_INVALID,
         )
     if decode_base64(content, field=f"{field}.spec.signature.content") != raw_signature:
         raise EvidenceError(
             "the logged signature is not this signature",
             field=f"{field}.spec.signature.content",
-            code="evidence.signature_invalid",
+            code=Code.SIGNATURE_INVALID,
         )
     if digest["algorithm"] != "sha256":
         raise EvidenceError(
             "only sha256 hashedrekord entries are supported",
             field=f"{field}.spec.data.hash.algorithm",
-            code="evidence.unsupported",
+            code=Code.UNSUPPORTED,
         )
     if digest["value"] != hashlib.sha256(payload).hexdigest():
         raise EvidenceError(
             "the logged payload hash is not this payload's",
             field=f"{field}.spec.data.hash.value",
-            code="evidence.signature_invalid",
+            code=Code.SIGNATURE_INVALID,
         )
 
 
@@ -652,11 +656,11 @@ def _parse_payload(payload: bytes) -> _SignedPayload:
     if optional is not None:
         if not isinstance(optional, dict):
             raise EvidenceError(
-                "optional must be an object or null", field=f"{field}.optional", code=MALFORMED
+                "optional must be an object or null", field=f"{field}.optional", code=Code.MALFORMED
             )
         if "creator" in optional and not isinstance(optional["creator"], str):
             raise EvidenceError(
-                "optional.creator must be a string", field=f"{field}.optional", code=MALFORMED
+                "optional.creator must be a string", field=f"{field}.optional", code=Code.MALFORMED
             )
         stamp = optional.get("timestamp")
         if "timestamp" in optional and (
@@ -665,7 +669,9 @@ def _parse_payload(payload: bytes) -> _SignedPayload:
             or (isinstance(stamp, float) and not stamp.is_integer())
         ):
             raise EvidenceError(
-                "optional.timestamp must be an integer", field=f"{field}.optional", code=MALFORMED
+                "optional.timestamp must be an integer",
+                field=f"{field}.optional",
+                code=Code.MALFORMED,
             )
     critical = _exact_object(
         top["critical"], {"type", "image", "identity"}, field=f"{field}.critical"
@@ -674,7 +680,7 @@ def _parse_payload(payload: bytes) -> _SignedPayload:
         raise EvidenceError(
             f"unrecognized signature type {str(critical['type'])[:80]!r}",
             field=f"{field}.critical.type",
-            code="evidence.unsupported",
+            code=Code.UNSUPPORTED,
         )
     image = _exact_object(
         critical["image"], {"docker-manifest-digest"}, field=f"{field}.critical.image"
@@ -686,7 +692,7 @@ def _parse_payload(payload: bytes) -> _SignedPayload:
     digest_text = _string(image["docker-manifest-digest"], field=digest_field)
     digest_ref = _parse_reference(digest_text, field=digest_field)
     if digest_ref.name is not None or digest_ref.digest is None:
-        raise EvidenceError("not a sha256 digest", field=digest_field, code=MALFORMED)
+        raise EvidenceError("not a sha256 digest", field=digest_field, code=Code.MALFORMED)
     reference = _string(
         identity["docker-reference"], field=f"{field}.critical.identity.docker-reference"
     )
@@ -709,29 +715,29 @@ def _check_docker_reference(ref: ImageReference, signed: _SignedPayload) -> None
         raise EvidenceError(
             f"signed docker-reference is not a valid reference: {exc}",
             field=field,
-            code="evidence.identity_mismatch",
+            code=Code.IDENTITY_MISMATCH,
         ) from None
     if signed_ref.name is None:
         raise EvidenceError(
             "signed docker-reference names no repository",
             field=field,
-            code="evidence.identity_mismatch",
+            code=Code.IDENTITY_MISMATCH,
         )
     if ref.name is not None and signed_ref.name != ref.name:
         raise EvidenceError(
             f"signed for repository {signed_ref.name}, not {ref.name}",
             field=field,
-            code="evidence.identity_mismatch",
+            code=Code.IDENTITY_MISMATCH,
         )
     if ref.tag is not None and signed_ref.tag is not None and signed_ref.tag != ref.tag:
         raise EvidenceError(
             f"signed for tag {signed_ref.tag}, not {ref.tag}",
             field=field,
-            code="evidence.identity_mismatch",
+            code=Code.IDENTITY_MISMATCH,
         )
     if signed_ref.digest is not None and signed_ref.digest != signed.manifest_digest:
         raise EvidenceError(
             "signed docker-reference pins another digest",
             field=field,
-            code="evidence.identity_mismatch",
+            code=Code.IDENTITY_MISMATCH,
         )

@@ -40,7 +40,7 @@ from sigstore_models.common.v1 import HashAlgorithm
 from attestpolicy.claims import Image, ImageSignature
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    MALFORMED,
+    Code,
     FrozenModel,
     check_not_future,
     load_json,
@@ -140,7 +140,7 @@ def _verify_bundle(
                 "an artifact or artifact_digest was given for a DSSE bundle; its payload "
                 "names its subjects",
                 field="artifact_digest",
-                code=MALFORMED,
+                code=Code.MALFORMED,
             )
         return _verify(bundle, trust, now=now, hashed=None)
     digest = evidence.artifact_digest
@@ -150,14 +150,14 @@ def _verify_bundle(
             raise EvidenceError(
                 f"artifact digest {actual} does not match artifact_digest {digest}",
                 field="artifact_digest",
-                code="evidence.digest_mismatch",
+                code=Code.DIGEST_MISMATCH,
             )
         digest = actual
     if digest is None:
         raise EvidenceError(
             "a message-signature bundle needs the artifact or its artifact_digest",
             field="artifact_digest",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     return _verify(bundle, trust, now=now, hashed=_hashed(digest))
 
@@ -167,12 +167,12 @@ def _verify_image(
 ) -> ImageSignatureResult:
     if evidence.reference is None:
         raise EvidenceError(
-            "an image signature needs the image reference", field="reference", code=MALFORMED
+            "an image signature needs the image reference", field="reference", code=Code.MALFORMED
         )
     try:
         ref = parse_reference(evidence.reference)
     except InvalidReference as exc:
-        code = "evidence.unsupported" if exc.unsupported else MALFORMED
+        code = Code.UNSUPPORTED if exc.unsupported else Code.MALFORMED
         raise EvidenceError(str(exc), field="reference", code=code) from None
     signed = ref.digest
     if evidence.artifact_digest is not None:
@@ -181,14 +181,14 @@ def _verify_image(
                 f"artifact_digest {evidence.artifact_digest} differs from the reference "
                 f"digest {signed}",
                 field="artifact_digest",
-                code="evidence.digest_mismatch",
+                code=Code.DIGEST_MISMATCH,
             )
         signed = evidence.artifact_digest
     if signed is None:
         raise EvidenceError(
             "the reference is not pinned by digest and no artifact_digest is given",
             field="reference",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     bundle = _parse_bundle(evidence)
     if not carries_dsse(bundle):
@@ -355,29 +355,29 @@ def _hashed(digest: str) -> Hashed:
 _PARSE_ERRORS: Final = (
     (
         "inclusion promise or signed timestamp",
-        "evidence.untrusted",
+        Code.UNTRUSTED,
         "bundle.verificationMaterial",
     ),
 )
 _VERIFY_ERRORS: Final = (
-    ("not enough sources of verified time", "evidence.untrusted", "timestamp"),
-    ("no Timestamp Authorities", "evidence.untrusted", "timestamp"),
-    ("too many signed timestamp", MALFORMED, "timestamp"),
-    ("duplicate timestamp", MALFORMED, "timestamp"),
-    ("failed to verify SCT", "evidence.untrusted", "certificate.sct"),
-    ("Key usage", "evidence.untrusted", "certificate"),
-    ("Extended usage", "evidence.untrusted", "certificate"),
-    ("expired at time of signing", "evidence.expired", "certificate"),
-    ("Unsupported", "evidence.unsupported", "tlog_entry.kindVersion"),
-    ("Expected entry type", "evidence.unsupported", "tlog_entry.kindVersion"),
-    ("only supported for", "evidence.unsupported", "tlog_entry.kindVersion"),
-    ("invalid log entry", "evidence.signature_invalid", "tlog_entry"),
-    ("message digest mismatch", "evidence.digest_mismatch", "message_signature.digest"),
-    ("Signature is invalid for input", "evidence.signature_invalid", "message_signature"),
-    ("DSSE", "evidence.signature_invalid", "dsse_envelope"),
-    ("inconsistent with other materials", "evidence.signature_invalid", "tlog_entry.body"),
-    ("log entry payload hash", "evidence.signature_invalid", "tlog_entry.body"),
-    ("log entry signatures", "evidence.signature_invalid", "tlog_entry.body"),
+    ("not enough sources of verified time", Code.UNTRUSTED, "timestamp"),
+    ("no Timestamp Authorities", Code.UNTRUSTED, "timestamp"),
+    ("too many signed timestamp", Code.MALFORMED, "timestamp"),
+    ("duplicate timestamp", Code.MALFORMED, "timestamp"),
+    ("failed to verify SCT", Code.UNTRUSTED, "certificate.sct"),
+    ("Key usage", Code.UNTRUSTED, "certificate"),
+    ("Extended usage", Code.UNTRUSTED, "certificate"),
+    ("expired at time of signing", Code.EXPIRED, "certificate"),
+    ("Unsupported", Code.UNSUPPORTED, "tlog_entry.kindVersion"),
+    ("Expected entry type", Code.UNSUPPORTED, "tlog_entry.kindVersion"),
+    ("only supported for", Code.UNSUPPORTED, "tlog_entry.kindVersion"),
+    ("invalid log entry", Code.SIGNATURE_INVALID, "tlog_entry"),
+    ("message digest mismatch", Code.DIGEST_MISMATCH, "message_signature.digest"),
+    ("Signature is invalid for input", Code.SIGNATURE_INVALID, "message_signature"),
+    ("DSSE", Code.SIGNATURE_INVALID, "dsse_envelope"),
+    ("inconsistent with other materials", Code.SIGNATURE_INVALID, "tlog_entry.body"),
+    ("log entry payload hash", Code.SIGNATURE_INVALID, "tlog_entry.body"),
+    ("log entry signatures", Code.SIGNATURE_INVALID, "tlog_entry.body"),
 )
 
 
@@ -400,20 +400,18 @@ def _parse_bundle(evidence: SigstoreBundleEvidence) -> Bundle:
         raise EvidenceError(
             f"unsupported bundle media type {media_type[:100]!r}",
             field="bundle.mediaType",
-            code="evidence.unsupported",
+            code=Code.UNSUPPORTED,
         )
     try:
         bundle = Bundle.from_json(evidence._json)
         carries_dsse(bundle)  # builds the envelope now, inside the guard
     except IncompatibleEntry as exc:
-        raise EvidenceError(
-            str(exc), field="bundle.tlogEntries", code="evidence.unsupported"
-        ) from None
+        raise EvidenceError(str(exc), field="bundle.tlogEntries", code=Code.UNSUPPORTED) from None
     except (InvalidBundle, SigstoreError) as exc:
-        raise _from_table(exc, _PARSE_ERRORS, (MALFORMED, "bundle")) from None
+        raise _from_table(exc, _PARSE_ERRORS, (Code.MALFORMED, "bundle")) from None
     except Exception as exc:  # parsers below sigstore (pydantic, cryptography, base64)
         raise EvidenceError(
-            f"not a valid Sigstore bundle: {exc}", field="bundle", code=MALFORMED
+            f"not a valid Sigstore bundle: {exc}", field="bundle", code=Code.MALFORMED
         ) from None
     return bundle
 
@@ -436,27 +434,27 @@ def _verify(
         raise EvidenceError(
             f"signing certificate does not chain to the trusted root: {exc}",
             field="certificate.chain",
-            code="evidence.untrusted",
+            code=Code.UNTRUSTED,
         ) from None
     except MetadataError as exc:
-        raise EvidenceError(str(exc), field="trusted_root", code="evidence.untrusted") from None
+        raise EvidenceError(str(exc), field="trusted_root", code=Code.UNTRUSTED) from None
     except VerificationError as exc:
-        raise _from_table(exc, _VERIFY_ERRORS, ("evidence.untrusted", "bundle")) from None
+        raise _from_table(exc, _VERIFY_ERRORS, (Code.UNTRUSTED, "bundle")) from None
     except Exception as exc:  # malformed material surfacing from cryptography/pydantic
         raise EvidenceError(
-            f"bundle material could not be processed: {exc}", field="bundle", code=MALFORMED
+            f"bundle material could not be processed: {exc}", field="bundle", code=Code.MALFORMED
         ) from None
     if policy.matched is None or not verifier.signed_times:
         # sigstore always checks identity and time; refuse to report anything otherwise.
         raise EvidenceError(
-            "bundle verification was incomplete", field="bundle", code="evidence.untrusted"
+            "bundle verification was incomplete", field="bundle", code=Code.UNTRUSTED
         )
     times = [signed.time for signed in verifier.signed_times]
     check_not_future(max(times), now, field="timestamp")
     try:
         extensions = fulcio_extensions(bundle.signing_certificate)
     except ValueError as exc:
-        raise EvidenceError(str(exc), field="certificate.extensions", code=MALFORMED) from None
+        raise EvidenceError(str(exc), field="certificate.extensions", code=Code.MALFORMED) from None
     integrated = [t.time for t in verifier.signed_times if t.source == "transparency_log"]
     return SigstoreBundleResult(
         kind="dsse" if hashed is None else "message_signature",
@@ -479,7 +477,7 @@ def _require_in_toto_subject(result: SigstoreBundleResult, digest: str) -> None:
         raise EvidenceError(
             f"DSSE payload type {str(result.payload_type)[:80]!r} is not an in-toto statement",
             field="dsse_envelope.payloadType",
-            code="evidence.unsupported",
+            code=Code.UNSUPPORTED,
         )
     statement = load_json(result.payload, field="dsse_envelope.payload")
     subjects = statement.get("subject") if isinstance(statement, dict) else None
@@ -487,7 +485,7 @@ def _require_in_toto_subject(result: SigstoreBundleResult, digest: str) -> None:
         raise EvidenceError(
             "in-toto statement has no valid subject list",
             field="dsse_envelope.payload.subject",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     wanted = digest[len("sha256:") :]
     for subject in subjects:
@@ -498,5 +496,5 @@ def _require_in_toto_subject(result: SigstoreBundleResult, digest: str) -> None:
     raise EvidenceError(
         f"the in-toto statement does not name {digest} among its subjects",
         field="dsse_envelope.payload.subject",
-        code="evidence.digest_mismatch",
+        code=Code.DIGEST_MISMATCH,
     )

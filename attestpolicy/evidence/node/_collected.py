@@ -18,8 +18,7 @@ from pydantic import model_validator
 from attestpolicy.claims import Node, Timestamp
 from attestpolicy.evidence._common import (
     LARGE_SECTION_CHARS,
-    MALFORMED,
-    NONCE_MISMATCH,
+    Code,
     EvidenceSection,
     fail,
 )
@@ -68,9 +67,9 @@ def collected_node(
 def check_report_data(report_data: bytes, nonce: bytes, field: str) -> None:
     """``nonce`` (1..64 bytes) zero-padded to 64 bytes must equal REPORT_DATA."""
     if not nonce or len(nonce) > _REPORT_DATA_BYTES:
-        fail(NONCE_MISMATCH, field, "the expected nonce must be 1 to 64 bytes")
+        fail(Code.NONCE_MISMATCH, field, "the expected nonce must be 1 to 64 bytes")
     if not hmac.compare_digest(report_data, nonce.ljust(_REPORT_DATA_BYTES, b"\x00")):
-        fail(NONCE_MISMATCH, field, "REPORT_DATA is not the expected nonce")
+        fail(Code.NONCE_MISMATCH, field, "REPORT_DATA is not the expected nonce")
 
 
 class ByteReader:
@@ -88,7 +87,7 @@ class ByteReader:
         """The next ``size`` bytes."""
         end = self._pos + size
         if end > len(self._data):
-            fail(MALFORMED, self._field, f"truncated while reading {what}")
+            fail(Code.MALFORMED, self._field, f"truncated while reading {what}")
         chunk = self._data[self._pos : end]
         self._pos = end
         return chunk
@@ -120,4 +119,4 @@ class ByteReader:
     def end(self) -> None:
         """Refuse trailing bytes."""
         if self._pos != len(self._data):
-            fail(MALFORMED, self._field, f"{len(self._data) - self._pos} trailing byte(s)")
+            fail(Code.MALFORMED, self._field, f"{len(self._data) - self._pos} trailing byte(s)")

@@ -19,7 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from attestpolicy.evidence._common import MALFORMED, fail
+from attestpolicy.evidence._common import (
+    Code,
+    fail,
+)
 
 __all__ = ["GoTpmAttestation", "GoTpmQuote", "parse_go_tpm_attestation"]
 
@@ -56,15 +59,15 @@ def _varint(data: bytes, pos: int, field: str) -> tuple[int, int]:
     value = 0
     for shift in range(0, 70, 7):
         if pos >= len(data):
-            fail(MALFORMED, field, "protobuf: truncated varint")
+            fail(Code.MALFORMED, field, "protobuf: truncated varint")
         octet = data[pos]
         pos += 1
         value |= (octet & 0x7F) << shift
         if not octet & 0x80:
             if value >= 1 << 64:
-                fail(MALFORMED, field, "protobuf: varint over 64 bits")
+                fail(Code.MALFORMED, field, "protobuf: varint over 64 bits")
             return value, pos
-    fail(MALFORMED, field, "protobuf: varint longer than 10 bytes")
+    fail(Code.MALFORMED, field, "protobuf: varint longer than 10 bytes")
 
 
 def _fields(data: bytes, field: str) -> Iterator[tuple[int, int, int | bytes]]:
@@ -74,22 +77,22 @@ def _fields(data: bytes, field: str) -> Iterator[tuple[int, int, int | bytes]]:
         key, pos = _varint(data, pos, field)
         number, wire = key >> 3, key & 7
         if number == 0 or number > 0x1FFFFFFF:
-            fail(MALFORMED, field, f"protobuf: invalid field number {number}")
+            fail(Code.MALFORMED, field, f"protobuf: invalid field number {number}")
         value: int | bytes
         if wire == _VARINT:
             value, pos = _varint(data, pos, field)
         elif wire in (_I64, _I32):
             size = 8 if wire == _I64 else 4
             if pos + size > len(data):
-                fail(MALFORMED, field, "protobuf: truncated fixed-size field")
+                fail(Code.MALFORMED, field, "protobuf: truncated fixed-size field")
             value, pos = data[pos : pos + size], pos + size
         elif wire == _LEN:
             size, pos = _varint(data, pos, field)
             if size > len(data) - pos:
-                fail(MALFORMED, field, "protobuf: length-delimited field runs past the end")
+                fail(Code.MALFORMED, field, "protobuf: length-delimited field runs past the end")
             value, pos = data[pos : pos + size], pos + size
         else:
-            fail(MALFORMED, field, f"protobuf: unsupported wire type {wire}")
+            fail(Code.MALFORMED, field, f"protobuf: unsupported wire type {wire}")
         yield number, wire, value
 
 
@@ -105,25 +108,25 @@ class _Message:
         for number, wire, value in _fields(data, field):
             if number in repeated:
                 if wire != _LEN or not isinstance(value, bytes):
-                    fail(MALFORMED, field, f"protobuf: field {number} has wire type {wire}")
+                    fail(Code.MALFORMED, field, f"protobuf: field {number} has wire type {wire}")
                 self.lists[number].append(value)
             elif number in singular:
                 if wire != singular[number]:
-                    fail(MALFORMED, field, f"protobuf: field {number} has wire type {wire}")
+                    fail(Code.MALFORMED, field, f"protobuf: field {number} has wire type {wire}")
                 if number in self.values:
-                    fail(MALFORMED, field, f"protobuf: singular field {number} appears twice")
+                    fail(Code.MALFORMED, field, f"protobuf: singular field {number} appears twice")
                 self.values[number] = value
 
     def get_bytes(self, number: int) -> bytes:
         value = self.values.get(number, b"")
         if not isinstance(value, bytes):
-            fail(MALFORMED, self.field, f"protobuf: field {number} is not length-delimited")
+            fail(Code.MALFORMED, self.field, f"protobuf: field {number} is not length-delimited")
         return value
 
     def get_int(self, number: int) -> int:
         value = self.values.get(number, 0)
         if not isinstance(value, int):
-            fail(MALFORMED, self.field, f"protobuf: field {number} is not a varint")
+            fail(Code.MALFORMED, self.field, f"protobuf: field {number} is not a varint")
         return value
 
 
@@ -133,14 +136,14 @@ def parse_go_tpm_attestation(data: bytes, field: str) -> GoTpmAttestation:
     quotes_raw = message.lists[2]
     intermediates = message.lists[7]
     if not quotes_raw:
-        fail(MALFORMED, field, "attestation has no quotes")
+        fail(Code.MALFORMED, field, "attestation has no quotes")
     if len(quotes_raw) > _MAX_QUOTES:
-        fail(MALFORMED, field, f"attestation has over {_MAX_QUOTES} quotes")
+        fail(Code.MALFORMED, field, f"attestation has over {_MAX_QUOTES} quotes")
     if len(intermediates) > _MAX_INTERMEDIATES:
-        fail(MALFORMED, field, f"attestation has over {_MAX_INTERMEDIATES} intermediates")
+        fail(Code.MALFORMED, field, f"attestation has over {_MAX_INTERMEDIATES} intermediates")
     ak_pub = message.get_bytes(1)
     if not ak_pub:
-        fail(MALFORMED, field, "attestation has no ak_pub")
+        fail(Code.MALFORMED, field, "attestation has no ak_pub")
     quotes = tuple(_quote(raw, f"{field}.quotes[{index}]") for index, raw in enumerate(quotes_raw))
     ak_cert = message.get_bytes(6) or None
     return GoTpmAttestation(ak_pub, quotes, ak_cert, tuple(intermediates))
@@ -149,16 +152,16 @@ def parse_go_tpm_attestation(data: bytes, field: str) -> GoTpmAttestation:
 def _quote(data: bytes, field: str) -> GoTpmQuote:
     message = _Message(data, field, {1: _LEN, 2: _LEN, 3: _LEN}, set())
     if 3 not in message.values:
-        fail(MALFORMED, field, "quote has no pcrs")
+        fail(Code.MALFORMED, field, "quote has no pcrs")
     pcrs_message = _Message(message.get_bytes(3), f"{field}.pcrs", {1: _VARINT}, {2})
     if len(pcrs_message.lists[2]) > _MAX_PCRS:
-        fail(MALFORMED, field, f"quote has over {_MAX_PCRS} PCR values")
+        fail(Code.MALFORMED, field, f"quote has over {_MAX_PCRS} PCR values")
     pcrs: dict[int, bytes] = {}
     for entry in pcrs_message.lists[2]:
         item = _Message(entry, f"{field}.pcrs", {1: _VARINT, 2: _LEN}, set())
         index = item.get_int(1)
         if index in pcrs:
-            fail(MALFORMED, field, f"PCR {index} appears twice")
+            fail(Code.MALFORMED, field, f"PCR {index} appears twice")
         pcrs[index] = item.get_bytes(2)
     return GoTpmQuote(
         quote=message.get_bytes(1),

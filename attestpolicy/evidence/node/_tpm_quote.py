@@ -15,11 +15,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from attestpolicy.evidence._common import (
-    DIGEST_MISMATCH,
-    MALFORMED,
-    NONCE_MISMATCH,
-    SIGNATURE_INVALID,
-    UNSUPPORTED,
+    Code,
     fail,
 )
 from attestpolicy.evidence.node._tpm_structs import (
@@ -64,7 +60,11 @@ def verify_quote(
     signature = parse_signature(quote.signature, f"{quote.field}.signature")
     _check_signature(quote, signature, public_area, key, allow_sha1)
     if nonce is not None and not hmac.compare_digest(attest.extra_data, nonce):
-        fail(NONCE_MISMATCH, f"{quote.field}.nonce", "the quote does not carry the expected nonce")
+        fail(
+            Code.NONCE_MISMATCH,
+            f"{quote.field}.nonce",
+            "the quote does not carry the expected nonce",
+        )
     _check_pcrs(quote, attest, signature, measurements)
 
 
@@ -77,11 +77,13 @@ def _check_signature(
 ) -> None:
     field = f"{quote.field}.signature"
     if signature.hash.name == "sha1" and not allow_sha1:
-        fail(UNSUPPORTED, field, "SHA-1 quote signatures are not allowed (trust.allow_sha1)")
+        fail(Code.UNSUPPORTED, field, "SHA-1 quote signatures are not allowed (trust.allow_sha1)")
     if public_area is not None and public_area.scheme != ALG_NULL:
         fixed = (public_area.scheme, public_area.scheme_hash)
         if fixed != (signature.sig_alg, signature.hash):
-            fail(SIGNATURE_INVALID, field, "signature scheme differs from the AK's fixed scheme")
+            fail(
+                Code.SIGNATURE_INVALID, field, "signature scheme differs from the AK's fixed scheme"
+            )
     digest = signature.hash.new()
     try:
         if isinstance(key, rsa.RSAPublicKey) and signature.sig_alg == ALG_RSASSA:
@@ -92,9 +94,9 @@ def _check_signature(
         elif isinstance(key, ec.EllipticCurvePublicKey) and signature.sig_alg == ALG_ECDSA:
             key.verify(signature.value, quote.attest, ec.ECDSA(digest))
         else:
-            fail(SIGNATURE_INVALID, field, "signature scheme does not match the AK's key type")
+            fail(Code.SIGNATURE_INVALID, field, "signature scheme does not match the AK's key type")
     except (InvalidSignature, ValueError):
-        fail(SIGNATURE_INVALID, field, "the quote signature does not verify with the AK")
+        fail(Code.SIGNATURE_INVALID, field, "the quote signature does not verify with the AK")
 
 
 def _check_pcrs(
@@ -105,20 +107,20 @@ def _check_pcrs(
     selected = {(bank.hash.name, index) for bank in attest.pcr_select for index in bank.indices}
     supplied = {(bank, index) for bank, values in quote.pcrs.items() for index in values}
     for bank, index in sorted(supplied - selected):
-        fail(MALFORMED, field, f"PCR {bank}.{index} is not covered by the quote")
+        fail(Code.MALFORMED, field, f"PCR {bank}.{index} is not covered by the quote")
     for bank, index in sorted(selected - supplied):
-        fail(MALFORMED, field, f"PCR {bank}.{index} is quoted but its value is missing")
+        fail(Code.MALFORMED, field, f"PCR {bank}.{index} is quoted but its value is missing")
     digest = hashes.Hash(signature.hash.new())
     for selection in attest.pcr_select:
         for index in selection.indices:
             value = quote.pcrs[selection.hash.name][index]
             if len(value) != selection.hash.size:
-                fail(MALFORMED, field, f"PCR {selection.hash.name}.{index} has the wrong size")
+                fail(Code.MALFORMED, field, f"PCR {selection.hash.name}.{index} has the wrong size")
             digest.update(value)
     if not hmac.compare_digest(digest.finalize(), attest.pcr_digest):
-        fail(DIGEST_MISMATCH, field, "the PCR values do not match the quote's pcrDigest")
+        fail(Code.DIGEST_MISMATCH, field, "the PCR values do not match the quote's pcrDigest")
     for bank, values in quote.pcrs.items():
         for index, value in values.items():
             name = f"pcr.{bank}.{index}"
             if measurements.setdefault(name, value.hex()) != value.hex():
-                fail(MALFORMED, field, f"quotes disagree on {name}")
+                fail(Code.MALFORMED, field, f"quotes disagree on {name}")

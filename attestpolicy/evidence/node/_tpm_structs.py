@@ -16,7 +16,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from attestpolicy.evidence._common import MALFORMED, UNSUPPORTED, UNTRUSTED, fail
+from attestpolicy.evidence._common import (
+    Code,
+    fail,
+)
 from attestpolicy.evidence.node._collected import ByteReader
 
 __all__ = [
@@ -149,14 +152,16 @@ class _Reader(ByteReader):
     def tpm2b(self, limit: int, what: str) -> bytes:
         size = self.u16(f"{what} size")
         if size > limit:
-            fail(MALFORMED, self._field, f"{what} is {size} bytes, over its {limit} byte limit")
+            fail(
+                Code.MALFORMED, self._field, f"{what} is {size} bytes, over its {limit} byte limit"
+            )
         return self.take(size, what)
 
     def hash_alg(self, what: str) -> HashAlg:
         alg_id = self.u16(what)
         alg = HASHES.get(alg_id)
         if alg is None:
-            fail(UNSUPPORTED, self._field, f"{what} 0x{alg_id:04x} is not a supported hash")
+            fail(Code.UNSUPPORTED, self._field, f"{what} 0x{alg_id:04x} is not a supported hash")
         return alg
 
 
@@ -165,10 +170,10 @@ def parse_attest(data: bytes, field: str) -> Attest:
     reader = _Reader(data, field)
     magic = reader.u32("magic")
     if magic != TPM_GENERATED_VALUE:
-        fail(MALFORMED, field, f"magic 0x{magic:08x} is not TPM_GENERATED_VALUE")
+        fail(Code.MALFORMED, field, f"magic 0x{magic:08x} is not TPM_GENERATED_VALUE")
     attest_type = reader.u16("type")
     if attest_type != TPM_ST_ATTEST_QUOTE:
-        fail(MALFORMED, field, f"type 0x{attest_type:04x} is not TPM_ST_ATTEST_QUOTE")
+        fail(Code.MALFORMED, field, f"type 0x{attest_type:04x} is not TPM_ST_ATTEST_QUOTE")
     qualified_signer = reader.tpm2b(_MAX_NAME, "qualifiedSigner")
     extra_data = reader.tpm2b(_MAX_DATA, "extraData")
     clock = reader.u64("clockInfo.clock")
@@ -176,7 +181,7 @@ def parse_attest(data: bytes, field: str) -> Attest:
     restart_count = reader.u32("clockInfo.restartCount")
     safe = reader.u8("clockInfo.safe")
     if safe not in (0, 1):
-        fail(MALFORMED, field, f"clockInfo.safe is {safe}, not a TPMI_YES_NO")
+        fail(Code.MALFORMED, field, f"clockInfo.safe is {safe}, not a TPMI_YES_NO")
     firmware_version = reader.u64("firmwareVersion")
     pcr_select = _pcr_selection(reader, field)
     pcr_digest = reader.tpm2b(_MAX_DIGEST, "pcrDigest")
@@ -197,16 +202,16 @@ def parse_attest(data: bytes, field: str) -> Attest:
 def _pcr_selection(reader: _Reader, field: str) -> tuple[PcrSelection, ...]:
     count = reader.u32("pcrSelect.count")
     if count > _MAX_BANKS:
-        fail(MALFORMED, field, f"pcrSelect has {count} banks, over the limit of {_MAX_BANKS}")
+        fail(Code.MALFORMED, field, f"pcrSelect has {count} banks, over the limit of {_MAX_BANKS}")
     banks: list[PcrSelection] = []
     for _ in range(count):
         alg = reader.hash_alg("pcrSelect.hash")
         size = reader.u8("pcrSelect.sizeofSelect")
         if not 1 <= size <= _MAX_SELECT_BYTES:
-            fail(MALFORMED, field, f"pcrSelect.sizeofSelect {size} is outside 1..4")
+            fail(Code.MALFORMED, field, f"pcrSelect.sizeofSelect {size} is outside 1..4")
         bitmap = reader.take(size, "pcrSelect.pcrSelect")
         if any(bank.hash.alg_id == alg.alg_id for bank in banks):
-            fail(MALFORMED, field, f"pcrSelect lists the {alg.name} bank twice")
+            fail(Code.MALFORMED, field, f"pcrSelect lists the {alg.name} bank twice")
         indices = tuple(
             octet * 8 + bit for octet in range(size) for bit in range(8) if bitmap[octet] >> bit & 1
         )
@@ -219,20 +224,24 @@ def parse_signature(data: bytes, field: str) -> Signature:
     reader = _Reader(data, field)
     sig_alg = reader.u16("sigAlg")
     if sig_alg not in (ALG_RSASSA, ALG_RSAPSS, ALG_ECDSA):
-        fail(UNSUPPORTED, field, f"signature scheme 0x{sig_alg:04x} is not RSASSA, RSAPSS or ECDSA")
+        fail(
+            Code.UNSUPPORTED,
+            field,
+            f"signature scheme 0x{sig_alg:04x} is not RSASSA, RSAPSS or ECDSA",
+        )
     alg = reader.hash_alg("hash")
     if sig_alg == ALG_ECDSA:
         r = reader.tpm2b(_MAX_ECC_BYTES, "signatureR")
         s = reader.tpm2b(_MAX_ECC_BYTES, "signatureS")
         reader.end()
         if not r or not s:
-            fail(MALFORMED, field, "ECDSA signature has an empty r or s")
+            fail(Code.MALFORMED, field, "ECDSA signature has an empty r or s")
         value = encode_dss_signature(int.from_bytes(r, "big"), int.from_bytes(s, "big"))
         return Signature(sig_alg, alg, value)
     value = reader.tpm2b(_MAX_RSA_BYTES, "sig")
     reader.end()
     if not value:
-        fail(MALFORMED, field, "RSA signature is empty")
+        fail(Code.MALFORMED, field, "RSA signature is empty")
     return Signature(sig_alg, alg, value)
 
 
@@ -241,35 +250,35 @@ def parse_public(data: bytes, field: str) -> PublicArea:
     reader = _Reader(data, field)
     key_type = reader.u16("type")
     if key_type not in (ALG_RSA, ALG_ECC):
-        fail(UNSUPPORTED, field, f"key type 0x{key_type:04x} is not RSA or ECC")
+        fail(Code.UNSUPPORTED, field, f"key type 0x{key_type:04x} is not RSA or ECC")
     reader.hash_alg("nameAlg")
     attributes = reader.u32("objectAttributes")
     reader.tpm2b(_MAX_DIGEST, "authPolicy")
     symmetric = reader.u16("parameters.symmetric")
     if symmetric != ALG_NULL:
-        fail(UNTRUSTED, field, "key has a symmetric algorithm: a storage key, not an AK")
+        fail(Code.UNTRUSTED, field, "key has a symmetric algorithm: a storage key, not an AK")
     scheme = reader.u16("parameters.scheme")
     scheme_hash: HashAlg | None = None
     key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey
     if key_type == ALG_RSA:
         if scheme not in (ALG_NULL, ALG_RSASSA, ALG_RSAPSS):
-            fail(UNSUPPORTED, field, f"RSA scheme 0x{scheme:04x} is not RSASSA or RSAPSS")
+            fail(Code.UNSUPPORTED, field, f"RSA scheme 0x{scheme:04x} is not RSASSA or RSAPSS")
         if scheme != ALG_NULL:
             scheme_hash = reader.hash_alg("parameters.scheme.hashAlg")
         key = _rsa_key(reader, field)
     else:
         if scheme not in (ALG_NULL, ALG_ECDSA):
-            fail(UNSUPPORTED, field, f"ECC scheme 0x{scheme:04x} is not ECDSA")
+            fail(Code.UNSUPPORTED, field, f"ECC scheme 0x{scheme:04x} is not ECDSA")
         if scheme != ALG_NULL:
             scheme_hash = reader.hash_alg("parameters.scheme.hashAlg")
         key = _ecc_key(reader, field)
     reader.end()
     if attributes & _ATTR_RESERVED:
-        fail(MALFORMED, field, f"objectAttributes 0x{attributes:08x} set reserved bits")
+        fail(Code.MALFORMED, field, f"objectAttributes 0x{attributes:08x} set reserved bits")
     required = _ATTR_FIXED_TPM | _ATTR_RESTRICTED | _ATTR_SIGN
     if attributes & required != required or attributes & (_ATTR_DECRYPT | _ATTR_X509_SIGN):
         fail(
-            UNTRUSTED,
+            Code.UNTRUSTED,
             field,
             f"objectAttributes 0x{attributes:08x} are not those of a restricted signing key "
             "held by the TPM (fixedTPM, restricted, sign; no decrypt, no x509sign)",
@@ -282,15 +291,15 @@ def _rsa_key(reader: _Reader, field: str) -> rsa.RSAPublicKey:
     exponent = reader.u32("parameters.exponent") or 65537
     modulus = reader.tpm2b(_MAX_RSA_BYTES, "unique")
     if key_bits not in (2048, 3072, 4096):
-        fail(UNSUPPORTED, field, f"RSA key size {key_bits} is not 2048, 3072 or 4096")
+        fail(Code.UNSUPPORTED, field, f"RSA key size {key_bits} is not 2048, 3072 or 4096")
     if len(modulus) * 8 != key_bits or not modulus[0] & 0x80:
-        fail(MALFORMED, field, f"RSA modulus is not {key_bits} bits")
+        fail(Code.MALFORMED, field, f"RSA modulus is not {key_bits} bits")
     if exponent < 3 or exponent % 2 == 0:
-        fail(MALFORMED, field, f"RSA exponent {exponent} is invalid")
+        fail(Code.MALFORMED, field, f"RSA exponent {exponent} is invalid")
     try:
         return rsa.RSAPublicNumbers(exponent, int.from_bytes(modulus, "big")).public_key()
     except ValueError as exc:
-        fail(MALFORMED, field, f"RSA public key is invalid: {exc}")
+        fail(Code.MALFORMED, field, f"RSA public key is invalid: {exc}")
 
 
 def _ecc_key(reader: _Reader, field: str) -> ec.EllipticCurvePublicKey:
@@ -302,11 +311,13 @@ def _ecc_key(reader: _Reader, field: str) -> ec.EllipticCurvePublicKey:
     y = reader.tpm2b(_MAX_ECC_BYTES, "unique.y")
     curve = _CURVES.get(curve_id)
     if curve is None:
-        fail(UNSUPPORTED, field, f"ECC curve 0x{curve_id:04x} is not NIST P-256, P-384 or P-521")
+        fail(
+            Code.UNSUPPORTED, field, f"ECC curve 0x{curve_id:04x} is not NIST P-256, P-384 or P-521"
+        )
     try:
         numbers = ec.EllipticCurvePublicNumbers(
             int.from_bytes(x, "big"), int.from_bytes(y, "big"), curve
         )
         return numbers.public_key()
     except ValueError as exc:
-        fail(MALFORMED, field, f"ECC public point is invalid: {exc}")
+        fail(Code.MALFORMED, field, f"ECC public point is invalid: {exc}")

@@ -34,14 +34,8 @@ from pydantic import Field, PrivateAttr, StrictStr, field_validator, model_valid
 from attestpolicy.claims import Node, parse_timestamp
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    DIGEST_MISMATCH,
-    EXPIRED,
-    IDENTITY_MISMATCH,
-    MALFORMED,
-    SIGNATURE_INVALID,
-    UNSUPPORTED,
-    UNTRUSTED,
     ClockSkewSeconds,
+    Code,
     EvidenceSection,
     FrozenModel,
     decode_base64,
@@ -204,7 +198,7 @@ def verify_aws_iid(evidence: AwsIidEvidence, trust: AwsIidTrust, *, now: datetim
         signed_at = None
     else:
         raise EvidenceError(
-            "give 'document' with 'signature', or 'pkcs7'", field="(section)", code=MALFORMED
+            "give 'document' with 'signature', or 'pkcs7'", field="(section)", code=Code.MALFORMED
         )
     return _result(facts, trust, form=form, signed_at=signed_at, now=now)
 
@@ -226,7 +220,7 @@ class _Document:
 def _parse_document(document: bytes) -> _Document:
     if len(document) > MAX_DOCUMENT_BYTES:
         raise EvidenceError(
-            f"over the {MAX_DOCUMENT_BYTES} byte limit", field="document", code=MALFORMED
+            f"over the {MAX_DOCUMENT_BYTES} byte limit", field="document", code=Code.MALFORMED
         )
     data = load_json_object(document, field="document")
 
@@ -239,20 +233,24 @@ def _parse_document(document: bytes) -> _Document:
             or not 0 < len(value) <= 256
             or (pattern is not None and not pattern.match(value))
         ):
-            raise EvidenceError(f"'{name}' is invalid", field=f"document.{name}", code=MALFORMED)
+            raise EvidenceError(
+                f"'{name}' is invalid", field=f"document.{name}", code=Code.MALFORMED
+            )
         return value
 
     def required(name: str, pattern: re.Pattern[str] | None = None) -> str:
         value = optional(name, pattern)
         if value is None:
-            raise EvidenceError(f"'{name}' is missing", field=f"document.{name}", code=MALFORMED)
+            raise EvidenceError(
+                f"'{name}' is missing", field=f"document.{name}", code=Code.MALFORMED
+            )
         return value
 
     pending = required("pendingTime")
     try:
         pending_time = parse_timestamp(pending)
     except ValueError as exc:
-        raise EvidenceError(str(exc), field="document.pendingTime", code=MALFORMED) from None
+        raise EvidenceError(str(exc), field="document.pendingTime", code=Code.MALFORMED) from None
     return _Document(
         instance_id=required("instanceId", _INSTANCE_ID),
         region=required("region", _REGION),
@@ -270,7 +268,7 @@ def _region_trust(trust: AwsIidTrust, facts: _Document) -> AwsRegionCertificates
         raise EvidenceError(
             f"no trusted certificates for region {facts.region!r}",
             field="document.region",
-            code=UNTRUSTED,
+            code=Code.UNTRUSTED,
         )
     return region
 
@@ -282,7 +280,7 @@ def _result(
         raise EvidenceError(
             f"account {facts.account_id} is not a trusted account",
             field="document.accountId",
-            code=IDENTITY_MISMATCH,
+            code=Code.IDENTITY_MISMATCH,
         )
     issued_at = signed_at or facts.pending_time
     skew = timedelta(seconds=trust.clock_skew_seconds)
@@ -290,7 +288,7 @@ def _result(
         raise EvidenceError(
             f"document signed in the future ({issued_at.isoformat()})",
             field="document",
-            code=EXPIRED,
+            code=Code.EXPIRED,
         )
     expires_at = None
     if trust.max_age_seconds is not None:
@@ -299,7 +297,7 @@ def _result(
             raise EvidenceError(
                 f"document older than {trust.max_age_seconds} s (issued {issued_at.isoformat()})",
                 field="document",
-                code=EXPIRED,
+                code=Code.EXPIRED,
             )
     node = Node(
         kind="aws_iid",
@@ -330,7 +328,7 @@ def _verify_rsa_signature(
 ) -> None:
     if not certs:
         raise EvidenceError(
-            "no trusted 'rsa' certificate for this region", field="signature", code=UNTRUSTED
+            "no trusted 'rsa' certificate for this region", field="signature", code=Code.UNTRUSTED
         )
     for cert in certs:
         if _signature_valid(cert, signature, document, hashes.SHA256()):
@@ -339,7 +337,7 @@ def _verify_rsa_signature(
     raise EvidenceError(
         "signature does not verify under the region's certificates",
         field="signature",
-        code=SIGNATURE_INVALID,
+        code=Code.SIGNATURE_INVALID,
     )
 
 
@@ -374,13 +372,15 @@ def _signed_document(signed: _SignedData, document: str | None) -> bytes:
     """The signed document: the PKCS7 content, or ``document`` for a detached PKCS7."""
     if signed.content is None:
         if document is None:
-            raise EvidenceError("detached PKCS7 needs 'document'", field="document", code=MALFORMED)
+            raise EvidenceError(
+                "detached PKCS7 needs 'document'", field="document", code=Code.MALFORMED
+            )
         return document.encode("utf-8")
     if document is not None and not hmac.compare_digest(document.encode("utf-8"), signed.content):
         raise EvidenceError(
             "document differs from the document signed in the PKCS7",
             field="document",
-            code=DIGEST_MISMATCH,
+            code=Code.DIGEST_MISMATCH,
         )
     return signed.content
 
@@ -468,7 +468,7 @@ def _parse_pkcs7(der: bytes) -> _SignedData:
         raise
     except Exception as exc:  # asn1crypto raises many types for hostile input
         raise EvidenceError(
-            f"not a valid AWS PKCS7: {exc}", field="pkcs7", code=MALFORMED
+            f"not a valid AWS PKCS7: {exc}", field="pkcs7", code=Code.MALFORMED
         ) from None
 
 
@@ -479,21 +479,21 @@ def _verify_pkcs7(
         raise EvidenceError(
             f"digest algorithm {signed.digest_algorithm!r} is not supported",
             field="pkcs7.signer_info.digest_algorithm",
-            code=UNSUPPORTED,
+            code=Code.UNSUPPORTED,
         )
     if signed.signature_algorithm not in _SIGNATURE_ALGORITHMS[signed.digest_algorithm]:
         raise EvidenceError(
             f"signature algorithm {signed.signature_algorithm!r} with {signed.digest_algorithm}"
             " is not supported",
             field="pkcs7.signer_info.signature_algorithm",
-            code=UNSUPPORTED,
+            code=Code.UNSUPPORTED,
         )
     hash_type, kind = _DIGESTS[signed.digest_algorithm]
     if signed.content_type != "data":
         raise EvidenceError(
             "content-type attribute is not id-data",
             field="pkcs7.signed_attrs.content_type",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     hasher = hashes.Hash(hash_type())
     hasher.update(document)
@@ -502,14 +502,14 @@ def _verify_pkcs7(
         raise EvidenceError(
             "message-digest attribute does not match the document",
             field="pkcs7.signed_attrs.message_digest",
-            code=DIGEST_MISMATCH,
+            code=Code.DIGEST_MISMATCH,
         )
     cert = _signer_certificate(signed, region.certificates(kind))
     if not _signature_valid(cert, signed.signature, signed.signed_attrs, hash_type()):
         raise EvidenceError(
             "PKCS7 signature does not verify",
             field="pkcs7.signer_info.signature",
-            code=SIGNATURE_INVALID,
+            code=Code.SIGNATURE_INVALID,
         )
     check_validity(cert, now, field="certificate")
     return "pkcs7-rsa2048" if kind == "rsa2048" else "pkcs7-dsa"
@@ -543,5 +543,5 @@ def _signer_certificate(
     raise EvidenceError(
         "the PKCS7 signer is not a trusted certificate for this region",
         field="pkcs7.signer_info.sid",
-        code=UNTRUSTED,
+        code=Code.UNTRUSTED,
     )

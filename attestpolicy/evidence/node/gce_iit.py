@@ -20,9 +20,8 @@ from pydantic import Field, StrictStr
 from attestpolicy.claims import Node
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    IDENTITY_MISMATCH,
-    MALFORMED,
     ClockSkewSeconds,
+    Code,
     EvidenceSection,
     FrozenModel,
 )
@@ -98,7 +97,7 @@ def verify_gce_iit(
     instance_id = claim_text(gce, "instance_id", field=gce_field, max_length=20)
     if not _GCE_INSTANCE_ID.match(instance_id):
         raise EvidenceError(
-            "instance_id is not numeric", field=f"{gce_field}.instance_id", code=MALFORMED
+            "instance_id is not numeric", field=f"{gce_field}.instance_id", code=Code.MALFORMED
         )
     project_id = claim_text(gce, "project_id", field=gce_field, max_length=64)
     project_number = gce.get("project_number")
@@ -110,7 +109,7 @@ def verify_gce_iit(
         raise EvidenceError(
             "project_number must be a non-negative integer",
             field=f"{gce_field}.project_number",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     zone = claim_text(gce, "zone", field=gce_field, max_length=64)
     instance_name = claim_text(gce, "instance_name", field=gce_field, max_length=253)
@@ -118,7 +117,7 @@ def verify_gce_iit(
         raise EvidenceError(
             f"project {project_id!r} is not a trusted project",
             field=f"{gce_field}.project_id",
-            code=IDENTITY_MISMATCH,
+            code=Code.IDENTITY_MISMATCH,
         )
     email = claims.get("email")
     return GceIitResult(

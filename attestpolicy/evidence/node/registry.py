@@ -16,7 +16,11 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 from attestpolicy.claims import Node
-from attestpolicy.evidence._common import MALFORMED, fail, fail_no_trust
+from attestpolicy.evidence._common import (
+    Code,
+    fail,
+    fail_no_trust,
+)
 from attestpolicy.evidence.node.aws_iid import verify_aws_iid
 from attestpolicy.evidence.node.gce_iit import verify_gce_iit
 from attestpolicy.evidence.node.sev_snp import verify_az_snp_vtpm, verify_sev_snp
@@ -70,14 +74,14 @@ class _Kind(Generic[_E, _T]):
             fail_no_trust(field)
         evidence = self.evidence(section)
         if evidence is None:
-            fail(MALFORMED, field, "the node section holds no evidence of this kind")
+            fail(Code.MALFORMED, field, "the node section holds no evidence of this kind")
         return self.verify(evidence, anchors, challenge)
 
 
 def _psat_node(evidence: PsatEvidence, trust: PsatTrust, challenge: Challenge) -> Node:
     psat = verify_psat(evidence, trust, now=challenge.now, nonce_audience=challenge.nonce_audience)
     if psat.node is None:
-        fail(MALFORMED, "(section)", "the service account token names no node")
+        fail(Code.MALFORMED, "(section)", "the service account token names no node")
     return psat.node
 
 

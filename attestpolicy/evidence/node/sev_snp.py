@@ -35,14 +35,8 @@ from pydantic import AfterValidator, Field, StrictBool
 
 from attestpolicy.claims import Node
 from attestpolicy.evidence._common import (
-    DIGEST_MISMATCH,
-    IDENTITY_MISMATCH,
-    MALFORMED,
-    NONCE_MISMATCH,
-    SIGNATURE_INVALID,
-    UNSUPPORTED,
-    UNTRUSTED,
     Base64Bytes,
+    Code,
     FrozenModel,
     PemText,
     decode_base64,
@@ -186,23 +180,23 @@ class _Report:
 
 def _parse_report(raw: bytes, field: str) -> _Report:
     if len(raw) != REPORT_SIZE:
-        fail(MALFORMED, field, f"report is {len(raw)} bytes, not {REPORT_SIZE}")
+        fail(Code.MALFORMED, field, f"report is {len(raw)} bytes, not {REPORT_SIZE}")
     version, guest_svn, policy = struct.unpack_from("<IIQ", raw, 0x00)
     if version not in _VERSIONS:
-        fail(UNSUPPORTED, field, f"report version {version} is not 2, 3 or 5")
+        fail(Code.UNSUPPORTED, field, f"report version {version} is not 2, 3 or 5")
     vmpl, signature_algo = struct.unpack_from("<II", raw, 0x30)
     if signature_algo != 1:
-        fail(UNSUPPORTED, field, f"signature algorithm {signature_algo} is not ECDSA P-384")
+        fail(Code.UNSUPPORTED, field, f"signature algorithm {signature_algo} is not ECDSA P-384")
     (platform_info,) = struct.unpack_from("<Q", raw, 0x40)
     (flags,) = struct.unpack_from("<I", raw, 0x48)
     if flags & 0b10:
-        fail(UNSUPPORTED, field, "MASK_CHIP_KEY is set: the report is not signed")
+        fail(Code.UNSUPPORTED, field, "MASK_CHIP_KEY is set: the report is not signed")
     if (flags >> 2) & 0b111 != 0:
-        fail(UNSUPPORTED, field, "the report is not signed by a VCEK (VLEK is not supported)")
+        fail(Code.UNSUPPORTED, field, "the report is not signed by a VCEK (VLEK is not supported)")
     signature = raw[0x2A0 : 0x2A0 + 144]
     r, s = signature[:72], signature[72:]
     if any(r[48:]) or any(s[48:]) or any(raw[0x2A0 + 144 :]):
-        fail(MALFORMED, field, "signature has non-zero padding")
+        fail(Code.MALFORMED, field, "signature has non-zero padding")
     return _Report(
         version=version,
         guest_svn=guest_svn,
@@ -239,26 +233,26 @@ def _check_vcek(vcek: Asn1Certificate, report: _Report, field: str) -> ec.Ellipt
     try:
         key = serialization.load_der_public_key(vcek.public_key.dump())
     except (ValueError, UnsupportedAlgorithm) as exc:
-        fail(MALFORMED, field, f"VCEK public key is invalid: {exc}")
+        fail(Code.MALFORMED, field, f"VCEK public key is invalid: {exc}")
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
-        fail(UNTRUSTED, field, "the VCEK is not an ECDSA P-384 key")
+        fail(Code.UNTRUSTED, field, "the VCEK is not an ECDSA P-384 key")
     extensions = _extension_values(vcek)
     try:
         product = asn1_core.IA5String.load(extensions[_OID_PRODUCT], strict=True).native
         hwid = extensions[_OID_HWID]
         spl = {oid: asn1_core.Integer.load(extensions[oid], strict=True).native for oid in _OID_SPL}
     except (KeyError, ValueError, TypeError) as exc:
-        fail(MALFORMED, field, f"VCEK lacks a valid AMD extension: {exc}")
+        fail(Code.MALFORMED, field, f"VCEK lacks a valid AMD extension: {exc}")
     if not isinstance(product, str) or not product.startswith(_PRODUCTS):
-        fail(UNSUPPORTED, field, f"VCEK product {product!r} is not Milan or Genoa")
+        fail(Code.UNSUPPORTED, field, f"VCEK product {product!r} is not Milan or Genoa")
     if len(hwid) == 66 and hwid[:2] == b"\x04\x40":  # some VCEKs wrap hwID in an OCTET STRING
         hwid = hwid[2:]
     if not hmac.compare_digest(hwid, report.chip_id):
-        fail(IDENTITY_MISMATCH, f"{field}.hwid", "the VCEK was issued for another chip")
+        fail(Code.IDENTITY_MISMATCH, f"{field}.hwid", "the VCEK was issued for another chip")
     for oid, (position, name) in _OID_SPL.items():
         if spl[oid] != report.reported_tcb[position]:
             fail(
-                IDENTITY_MISMATCH,
+                Code.IDENTITY_MISMATCH,
                 f"{field}.tcb",
                 f"the VCEK's {name} SPL {spl[oid]} is not the reported "
                 f"{report.reported_tcb[position]}",
@@ -288,9 +282,13 @@ def _verify_report(
     try:
         key.verify(report.signature, report.signed, ec.ECDSA(hashes.SHA384()))
     except InvalidSignature:
-        fail(SIGNATURE_INVALID, f"{prefix}report.signature", "the report signature does not verify")
+        fail(
+            Code.SIGNATURE_INVALID,
+            f"{prefix}report.signature",
+            "the report signature does not verify",
+        )
     if report.policy & _POLICY_DEBUG and not trust.allow_debug:
-        fail(UNTRUSTED, f"{prefix}report.policy", "the guest policy allows debugging")
+        fail(Code.UNTRUSTED, f"{prefix}report.policy", "the guest policy allows debugging")
     return report
 
 
@@ -329,10 +327,10 @@ def verify_az_snp_vtpm(
     """
     now = require_utc(now)
     if nonce is not None and not nonce:
-        fail(NONCE_MISMATCH, "tpm_quote.nonce", "the expected nonce is empty")
+        fail(Code.NONCE_MISMATCH, "tpm_quote.nonce", "the expected nonce is empty")
     raw = evidence.hcl_report
     if raw[:4] != b"HCLA":
-        fail(MALFORMED, "hcl_report", "not an HCL report (no HCLA signature)")
+        fail(Code.MALFORMED, "hcl_report", "not an HCL report (no HCLA signature)")
     report = _verify_report(
         raw[_HCL_HEADER:_HCL_RUNTIME], evidence.vcek, evidence.ask, trust, now, "hcl_report."
     )
@@ -371,21 +369,21 @@ def _runtime_data(raw: bytes, report: _Report) -> bytes:
         "<IIIII", raw, _HCL_RUNTIME
     )
     if version != 1:
-        fail(UNSUPPORTED, field, f"runtime data version {version} is not 1")
+        fail(Code.UNSUPPORTED, field, f"runtime data version {version} is not 1")
     if data_size != 20 + size or report_size != _HCL_RUNTIME + data_size:
-        fail(MALFORMED, field, "runtime data sizes are inconsistent")
+        fail(Code.MALFORMED, field, "runtime data sizes are inconsistent")
     if report_type != 2:
-        fail(UNSUPPORTED, field, f"runtime data report type {report_type} is not SNP (2)")
+        fail(Code.UNSUPPORTED, field, f"runtime data report type {report_type} is not SNP (2)")
     hasher = _HCL_HASHES.get(hash_type)
     if hasher is None:
-        fail(UNSUPPORTED, field, f"runtime data hash type {hash_type} is not supported")
+        fail(Code.UNSUPPORTED, field, f"runtime data hash type {hash_type} is not supported")
     start = _HCL_RUNTIME + 20
     if size > min(_MAX_RUNTIME_JSON, len(raw) - start):
-        fail(MALFORMED, field, f"runtime data size {size} runs past the report")
+        fail(Code.MALFORMED, field, f"runtime data size {size} runs past the report")
     runtime = raw[start : start + size]
     expected = hasher(runtime).digest().ljust(64, b"\x00")
     if not hmac.compare_digest(report.report_data, expected):
-        fail(DIGEST_MISMATCH, field, "the SNP report does not bind this runtime data")
+        fail(Code.DIGEST_MISMATCH, field, "the SNP report does not bind this runtime data")
     return runtime
 
 
@@ -396,17 +394,17 @@ def _hcl_ak(runtime: bytes) -> rsa.RSAPublicKey:
     try:
         keys = [key for key in claims["keys"] if key.get("kid") == "HCLAkPub"]
         if len(keys) != 1:
-            fail(MALFORMED, field, "runtime data must hold exactly one HCLAkPub key")
+            fail(Code.MALFORMED, field, "runtime data must hold exactly one HCLAkPub key")
         jwk = keys[0]
         if jwk.get("kty") != "RSA":
-            fail(UNSUPPORTED, field, "HCLAkPub is not an RSA key")
+            fail(Code.UNSUPPORTED, field, "HCLAkPub is not an RSA key")
         n = int.from_bytes(_b64url(jwk["n"], field), "big")
         e = int.from_bytes(_b64url(jwk["e"], field), "big")
         key = rsa.RSAPublicNumbers(e, n).public_key()
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
-        fail(MALFORMED, field, f"runtime data has no usable HCLAkPub key: {exc}")
+        fail(Code.MALFORMED, field, f"runtime data has no usable HCLAkPub key: {exc}")
     if key.key_size not in (2048, 3072, 4096):
-        fail(UNSUPPORTED, field, f"HCLAkPub is RSA-{key.key_size}")
+        fail(Code.UNSUPPORTED, field, f"HCLAkPub is RSA-{key.key_size}")
     return key
 
 

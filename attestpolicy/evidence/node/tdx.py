@@ -37,12 +37,8 @@ from pydantic import (
 
 from attestpolicy.claims import Node
 from attestpolicy.evidence._common import (
-    DIGEST_MISMATCH,
-    MALFORMED,
-    SIGNATURE_INVALID,
-    UNSUPPORTED,
-    UNTRUSTED,
     Base64Bytes,
+    Code,
     FrozenModel,
     PemText,
     fail,
@@ -138,31 +134,31 @@ def _parse_quote(raw: bytes) -> _Quote:
     key_type = cursor.u16("attestation key type")
     tee_type = cursor.u32("TEE type")
     if version != 4:
-        fail(UNSUPPORTED, "quote", f"quote version {version} is not 4")
+        fail(Code.UNSUPPORTED, "quote", f"quote version {version} is not 4")
     if key_type != _ATT_KEY_ECDSA_P256:
-        fail(UNSUPPORTED, "quote", f"attestation key type {key_type} is not ECDSA P-256")
+        fail(Code.UNSUPPORTED, "quote", f"attestation key type {key_type} is not ECDSA P-256")
     if tee_type != _TEE_TDX:
-        fail(UNSUPPORTED, "quote", f"TEE type 0x{tee_type:x} is not TDX")
+        fail(Code.UNSUPPORTED, "quote", f"TEE type 0x{tee_type:x} is not TDX")
     cursor.take(_HEADER - 8, "header")
     body = cursor.take(_BODY, "TD report body")
     signature_size = cursor.u32("signature data size")
     if signature_size > cursor.rest():
-        fail(MALFORMED, "quote", "signature data runs past the end of the quote")
+        fail(Code.MALFORMED, "quote", "signature data runs past the end of the quote")
     signature = cursor.take(64, "quote signature")
     attestation_key = cursor.take(64, "attestation key")
     if cursor.u16("certification data type") != _CERT_QE_REPORT:
-        fail(UNSUPPORTED, "quote", "certification data is not QE report certification data")
+        fail(Code.UNSUPPORTED, "quote", "certification data is not QE report certification data")
     outer_size = cursor.u32("certification data size")
     if 64 + 64 + 6 + outer_size != signature_size:
-        fail(MALFORMED, "quote", "certification data size does not match the signature data")
+        fail(Code.MALFORMED, "quote", "certification data size does not match the signature data")
     qe_report = cursor.take(_QE_REPORT, "QE report")
     qe_signature = cursor.take(64, "QE report signature")
     qe_auth_data = cursor.take(cursor.u16("QE authentication data size"), "QE auth data")
     if cursor.u16("PCK certification data type") != _CERT_PCK_CHAIN:
-        fail(UNSUPPORTED, "quote", "QE certification data is not a PCK certificate chain")
+        fail(Code.UNSUPPORTED, "quote", "QE certification data is not a PCK certificate chain")
     chain_size = cursor.u32("PCK certificate chain size")
     if _QE_REPORT + 64 + 2 + len(qe_auth_data) + 6 + chain_size != outer_size:
-        fail(MALFORMED, "quote", "PCK chain size does not match the certification data")
+        fail(Code.MALFORMED, "quote", "PCK chain size does not match the certification data")
     pck_chain = cursor.take(chain_size, "PCK certificate chain")
     # Bytes after the signature data are not covered by any length and are ignored, as
     # Intel's verification library and go-tdx-guest do.
@@ -188,7 +184,7 @@ def _verify_ecdsa(
     try:
         key.verify(_p256_signature(signature), data, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
-        fail(SIGNATURE_INVALID, field, "the signature does not verify")
+        fail(Code.SIGNATURE_INVALID, field, "the signature does not verify")
 
 
 def verify_tdx(
@@ -205,7 +201,7 @@ def verify_tdx(
     # 1. the PCK certificate chains to Intel's root
     chain = certificates_from_pem_bundle(quote.pck_chain.rstrip(b"\x00"), "quote.pck_chain")
     if len(chain) < 2:
-        fail(MALFORMED, "quote.pck_chain", "the PCK chain needs a leaf and its issuers")
+        fail(Code.MALFORMED, "quote.pck_chain", "the PCK chain needs a leaf and its issuers")
     roots = [
         certificate_from_pem(pem, "trust.root_certificates") for pem in trust.root_certificates
     ]
@@ -213,12 +209,16 @@ def verify_tdx(
     try:
         chain[0].extensions.get_extension_for_oid(_OID_SGX_EXTENSIONS)
     except x509.ExtensionNotFound:
-        fail(UNTRUSTED, "quote.pck_chain", "the leaf is not a PCK certificate (no SGX extensions)")
+        fail(
+            Code.UNTRUSTED,
+            "quote.pck_chain",
+            "the leaf is not a PCK certificate (no SGX extensions)",
+        )
     except ValueError as exc:
-        fail(MALFORMED, "quote.pck_chain", f"PCK certificate extensions are invalid: {exc}")
+        fail(Code.MALFORMED, "quote.pck_chain", f"PCK certificate extensions are invalid: {exc}")
     pck_key = chain[0].public_key()
     if not isinstance(pck_key, ec.EllipticCurvePublicKey) or pck_key.curve.name != "secp256r1":
-        fail(UNTRUSTED, "quote.pck_chain", "the PCK key is not ECDSA P-256")
+        fail(Code.UNTRUSTED, "quote.pck_chain", "the PCK key is not ECDSA P-256")
     # 2. the PCK key signed the QE report; the QE is Intel's and binds the attestation key
     _verify_ecdsa(pck_key, quote.qe_signature, quote.qe_report, "quote.qe_report.signature")
     _check_qe(quote, trust)
@@ -228,11 +228,11 @@ def verify_tdx(
             ec.SECP256R1(), b"\x04" + quote.attestation_key
         )
     except ValueError as exc:
-        fail(MALFORMED, "quote.attestation_key", f"not a P-256 point: {exc}")
+        fail(Code.MALFORMED, "quote.attestation_key", f"not a P-256 point: {exc}")
     _verify_ecdsa(attestation_key, quote.signature, quote.signed, "quote.signature")
     fields = {name: quote.body[start : start + size] for name, start, size in _BODY_FIELDS}
     if fields["td_attributes"][0] & _TD_DEBUG and not trust.allow_debug:
-        fail(UNTRUSTED, "quote.td_attributes", "the TD is a debug TD")
+        fail(Code.UNTRUSTED, "quote.td_attributes", "the TD is a debug TD")
     if nonce is not None:
         check_report_data(fields["report_data"], nonce, "quote.report_data")
     return collected_node(
@@ -250,11 +250,23 @@ def _check_qe(quote: _Quote, trust: TdxTrust) -> None:
     (isvprodid,) = struct.unpack_from("<H", report, 256)
     report_data = report[320:384]
     if attributes[0] & _QE_DEBUG:
-        fail(UNTRUSTED, "quote.qe_report", "the quoting enclave is a debug enclave")
+        fail(Code.UNTRUSTED, "quote.qe_report", "the quoting enclave is a debug enclave")
     if not hmac.compare_digest(mrsigner, bytes.fromhex(trust.qe_mrsigner)):
-        fail(UNTRUSTED, "quote.qe_report", "the quoting enclave is not signed by the expected key")
+        fail(
+            Code.UNTRUSTED,
+            "quote.qe_report",
+            "the quoting enclave is not signed by the expected key",
+        )
     if isvprodid != trust.qe_isvprodid:
-        fail(UNTRUSTED, "quote.qe_report", f"quoting enclave ISVPRODID {isvprodid} is unexpected")
+        fail(
+            Code.UNTRUSTED,
+            "quote.qe_report",
+            f"quoting enclave ISVPRODID {isvprodid} is unexpected",
+        )
     bound = hashlib.sha256(quote.attestation_key + quote.qe_auth_data).digest().ljust(64, b"\x00")
     if not hmac.compare_digest(report_data, bound):
-        fail(DIGEST_MISMATCH, "quote.qe_report", "the QE report does not bind the attestation key")
+        fail(
+            Code.DIGEST_MISMATCH,
+            "quote.qe_report",
+            "the QE report does not bind the attestation key",
+        )

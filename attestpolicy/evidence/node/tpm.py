@@ -33,12 +33,8 @@ from pydantic import (
 
 from attestpolicy.claims import Node
 from attestpolicy.evidence._common import (
-    IDENTITY_MISMATCH,
-    MALFORMED,
-    NONCE_MISMATCH,
-    UNSUPPORTED,
-    UNTRUSTED,
     Base64Bytes,
+    Code,
     FrozenModel,
     PemText,
     fail,
@@ -180,7 +176,7 @@ def verify_tpm(
     """
     now = require_utc(now)
     if nonce is not None and not nonce:
-        fail(NONCE_MISMATCH, "quotes.nonce", "the expected nonce is empty")
+        fail(Code.NONCE_MISMATCH, "quotes.nonce", "the expected nonce is empty")
     material = _material(evidence)
     public_area, key, key_field = _attestation_key(material)
     _trust_key(material, key, key_field, trust, now)
@@ -245,7 +241,11 @@ def _material(evidence: TpmEvidence) -> _Material:
         field = f"{prefix}.quotes[{index}]"
         bank = HASHES.get(quote.hash_alg)
         if bank is None:
-            fail(UNSUPPORTED, f"{field}.pcrs", f"PCR bank 0x{quote.hash_alg:04x} is not supported")
+            fail(
+                Code.UNSUPPORTED,
+                f"{field}.pcrs",
+                f"PCR bank 0x{quote.hash_alg:04x} is not supported",
+            )
         quotes.append(QuoteInput(quote.quote, quote.raw_sig, {bank.name: quote.pcrs}, field))
     return _Material(
         ak_public=parsed.ak_pub,
@@ -281,15 +281,15 @@ def _attestation_key(
         try:
             candidates.append((field, material.ak_certificate.public_key()))
         except (ValueError, UnsupportedAlgorithm) as exc:
-            fail(UNSUPPORTED, field, f"certificate key cannot be used: {exc}")
+            fail(Code.UNSUPPORTED, field, f"certificate key cannot be used: {exc}")
     if not candidates:
-        fail(MALFORMED, f"{prefix}ak_public", "the evidence gives no AK")
+        fail(Code.MALFORMED, f"{prefix}ak_public", "the evidence gives no AK")
     first_field, first_key = candidates[0]
     for field, key in candidates[1:]:
         if not hmac.compare_digest(spki_der(key), spki_der(first_key)):
-            fail(IDENTITY_MISMATCH, field, f"this AK is not the same key as {first_field}")
+            fail(Code.IDENTITY_MISMATCH, field, f"this AK is not the same key as {first_field}")
     if not isinstance(first_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
-        fail(UNSUPPORTED, first_field, "the AK is neither an RSA nor an ECC key")
+        fail(Code.UNSUPPORTED, first_field, "the AK is neither an RSA nor an ECC key")
     return public_area, first_key, first_field
 
 
@@ -319,7 +319,7 @@ def _trust_key(
         if hmac.compare_digest(spki_der(pinned), spki):
             return
     fail(
-        UNTRUSTED,
+        Code.UNTRUSTED,
         key_field,
         "the AK is neither pinned in the trust configuration nor certified by a trusted CA",
     )

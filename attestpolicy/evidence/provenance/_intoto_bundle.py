@@ -33,12 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    EXPIRED,
-    IDENTITY_MISMATCH,
-    MALFORMED,
-    SIGNATURE_INVALID,
-    UNSUPPORTED,
-    UNTRUSTED,
+    Code,
     decode_base64,
     fail,
 )
@@ -82,26 +77,26 @@ class SigstoreDsse:
 
 def _get(mapping: object, key: str, field: str) -> Any:
     if not isinstance(mapping, Mapping) or key not in mapping:
-        fail(MALFORMED, f"{field}.{key}", "missing")
+        fail(Code.MALFORMED, f"{field}.{key}", "missing")
     return mapping[key]
 
 
 def _text(mapping: object, key: str, field: str) -> str:
     value = _get(mapping, key, field)
     if not isinstance(value, str):
-        fail(MALFORMED, f"{field}.{key}", "must be a string")
+        fail(Code.MALFORMED, f"{field}.{key}", "must be a string")
     return value
 
 
 def _int(mapping: object, key: str, field: str) -> int:
     value = _get(mapping, key, field)
     if isinstance(value, bool) or not isinstance(value, int | str):
-        fail(MALFORMED, f"{field}.{key}", "must be an integer")
+        fail(Code.MALFORMED, f"{field}.{key}", "must be an integer")
     if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) < 20):
-        fail(MALFORMED, f"{field}.{key}", "must be a decimal integer")
+        fail(Code.MALFORMED, f"{field}.{key}", "must be a decimal integer")
     number = int(value)
     if not 0 <= number <= _MAX_INT:
-        fail(MALFORMED, f"{field}.{key}", "out of range")
+        fail(Code.MALFORMED, f"{field}.{key}", "out of range")
     return number
 
 
@@ -114,7 +109,9 @@ def _entry(bundle: Mapping[str, Any]) -> Mapping[str, Any]:
     entries = _get(material, "tlogEntries", f"{_FIELD}.verificationMaterial")
     if not isinstance(entries, list) or len(entries) != 1 or not isinstance(entries[0], Mapping):
         fail(
-            MALFORMED, _ENTRY.removesuffix("[0]"), "exactly one transparency log entry is required"
+            Code.MALFORMED,
+            _ENTRY.removesuffix("[0]"),
+            "exactly one transparency log entry is required",
         )
     entry: Mapping[str, Any] = entries[0]
     return entry
@@ -141,10 +138,10 @@ def _leaf(bundle: Mapping[str, Any], version: str) -> x509.Certificate:
         chain = _get(material, "x509CertificateChain", field)
         certificates = _get(chain, "certificates", f"{field}.x509CertificateChain")
         if not isinstance(certificates, list) or not 0 < len(certificates) <= 8:
-            fail(MALFORMED, f"{field}.x509CertificateChain", "must hold 1 to 8 certificates")
+            fail(Code.MALFORMED, f"{field}.x509CertificateChain", "must hold 1 to 8 certificates")
         raw = _b64(certificates[0], "rawBytes", f"{field}.x509CertificateChain.certificates[0]")
     else:
-        fail(UNSUPPORTED, field, "only Fulcio-certificate bundles are supported here")
+        fail(Code.UNSUPPORTED, field, "only Fulcio-certificate bundles are supported here")
     return certificate_from_der(raw, f"{field}.certificate")
 
 
@@ -163,9 +160,11 @@ def verify_intoto_bundle(
     """
     version = BUNDLE_MEDIA_TYPES.get(str(bundle.get("mediaType")))
     if version is None:
-        fail(UNSUPPORTED, f"{_FIELD}.mediaType", "unknown bundle media type")
+        fail(Code.UNSUPPORTED, f"{_FIELD}.mediaType", "unknown bundle media type")
     if not is_intoto_v002(bundle):
-        fail(UNSUPPORTED, f"{_ENTRY}.kindVersion", "only intoto 0.0.2 entries are checked here")
+        fail(
+            Code.UNSUPPORTED, f"{_ENTRY}.kindVersion", "only intoto 0.0.2 entries are checked here"
+        )
     entry = _entry(bundle)
     envelope = _get(bundle, "dsseEnvelope", _FIELD)
     env_field = f"{_FIELD}.dsseEnvelope"
@@ -173,7 +172,7 @@ def verify_intoto_bundle(
     payload = _b64(envelope, "payload", env_field)
     signatures = _get(envelope, "signatures", env_field)
     if not isinstance(signatures, list) or len(signatures) != 1:
-        fail(MALFORMED, f"{env_field}.signatures", "exactly one signature is required")
+        fail(Code.MALFORMED, f"{env_field}.signatures", "exactly one signature is required")
     signature_text = _text(signatures[0], "sig", f"{env_field}.signatures[0]")
     signature = decode_base64(signature_text, field=f"{env_field}.signatures[0].sig")
     leaf = _leaf(bundle, version)
@@ -187,11 +186,11 @@ def verify_intoto_bundle(
     try:
         signed_at = datetime.fromtimestamp(integrated, tz=UTC)
     except (OverflowError, ValueError, OSError):
-        fail(MALFORMED, f"{_ENTRY}.integratedTime", "integrated time out of range")
+        fail(Code.MALFORMED, f"{_ENTRY}.integratedTime", "integrated time out of range")
     logs = [log for log in root.tlogs if log.log_id == log_id and log.valid_at(signed_at)]
     if not logs:
         fail(
-            UNTRUSTED,
+            Code.UNTRUSTED,
             f"{_ENTRY}.logId",
             "no trusted transparency log with this id was valid at the integrated time",
         )
@@ -208,9 +207,9 @@ def verify_intoto_bundle(
             log_index=log_index,
         )
     except ValueError as exc:
-        fail(SIGNATURE_INVALID, f"{_ENTRY}.inclusionPromise", str(exc))
+        fail(Code.SIGNATURE_INVALID, f"{_ENTRY}.inclusionPromise", str(exc))
     if signed_at > now:
-        fail(EXPIRED, f"{_ENTRY}.integratedTime", "the log integrated time is after now")
+        fail(Code.EXPIRED, f"{_ENTRY}.integratedTime", "the log integrated time is after now")
 
     # 2. inclusion proof and checkpoint
     if "inclusionProof" in entry or version != "0.1":
@@ -222,10 +221,10 @@ def verify_intoto_bundle(
         verify_sct(leaf, chain[1:], root)
         identity = certificate_identity(leaf)
     except _CERTIFICATE_ERRORS as exc:
-        fail(UNTRUSTED, f"{_FIELD}.verificationMaterial", str(exc))
+        fail(Code.UNTRUSTED, f"{_FIELD}.verificationMaterial", str(exc))
     if find_identity(leaf, identities) is None:
         fail(
-            IDENTITY_MISMATCH,
+            Code.IDENTITY_MISMATCH,
             f"{_FIELD}.verificationMaterial.certificate",
             f"signer {identity.subject[:200]!r} (issuer {identity.issuer[:100]!r}) "
             "is not an expected identity",
@@ -239,14 +238,18 @@ def verify_intoto_bundle(
     curve_hash = {256: hashes.SHA256(), 384: hashes.SHA384()}
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.key_size not in curve_hash:
         fail(
-            UNSUPPORTED,
+            Code.UNSUPPORTED,
             f"{_FIELD}.verificationMaterial",
             "signing key must be ECDSA P-256 or P-384",
         )
     try:
         key.verify(signature, pae(payload_type, payload), ec.ECDSA(curve_hash[key.curve.key_size]))
     except (InvalidSignature, ValueError):
-        fail(SIGNATURE_INVALID, f"{env_field}.signatures[0].sig", "DSSE signature does not verify")
+        fail(
+            Code.SIGNATURE_INVALID,
+            f"{env_field}.signatures[0].sig",
+            "DSSE signature does not verify",
+        )
     # 5. the log entry describes this very envelope, signature and certificate
     _check_body(body, payload_type, payload, signature, leaf)
 
@@ -268,7 +271,7 @@ def _check_inclusion(entry: Mapping[str, Any], body: bytes, log: LogKey, log_id:
     root_hash = _b64(proof, "rootHash", field)
     hashes_ = _get(proof, "hashes", field)
     if not isinstance(hashes_, list) or len(hashes_) > rekor.MAX_PROOF_HASHES:
-        fail(MALFORMED, f"{field}.hashes", "must be a list of at most 64 hashes")
+        fail(Code.MALFORMED, f"{field}.hashes", "must be a list of at most 64 hashes")
     path = [
         decode_base64(h, field=f"{field}.hashes[{i}]") if isinstance(h, str) else b""
         for i, h in enumerate(hashes_)
@@ -277,11 +280,11 @@ def _check_inclusion(entry: Mapping[str, Any], body: bytes, log: LogKey, log_id:
     try:
         rekor.verify_inclusion(rekor.leaf_hash(body), index, tree_size, path, root_hash)
     except ValueError as exc:
-        fail(SIGNATURE_INVALID, field, str(exc))
+        fail(Code.SIGNATURE_INVALID, field, str(exc))
     try:
         rekor.verify_checkpoint(log.key, log_id, checkpoint, tree_size=tree_size, root=root_hash)
     except ValueError as exc:
-        fail(SIGNATURE_INVALID, f"{field}.checkpoint", str(exc))
+        fail(Code.SIGNATURE_INVALID, f"{field}.checkpoint", str(exc))
 
 
 def _check_body(
@@ -297,18 +300,18 @@ def _check_body(
         payload_hash = content["payloadHash"]
         ok_header = (document["kind"], document["apiVersion"]) == ("intoto", "0.0.2")
     except (ValueError, KeyError, TypeError, IndexError, RecursionError):
-        fail(MALFORMED, field, "not an intoto 0.0.2 entry body")
+        fail(Code.MALFORMED, field, "not an intoto 0.0.2 entry body")
     if not ok_header:
-        fail(UNSUPPORTED, field, "not an intoto 0.0.2 entry body")
+        fail(Code.UNSUPPORTED, field, "not an intoto 0.0.2 entry body")
     if logged_type != payload_type:
-        fail(UNTRUSTED, field, "logged payload type differs")
+        fail(Code.UNTRUSTED, field, "logged payload type differs")
     if not isinstance(payload_hash, Mapping) or (
         payload_hash.get("algorithm"),
         payload_hash.get("value"),
     ) != ("sha256", hashlib.sha256(payload).hexdigest()):
-        fail(UNTRUSTED, field, "logged payload hash differs")
+        fail(Code.UNTRUSTED, field, "logged payload hash differs")
     if not isinstance(logged_signatures, list) or len(logged_signatures) != 1:
-        fail(UNTRUSTED, field, "the log entry must record exactly one signature")
+        fail(Code.UNTRUSTED, field, "the log entry must record exactly one signature")
     logged = logged_signatures[0]
     try:
         logged_sig = base64.b64decode(base64.b64decode(logged["sig"], validate=True), validate=True)
@@ -316,8 +319,8 @@ def _check_body(
             base64.b64decode(logged["publicKey"], validate=True)
         )
     except (KeyError, TypeError, ValueError, binascii.Error):
-        fail(MALFORMED, field, "logged signature is malformed")
+        fail(Code.MALFORMED, field, "logged signature is malformed")
     if logged_sig != signature:
-        fail(UNTRUSTED, field, "logged signature differs")
+        fail(Code.UNTRUSTED, field, "logged signature differs")
     if logged_cert != leaf:
-        fail(UNTRUSTED, field, "logged certificate differs")
+        fail(Code.UNTRUSTED, field, "logged certificate differs")

@@ -41,6 +41,7 @@ from attestpolicy.claims import parse_timestamp
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     LARGE_SECTION_CHARS,
+    Code,
     EvidenceSection,
     FrozenModel,
     decode_base64,
@@ -294,7 +295,7 @@ def verify_dsse(evidence: DsseEvidence, trust: DsseTrust, *, now: datetime) -> V
         raise EvidenceError(
             f"payload type {envelope.payload_type[:80]!r} is not accepted",
             field="envelope.payloadType",
-            code="evidence.unsupported",
+            code=Code.UNSUPPORTED,
         )
     payload = b64decode_strict(envelope.payload, alphabet, field="envelope.payload")
     signatures = [
@@ -323,16 +324,16 @@ def verify_dsse(evidence: DsseEvidence, trust: DsseTrust, *, now: datetime) -> V
         raise EvidenceError(
             "the signing key is outside its validity window",
             field="envelope.signatures",
-            code="evidence.expired",
+            code=Code.EXPIRED,
         )
     if not tried:
         raise EvidenceError(
             "no signature names a trusted key id",
             field="envelope.signatures",
-            code="evidence.untrusted",
+            code=Code.UNTRUSTED,
         )
     raise EvidenceError(
         f"{len(verified)} of the required {trust.threshold} trusted key(s) signed the envelope",
         field="envelope.signatures",
-        code="evidence.signature_invalid",
+        code=Code.SIGNATURE_INVALID,
     )

@@ -41,8 +41,7 @@ from attestpolicy.claims import Provenance
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     LARGE_SECTION_CHARS,
-    MALFORMED,
-    UNSUPPORTED,
+    Code,
     EvidenceSection,
     FrozenModel,
     load_json_object,
@@ -222,14 +221,14 @@ def verify_provenance(
         raise EvidenceError(
             "expected digest must be sha256:<64 lowercase hex>",
             field="expected_digest",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     if evidence.dsse is not None:
         if trust.dsse is None:
             raise EvidenceError(
                 "no signing keys are trusted for DSSE provenance",
                 field="dsse",
-                code="evidence.untrusted",
+                code=Code.UNTRUSTED,
             )
         verified = verify_dsse(evidence.dsse, trust.dsse, now=now)
         statement = _statement(verified.payload_type, verified.payload)
@@ -246,7 +245,7 @@ def verify_provenance(
             raise EvidenceError(
                 "no Sigstore trust is configured for provenance",
                 field="sigstore_bundle",
-                code="evidence.untrusted",
+                code=Code.UNTRUSTED,
             )
         keyless = _verify_bundle(evidence.sigstore_bundle, trust.sigstore, trust._root, now=now)
         statement = _statement(keyless.payload_type, keyless.payload)
@@ -265,7 +264,7 @@ def verify_provenance(
         raise EvidenceError(
             f"{expected_digest} is not among the statement's subject digests",
             field="statement.subject",
-            code="evidence.digest_mismatch",
+            code=Code.DIGEST_MISMATCH,
         )
     return result
 
@@ -282,24 +281,26 @@ def verify_intoto_link(
     where = "envelope.payload"
     if verified.payload_type != IN_TOTO_PAYLOAD_TYPE:
         raise EvidenceError(
-            "links use the in-toto payload type", field="envelope.payloadType", code=UNSUPPORTED
+            "links use the in-toto payload type",
+            field="envelope.payloadType",
+            code=Code.UNSUPPORTED,
         )
     link = load_json_object(verified.payload, field=where)
     if link.get("_type") != "link":
         raise EvidenceError(
-            "payload is not an in-toto link", field=f"{where}._type", code=UNSUPPORTED
+            "payload is not an in-toto link", field=f"{where}._type", code=Code.UNSUPPORTED
         )
     name = _short_text(link.get("name"), f"{where}.name")
     if trust.step_name is not None and name != trust.step_name:
         raise EvidenceError(
             f"link is for step {name[:80]!r}, expected {trust.step_name[:80]!r}",
             field=f"{where}.name",
-            code="evidence.identity_mismatch",
+            code=Code.IDENTITY_MISMATCH,
         )
     command = link.get("command", [])
     if not isinstance(command, list) or len(command) > 1024:
         raise EvidenceError(
-            "must be a list of at most 1024 strings", field=f"{where}.command", code=MALFORMED
+            "must be a list of at most 1024 strings", field=f"{where}.command", code=Code.MALFORMED
         )
     try:
         return InTotoLink(
@@ -311,7 +312,7 @@ def verify_intoto_link(
         )
     except ValidationError as exc:
         raise EvidenceError(
-            exc.errors(include_url=False)[0]["msg"], field=where, code=MALFORMED
+            exc.errors(include_url=False)[0]["msg"], field=where, code=Code.MALFORMED
         ) from None
 
 
@@ -337,7 +338,7 @@ def _claim(facts: _Facts, builder_id: str | None, source_repo: str | None) -> Pr
         )
     except ValidationError as exc:
         raise EvidenceError(
-            exc.errors(include_url=False)[0]["msg"], field="statement", code=MALFORMED
+            exc.errors(include_url=False)[0]["msg"], field="statement", code=Code.MALFORMED
         ) from None
 
 
@@ -351,7 +352,7 @@ def _verify_bundle(
         result = verify_sigstore_bundle(SigstoreBundleEvidence(bundle=bundle), trust, now=now)
     except ValidationError as exc:
         raise EvidenceError(
-            exc.errors(include_url=False)[0]["msg"], field="sigstore_bundle", code=MALFORMED
+            exc.errors(include_url=False)[0]["msg"], field="sigstore_bundle", code=Code.MALFORMED
         ) from None
     except EvidenceError as exc:
         message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
@@ -360,7 +361,7 @@ def _verify_bundle(
         raise EvidenceError(
             "a message-signature bundle carries no provenance statement",
             field="sigstore_bundle",
-            code=UNSUPPORTED,
+            code=Code.UNSUPPORTED,
         )
     extensions = {
         name: value
@@ -391,7 +392,9 @@ def _bundle_field(field_name: str | None) -> str:
 def _short_text(value: object, field_name: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= _MAX_TEXT:
         raise EvidenceError(
-            f"must be a string of 1 to {_MAX_TEXT} characters", field=field_name, code=MALFORMED
+            f"must be a string of 1 to {_MAX_TEXT} characters",
+            field=field_name,
+            code=Code.MALFORMED,
         )
     return value
 
@@ -401,13 +404,13 @@ def _statement(payload_type: str, payload: bytes) -> dict[str, Any]:
         raise EvidenceError(
             f"payload type {payload_type[:80]!r} is not an in-toto statement",
             field="statement",
-            code=UNSUPPORTED,
+            code=Code.UNSUPPORTED,
         )
     statement = load_json_object(payload, field="statement")
     statement_type = statement.get("_type")
     if not isinstance(statement_type, str) or statement_type not in STATEMENT_TYPES:
         raise EvidenceError(
-            "not an in-toto statement v0.1 or v1", field="statement._type", code=UNSUPPORTED
+            "not an in-toto statement v0.1 or v1", field="statement._type", code=Code.UNSUPPORTED
         )
     return statement
 
@@ -418,12 +421,14 @@ def _predicate_facts(statement: Mapping[str, Any], accepted: tuple[str, ...]) ->
         raise EvidenceError(
             f"predicate type {predicate_type[:200]!r} is not accepted",
             field="statement.predicateType",
-            code=UNSUPPORTED,
+            code=Code.UNSUPPORTED,
         )
     digests = _subject_digests(statement.get("subject"))
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
-        raise EvidenceError("must be a JSON object", field="statement.predicate", code=MALFORMED)
+        raise EvidenceError(
+            "must be a JSON object", field="statement.predicate", code=Code.MALFORMED
+        )
     builder_id: str | None = None
     source: str | None = None
     if predicate_type in SLSA_PROVENANCE_V02:
@@ -444,7 +449,7 @@ def _predicate_facts(statement: Mapping[str, Any], accepted: tuple[str, ...]) ->
         raise EvidenceError(
             "the verification summary does not say PASSED",
             field="statement.predicate.verificationResult",
-            code="evidence.untrusted",
+            code=Code.UNTRUSTED,
         )
     return _Facts(predicate_type, digests, builder_id, source)
 
@@ -462,20 +467,22 @@ def _subject_digests(subjects: object) -> tuple[str, ...]:
         raise EvidenceError(
             f"must be a list of 1 to {_MAX_SUBJECTS} subjects",
             field="statement.subject",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     digests: dict[str, None] = {}
     for index, subject in enumerate(subjects):
         where = f"statement.subject[{index}].digest"
         digest = subject.get("digest") if isinstance(subject, dict) else None
         if not isinstance(digest, dict) or not all(isinstance(v, str) for v in digest.values()):
-            raise EvidenceError("must map algorithms to hex strings", field=where, code=MALFORMED)
+            raise EvidenceError(
+                "must map algorithms to hex strings", field=where, code=Code.MALFORMED
+            )
         value = digest.get("sha256")
         if value is None:
             continue
         if not _SHA256_HEX.match(value):
             raise EvidenceError(
-                "sha256 must be 64 lowercase hex characters", field=where, code=MALFORMED
+                "sha256 must be 64 lowercase hex characters", field=where, code=Code.MALFORMED
             )
         digests["sha256:" + value] = None
     return tuple(digests)
@@ -485,7 +492,7 @@ def _first_uri(entries: object, field_name: str) -> str | None:
     if entries is None:
         return None
     if not isinstance(entries, list):
-        raise EvidenceError("must be a list", field=field_name, code=MALFORMED)
+        raise EvidenceError("must be a list", field=field_name, code=Code.MALFORMED)
     if not entries:
         return None
     uri = entries[0].get("uri") if isinstance(entries[0], dict) else None
@@ -508,19 +515,21 @@ def _repository(uri: str) -> str:
 def _artifacts(value: object, field_name: str) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > _MAX_SUBJECTS:
         raise EvidenceError(
-            f"must map at most {_MAX_SUBJECTS} paths to digests", field=field_name, code=MALFORMED
+            f"must map at most {_MAX_SUBJECTS} paths to digests",
+            field=field_name,
+            code=Code.MALFORMED,
         )
     artifacts: dict[str, str] = {}
     for path, digest in value.items():
         where = f"{field_name}[{path[:80]!r}]"
         if not isinstance(digest, dict):
-            raise EvidenceError("must map algorithms to hex", field=where, code=MALFORMED)
+            raise EvidenceError("must map algorithms to hex", field=where, code=Code.MALFORMED)
         sha256 = digest.get("sha256")
         if sha256 is None:
             continue
         if not isinstance(sha256, str) or not _SHA256_HEX.match(sha256):
             raise EvidenceError(
-                "sha256 must be 64 lowercase hex characters", field=where, code=MALFORMED
+                "sha256 must be 64 lowercase hex characters", field=where, code=Code.MALFORMED
             )
         artifacts[path] = "sha256:" + sha256
     return artifacts

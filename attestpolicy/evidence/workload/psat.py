@@ -23,9 +23,8 @@ from pydantic import Field, StrictStr
 from attestpolicy.claims import Node, Runtime
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    IDENTITY_MISMATCH,
-    MALFORMED,
     ClockSkewSeconds,
+    Code,
     EvidenceSection,
     FrozenModel,
 )
@@ -110,7 +109,7 @@ def verify_psat(
         raise EvidenceError(
             "sub does not name the token's namespace and service account",
             field=f"{field}.sub",
-            code=IDENTITY_MISMATCH,
+            code=Code.IDENTITY_MISMATCH,
         )
     runtime = Runtime(
         verified=True,
@@ -137,7 +136,9 @@ def _k8s_name(obj: dict[str, Any], name: str, *, field: str) -> str:
     value = claim_text(obj, name, field=field, max_length=253)
     if not _K8S_NAME.match(value):
         raise EvidenceError(
-            f"'{name}' is not a Kubernetes object name", field=f"{field}.{name}", code=MALFORMED
+            f"'{name}' is not a Kubernetes object name",
+            field=f"{field}.{name}",
+            code=Code.MALFORMED,
         )
     return value
 

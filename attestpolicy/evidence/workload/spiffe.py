@@ -34,9 +34,8 @@ from pydantic import (
 from attestpolicy.claims import Runtime, Subject
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    MALFORMED,
-    UNTRUSTED,
     ClockSkewSeconds,
+    Code,
     EvidenceSection,
     FrozenModel,
     decode_base64,
@@ -88,7 +87,9 @@ def _spiffe_id(value: str, *, field: str) -> tuple[Subject, str]:
         subject = Subject(spiffe_id=value)
     except ValidationError as exc:
         message = exc.errors(include_url=False)[0]["msg"]
-        raise EvidenceError(f"invalid SPIFFE ID: {message}", field=field, code=MALFORMED) from None
+        raise EvidenceError(
+            f"invalid SPIFFE ID: {message}", field=field, code=Code.MALFORMED
+        ) from None
     trust_domain = subject.spiffe_id[len("spiffe://") :].partition("/")[0]
     return subject, trust_domain
 
@@ -169,7 +170,7 @@ def verify_x509_svid(
     store = trust.store_for(trust_domain)
     if store is None:
         raise EvidenceError(
-            f"trust domain {trust_domain!r} is not trusted", field="chain[0]", code=UNTRUSTED
+            f"trust domain {trust_domain!r} is not trusted", field="chain[0]", code=Code.UNTRUSTED
         )
     for index, cert in enumerate(chain):
         check_validity(cert, now, field=f"chain[{index}]")
@@ -180,11 +181,11 @@ def verify_x509_svid(
         raise EvidenceError(
             f"chain does not build to the {trust_domain} authorities: {exc}",
             field="chain",
-            code=UNTRUSTED,
+            code=Code.UNTRUSTED,
         ) from None
     except ValueError as exc:
         raise EvidenceError(
-            f"cannot verify the chain: {exc}", field="chain", code=MALFORMED
+            f"cannot verify the chain: {exc}", field="chain", code=Code.MALFORMED
         ) from None
     for index, cert in enumerate(verified.chain):
         check_validity(cert, now, field=f"chain.verified[{index}]")
@@ -213,15 +214,15 @@ def _load_chain(evidence: X509SvidEvidence) -> list[x509.Certificate]:
             certs = [x509.load_der_x509_certificate(part) for part in _split_der(der)]
         except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ... here
             raise EvidenceError(
-                f"not a certificate chain: {exc}", field="chain", code=MALFORMED
+                f"not a certificate chain: {exc}", field="chain", code=Code.MALFORMED
             ) from None
     else:
-        raise EvidenceError("give 'chain' or 'chain_der'", field="(section)", code=MALFORMED)
+        raise EvidenceError("give 'chain' or 'chain_der'", field="(section)", code=Code.MALFORMED)
     if not 0 < len(certs) <= MAX_CHAIN_CERTIFICATES:
         raise EvidenceError(
             f"a chain holds 1 to {MAX_CHAIN_CERTIFICATES} certificates",
             field="chain",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     return certs
 
@@ -262,30 +263,30 @@ def _leaf_identity(leaf: x509.Certificate) -> tuple[Subject, str]:
         uri_values = uris.get_values_for_type(x509.UniformResourceIdentifier) if uris else []
     except Exception as exc:  # cryptography raises several non-ValueError types here
         raise EvidenceError(
-            f"unreadable extensions: {exc}", field="chain[0]", code=MALFORMED
+            f"unreadable extensions: {exc}", field="chain[0]", code=Code.MALFORMED
         ) from None
     if len(uri_values) != 1:
         raise EvidenceError(
             f"an X.509-SVID needs exactly one URI SAN, found {len(uri_values)}",
             field="chain[0].subject_alt_name",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     identity = _spiffe_id(uri_values[0], field="chain[0].subject_alt_name")
     if basic is not None and basic.ca:
         raise EvidenceError(
-            "a leaf SVID must not be a CA", field="chain[0].basic_constraints", code=MALFORMED
+            "a leaf SVID must not be a CA", field="chain[0].basic_constraints", code=Code.MALFORMED
         )
     if usage is None or not usage.digital_signature:
         raise EvidenceError(
             "a leaf SVID needs the digitalSignature key usage",
             field="chain[0].key_usage",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     if usage.key_cert_sign or usage.crl_sign:
         raise EvidenceError(
             "a leaf SVID must not have keyCertSign or cRLSign",
             field="chain[0].key_usage",
-            code=MALFORMED,
+            code=Code.MALFORMED,
         )
     return identity
 
@@ -341,7 +342,9 @@ def verify_jwt_svid(evidence: JwtSvidEvidence, trust: JwtSvidTrust, *, now: date
     jwks = trust.bundles.get(trust_domain)
     if jwks is None:
         raise EvidenceError(
-            f"trust domain {trust_domain!r} is not trusted", field=f"{field}.sub", code=UNTRUSTED
+            f"trust domain {trust_domain!r} is not trusted",
+            field=f"{field}.sub",
+            code=Code.UNTRUSTED,
         )
     verified = verify_jws(evidence.token, jwks, field=field, allowed_typ=("JWT", "JOSE"))
     subject, _ = _spiffe_id(

@@ -25,9 +25,7 @@ from pydantic import Field, StrictBool, StrictStr
 from attestpolicy.claims import Digest, Runtime
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
-    EXPIRED,
-    IDENTITY_MISMATCH,
-    UNTRUSTED,
+    Code,
     EvidenceSection,
     FrozenModel,
     require_utc,
@@ -89,7 +87,9 @@ def verify_workload_attestor(
     if psat is None:
         if trust.require_binding:
             raise EvidenceError(
-                "runtime facts must be bound to a verified PSAT", field="(section)", code=UNTRUSTED
+                "runtime facts must be bound to a verified PSAT",
+                field="(section)",
+                code=Code.UNTRUSTED,
             )
         runtime = Runtime(
             verified=False,
@@ -101,10 +101,10 @@ def verify_workload_attestor(
         return WorkloadAttestorResult(runtime=runtime, unbound_image_digest=None)
     bound = psat.runtime
     if not bound.verified or bound.expires_at is None:
-        raise EvidenceError("the PSAT runtime is not verified", field="psat", code=UNTRUSTED)
+        raise EvidenceError("the PSAT runtime is not verified", field="psat", code=Code.UNTRUSTED)
     if now >= bound.expires_at:
         raise EvidenceError(
-            f"the PSAT expired at {bound.expires_at.isoformat()}", field="psat", code=EXPIRED
+            f"the PSAT expired at {bound.expires_at.isoformat()}", field="psat", code=Code.EXPIRED
         )
     pairs = [
         ("namespace", evidence.namespace, bound.namespace),
@@ -122,7 +122,7 @@ def verify_workload_attestor(
             raise EvidenceError(
                 f"reported {name} does not match the verified token's",
                 field=name,
-                code=IDENTITY_MISMATCH,
+                code=Code.IDENTITY_MISMATCH,
             )
     runtime = Runtime(
         verified=True,
