@@ -7,12 +7,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import Field, PlainSerializer
+from pydantic import Field, PlainSerializer, model_validator
 
 from attestpolicy._model import FrozenModel
 from attestpolicy.claims import format_timestamp, parse_timestamp
 
-__all__ = ["Decision", "Reason", "decision_from_policy_result"]
+__all__ = ["Decision", "Reason", "TtlTerm", "decision_from_policy_result"]
 
 _Timestamp = Annotated[
     datetime, PlainSerializer(format_timestamp, return_type=str, when_used="json")
@@ -26,11 +26,33 @@ class Reason(FrozenModel):
     message: str
 
 
+class TtlTerm(FrozenModel):
+    """One term of an allow's TTL, as the policy states it: a fixed term has
+    ``seconds``, a term that shrinks as time passes has ``until`` (the instant it
+    reaches zero, so its value at ``now`` is the whole seconds until then)."""
+
+    name: str
+    seconds: int | None = None
+    until: _Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _one_of_seconds_or_until(self) -> TtlTerm:
+        if (self.seconds is None) == (self.until is None):
+            raise ValueError("a TTL term has either seconds or until")
+        return self
+
+
 class Decision(FrozenModel):
     """The answer to one ``decide()`` call.
 
     ``ttl_seconds`` is 0 on a deny; ``ttl_bound_by`` and ``valid_until`` are only set on
     an allow. ``reasons`` is empty on an allow. ``decision_id`` is unique per call.
+
+    An allow also carries what the policy says it rests on: ``ttl_terms`` (in tie-break
+    order: the TTL is the shortest, the first on a tie) and ``revocable``, the
+    ``(config.revoked member, value)`` pairs it depends on; revoking any of them voids
+    it. Both are None when the policy did not say (an older policy on a remote server):
+    such an allow is never cached.
     """
 
     allow: bool
@@ -41,6 +63,8 @@ class Decision(FrozenModel):
     decision_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     evaluated_at: _Timestamp = Field(default_factory=lambda: datetime.now(UTC))
     policy_revision: str = ""
+    ttl_terms: tuple[TtlTerm, ...] | None = ()
+    revocable: tuple[tuple[str, str], ...] | None = ()
 
     @classmethod
     def deny(
@@ -104,7 +128,7 @@ def _parse_result(result: object, policy_revision: str, evaluated_at: datetime) 
     if allow is not True and allow is not False:
         raise TypeError("decision.allow must be a boolean")
     raw_reasons = result.get("reasons") or []
-    if not isinstance(raw_reasons, list | tuple | set | frozenset):
+    if not isinstance(raw_reasons, list | tuple):
         raise TypeError("decision.reasons must be an array")
     reasons = []
     for item in raw_reasons:
@@ -127,8 +151,8 @@ def _parse_result(result: object, policy_revision: str, evaluated_at: datetime) 
         )
     if reasons:
         raise ValueError("an allow must not carry reasons")
-    ttl = result["ttl_seconds"]
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl != int(ttl) or ttl <= 0:
+    ttl = _whole_number(result["ttl_seconds"], "ttl_seconds")
+    if ttl <= 0:
         raise ValueError("an allow needs a positive integer ttl_seconds")
     bound_by = result["ttl_bound_by"]
     if not isinstance(bound_by, str):
@@ -137,9 +161,56 @@ def _parse_result(result: object, policy_revision: str, evaluated_at: datetime) 
     valid_until = None if raw_valid_until is None else parse_timestamp(raw_valid_until)
     return Decision(
         allow=True,
-        ttl_seconds=int(ttl),
+        ttl_seconds=ttl,
         ttl_bound_by=bound_by,
         valid_until=valid_until,
         policy_revision=policy_revision,
         evaluated_at=evaluated_at,
+        ttl_terms=_ttl_terms(result.get("ttl_terms")),
+        revocable=_revocable(result.get("revocable")),
     )
+
+
+def _whole_number(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise ValueError(f"decision.{name} must be an integer")
+    return int(value)
+
+
+def _ttl_terms(raw: object) -> tuple[TtlTerm, ...] | None:
+    """The allow's TTL terms; None when the policy gives none (not cacheable)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list | tuple) or not raw:
+        raise TypeError("decision.ttl_terms must be a non-empty array")
+    terms = []
+    for item in raw:
+        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
+            raise TypeError("each TTL term must be an object with a string name")
+        seconds, until = item.get("seconds"), item.get("until")
+        terms.append(
+            TtlTerm(
+                name=item["name"],
+                seconds=None if seconds is None else _whole_number(seconds, "ttl_terms.seconds"),
+                until=None if until is None else parse_timestamp(until),
+            )
+        )
+    return tuple(terms)
+
+
+def _revocable(raw: object) -> tuple[tuple[str, str], ...] | None:
+    """The allow's revocable (member, value) pairs; None when the policy gives none."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list | tuple):
+        raise TypeError("decision.revocable must be an array")
+    pairs = []
+    for item in raw:
+        if (
+            not isinstance(item, list | tuple)
+            or len(item) != 2
+            or not all(isinstance(part, str) for part in item)
+        ):
+            raise TypeError("each revocable entry must be a [member, value] pair of strings")
+        pairs.append((item[0], item[1]))
+    return tuple(sorted(set(pairs)))

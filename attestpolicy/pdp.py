@@ -15,13 +15,8 @@ from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, Reason
 from attestpolicy.engine.base import Evaluator
 from attestpolicy.engine.cache import CacheStats, DecisionCache
-from attestpolicy.engine.inprocess import (
-    DEFAULT_ENGINE,
-    InProcessEvaluator,
-    check_engine_name,
-    make_evaluator,
-)
-from attestpolicy.errors import AttestPolicyError, ClaimsError, PolicyError
+from attestpolicy.engine.inprocess import DEFAULT_ENGINE, check_engine_name, make_evaluator
+from attestpolicy.errors import AttestPolicyError, ClaimsError
 from attestpolicy.policy import PolicySource
 
 __all__ = ["PolicyDecisionPoint"]
@@ -32,14 +27,13 @@ REVOKE_REASON: Final = "revoked by PolicyDecisionPoint.revoke"
 """The reason :meth:`PolicyDecisionPoint.revoke` records when none is given."""
 
 
-def _earliest_expiry(claims: ClaimSet) -> datetime | None:
-    """The earliest node/runtime ``expires_at``: the policy's evidence_expiry term."""
-    moments = [
-        part.expires_at
-        for part in (claims.node, claims.runtime)
-        if part is not None and part.expires_at is not None
-    ]
-    return min(moments) if moments else None
+_REVOKED_MEMBERS: Final = {
+    "signer_subject": "signer_subjects",
+    "node_id": "node_ids",
+    "image_digest": "image_digests",
+    "spiffe_id": "spiffe_ids",
+}
+""":meth:`PolicyDecisionPoint.revoke` keyword -> member of the configuration's ``revoked``."""
 
 
 class PolicyDecisionPoint:
@@ -199,12 +193,7 @@ class PolicyDecisionPoint:
             return self._deny("engine.error", f"evaluator failed: {exc}", evaluated_at)
         if ticket is not None and cache is not None and decision.policy_revision == revision:
             try:
-                cache.store(
-                    ticket,
-                    decision,
-                    evidence_expires_at=_earliest_expiry(claim_set),
-                    now=moment,
-                )
+                cache.store(ticket, decision, now=moment)
             except (TypeError, ValueError) as exc:  # not cached; the decision is still right
                 _LOG.warning("decision %s not cached: %s", decision.decision_id, exc)
         return decision
@@ -259,52 +248,35 @@ class PolicyDecisionPoint:
         spiffe_id: str | None = None,
         reason: str = REVOKE_REASON,
     ) -> int:
-        """Revoke a signer subject, node id, image digest or SPIFFE ID, effective at once.
+        """Revoke a signer subject or key id, node id, image digest or SPIFFE ID, at once.
 
-        In-process, the value is added to the configuration's ``revoked`` maps with
-        ``reason`` (a new configuration revision; a value already revoked keeps its
-        reason) and every cached decision that mentions it is dropped,
-        so the very next ``decide()`` re-evaluates. For a remote evaluator only the
-        local cache is purged: push the revocation to the OPA server's data as well.
-        Returns the number of cache entries dropped.
+        The evaluator adds each value to the configuration's ``revoked`` maps with
+        ``reason`` (in-process: a new configuration revision; a value already revoked
+        keeps its reason), and every cached decision whose ``revocable`` lists a value is
+        dropped, so the very next ``decide()`` re-evaluates. A remote evaluator cannot
+        change the server's data: only the local cache is purged, so push the revocation
+        to the server as well. Returns the number of cache entries dropped.
         """
-        additions = {
-            "signer_subjects": signer_subject,
-            "node_ids": node_id,
-            "image_digests": image_digest,
-            "spiffe_ids": spiffe_id,
+        given = {
+            "signer_subject": signer_subject,
+            "node_id": node_id,
+            "image_digest": image_digest,
+            "spiffe_id": spiffe_id,
         }
-        if all(value is None for value in additions.values()):
-            raise ValueError("revoke() needs at least one value to revoke")
-        for name, value in additions.items():
-            if value is not None and (not isinstance(value, str) or not value):
+        pairs = []
+        for name, value in given.items():
+            if value is None:
+                continue
+            if not isinstance(value, str) or not value:
                 raise TypeError(f"{name} value must be a non-empty string")
+            pairs.append((_REVOKED_MEMBERS[name], value))
+        if not pairs:
+            raise ValueError("revoke() needs at least one value to revoke")
         if not isinstance(reason, str):
             raise TypeError("reason must be a string")
         with self._revocation_lock:
-            evaluator = self._evaluator
-            if isinstance(evaluator, InProcessEvaluator):
-                config = dict(evaluator.config or {})
-                if "limits" not in config:
-                    raise PolicyError("cannot revoke: the evaluator has no configuration")
-                revoked = {
-                    key: dict(value or {})
-                    for key, value in dict(config.get("revoked") or {}).items()
-                }
-                for name, value in additions.items():
-                    if value is not None:
-                        revoked.setdefault(name, {}).setdefault(value, reason)
-                config["revoked"] = revoked
-                evaluator.swap(config=validate_config(config))
-            dropped = 0
-            if self._cache is not None:
-                dropped = self._cache.revoke(
-                    signer_subject=signer_subject,
-                    node_id=node_id,
-                    image_digest=image_digest,
-                    spiffe_id=spiffe_id,
-                )
-            return dropped
+            self._evaluator.revoke(pairs, reason=reason)
+            return self._cache.revoke(pairs) if self._cache is not None else 0
 
     def reload(
         self,
@@ -317,13 +289,10 @@ class PolicyDecisionPoint:
         The new policy is compiled first; on error the old one stays. Cached decisions
         of the old revision become unreachable at once. Returns the new revision.
         """
-        evaluator = self._evaluator
-        if not isinstance(evaluator, InProcessEvaluator):
-            raise PolicyError("reload() needs an in-process evaluator")
         source = PolicySource.from_directory(policy_dir) if policy_dir is not None else None
         checked = validate_config(config) if config is not None else None
         with self._revocation_lock:
-            revision = evaluator.swap(source, checked)
+            revision = self._evaluator.reload(source, checked)
         if self._cache is not None:
             self._cache.clear()
         return revision

@@ -75,6 +75,10 @@ class ModelDecision:
     ttl_bound_by: str | None
     valid_until: datetime | None
     valid_until_ns: int | None = field(default=None, compare=False)
+    # An allow's ttl_terms as (name, seconds or None, until ns or None), in order, and
+    # its revocable (member, value) pairs, sorted.
+    ttl_terms: tuple[tuple[str, int | None, int | None], ...] = field(default=(), compare=False)
+    revocable: tuple[tuple[str, str], ...] = field(default=(), compare=False)
 
 
 def code_summary(codes: list[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -412,6 +416,10 @@ def model_decision(config: Mapping[str, Any], policy_input: Any) -> ModelDecisio
         terms.append(("evidence_expiry", (earliest_expiry - ev.now) // _NS))
 
     ttl, bound_by = min(((value, name) for name, value in terms), key=lambda t: t[0])
+    ttl_terms = tuple(
+        (name, None, earliest_expiry) if name == "evidence_expiry" else (name, value, None)
+        for name, value in terms
+    )
     # ttl.too_short: the computed TTL is below min_ttl_seconds.
     if ttl < ev.min_ttl:
         ev.violate("ttl.too_short")
@@ -430,10 +438,31 @@ def model_decision(config: Mapping[str, Any], policy_input: Any) -> ModelDecisio
         candidates.append(issued_at + ev.max_age_ns)
     if earliest_expiry is not None:
         candidates.append(earliest_expiry - ev.min_ttl * _NS)
+    revocable = _revocable(policy_input, sections)
     if not candidates:
-        return ModelDecision(True, (), ttl, bound_by, None)
+        return ModelDecision(True, (), ttl, bound_by, None, None, ttl_terms, revocable)
     deadline = min(candidates)
-    return ModelDecision(True, (), ttl, bound_by, _ns_to_datetime(deadline), deadline)
+    return ModelDecision(
+        True, (), ttl, bound_by, _ns_to_datetime(deadline), deadline, ttl_terms, revocable
+    )
+
+
+def _revocable(
+    policy_input: Mapping[str, Any], sections: Mapping[str, Mapping[str, Any] | None]
+) -> tuple[tuple[str, str], ...]:
+    """What an allow depends on: the SPIFFE ID, the image digest, the subject and key id
+    of each verified signature, the node id (each when it is a string)."""
+    pairs = {("spiffe_ids", policy_input["subject"]["spiffe_id"])}
+    image, node = sections["image"], sections["node"]
+    if image is not None:
+        pairs.add(("image_digests", image.get("digest")))
+        for signature in image.get("signatures") or ():
+            if signature["verified"] is True:
+                pairs.add(("signer_subjects", signature.get("subject")))
+                pairs.add(("signer_subjects", signature.get("key_id")))
+    if node is not None:
+        pairs.add(("node_ids", node["id"]))
+    return tuple(sorted((member, value) for member, value in pairs if isinstance(value, str)))
 
 
 def _check_image(
@@ -562,3 +591,45 @@ def _check_runtime(
     if expires_at is not None and expires_at <= ev.now:
         ev.violate("runtime.expired")
     return expires_at
+
+
+# --- the decision's shape -------------------------------------------------------------
+
+DECISION_FIELDS: Final = frozenset(
+    {"allow", "ttl_seconds", "reasons", "ttl_bound_by", "valid_until", "ttl_terms", "revocable"}
+)
+
+
+def assert_well_formed(decision: Any, why: str = "") -> None:
+    """The decision object's contract, whatever the input: its fields and their types,
+    reasons sorted; an allow has no reasons, a TTL, terms and revocable pairs; a deny has
+    reasons and nothing else."""
+    assert isinstance(decision, dict), why
+    assert set(decision) == DECISION_FIELDS, why
+    assert isinstance(decision["allow"], bool), why
+    assert isinstance(decision["ttl_seconds"], int), why
+    assert isinstance(decision["reasons"], list), why
+    for reason in decision["reasons"]:
+        assert isinstance(reason, dict), why
+        assert set(reason) == {"code", "message"}, why
+        assert isinstance(reason["code"], str), why
+        assert isinstance(reason["message"], str), why
+    assert decision["reasons"] == sorted(
+        decision["reasons"], key=lambda r: (r["code"], r["message"])
+    ), why
+    if decision["allow"]:
+        assert decision["reasons"] == [], why
+        assert decision["ttl_seconds"] > 0, why
+        assert isinstance(decision["ttl_bound_by"], str), why
+        assert decision["valid_until"] is None or isinstance(decision["valid_until"], str), why
+        names = [term["name"] for term in decision["ttl_terms"]]
+        assert decision["ttl_bound_by"] in names, why
+        for term in decision["ttl_terms"]:
+            assert set(term) in ({"name", "seconds"}, {"name", "until"}), why
+        assert decision["revocable"] == sorted(decision["revocable"]), why
+        assert all(len(pair) == 2 for pair in decision["revocable"]), why
+    else:
+        assert decision["reasons"], why
+        assert (decision["ttl_seconds"], decision["ttl_bound_by"]) == (0, None), why
+        assert decision["valid_until"] is None, why
+        assert decision["ttl_terms"] == decision["revocable"] == [], why

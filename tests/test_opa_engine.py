@@ -161,7 +161,7 @@ def test_opa_compile_error_fails_at_construction_and_swap(tmp_path: Path) -> Non
     evaluator = make_evaluator("opa", PolicySource.from_directory())
     before = evaluator.revision
     with pytest.raises(PolicyError):
-        evaluator.swap(PolicySource.from_directory(broken))
+        evaluator.reload(PolicySource.from_directory(broken))
     assert evaluator.revision == before
 
 

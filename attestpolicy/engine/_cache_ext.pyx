@@ -63,7 +63,7 @@ cdef extern from "Python.h":
 
 import_datetime()
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 
 cdef enum:
     STACK_BYTES = 8192
@@ -78,7 +78,6 @@ cdef object _urandom = os.urandom
 cdef object _new_object = object.__new__
 cdef object _DecisionType = Decision
 cdef frozenset _DECISION_FIELDS = frozenset(Decision.model_fields)
-cdef str _EVIDENCE_EXPIRY = "evidence_expiry"
 cdef object _shared_module = None
 
 
@@ -546,29 +545,23 @@ cdef str _new_uuid4():
     return PyUnicode_DecodeASCII(text, 36, NULL)
 
 
-cdef object _fresh_decision(
-    bint allow,
-    int64_t ttl_seconds,
-    object reasons,
-    object ttl_bound_by,
-    object valid_until,
-    object now,
-    object policy_revision,
-):
-    """A Decision built from already-validated values, without re-running validation."""
+cdef object _fresh_decision(_Entry entry, int64_t ttl_seconds, object ttl_bound_by, object now):
+    """The Decision an entry serves at ``now``, built without re-running validation."""
     decision = _new_object(_DecisionType)
     PyObject_GenericSetAttr(
         decision,
         "__dict__",
         {
-            "allow": allow,
+            "allow": entry.allow,
             "ttl_seconds": ttl_seconds,
-            "reasons": reasons,
+            "reasons": entry.reasons,
             "ttl_bound_by": ttl_bound_by,
-            "valid_until": valid_until,
+            "valid_until": entry.valid_until,
             "decision_id": _new_uuid4(),
             "evaluated_at": now,
-            "policy_revision": policy_revision,
+            "policy_revision": entry.policy_revision,
+            "ttl_terms": entry.ttl_terms,
+            "revocable": entry.mentions,
         },
     )
     PyObject_GenericSetAttr(decision, "__pydantic_fields_set__", set(_DECISION_FIELDS))
@@ -597,10 +590,11 @@ cdef class _Entry:
     cdef bytes encoding
     cdef bint allow
     cdef object reasons
-    cdef object bound_by
-    cdef int64_t cap
-    cdef bint has_exp
-    cdef int64_t exp_us
+    cdef object ttl_terms
+    cdef int64_t fixed_seconds  # the shortest fixed TTL term: seconds, rank, name
+    cdef int64_t fixed_rank
+    cdef object fixed_name
+    cdef tuple shrinking  # (until_us, rank, name) of each term that shrinks with time
     cdef object valid_until
     cdef bint has_valid_until
     cdef int64_t valid_until_us
@@ -700,19 +694,14 @@ cdef class DecisionCache:
         """The cached decision for these claims at ``now``, or None."""
         return self.lookup(claims, revision, now)[1]
 
-    def store(self, ticket, decision, *, evidence_expires_at, now):
+    def store(self, ticket, decision, *, now):
         """Cache ``decision`` (made at ``now``) under ``ticket``; False if not cached."""
         if not isinstance(ticket, CacheTicket):
             raise TypeError(f"expected a CacheTicket, got {type(ticket).__name__}")
         cdef CacheTicket checked = <CacheTicket>ticket
         cdef bytes encoding = checked.encoding
         fields = _shared()._prepare_entry(
-            checked.claims,
-            PyBytes_GET_SIZE(encoding),
-            decision,
-            evidence_expires_at,
-            _epoch_us(now),
-            self._negative_ttl_us,
+            PyBytes_GET_SIZE(encoding), decision, _epoch_us(now), self._negative_ttl_us
         )
         if fields is None:
             return False
@@ -724,9 +713,9 @@ cdef class DecisionCache:
         (
             entry.allow,
             entry.reasons,
-            entry.bound_by,
-            entry.cap,
-            exp_us,
+            entry.ttl_terms,
+            (entry.fixed_seconds, entry.fixed_rank, entry.fixed_name),
+            entry.shrinking,
             entry.valid_until,
             valid_until_us,
             entry.policy_revision,
@@ -735,8 +724,6 @@ cdef class DecisionCache:
             entry.mentions,
             entry.size,
         ) = fields
-        entry.has_exp = exp_us is not None
-        entry.exp_us = exp_us if entry.has_exp else 0
         entry.has_valid_until = valid_until_us is not None
         entry.valid_until_us = valid_until_us if entry.has_valid_until else 0
         _acquire(self._lock)
@@ -748,7 +735,7 @@ cdef class DecisionCache:
             PyThread_release_lock(self._lock)
         return True
 
-    def put(self, claims, revision, decision, *, evidence_expires_at, now):
+    def put(self, claims, revision, decision, *, now):
         """Compute the key and ``store`` (prefer lookup/store when evaluations race revokes)."""
         cdef CacheTicket ticket = CacheTicket.__new__(CacheTicket)
         ticket.encoding = _encode(claims, revision)
@@ -756,11 +743,12 @@ cdef class DecisionCache:
         _acquire(self._lock)
         ticket.epoch = self._epoch
         PyThread_release_lock(self._lock)
-        self.store(ticket, decision, evidence_expires_at=evidence_expires_at, now=now)
+        self.store(ticket, decision, now=now)
 
-    def revoke(self, *, signer_subject=None, node_id=None, image_digest=None, spiffe_id=None):
-        """Drop every entry whose claims mention any given value; return how many."""
-        targets = _shared()._revocation_targets(signer_subject, node_id, image_digest, spiffe_id)
+    def revoke(self, pairs):
+        """Drop every entry whose decision lists any ``(member, value)`` pair in its
+        ``revocable``; return how many."""
+        targets = _shared()._revocation_targets(pairs)
         cdef set doomed = set()
         _acquire(self._lock)
         try:
@@ -806,42 +794,33 @@ cdef class DecisionCache:
             PyThread_release_lock(self._lock)
 
     cdef object _serve(self, _Entry entry, object now, int64_t now_us):
-        cdef int64_t ttl
-        bound_by = entry.bound_by
+        cdef int64_t ttl, rank, seconds, term_rank
+        cdef bint expired
+        bound_by = None
         if now_us < entry.stored_us:
             return None  # the clock went back: only a fresh evaluation is safe
         if entry.allow:
             if entry.has_valid_until and now_us >= entry.valid_until_us:
                 ttl = 0
-            elif not entry.has_exp:
-                ttl = entry.cap
             else:
-                ttl = _floor_div(entry.exp_us - now_us, US)
-                if entry.cap >= 0 and ttl >= entry.cap:
-                    ttl = entry.cap
-                else:
-                    bound_by = _EVIDENCE_EXPIRY
-            if ttl <= 0:
-                self._remove(entry)
-                self._expirations += 1
-                return None
+                # The shortest term, the first on a tie (as the twin's ttl_at).
+                ttl, rank, bound_by = entry.fixed_seconds, entry.fixed_rank, entry.fixed_name
+                for term in entry.shrinking:
+                    seconds = _floor_div(<int64_t>term[0] - now_us, US)
+                    term_rank = term[1]
+                    if seconds < ttl or (seconds == ttl and term_rank < rank):
+                        ttl, rank, bound_by = seconds, term_rank, term[2]
+            expired = ttl <= 0
         else:
-            if now_us >= entry.deny_until_us:
-                self._remove(entry)
-                self._expirations += 1
-                return None
             ttl = 0
+            expired = now_us >= entry.deny_until_us
+        if expired:
+            self._remove(entry)
+            self._expirations += 1
+            return None
         self._move_to_end(entry.slot)
         self._hits += 1
-        return _fresh_decision(
-            entry.allow,
-            ttl,
-            entry.reasons,
-            bound_by,
-            entry.valid_until,
-            now,
-            entry.policy_revision,
-        )
+        return _fresh_decision(entry, ttl, bound_by, now)
 
     cdef int _insert(self, _Entry entry) except -1:
         cdef PyObject* found = PyDict_GetItem(self._entries, entry.slot)

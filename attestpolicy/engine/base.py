@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from attestpolicy.decision import Decision
+from attestpolicy.policy import PolicySource
 
 __all__ = ["Evaluator"]
 
@@ -25,6 +27,24 @@ class Evaluator(Protocol):
 
     def evaluate(self, policy_input: dict[str, Any], *, evaluated_at: datetime) -> Decision:
         """Decide for a validated policy input (``ClaimSet.to_input()`` with ``now``)."""
+        ...
+
+    def revoke(self, pairs: Sequence[tuple[str, str]], *, reason: str) -> bool:
+        """Revoke ``(config.revoked member, value)`` pairs for every later decision.
+
+        Returns True when this evaluator's own decisions now deny them, False when it
+        cannot change the data it decides with (a remote server owns its data).
+        """
+        ...
+
+    def reload(
+        self, source: PolicySource | None = None, config: Mapping[str, Any] | None = None
+    ) -> str:
+        """Atomically swap in a new policy and/or configuration; return the new revision.
+
+        Raises :class:`~attestpolicy.errors.PolicyError` when the evaluator cannot
+        (a remote server loads its own bundles) or the new policy does not compile.
+        """
         ...
 
     def close(self) -> None:

@@ -9,9 +9,13 @@ Entries are matched on the canonical encoding of ``(revision, claims without the
 top-level "now")``, compared byte for byte, so no hash collision can ever serve another
 claim set's decision; :func:`compute_key` is the SHA-256 of that encoding. The encoding
 is type-tagged (``1``, ``1.0``, ``true`` and ``"1"`` differ), sorts object members by
-UTF-8 key bytes and keeps array order (docs/cache.md has the byte layout). An allow is
-served while ``now < valid_until`` with its TTL recomputed for ``now``; a deny only with
-negative caching; ``revoke(...)`` drops every entry whose claims mention a value, at once.
+UTF-8 key bytes and keeps array order (docs/cache.md has the byte layout).
+
+The cache knows no policy rule: it keeps what the decision itself carries. An allow is
+served while ``now < valid_until`` with its TTL recomputed for ``now`` from the decision's
+``ttl_terms`` (the shortest term, the first on a tie; a term with ``until`` shrinks with
+time); a deny only with negative caching. ``revoke(pairs)`` drops, at once, every entry
+whose decision lists one of the ``(member, value)`` pairs in its ``revocable``.
 """
 
 from __future__ import annotations
@@ -25,16 +29,15 @@ import threading
 import uuid
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from attestpolicy.decision import Decision, Reason
+from attestpolicy.decision import Decision, Reason, TtlTerm
 
 __all__ = [
     "IMPL_ENV_VAR",
-    "TTL_TERMS",
     "CacheImplementation",
     "CacheStats",
     "CacheTicket",
@@ -49,10 +52,7 @@ __all__ = [
 IMPL_ENV_VAR: Final = "ATTESTPOLICY_CACHE_IMPL"
 """Environment variable selecting the implementation: ``cython``, ``python`` or unset."""
 
-TTL_TERMS: Final = ("request", "default", "audience", "workload", "evidence_expiry")
-"""TTL term names in the policy's tie-break order (the first one wins a tie)."""
-
-ABI_VERSION: Final = 1
+ABI_VERSION: Final = 2
 """Bumped on any change of key format or behaviour; the extension must report the same."""
 
 KEY_MAGIC: Final = b"attestpolicy.cache.key.v1\x00"
@@ -71,7 +71,6 @@ _ONE_US: Final = timedelta(microseconds=1)
 _INT64_MIN: Final = -(2**63)
 _INT64_MAX: Final = 2**63 - 1
 _DOUBLE: Final = struct.Struct(">d")
-_REVOKE_KINDS: Final = ("signer_subject", "node_id", "image_digest", "spiffe_id")
 _DECISION_FIELDS: Final = frozenset(Decision.model_fields)
 
 
@@ -224,43 +223,12 @@ def _check_limits(
     return max_entries, round(negative_ttl_seconds * _US), max_bytes
 
 
-def _mentions(claims: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
-    """The (kind, value) pairs ``revoke`` can target that these claims mention."""
-    found: dict[tuple[str, str], None] = {}
-
-    def add(kind: str, value: object) -> None:
-        if type(value) is str:
-            found[(kind, value)] = None
-
-    subject, image = claims.get("subject"), claims.get("image")
-    provenance, node, runtime = claims.get("provenance"), claims.get("node"), claims.get("runtime")
-    if type(subject) is dict:
-        add("spiffe_id", subject.get("spiffe_id"))
-    if type(image) is dict:
-        add("image_digest", image.get("digest"))
-        signatures = image.get("signatures")
-        if type(signatures) is list:
-            for signature in signatures:
-                if type(signature) is dict:
-                    add("signer_subject", signature.get("subject"))
-    if type(provenance) is dict:
-        digests = provenance.get("subject_digests")
-        if type(digests) is list:
-            for digest in digests:
-                add("image_digest", digest)
-    if type(node) is dict:
-        add("node_id", node.get("id"))
-    if type(runtime) is dict:
-        add("image_digest", runtime.get("image_digest"))
-    return tuple(found)
-
-
 class _EntryFields(NamedTuple):
     allow: bool
     reasons: tuple[Reason, ...]
-    bound_by: str | None
-    cap: int  # -1: bound by evidence_expiry (no cap)
-    exp_us: int | None
+    ttl_terms: tuple[TtlTerm, ...] | None
+    fixed: tuple[int, int, str | None]  # (seconds, rank, name) of the shortest fixed term
+    shrinking: tuple[tuple[int, int, str], ...]  # (until_us, rank, name) per shrinking term
     valid_until: datetime | None
     valid_until_us: int | None
     policy_revision: str
@@ -270,52 +238,72 @@ class _EntryFields(NamedTuple):
     size: int
 
 
-def _prepare_entry(
-    claims: Mapping[str, Any],
-    encoding_size: int,
-    decision: Decision,
-    evidence_expires_at: datetime | None,
-    now_us: int,
-    negative_ttl_us: int,
-) -> _EntryFields | None:
-    """Check a decision against the TTL rules; None when it must not be cached.
+_NO_FIXED_TERM: Final = (_MAX_TTL, _MAX_TTL, None)
 
-    Raises ``ValueError`` when the decision and ``evidence_expires_at`` contradict each
-    other (caching them could serve a longer TTL than a fresh evaluation would).
+
+def ttl_at(
+    fixed: tuple[int, int, str | None],
+    shrinking: tuple[tuple[int, int, str], ...],
+    now_us: int,
+) -> tuple[int, str | None]:
+    """The TTL and the term bounding it at ``now_us``: the shortest term, the first on a tie."""
+    ttl, rank, name = fixed
+    for until_us, term_rank, term_name in shrinking:
+        seconds = (until_us - now_us) // _US
+        if seconds < ttl or (seconds == ttl and term_rank < rank):
+            ttl, rank, name = seconds, term_rank, term_name
+    return ttl, name
+
+
+def _split_terms(
+    decision: Decision,
+) -> tuple[tuple[int, int, str | None], tuple[tuple[int, int, str], ...]]:
+    """The decision's TTL terms as (shortest fixed term, shrinking terms)."""
+    fixed: tuple[int, int, str | None] = _NO_FIXED_TERM
+    shrinking: list[tuple[int, int, str]] = []
+    for rank, term in enumerate(decision.ttl_terms or ()):
+        if term.until is not None:
+            shrinking.append((_epoch_us(term.until), rank, term.name))
+        elif term.seconds is not None and term.seconds < fixed[0]:
+            fixed = (term.seconds, rank, term.name)
+    return fixed, tuple(shrinking)
+
+
+def _prepare_entry(
+    encoding_size: int, decision: Decision, now_us: int, negative_ttl_us: int
+) -> _EntryFields | None:
+    """The entry for a decision made at ``now_us``; None when it must not be cached.
+
+    An allow is cached only when it carries its TTL terms and revocable values, and
+    those terms give back its TTL and bounding term at ``now_us`` (anything else could
+    serve a TTL a fresh evaluation would not).
     """
     if not isinstance(decision, Decision):
         raise TypeError(f"expected a Decision, got {type(decision).__name__}")
-    exp_us = None if evidence_expires_at is None else _epoch_us(evidence_expires_at)
+    fixed: tuple[int, int, str | None] = _NO_FIXED_TERM
+    shrinking: tuple[tuple[int, int, str], ...] = ()
     valid_until_us = None
     if decision.allow:
-        ttl, bound_by = decision.ttl_seconds, decision.ttl_bound_by
-        if bound_by not in TTL_TERMS:
-            raise ValueError(f"an allow needs ttl_bound_by in {TTL_TERMS}, got {bound_by!r}")
-        if decision.reasons or not 0 < ttl <= _MAX_TTL:
+        if not decision.ttl_terms or decision.revocable is None:
+            return None
+        if decision.reasons or not 0 < decision.ttl_seconds <= _MAX_TTL:
             raise ValueError("an allow needs no reasons and a positive ttl_seconds")
-        expiry_term = None if exp_us is None else (exp_us - now_us) // _US
-        if bound_by == "evidence_expiry":
-            if expiry_term != ttl:
-                raise ValueError(
-                    "ttl_bound_by is evidence_expiry but ttl_seconds is not the whole seconds "
-                    "from now to evidence_expires_at"
-                )
-            cap = -1
-        else:
-            if expiry_term is not None and expiry_term < ttl:
-                raise ValueError(f"ttl bound by {bound_by} exceeds the evidence expiry term")
-            cap = ttl
+        fixed, shrinking = _split_terms(decision)
+        if ttl_at(fixed, shrinking, now_us) != (decision.ttl_seconds, decision.ttl_bound_by):
+            raise ValueError(
+                "the decision's ttl_terms do not give its ttl_seconds and ttl_bound_by"
+            )
         if decision.valid_until is not None:
             valid_until_us = _epoch_us(decision.valid_until)
             if valid_until_us <= now_us:
                 return None
         deny_until_us = 0
+        mentions = decision.revocable
     else:
         if negative_ttl_us <= 0:
             return None
-        bound_by, cap, exp_us = None, 0, None
         deny_until_us = now_us + negative_ttl_us
-    mentions = _mentions(claims)
+        mentions = ()
     size = (
         _ENTRY_BYTES
         + encoding_size
@@ -326,9 +314,9 @@ def _prepare_entry(
     return _EntryFields(
         decision.allow,
         decision.reasons,
-        bound_by,
-        cap,
-        exp_us,
+        decision.ttl_terms,
+        fixed,
+        shrinking,
         decision.valid_until,
         valid_until_us,
         decision.policy_revision,
@@ -339,21 +327,22 @@ def _prepare_entry(
     )
 
 
-def _revocation_targets(
-    signer_subject: str | None, node_id: str | None, image_digest: str | None, spiffe_id: str | None
-) -> list[tuple[str, str]]:
-    """Validate ``revoke`` arguments into (kind, value) index keys."""
+def _revocation_targets(pairs: object) -> list[tuple[str, str]]:
+    """Validate ``revoke`` arguments: (member, value) pairs of non-empty strings."""
+    if isinstance(pairs, str | bytes) or not hasattr(pairs, "__iter__"):
+        raise TypeError("revoke() takes an iterable of (member, value) pairs")
     targets = []
-    for kind, value in zip(
-        _REVOKE_KINDS, (signer_subject, node_id, image_digest, spiffe_id), strict=True
-    ):
-        if value is None:
-            continue
-        if type(value) is not str:
-            raise TypeError(f"{kind} must be str, got {type(value).__name__}")
-        targets.append((kind, value))
+    for pair in pairs:
+        if (
+            type(pair) is not tuple
+            or len(pair) != 2
+            or type(pair[0]) is not str
+            or type(pair[1]) is not str
+        ):
+            raise TypeError(f"each revocation must be a (member, value) tuple of str, got {pair!r}")
+        targets.append((pair[0], pair[1]))
     if not targets:
-        raise ValueError("revoke() needs at least one of " + ", ".join(_REVOKE_KINDS))
+        raise ValueError("revoke() needs at least one (member, value) pair")
     return targets
 
 
@@ -362,28 +351,24 @@ _set_attribute = object.__setattr__
 
 
 def _fresh_decision(
-    allow: bool,
-    ttl_seconds: int,
-    reasons: tuple[Reason, ...],
-    ttl_bound_by: str | None,
-    valid_until: datetime | None,
-    now: datetime,
-    policy_revision: str,
+    fields: _EntryFields, ttl_seconds: int, ttl_bound_by: str | None, now: datetime
 ) -> Decision:
-    """A Decision built from already-validated values, without re-running validation."""
+    """The Decision an entry serves at ``now``, built without re-running validation."""
     decision: Decision = _new_object(Decision)
     _set_attribute(
         decision,
         "__dict__",
         {
-            "allow": allow,
+            "allow": fields.allow,
             "ttl_seconds": ttl_seconds,
-            "reasons": reasons,
+            "reasons": fields.reasons,
             "ttl_bound_by": ttl_bound_by,
-            "valid_until": valid_until,
+            "valid_until": fields.valid_until,
             "decision_id": str(uuid.uuid4()),
             "evaluated_at": now,
-            "policy_revision": policy_revision,
+            "policy_revision": fields.policy_revision,
+            "ttl_terms": fields.ttl_terms,
+            "revocable": fields.mentions,
         },
     )
     _set_attribute(decision, "__pydantic_fields_set__", set(_DECISION_FIELDS))
@@ -445,30 +430,18 @@ class PythonDecisionCache:
         """The cached decision for these claims at ``now``, or None."""
         return self.lookup(claims, revision, now)[1]
 
-    def store(
-        self,
-        ticket: CacheTicket,
-        decision: Decision,
-        *,
-        evidence_expires_at: datetime | None,
-        now: datetime,
-    ) -> bool:
+    def store(self, ticket: CacheTicket, decision: Decision, *, now: datetime) -> bool:
         """Cache ``decision`` (made at ``now``) under ``ticket``; False if not cached.
 
-        ``evidence_expires_at`` is the earliest of node/runtime ``expires_at`` (the
-        policy's ``evidence_expiry`` term). Nothing is cached when a ``revoke``/``clear``
-        happened since the ticket's lookup, for a deny without negative caching, or for
-        an allow already past its ``valid_until``.
+        Nothing is cached when a ``revoke``/``clear`` happened since the ticket's lookup,
+        for a deny without negative caching, or for an allow already past its
+        ``valid_until`` or without its TTL terms and revocable values. Raises
+        ``ValueError`` for an allow whose TTL terms contradict its TTL.
         """
         if not isinstance(ticket, CacheTicket):
             raise TypeError(f"expected a CacheTicket, got {type(ticket).__name__}")
         fields = _prepare_entry(
-            ticket.claims,
-            len(ticket.encoding),
-            decision,
-            evidence_expires_at,
-            _epoch_us(now),
-            self._negative_ttl_us,
+            len(ticket.encoding), decision, _epoch_us(now), self._negative_ttl_us
         )
         if fields is None:
             return False
@@ -484,30 +457,18 @@ class PythonDecisionCache:
         revision: str,
         decision: Decision,
         *,
-        evidence_expires_at: datetime | None,
         now: datetime,
     ) -> None:
         """Compute the key and ``store`` (prefer lookup/store when evaluations race revokes)."""
         encoding = _py_canonical_encoding(claims, revision)
         with self._lock:
             epoch = self._epoch
-        self.store(
-            CacheTicket(encoding, claims, epoch),
-            decision,
-            evidence_expires_at=evidence_expires_at,
-            now=now,
-        )
+        self.store(CacheTicket(encoding, claims, epoch), decision, now=now)
 
-    def revoke(
-        self,
-        *,
-        signer_subject: str | None = None,
-        node_id: str | None = None,
-        image_digest: str | None = None,
-        spiffe_id: str | None = None,
-    ) -> int:
-        """Drop every entry whose claims mention any given value; return how many."""
-        targets = _revocation_targets(signer_subject, node_id, image_digest, spiffe_id)
+    def revoke(self, pairs: Iterable[tuple[str, str]]) -> int:
+        """Drop every entry whose decision lists any ``(member, value)`` pair in its
+        ``revocable``; return how many."""
+        targets = _revocation_targets(pairs)
         with self._lock:
             self._epoch += 1
             doomed: set[bytes] = set()
@@ -544,39 +505,22 @@ class PythonDecisionCache:
         fields = entry.fields
         if now_us < fields.stored_us:
             return None  # the clock went back: only a fresh evaluation is safe
-        bound_by = fields.bound_by
         if fields.allow:
             if fields.valid_until_us is not None and now_us >= fields.valid_until_us:
-                ttl = 0
-            elif fields.exp_us is None:
-                ttl = fields.cap
+                ttl, bound_by = 0, None
             else:
-                ttl = (fields.exp_us - now_us) // _US
-                if fields.cap >= 0 and ttl >= fields.cap:
-                    ttl = fields.cap
-                else:
-                    bound_by = "evidence_expiry"
-            if ttl <= 0:
-                self._remove(entry)
-                self._expirations += 1
-                return None
+                ttl, bound_by = ttl_at(fields.fixed, fields.shrinking, now_us)
+            expired = ttl <= 0
         else:
-            if now_us >= fields.deny_until_us:
-                self._remove(entry)
-                self._expirations += 1
-                return None
-            ttl = 0
+            ttl, bound_by = 0, None
+            expired = now_us >= fields.deny_until_us
+        if expired:
+            self._remove(entry)
+            self._expirations += 1
+            return None
         self._entries.move_to_end(entry.slot)
         self._hits += 1
-        return _fresh_decision(
-            fields.allow,
-            ttl,
-            fields.reasons,
-            bound_by,
-            fields.valid_until,
-            now,
-            fields.policy_revision,
-        )
+        return _fresh_decision(fields, ttl, bound_by, now)
 
     def _insert(self, entry: _Entry) -> None:
         old = self._entries.get(entry.slot)

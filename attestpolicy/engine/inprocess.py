@@ -14,11 +14,12 @@ import abc
 import json
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Final, Literal
 
+from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, decision_from_policy_result
 from attestpolicy.errors import EvaluatorError, PolicyError
 from attestpolicy.policy import DECISION_PATH, PolicySource, config_revision
@@ -115,6 +116,7 @@ class InProcessEvaluator(abc.ABC):
 
     def __init__(self, source: PolicySource, config: Mapping[str, Any] | None = None) -> None:
         self._state = load_state(source, config, self.engine_version)
+        self._swap_lock = threading.Lock()
         # Build (and so compile-check) one engine now: a broken policy fails here,
         # at start-up, instead of as a deny on every request.
         self._engine_for(self._state)
@@ -169,13 +171,38 @@ class InProcessEvaluator(abc.ABC):
         """The revision of the Rego modules alone."""
         return self._state.source.revision
 
-    def swap(
+    def reload(
         self, source: PolicySource | None = None, config: Mapping[str, Any] | None = None
     ) -> str:
         """Atomically replace the policy and/or configuration; return the new revision.
 
+        ``config`` must already be validated (:func:`~attestpolicy.config.validate_config`).
         The new policy is compiled before the swap, so a broken one leaves the old in place.
         """
+        with self._swap_lock:
+            return self._swap(source, config)
+
+    def revoke(self, pairs: Sequence[tuple[str, str]], *, reason: str) -> bool:
+        """Add each ``(member, value)`` to ``config.revoked.<member>`` with ``reason``
+        (a value already revoked keeps its reason): a new configuration revision.
+
+        Raises :class:`~attestpolicy.errors.PolicyError` without a configuration.
+        """
+        with self._swap_lock:
+            config = dict(self.config or {})
+            if "limits" not in config:
+                raise PolicyError("cannot revoke: the evaluator has no configuration")
+            revoked = {
+                member: dict(values or {})
+                for member, values in dict(config.get("revoked") or {}).items()
+            }
+            for member, value in pairs:
+                revoked.setdefault(member, {}).setdefault(value, reason)
+            config["revoked"] = revoked
+            self._swap(None, validate_config(config))
+        return True
+
+    def _swap(self, source: PolicySource | None, config: Mapping[str, Any] | None) -> str:
         current = self._state
         new_state = load_state(
             source or current.source,

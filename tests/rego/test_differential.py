@@ -47,6 +47,7 @@ from policy_model import (
     CONFIG_ONLY_CODES,
     EVIDENCE_CLASSES,
     ModelDecision,
+    assert_well_formed,
     code_summary,
     config_read_parts_valid,
     input_is_valid,
@@ -239,26 +240,6 @@ def describe(config: Any, policy_input: Any, left: Outcome, right: Outcome) -> s
     )
 
 
-def _assert_well_formed(decision: Any, why: str) -> None:
-    assert isinstance(decision, dict), why
-    assert set(decision) == {"allow", "ttl_seconds", "reasons", "ttl_bound_by", "valid_until"}, why
-    assert isinstance(decision["allow"], bool), why
-    assert isinstance(decision["reasons"], list), why
-    for reason in decision["reasons"]:
-        assert isinstance(reason, dict), why
-        assert set(reason) == {"code", "message"}, why
-        assert isinstance(reason["code"], str), why
-        assert isinstance(reason["message"], str), why
-    if decision["allow"]:
-        assert decision["reasons"] == [], why
-        assert isinstance(decision["ttl_seconds"], int), why
-        assert isinstance(decision["ttl_bound_by"], str), why
-    else:
-        assert decision["reasons"], why
-        assert (decision["ttl_seconds"], decision["ttl_bound_by"]) == (0, None), why
-        assert decision["valid_until"] is None, why
-
-
 def observed(decision: Mapping[str, Any]) -> ModelDecision:
     """A raw decision object in the model's terms."""
     valid_until = decision["valid_until"]
@@ -270,6 +251,11 @@ def observed(decision: Mapping[str, Any]) -> ModelDecision:
         ttl_bound_by=decision["ttl_bound_by"],
         valid_until=None,
         valid_until_ns=ns,
+        ttl_terms=tuple(
+            (term["name"], term.get("seconds"), timestamp_ns(term.get("until")))
+            for term in decision["ttl_terms"]
+        ),
+        revocable=tuple((member, value) for member, value in decision["revocable"]),
     )
 
 
@@ -283,7 +269,7 @@ def check(engines: Engines, config: Any, policy_input: Any) -> dict[str, Any]:
     if left.canonical != right.canonical:
         pytest.fail("regorus and OPA disagree\n" + why, pytrace=False)
     decision: dict[str, Any] = left.decision
-    _assert_well_formed(decision, why)
+    assert_well_formed(decision, why)
     assert_model(config, policy_input, decision, why)
     event("allow" if decision["allow"] else "deny")
     return decision
@@ -312,6 +298,8 @@ def assert_model(config: Any, policy_input: Any, decision: Mapping[str, Any], wh
         why
     )
     assert seen.valid_until_ns == expected.valid_until_ns, why
+    assert seen.ttl_terms == expected.ttl_terms, why
+    assert seen.revocable == expected.revocable, why
 
 
 # --- raw values ---------------------------------------------------------------------

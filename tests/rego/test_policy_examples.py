@@ -36,7 +36,19 @@ def _deny(*reasons: tuple[str, str]) -> dict[str, Any]:
         "reasons": [{"code": code, "message": message} for code, message in reasons],
         "ttl_bound_by": None,
         "valid_until": None,
+        "ttl_terms": [],
+        "revocable": [],
     }
+
+
+def _revocable(claims: dict[str, Any]) -> list[list[str]]:
+    """What an allow of these examples rests on (each has one keyless signature)."""
+    return [
+        ["image_digests", claims["image"]["digest"]],
+        ["node_ids", claims["node"]["id"]],
+        ["signer_subjects", claims["image"]["signatures"][0]["subject"]],
+        ["spiffe_ids", claims["subject"]["spiffe_id"]],
+    ]
 
 
 def _expected(name: str) -> dict[str, Any]:
@@ -48,6 +60,13 @@ def _expected(name: str) -> dict[str, Any]:
             "reasons": [],
             "ttl_bound_by": "default",
             "valid_until": "2026-11-22T10:04:00Z",
+            "ttl_terms": [
+                {"name": "default", "seconds": 900},
+                {"name": "audience", "seconds": 1800},
+                {"name": "workload", "seconds": 3600},
+                {"name": "evidence_expiry", "until": "2026-11-22T11:00:00Z"},
+            ],
+            "revocable": _revocable(claims),
         }
     if name == "allow-ttl-bound-by-evidence":
         # runtime.expires_at is 10:05:00.5: 300.5 s floors to 300; valid_until is
@@ -58,6 +77,13 @@ def _expected(name: str) -> dict[str, Any]:
             "reasons": [],
             "ttl_bound_by": "evidence_expiry",
             "valid_until": "2026-11-22T10:04:00.5Z",
+            "ttl_terms": [
+                {"name": "request", "seconds": 600},
+                {"name": "audience", "seconds": 900},
+                {"name": "workload", "seconds": 1800},
+                {"name": "evidence_expiry", "until": "2026-11-22T10:05:00.5Z"},
+            ],
+            "revocable": _revocable(claims),
         }
     messages = {
         "deny-tag-only": [

@@ -20,7 +20,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from policy_model import CONFIG_ONLY_CODES, input_is_valid
+from policy_model import CONFIG_ONLY_CODES, assert_well_formed, input_is_valid
 
 from attestpolicy.claims import ClaimSet
 
@@ -196,31 +196,6 @@ def _same(a: object, b: object) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
-def _assert_well_formed(decision: Any) -> None:
-    assert isinstance(decision, dict)
-    assert set(decision) == {"allow", "ttl_seconds", "reasons", "ttl_bound_by", "valid_until"}
-    assert isinstance(decision["allow"], bool)
-    assert isinstance(decision["ttl_seconds"], int)
-    assert isinstance(decision["reasons"], list)
-    for reason in decision["reasons"]:
-        assert set(reason) == {"code", "message"}
-        assert isinstance(reason["code"], str)
-        assert isinstance(reason["message"], str)
-    assert decision["reasons"] == sorted(
-        decision["reasons"], key=lambda r: (r["code"], r["message"])
-    )
-    if decision["allow"]:
-        assert decision["reasons"] == []
-        assert decision["ttl_seconds"] >= 60
-        assert isinstance(decision["ttl_bound_by"], str)
-        assert decision["valid_until"] is None or isinstance(decision["valid_until"], str)
-    else:
-        assert decision["reasons"]
-        assert decision["ttl_seconds"] == 0
-        assert decision["ttl_bound_by"] is None
-        assert decision["valid_until"] is None
-
-
 def test_the_unchanged_example_is_allowed(decide: Decide) -> None:
     assert decide(_allowed_input(), _config())["allow"] is True
 
@@ -233,7 +208,7 @@ def test_any_input_value_gives_a_well_formed_decision(
     original = _allowed_input()
     changed = _replace(original, path, value)
     decision = decide(changed, _config())
-    _assert_well_formed(decision)
+    assert_well_formed(decision)
     if not _same(value, _get(original, path)) and not INPUT_FIELDS[path](value):
         assert decision["allow"] is False, (path, value)
     if not input_is_valid(changed):
@@ -259,7 +234,7 @@ def test_any_config_value_gives_a_well_formed_decision(
         # Then valid_until comes from node.issued_at + max_evidence_age_seconds alone.
         policy_input["runtime"]["expires_at"] = None
     decision = decide(policy_input, _replace(config, path, value))
-    _assert_well_formed(decision)
+    assert_well_formed(decision)
     if not _same(value, _get(config, path)) and not CONFIG_FIELDS[path](value):
         assert decision["allow"] is False, (path, value)
     codes = {reason["code"] for reason in decision["reasons"]}
@@ -277,5 +252,5 @@ def test_arbitrary_documents_never_crash_and_deny(
         policy_input if isinstance(policy_input, dict) else {"value": policy_input},
         config if isinstance(config, dict) else {"value": config},
     )
-    _assert_well_formed(decision)
+    assert_well_formed(decision)
     assert decision["allow"] is False

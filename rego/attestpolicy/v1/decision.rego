@@ -5,6 +5,9 @@
 #   violation, and always defined: if an allow cannot be fully computed it is a deny.
 #   A claim set or a configuration that breaks its contract is denied with the
 #   input.invalid and config.invalid reasons alone; the checks run only on valid input.
+#   An allow also carries what a cache needs to keep it correct without restating any
+#   rule: ttl_terms (ttl.rego) to recompute the TTL later, and revocable, the sorted
+#   [config.revoked member, value] pairs it depends on (revoking any voids it).
 package attestpolicy.v1
 
 import rego.v1
@@ -43,6 +46,8 @@ default decision := {
 	"reasons": [{"code": "policy.incomplete", "message": "the policy could not compute a TTL for an allow"}],
 	"ttl_bound_by": null,
 	"valid_until": null,
+	"ttl_terms": [],
+	"revocable": [],
 }
 
 decision := {
@@ -51,6 +56,8 @@ decision := {
 	"reasons": reasons,
 	"ttl_bound_by": null,
 	"valid_until": null,
+	"ttl_terms": [],
+	"revocable": [],
 } if {
 	count(reasons) > 0
 } else := {
@@ -59,4 +66,6 @@ decision := {
 	"reasons": [],
 	"ttl_bound_by": ttl_bound_by,
 	"valid_until": valid_until,
+	"ttl_terms": ttl_terms,
+	"revocable": sort(_revocable),
 }

@@ -9,6 +9,18 @@ test_decision_allow_is_exact if {
 		"reasons": [],
 		"ttl_bound_by": "default",
 		"valid_until": "2026-11-22T10:04:00Z",
+		"ttl_terms": [
+			{"name": "default", "seconds": 900},
+			{"name": "audience", "seconds": 1800},
+			{"name": "workload", "seconds": 3600},
+			{"name": "evidence_expiry", "until": "2026-11-22T11:00:00Z"},
+		],
+		"revocable": [
+			["image_digests", "sha256:58639897b0b414a46c61acbf3a44d519a72d03c1060abef75cdb5cf5fca9fe54"],
+			["node_ids", "tpm-ek-node-1"],
+			["signer_subjects", "https://github.com/acme/api/.github/workflows/release.yml@refs/tags/v1.2.3"],
+			["spiffe_ids", "spiffe://acme.test/ns/shop/sa/api"],
+		],
 	}
 }
 
@@ -20,6 +32,8 @@ test_decision_deny_is_exact if {
 		"reasons": [{"code": "node.unverified", "message": "node evidence is not verified"}],
 		"ttl_bound_by": null,
 		"valid_until": null,
+		"ttl_terms": [],
+		"revocable": [],
 	}
 }
 
@@ -71,4 +85,58 @@ test_decision_defined_for_non_object_config if {
 test_decision_allows_only_without_violations if {
 	count(data.attestpolicy.v1.violation) == 0 with input as claims with data.attestpolicy.config as config
 	decide(claims).allow == true
+}
+
+# The revocable values of an allow are exactly what the revocation rules compare.
+test_revocable_names_key_ids_and_skips_unverified_signatures if {
+	signatures := [
+		{"issuer": null, "subject": null, "key_id": "cosign-key-1", "verified": true},
+		{"issuer": github_issuer, "subject": "https://github.com/acme/api/.github/workflows/other.yml@refs/heads/main", "key_id": null, "verified": false},
+		{"issuer": github_issuer, "subject": release_subject, "key_id": null, "verified": true},
+	]
+	decision := decide(with_value(claims, ["image", "signatures"], signatures))
+	allowed(decision)
+	decision.revocable == [
+		["image_digests", digest],
+		["node_ids", "tpm-ek-node-1"],
+		["signer_subjects", "cosign-key-1"],
+		["signer_subjects", release_subject],
+		["spiffe_ids", spiffe_id],
+	]
+}
+
+test_revocable_without_image_or_node if {
+	cfg := workload_with("require", ["runtime"])
+	doc := json.patch(claims, [
+		{"op": "remove", "path": ["image"]},
+		{"op": "remove", "path": ["node"]},
+		{"op": "remove", "path": ["provenance"]},
+		{"op": "add", "path": ["runtime", "image_digest"], "value": null},
+	])
+	decision := decide_config(doc, cfg)
+	allowed(decision)
+	decision.revocable == [["spiffe_ids", spiffe_id]]
+}
+
+# Each value in revocable, once revoked, turns this allow into a deny.
+test_revoking_any_revocable_value_denies if {
+	decision := decide(claims)
+	allowed(decision)
+	count(decision.revocable) == 4
+	every pair in decision.revocable {
+		not allowed(decide_config(claims, with_value(config, ["revoked", pair[0], pair[1]], "test")))
+	}
+}
+
+test_ttl_terms_of_a_request_without_expiring_evidence if {
+	doc := json.patch(claims, [
+		{"op": "add", "path": ["request", "requested_ttl_seconds"], "value": 600},
+		{"op": "add", "path": ["runtime", "expires_at"], "value": null},
+	])
+	decision := decide_config(doc, workload_with("max_ttl_seconds", null))
+	decision.ttl_terms == [
+		{"name": "request", "seconds": 600},
+		{"name": "audience", "seconds": 1800},
+	]
+	decision.valid_until == "2026-11-22T10:04:00Z"
 }

@@ -122,6 +122,18 @@ violation contains {"code": "image.revoked", "message": sprintf("image %s is rev
 	reason := _revoked_image_digests[_image_digest]
 }
 
+# An allow depends on the image digest, and on the subject and key id of every verified
+# signature (any of them may be what made the image trusted): revoking one voids the allow
+# (decision.rego).
+_revocable contains ["image_digests", _image_digest] if is_string(_image_digest)
+
+_revocable contains ["signer_subjects", value] if {
+	some signature in _verified_signatures
+	some name in ["subject", "key_id"]
+	value := _field(signature, name)
+	is_string(value)
+}
+
 # METADATA
 # title: Image not allowed
 # description: The workload lists image_digests and the image digest is not among them.

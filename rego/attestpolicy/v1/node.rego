@@ -91,3 +91,9 @@ _measurement_message(name, measured) := sprintf("measurement %s differs from the
 violation contains {"code": "node.revoked", "message": sprintf("node %s is revoked%s", [_node.id, _because(reason)])} if {
 	reason := _revoked_node_ids[_field(_node, "id")]
 }
+
+# An allow depends on the node's id: revoking it voids the allow (decision.rego).
+_revocable contains ["node_ids", node_id] if {
+	node_id := _field(_node, "id")
+	is_string(node_id)
+}

@@ -34,6 +34,9 @@ violation contains {"code": "subject.revoked", "message": sprintf("workload %s i
 	reason := _revoked_spiffe_ids[_spiffe_id]
 }
 
+# An allow depends on the workload's SPIFFE ID: revoking it voids the allow (decision.rego).
+_revocable contains ["spiffe_ids", _spiffe_id] if is_string(_spiffe_id)
+
 # METADATA
 # title: Unknown audience
 # description: request.audience has no entry in config.audiences.

@@ -10,6 +10,8 @@ test_subject_unregistered if {
 		"reasons": [{"code": "subject.unregistered", "message": "workload spiffe://acme.test/ns/shop/sa/debug is not registered"}],
 		"ttl_bound_by": null,
 		"valid_until": null,
+		"ttl_terms": [],
+		"revocable": [],
 	}
 }
 

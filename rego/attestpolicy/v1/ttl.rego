@@ -11,6 +11,9 @@
 #   allow into a deny: the earliest of node.issued_at + limits.max_evidence_age_seconds
 #   and (earliest evidence expiry - limits.min_ttl_seconds). All time arithmetic is in
 #   integer nanoseconds, so both are exact.
+#   An allow carries its terms (ttl_terms, in tie-break order: a fixed term has seconds,
+#   a term that shrinks with time has until, the instant it reaches zero), so a cache
+#   can recompute the TTL at a later instant from the decision alone, as this policy would.
 # custom:
 #   codes:
 #     - ttl.too_short
@@ -18,19 +21,28 @@ package attestpolicy.v1
 
 import rego.v1
 
-# Each term is [seconds, rank, name]: min() picks the shortest, then the first.
-_ttl_terms contains [floor(_requested_ttl), 0, "request"] if _requested_ttl != null
+# Each term is [rank, name, seconds, until]: until (the instant, RFC 3339) is set for a
+# term that shrinks as time passes, and null for a fixed one.
+_ttl_terms contains [0, "request", floor(_requested_ttl), null] if _requested_ttl != null
 
-_ttl_terms contains [_limits.default_ttl_seconds, 0, "default"] if _requested_ttl == null
+_ttl_terms contains [0, "default", _limits.default_ttl_seconds, null] if _requested_ttl == null
 
-_ttl_terms contains [floor(_audience_entry.max_ttl_seconds), 1, "audience"]
+_ttl_terms contains [1, "audience", floor(_audience_entry.max_ttl_seconds), null]
 
-_ttl_terms contains [floor(seconds), 2, "workload"] if {
+_ttl_terms contains [2, "workload", floor(seconds), null] if {
 	seconds := _field(_workload, "max_ttl_seconds")
 	seconds != null
 }
 
-_ttl_terms contains [_whole_seconds(_earliest_expiry_ns - _now_ns), 3, "evidence_expiry"]
+_ttl_terms contains [3, "evidence_expiry", _whole_seconds(_earliest_expiry_ns - _now_ns), _format_instant(_earliest_expiry_ns)]
+
+# The terms of an allow, in tie-break order: {"name", "seconds"} for a fixed term,
+# {"name", "until"} for one that shrinks as time passes.
+ttl_terms := [_ttl_term(name, seconds, until) | some [_, name, seconds, until] in sort(_ttl_terms)]
+
+_ttl_term(name, seconds, null) := {"name": name, "seconds": seconds}
+
+_ttl_term(name, _, until) := {"name": name, "until": until} if until != null
 
 # The instants (ns) at which evidence expires, and the earliest of them.
 _expiries contains _node_expires_ns
@@ -39,7 +51,8 @@ _expiries contains _runtime_expires_ns
 
 _earliest_expiry_ns := min(_expiries) if count(_expiries) > 0
 
-_ttl := min(_ttl_terms)
+# [seconds, rank, name] of the shortest term; on a tie, the first.
+_ttl := min({[seconds, rank, name] | some [rank, name, seconds, _] in _ttl_terms})
 
 # The TTL of an allow, in whole seconds.
 ttl_seconds := _ttl[0]
