@@ -29,6 +29,7 @@ from attestpolicy.claims import Request, Text
 from attestpolicy.errors import ConfigError, EvidenceError
 from attestpolicy.evidence._common import (
     Code,
+    fail,
     load_json,
 )
 from attestpolicy.evidence.image.cosign import CosignEvidence, CosignTrust
@@ -250,11 +251,11 @@ def parse_evidence_document(data: EvidenceDocument | Mapping[str, Any]) -> Evide
         return _validate(EvidenceDocument, data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        raise EvidenceError(first["msg"], field=_location(first), code=Code.MALFORMED) from None
+        fail(Code.MALFORMED, _location(first), first["msg"])
     except EvidenceError as exc:
         raise exc.within("(document)") from None
     except TypeError as exc:
-        raise EvidenceError(str(exc), field="(document)", code=Code.MALFORMED) from None
+        fail(Code.MALFORMED, "(document)", str(exc))
 
 
 def parse_trust_config(data: TrustConfig | Mapping[str, Any]) -> TrustConfig:

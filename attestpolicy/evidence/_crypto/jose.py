@@ -24,10 +24,10 @@ from pydantic import ConfigDict, Field, PrivateAttr, StrictInt, StrictStr
 from attestpolicy._keys import accepted_public_key
 from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Node
-from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     Code,
     decode_base64,
+    fail,
     load_json_object,
     require_utc,
 )
@@ -178,45 +178,35 @@ def verify_jws(
     _b64url(signature_b64, field=f"{field}.signature")
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in _ALGORITHMS:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            f"{field}.header.alg",
             f"algorithm {str(alg)[:16]!r} is not one of {', '.join(SUPPORTED_ALGORITHMS)}",
-            field=f"{field}.header.alg",
-            code=Code.UNSUPPORTED,
         )
     for name in ("crit", "b64"):
         if name in header:
-            raise EvidenceError(
-                f"header parameter {name!r} is not supported",
-                field=f"{field}.header",
-                code=Code.UNSUPPORTED,
-            )
+            fail(Code.UNSUPPORTED, f"{field}.header", f"header parameter {name!r} is not supported")
     typ = header.get("typ")
     if typ is not None and (not isinstance(typ, str) or typ.upper() not in allowed_typ):
-        raise EvidenceError(
-            f"typ must be one of {', '.join(allowed_typ)}",
-            field=f"{field}.header.typ",
-            code=Code.UNSUPPORTED,
+        fail(
+            Code.UNSUPPORTED, f"{field}.header.typ", f"typ must be one of {', '.join(allowed_typ)}"
         )
     kid = header.get("kid")
     if not isinstance(kid, str) or not kid:
-        raise EvidenceError("header has no 'kid'", field=f"{field}.header.kid", code=Code.MALFORMED)
+        fail(Code.MALFORMED, f"{field}.header.kid", "header has no 'kid'")
     trusted = jwks.key_for(kid)
     if trusted is None:
-        raise EvidenceError(
-            f"no trusted key with kid {kid[:64]!r}",
-            field=f"{field}.header.kid",
-            code=Code.UNTRUSTED,
-        )
+        fail(Code.UNTRUSTED, f"{field}.header.kid", f"no trusted key with kid {kid[:64]!r}")
     kty, crv = _ALGORITHMS[alg]
     if (
         (trusted.alg is not None and trusted.alg != alg)
         or trusted.kty != kty
         or (crv is not None and trusted.crv != crv)
     ):
-        raise EvidenceError(
+        fail(
+            Code.UNTRUSTED,
+            f"{field}.header.alg",
             f"trusted key {kid[:64]!r} may not be used with {alg}",
-            field=f"{field}.header.alg",
-            code=Code.UNTRUSTED,
         )
     try:
         decoded = jwt.PyJWS().decode_complete(
@@ -226,11 +216,9 @@ def verify_jws(
             options={"verify_signature": True, "enforce_minimum_key_length": True},
         )
     except jwt.InvalidSignatureError:
-        raise EvidenceError(
-            "signature does not verify", field=f"{field}.signature", code=Code.SIGNATURE_INVALID
-        ) from None
+        fail(Code.SIGNATURE_INVALID, f"{field}.signature", "signature does not verify")
     except (jwt.PyJWTError, ValueError, TypeError) as exc:
-        raise EvidenceError(f"cannot verify: {exc}", field=field, code=Code.MALFORMED) from None
+        fail(Code.MALFORMED, field, f"cannot verify: {exc}")
     claims = load_json_object(decoded["payload"], field=f"{field}.payload")
     return VerifiedJws(header=header, claims=claims)
 
@@ -250,13 +238,9 @@ def _b64url(segment: str, *, field: str) -> bytes:
 
 def _check_shape(token: str, *, field: str) -> None:
     if len(token) > MAX_TOKEN_CHARS:
-        raise EvidenceError(
-            f"over the {MAX_TOKEN_CHARS} character limit", field=field, code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, field, f"over the {MAX_TOKEN_CHARS} character limit")
     if not _COMPACT_JWS.match(token):
-        raise EvidenceError(
-            "not a compact JWS (three base64url segments)", field=field, code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, field, "not a compact JWS (three base64url segments)")
 
 
 # --- claims --------------------------------------------------------------------
@@ -273,9 +257,7 @@ def numeric_date(claims: Mapping[str, Any], name: str, *, field: str) -> datetim
         or not math.isfinite(value)
         or not 0 <= value <= _MAX_NUMERIC_DATE
     ):
-        raise EvidenceError(
-            f"'{name}' is not a NumericDate", field=f"{field}.{name}", code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, f"{field}.{name}", f"'{name}' is not a NumericDate")
     return datetime.fromtimestamp(value, UTC)
 
 
@@ -300,32 +282,22 @@ def check_lifetime(
     not_before = numeric_date(claims, "nbf", field=field)
     issued_at = numeric_date(claims, "iat", field=field)
     if expires_at is None:
-        raise EvidenceError("token has no 'exp'", field=f"{field}.exp", code=Code.MALFORMED)
+        fail(Code.MALFORMED, f"{field}.exp", "token has no 'exp'")
     if issued_at is not None and issued_at > expires_at:
-        raise EvidenceError("'iat' is after 'exp'", field=f"{field}.iat", code=Code.MALFORMED)
+        fail(Code.MALFORMED, f"{field}.iat", "'iat' is after 'exp'")
     if now >= expires_at + leeway:
-        raise EvidenceError(
-            f"token expired at {expires_at.isoformat()}", field=f"{field}.exp", code=Code.EXPIRED
-        )
+        fail(Code.EXPIRED, f"{field}.exp", f"token expired at {expires_at.isoformat()}")
     if not_before is not None and now + leeway < not_before:
-        raise EvidenceError(
-            f"token not valid before {not_before.isoformat()}",
-            field=f"{field}.nbf",
-            code=Code.EXPIRED,
-        )
+        fail(Code.EXPIRED, f"{field}.nbf", f"token not valid before {not_before.isoformat()}")
     if issued_at is not None and now + leeway < issued_at:
-        raise EvidenceError(
-            f"token issued in the future ({issued_at.isoformat()})",
-            field=f"{field}.iat",
-            code=Code.EXPIRED,
-        )
+        fail(Code.EXPIRED, f"{field}.iat", f"token issued in the future ({issued_at.isoformat()})")
     return Lifetime(issued_at=issued_at, expires_at=expires_at)
 
 
 def required_issued_at(lifetime: Lifetime, *, field: str) -> datetime:
     """The token's ``iat``; ``evidence.malformed`` when the token has none."""
     if lifetime.issued_at is None:
-        raise EvidenceError("token has no 'iat'", field=f"{field}.iat", code=Code.MALFORMED)
+        fail(Code.MALFORMED, f"{field}.iat", "token has no 'iat'")
     return lifetime.issued_at
 
 
@@ -344,44 +316,34 @@ def check_audience(
     """
     raw = claims.get("aud")
     if raw is None:
-        raise EvidenceError("token has no 'aud'", field=f"{field}.aud", code=Code.AUDIENCE_MISMATCH)
+        fail(Code.AUDIENCE_MISMATCH, f"{field}.aud", "token has no 'aud'")
     token_audiences = [raw] if isinstance(raw, str) else raw
     if (
         not isinstance(token_audiences, list)
         or not 0 < len(token_audiences) <= _MAX_AUDIENCES
         or not all(isinstance(item, str) for item in token_audiences)
     ):
-        raise EvidenceError(
-            "'aud' must be a string or a non-empty list of strings",
-            field=f"{field}.aud",
-            code=Code.MALFORMED,
+        fail(
+            Code.MALFORMED, f"{field}.aud", "'aud' must be a string or a non-empty list of strings"
         )
     if nonce_audience is not None:
         wanted = nonce_audience.encode("utf-8")
         if any(hmac.compare_digest(item.encode("utf-8"), wanted) for item in token_audiences):
             return True
-        raise EvidenceError(
-            "token audience is not the per-request audience",
-            field=f"{field}.aud",
-            code=Code.NONCE_MISMATCH,
-        )
+        fail(Code.NONCE_MISMATCH, f"{field}.aud", "token audience is not the per-request audience")
     if any(item in audiences for item in token_audiences):
         return False
-    raise EvidenceError(
-        "token audience is not a trusted audience",
-        field=f"{field}.aud",
-        code=Code.AUDIENCE_MISMATCH,
-    )
+    fail(Code.AUDIENCE_MISMATCH, f"{field}.aud", "token audience is not a trusted audience")
 
 
 def claim_text(claims: Mapping[str, Any], name: str, *, field: str, max_length: int = 1024) -> str:
     """A required non-empty string claim (``evidence.malformed`` otherwise)."""
     value = claims.get(name)
     if not isinstance(value, str) or not 0 < len(value) <= max_length:
-        raise EvidenceError(
+        fail(
+            Code.MALFORMED,
+            f"{field}.{name}",
             f"'{name}' must be a non-empty string of at most {max_length} characters",
-            field=f"{field}.{name}",
-            code=Code.MALFORMED,
         )
     return value
 
@@ -390,9 +352,7 @@ def claim_object(claims: Mapping[str, Any], name: str, *, field: str) -> dict[st
     """A required JSON-object claim (``evidence.malformed`` otherwise)."""
     value = claims.get(name)
     if not isinstance(value, dict):
-        raise EvidenceError(
-            f"'{name}' must be a JSON object", field=f"{field}.{name}", code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, f"{field}.{name}", f"'{name}' must be a JSON object")
     return value
 
 
@@ -460,10 +420,10 @@ def verify_identity_token(
     claims = verify_jws(token, trust.jwks, field=field).claims
     issuer = claim_text(claims, "iss", field=field)
     if not hmac.compare_digest(issuer.encode("utf-8"), trust.issuer.encode("utf-8")):
-        raise EvidenceError(
+        fail(
+            Code.IDENTITY_MISMATCH,
+            f"{field}.iss",
             f"issuer {issuer[:128]!r} is not the trusted issuer",
-            field=f"{field}.iss",
-            code=Code.IDENTITY_MISMATCH,
         )
     lifetime = check_lifetime(claims, now=now, leeway_seconds=trust.clock_skew_seconds, field=field)
     return IdentityToken(

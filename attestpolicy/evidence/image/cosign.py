@@ -156,17 +156,17 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
     manifest = decode_base64(evidence.manifest, field="manifest")
     manifest_digest = sha256_digest(manifest)
     if ref.digest is not None and ref.digest != manifest_digest:
-        raise EvidenceError(
+        fail(
+            Code.DIGEST_MISMATCH,
+            "manifest",
             f"manifest digest {manifest_digest} does not match the reference digest {ref.digest}",
-            field="manifest",
-            code=Code.DIGEST_MISMATCH,
         )
     signature = evidence.signature
     if signature.mime_type != SIMPLE_SIGNING_MIME_TYPE:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "signature.mimeType",
             f"unsupported signature MIME type {signature.mime_type[:100]!r}",
-            field="signature.mimeType",
-            code=Code.UNSUPPORTED,
         )
     payload = decode_base64(signature.payload, field="signature.payload")
     raw_signature = decode_base64(
@@ -176,11 +176,11 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
     signer = _verify_signer(signature, payload, raw_signature, trust, now=now)
     signed = _parse_payload(payload)
     if signed.manifest_digest != manifest_digest:
-        raise EvidenceError(
+        fail(
+            Code.DIGEST_MISMATCH,
+            "signature.payload.critical.image.docker-manifest-digest",
             f"manifest digest {manifest_digest} does not match the signed digest "
             f"{signed.manifest_digest}",
-            field="signature.payload.critical.image.docker-manifest-digest",
-            code=Code.DIGEST_MISMATCH,
         )
     _check_docker_reference(ref, signed)
     return ImageSignatureResult(
@@ -195,18 +195,16 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
 
 def _parse_signature_file(blob: bytes) -> CosignSignature:
     if len(blob) > _MAX_SIGNATURE_FILE:
-        raise EvidenceError("signature file is too large", field="signature", code=Code.MALFORMED)
+        fail(Code.MALFORMED, "signature", "signature file is too large")
     if not blob.startswith(b"\x00"):
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "signature",
             "not a sigstore-json signature file (no 0x00 format marker)",
-            field="signature",
-            code=Code.UNSUPPORTED,
         )
     if not blob.startswith(_FORMAT_PREFIX):
         name = blob[1:].partition(b"\n")[0][:40]
-        raise EvidenceError(
-            f"unsupported signature format {name!r}", field="signature", code=Code.UNSUPPORTED
-        )
+        fail(Code.UNSUPPORTED, "signature", f"unsupported signature format {name!r}")
     data = load_json(blob[len(_FORMAT_PREFIX) :], field="signature")
     return validate_mapping(CosignSignature, data, prefix="signature")
 
@@ -255,9 +253,7 @@ class CosignEvidence(FrozenModel):
         """Build evidence from a manifest and a ``signature-N`` file as skopeo stores them."""
         signature = parse_signature_file(signature_file)
         if not isinstance(reference, str):
-            raise EvidenceError(
-                "reference must be a string", field="reference", code=Code.MALFORMED
-            )
+            fail(Code.MALFORMED, "reference", "reference must be a string")
         return validate_mapping(
             cls,
             {
@@ -348,11 +344,7 @@ class _SignedPayload:
 def _annotation(signature: CosignSignature, name: str, *, required: bool) -> str | None:
     value = signature.annotations.get(name)
     if value is None and required:
-        raise EvidenceError(
-            f"missing the {name} annotation",
-            field=f"signature.annotations.{name}",
-            code=Code.MALFORMED,
-        )
+        fail(Code.MALFORMED, f"signature.annotations.{name}", f"missing the {name} annotation")
     return value
 
 
@@ -361,7 +353,7 @@ def _parse_reference(text: str, *, field: str) -> ImageReference:
         return parse_reference(text)
     except InvalidReference as exc:
         code = Code.UNSUPPORTED if exc.unsupported else Code.MALFORMED
-        raise EvidenceError(str(exc), field=field, code=code) from None
+        fail(code, field, str(exc))
 
 
 def _verify_signer(
@@ -397,16 +389,16 @@ def _verify_signer(
         if trust._rekor:
             signed_time = _verify_set(signature, trust, leaf_der, raw_signature, payload, now)
     else:  # unreachable: CosignTrust requires exactly one mode
-        raise EvidenceError("no trust mode configured", field="signature", code=Code.UNTRUSTED)
+        fail(Code.UNTRUSTED, "signature", "no trust mode configured")
     try:
         key = accepted_public_key(leaf.public_key())
     except ValueError as exc:
-        raise EvidenceError(str(exc), field=cert_field, code=Code.UNSUPPORTED) from None
+        fail(Code.UNSUPPORTED, cert_field, str(exc))
     if not signature_ok(key, raw_signature, payload):
-        raise EvidenceError(
+        fail(
+            Code.SIGNATURE_INVALID,
+            f"signature.annotations.{SIGNATURE_ANNOTATION}",
             "signature does not verify with the certificate's key",
-            field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
-            code=Code.SIGNATURE_INVALID,
         )
     return _Signer(claim, signed_time)
 
@@ -415,10 +407,10 @@ def _verifying_key(keys: tuple[PublicKey, ...], payload: bytes, signature: bytes
     for key in keys:
         if signature_ok(key, signature, payload):
             return key
-    raise EvidenceError(
+    fail(
+        Code.SIGNATURE_INVALID,
+        f"signature.annotations.{SIGNATURE_ANNOTATION}",
         "signature does not verify with any trusted public key",
-        field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
-        code=Code.SIGNATURE_INVALID,
     )
 
 
@@ -451,9 +443,7 @@ def _certificates(signature: CosignSignature) -> tuple[x509.Certificate, list[x5
     cert_pem = _annotation(signature, CERTIFICATE_ANNOTATION, required=True) or ""
     leaves = certificates_from_pem_bundle(cert_pem, cert_field)
     if len(leaves) != 1:
-        raise EvidenceError(
-            f"expected one certificate, found {len(leaves)}", field=cert_field, code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, cert_field, f"expected one certificate, found {len(leaves)}")
     chain_pem = _annotation(signature, CHAIN_ANNOTATION, required=False)
     chain: list[x509.Certificate] = []
     if chain_pem is not None:
@@ -469,17 +459,9 @@ def _match_pki_subject(leaf: x509.Certificate, pki: CosignPkiTrust, *, field: st
     except (x509.ExtensionNotFound, ValueError):
         emails, hosts = [], []
     if pki.subject_email is not None and pki.subject_email not in emails:
-        raise EvidenceError(
-            f"certificate has no e-mail SAN {pki.subject_email!r}",
-            field=field,
-            code=Code.IDENTITY_MISMATCH,
-        )
+        fail(Code.IDENTITY_MISMATCH, field, f"certificate has no e-mail SAN {pki.subject_email!r}")
     if pki.subject_hostname is not None and pki.subject_hostname.lower() not in hosts:
-        raise EvidenceError(
-            f"certificate has no DNS SAN {pki.subject_hostname!r}",
-            field=field,
-            code=Code.IDENTITY_MISMATCH,
-        )
+        fail(Code.IDENTITY_MISMATCH, field, f"certificate has no DNS SAN {pki.subject_hostname!r}")
     return pki.subject_email or pki.subject_hostname or ""
 
 
@@ -488,25 +470,21 @@ def _match_pki_subject(leaf: x509.Certificate, pki: CosignPkiTrust, *, field: st
 
 def _exact_object(value: object, keys: set[str], *, field: str) -> dict[str, Any]:
     if not isinstance(value, dict) or set(value) != keys:
-        raise EvidenceError(
-            f"expected a JSON object with exactly the fields {sorted(keys)}",
-            field=field,
-            code=Code.MALFORMED,
+        fail(
+            Code.MALFORMED, field, f"expected a JSON object with exactly the fields {sorted(keys)}"
         )
     return value
 
 
 def _string(value: object, *, field: str, pattern: re.Pattern[str] | None = None) -> str:
     if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
-        raise EvidenceError("expected a well-formed string", field=field, code=Code.MALFORMED)
+        fail(Code.MALFORMED, field, "expected a well-formed string")
     return value
 
 
 def _int64(value: object, *, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT64:
-        raise EvidenceError(
-            "expected a non-negative 64-bit integer", field=field, code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, field, "expected a non-negative 64-bit integer")
     return value
 
 
@@ -540,10 +518,10 @@ def _verify_set(
     log_index = _int64(inner["logIndex"], field=f"{field}.Payload.logIndex")
     rekor_key = trust._rekor.get(log_id)
     if rekor_key is None:
-        raise EvidenceError(
+        fail(
+            Code.UNTRUSTED,
+            f"{field}.Payload.logID",
             f"Rekor log ID {log_id[:64]} is not a trusted Rekor key",
-            field=f"{field}.Payload.logID",
-            code=Code.UNTRUSTED,
         )
     try:
         verify_set(
@@ -555,11 +533,11 @@ def _verify_set(
             log_index=log_index,
         )
     except ValueError:
-        raise EvidenceError(
+        fail(
+            Code.SIGNATURE_INVALID,
+            f"{field}.SignedEntryTimestamp",
             "Rekor signed entry timestamp does not verify",
-            field=f"{field}.SignedEntryTimestamp",
-            code=Code.SIGNATURE_INVALID,
-        ) from None
+        )
     _check_logged_entry(
         decode_base64(body_text, field=f"{field}.Payload.body"),
         expected_der,
@@ -570,11 +548,7 @@ def _verify_set(
     try:
         when = datetime.fromtimestamp(integrated, tz=UTC)
     except (OverflowError, OSError, ValueError):
-        raise EvidenceError(
-            "integrated time out of range",
-            field=f"{field}.Payload.integratedTime",
-            code=Code.MALFORMED,
-        ) from None
+        fail(Code.MALFORMED, f"{field}.Payload.integratedTime", "integrated time out of range")
     check_not_future(when, now, field=f"{field}.Payload.integratedTime")
     return when
 
@@ -585,10 +559,10 @@ def _check_logged_entry(
     """The logged hashedrekord 0.0.1 entry must name this key, signature and payload."""
     entry = _exact_object(load_json(body, field=field), {"apiVersion", "kind", "spec"}, field=field)
     if entry["kind"] != "hashedrekord" or entry["apiVersion"] != "0.0.1":
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            field,
             f"unsupported Rekor entry {str(entry['kind'])[:40]} {str(entry['apiVersion'])[:20]}",
-            field=field,
-            code=Code.UNSUPPORTED,
         )
     spec = _exact_object(entry["spec"], {"data", "signature"}, field=f"{field}.spec")
     data = _exact_object(spec["data"], {"hash"}, field=f"{field}.spec.data")
@@ -605,28 +579,28 @@ def _check_logged_entry(
         field=f"{field}.spec.signature.publicKey.content",
     )
     if _pem_der(logged_key) != expected_der:
-        raise EvidenceError(
+        fail(
+            Code.SIGNATURE_INVALID,
+            f"{field}.spec.signature.publicKey",
             "the logged public key or certificate is not the one that signed",
-            field=f"{field}.spec.signature.publicKey",
-            code=Code.SIGNATURE_INVALID,
         )
     if decode_base64(content, field=f"{field}.spec.signature.content") != raw_signature:
-        raise EvidenceError(
+        fail(
+            Code.SIGNATURE_INVALID,
+            f"{field}.spec.signature.content",
             "the logged signature is not this signature",
-            field=f"{field}.spec.signature.content",
-            code=Code.SIGNATURE_INVALID,
         )
     if digest["algorithm"] != "sha256":
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            f"{field}.spec.data.hash.algorithm",
             "only sha256 hashedrekord entries are supported",
-            field=f"{field}.spec.data.hash.algorithm",
-            code=Code.UNSUPPORTED,
         )
     if digest["value"] != hashlib.sha256(payload).hexdigest():
-        raise EvidenceError(
+        fail(
+            Code.SIGNATURE_INVALID,
+            f"{field}.spec.data.hash.value",
             "the logged payload hash is not this payload's",
-            field=f"{field}.spec.data.hash.value",
-            code=Code.SIGNATURE_INVALID,
         )
 
 
@@ -655,32 +629,24 @@ def _parse_payload(payload: bytes) -> _SignedPayload:
     optional = top["optional"]
     if optional is not None:
         if not isinstance(optional, dict):
-            raise EvidenceError(
-                "optional must be an object or null", field=f"{field}.optional", code=Code.MALFORMED
-            )
+            fail(Code.MALFORMED, f"{field}.optional", "optional must be an object or null")
         if "creator" in optional and not isinstance(optional["creator"], str):
-            raise EvidenceError(
-                "optional.creator must be a string", field=f"{field}.optional", code=Code.MALFORMED
-            )
+            fail(Code.MALFORMED, f"{field}.optional", "optional.creator must be a string")
         stamp = optional.get("timestamp")
         if "timestamp" in optional and (
             isinstance(stamp, bool)
             or not isinstance(stamp, int | float)
             or (isinstance(stamp, float) and not stamp.is_integer())
         ):
-            raise EvidenceError(
-                "optional.timestamp must be an integer",
-                field=f"{field}.optional",
-                code=Code.MALFORMED,
-            )
+            fail(Code.MALFORMED, f"{field}.optional", "optional.timestamp must be an integer")
     critical = _exact_object(
         top["critical"], {"type", "image", "identity"}, field=f"{field}.critical"
     )
     if critical["type"] != _SIGNATURE_TYPE:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            f"{field}.critical.type",
             f"unrecognized signature type {str(critical['type'])[:80]!r}",
-            field=f"{field}.critical.type",
-            code=Code.UNSUPPORTED,
         )
     image = _exact_object(
         critical["image"], {"docker-manifest-digest"}, field=f"{field}.critical.image"
@@ -692,7 +658,7 @@ def _parse_payload(payload: bytes) -> _SignedPayload:
     digest_text = _string(image["docker-manifest-digest"], field=digest_field)
     digest_ref = _parse_reference(digest_text, field=digest_field)
     if digest_ref.name is not None or digest_ref.digest is None:
-        raise EvidenceError("not a sha256 digest", field=digest_field, code=Code.MALFORMED)
+        fail(Code.MALFORMED, digest_field, "not a sha256 digest")
     reference = _string(
         identity["docker-reference"], field=f"{field}.critical.identity.docker-reference"
     )
@@ -712,32 +678,20 @@ def _check_docker_reference(ref: ImageReference, signed: _SignedPayload) -> None
     try:
         signed_ref = parse_reference(signed.docker_reference)
     except InvalidReference as exc:
-        raise EvidenceError(
+        fail(
+            Code.IDENTITY_MISMATCH,
+            field,
             f"signed docker-reference is not a valid reference: {exc}",
-            field=field,
-            code=Code.IDENTITY_MISMATCH,
-        ) from None
-    if signed_ref.name is None:
-        raise EvidenceError(
-            "signed docker-reference names no repository",
-            field=field,
-            code=Code.IDENTITY_MISMATCH,
         )
+    if signed_ref.name is None:
+        fail(Code.IDENTITY_MISMATCH, field, "signed docker-reference names no repository")
     if ref.name is not None and signed_ref.name != ref.name:
-        raise EvidenceError(
+        fail(
+            Code.IDENTITY_MISMATCH,
+            field,
             f"signed for repository {signed_ref.name}, not {ref.name}",
-            field=field,
-            code=Code.IDENTITY_MISMATCH,
         )
     if ref.tag is not None and signed_ref.tag is not None and signed_ref.tag != ref.tag:
-        raise EvidenceError(
-            f"signed for tag {signed_ref.tag}, not {ref.tag}",
-            field=field,
-            code=Code.IDENTITY_MISMATCH,
-        )
+        fail(Code.IDENTITY_MISMATCH, field, f"signed for tag {signed_ref.tag}, not {ref.tag}")
     if signed_ref.digest is not None and signed_ref.digest != signed.manifest_digest:
-        raise EvidenceError(
-            "signed docker-reference pins another digest",
-            field=field,
-            code=Code.IDENTITY_MISMATCH,
-        )
+        fail(Code.IDENTITY_MISMATCH, field, "signed docker-reference pins another digest")

@@ -43,6 +43,7 @@ from attestpolicy.evidence._common import (
     Code,
     FrozenModel,
     check_not_future,
+    fail,
     load_json,
     malformed_on_error,
     require_utc,
@@ -136,28 +137,28 @@ def _verify_bundle(
     bundle = _parse_bundle(evidence)
     if carries_dsse(bundle):
         if artifact is not None or evidence.artifact_digest is not None:
-            raise EvidenceError(
+            fail(
+                Code.MALFORMED,
+                "artifact_digest",
                 "an artifact or artifact_digest was given for a DSSE bundle; its payload "
                 "names its subjects",
-                field="artifact_digest",
-                code=Code.MALFORMED,
             )
         return _verify(bundle, trust, now=now, hashed=None)
     digest = evidence.artifact_digest
     if artifact is not None:
         actual = sha256_digest(artifact)
         if digest is not None and actual != digest:
-            raise EvidenceError(
+            fail(
+                Code.DIGEST_MISMATCH,
+                "artifact_digest",
                 f"artifact digest {actual} does not match artifact_digest {digest}",
-                field="artifact_digest",
-                code=Code.DIGEST_MISMATCH,
             )
         digest = actual
     if digest is None:
-        raise EvidenceError(
+        fail(
+            Code.MALFORMED,
+            "artifact_digest",
             "a message-signature bundle needs the artifact or its artifact_digest",
-            field="artifact_digest",
-            code=Code.MALFORMED,
         )
     return _verify(bundle, trust, now=now, hashed=_hashed(digest))
 
@@ -166,29 +167,27 @@ def _verify_image(
     evidence: SigstoreBundleEvidence, trust: SigstoreTrust, *, now: datetime
 ) -> ImageSignatureResult:
     if evidence.reference is None:
-        raise EvidenceError(
-            "an image signature needs the image reference", field="reference", code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, "reference", "an image signature needs the image reference")
     try:
         ref = parse_reference(evidence.reference)
     except InvalidReference as exc:
         code = Code.UNSUPPORTED if exc.unsupported else Code.MALFORMED
-        raise EvidenceError(str(exc), field="reference", code=code) from None
+        fail(code, "reference", str(exc))
     signed = ref.digest
     if evidence.artifact_digest is not None:
         if signed is not None and signed != evidence.artifact_digest:
-            raise EvidenceError(
+            fail(
+                Code.DIGEST_MISMATCH,
+                "artifact_digest",
                 f"artifact_digest {evidence.artifact_digest} differs from the reference "
                 f"digest {signed}",
-                field="artifact_digest",
-                code=Code.DIGEST_MISMATCH,
             )
         signed = evidence.artifact_digest
     if signed is None:
-        raise EvidenceError(
+        fail(
+            Code.MALFORMED,
+            "reference",
             "the reference is not pinned by digest and no artifact_digest is given",
-            field="reference",
-            code=Code.MALFORMED,
         )
     bundle = _parse_bundle(evidence)
     if not carries_dsse(bundle):
@@ -397,22 +396,20 @@ _MEDIA_TYPES: Final = frozenset(str(kind) for kind in Bundle.BundleType)
 def _parse_bundle(evidence: SigstoreBundleEvidence) -> Bundle:
     media_type = evidence.bundle.get("mediaType")
     if isinstance(media_type, str) and media_type not in _MEDIA_TYPES:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "bundle.mediaType",
             f"unsupported bundle media type {media_type[:100]!r}",
-            field="bundle.mediaType",
-            code=Code.UNSUPPORTED,
         )
     try:
         bundle = Bundle.from_json(evidence._json)
         carries_dsse(bundle)  # builds the envelope now, inside the guard
     except IncompatibleEntry as exc:
-        raise EvidenceError(str(exc), field="bundle.tlogEntries", code=Code.UNSUPPORTED) from None
+        fail(Code.UNSUPPORTED, "bundle.tlogEntries", str(exc))
     except (InvalidBundle, SigstoreError) as exc:
         raise _from_table(exc, _PARSE_ERRORS, (Code.MALFORMED, "bundle")) from None
     except Exception as exc:  # parsers below sigstore (pydantic, cryptography, base64)
-        raise EvidenceError(
-            f"not a valid Sigstore bundle: {exc}", field="bundle", code=Code.MALFORMED
-        ) from None
+        fail(Code.MALFORMED, "bundle", f"not a valid Sigstore bundle: {exc}")
     return bundle
 
 
@@ -431,30 +428,26 @@ def _verify(
     except EvidenceError:
         raise
     except CertValidationError as exc:
-        raise EvidenceError(
+        fail(
+            Code.UNTRUSTED,
+            "certificate.chain",
             f"signing certificate does not chain to the trusted root: {exc}",
-            field="certificate.chain",
-            code=Code.UNTRUSTED,
-        ) from None
+        )
     except MetadataError as exc:
-        raise EvidenceError(str(exc), field="trusted_root", code=Code.UNTRUSTED) from None
+        fail(Code.UNTRUSTED, "trusted_root", str(exc))
     except VerificationError as exc:
         raise _from_table(exc, _VERIFY_ERRORS, (Code.UNTRUSTED, "bundle")) from None
     except Exception as exc:  # malformed material surfacing from cryptography/pydantic
-        raise EvidenceError(
-            f"bundle material could not be processed: {exc}", field="bundle", code=Code.MALFORMED
-        ) from None
+        fail(Code.MALFORMED, "bundle", f"bundle material could not be processed: {exc}")
     if policy.matched is None or not verifier.signed_times:
         # sigstore always checks identity and time; refuse to report anything otherwise.
-        raise EvidenceError(
-            "bundle verification was incomplete", field="bundle", code=Code.UNTRUSTED
-        )
+        fail(Code.UNTRUSTED, "bundle", "bundle verification was incomplete")
     times = [signed.time for signed in verifier.signed_times]
     check_not_future(max(times), now, field="timestamp")
     try:
         extensions = fulcio_extensions(bundle.signing_certificate)
     except ValueError as exc:
-        raise EvidenceError(str(exc), field="certificate.extensions", code=Code.MALFORMED) from None
+        fail(Code.MALFORMED, "certificate.extensions", str(exc))
     integrated = [t.time for t in verifier.signed_times if t.source == "transparency_log"]
     return SigstoreBundleResult(
         kind="dsse" if hashed is None else "message_signature",
@@ -474,18 +467,18 @@ def _verify(
 
 def _require_in_toto_subject(result: SigstoreBundleResult, digest: str) -> None:
     if result.payload_type != IN_TOTO_PAYLOAD_TYPE or result.payload is None:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "dsse_envelope.payloadType",
             f"DSSE payload type {str(result.payload_type)[:80]!r} is not an in-toto statement",
-            field="dsse_envelope.payloadType",
-            code=Code.UNSUPPORTED,
         )
     statement = load_json(result.payload, field="dsse_envelope.payload")
     subjects = statement.get("subject") if isinstance(statement, dict) else None
     if not isinstance(subjects, list) or len(subjects) > _MAX_SUBJECTS:
-        raise EvidenceError(
+        fail(
+            Code.MALFORMED,
+            "dsse_envelope.payload.subject",
             "in-toto statement has no valid subject list",
-            field="dsse_envelope.payload.subject",
-            code=Code.MALFORMED,
         )
     wanted = digest[len("sha256:") :]
     for subject in subjects:
@@ -493,8 +486,8 @@ def _require_in_toto_subject(result: SigstoreBundleResult, digest: str) -> None:
         found = digests.get("sha256") if isinstance(digests, dict) else None
         if found == wanted:
             return
-    raise EvidenceError(
+    fail(
+        Code.DIGEST_MISMATCH,
+        "dsse_envelope.payload.subject",
         f"the in-toto statement does not name {digest} among its subjects",
-        field="dsse_envelope.payload.subject",
-        code=Code.DIGEST_MISMATCH,
     )

@@ -39,6 +39,7 @@ from attestpolicy.evidence._common import (
     EvidenceSection,
     FrozenModel,
     decode_base64,
+    fail,
     load_json_object,
     require_utc,
 )
@@ -197,9 +198,7 @@ def verify_aws_iid(evidence: AwsIidEvidence, trust: AwsIidTrust, *, now: datetim
         form = "rsa-sha256"
         signed_at = None
     else:
-        raise EvidenceError(
-            "give 'document' with 'signature', or 'pkcs7'", field="(section)", code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, "(section)", "give 'document' with 'signature', or 'pkcs7'")
     return _result(facts, trust, form=form, signed_at=signed_at, now=now)
 
 
@@ -219,9 +218,7 @@ class _Document:
 
 def _parse_document(document: bytes) -> _Document:
     if len(document) > MAX_DOCUMENT_BYTES:
-        raise EvidenceError(
-            f"over the {MAX_DOCUMENT_BYTES} byte limit", field="document", code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, "document", f"over the {MAX_DOCUMENT_BYTES} byte limit")
     data = load_json_object(document, field="document")
 
     def optional(name: str, pattern: re.Pattern[str] | None = None) -> str | None:
@@ -233,24 +230,20 @@ def _parse_document(document: bytes) -> _Document:
             or not 0 < len(value) <= 256
             or (pattern is not None and not pattern.match(value))
         ):
-            raise EvidenceError(
-                f"'{name}' is invalid", field=f"document.{name}", code=Code.MALFORMED
-            )
+            fail(Code.MALFORMED, f"document.{name}", f"'{name}' is invalid")
         return value
 
     def required(name: str, pattern: re.Pattern[str] | None = None) -> str:
         value = optional(name, pattern)
         if value is None:
-            raise EvidenceError(
-                f"'{name}' is missing", field=f"document.{name}", code=Code.MALFORMED
-            )
+            fail(Code.MALFORMED, f"document.{name}", f"'{name}' is missing")
         return value
 
     pending = required("pendingTime")
     try:
         pending_time = parse_timestamp(pending)
     except ValueError as exc:
-        raise EvidenceError(str(exc), field="document.pendingTime", code=Code.MALFORMED) from None
+        fail(Code.MALFORMED, "document.pendingTime", str(exc))
     return _Document(
         instance_id=required("instanceId", _INSTANCE_ID),
         region=required("region", _REGION),
@@ -265,10 +258,10 @@ def _parse_document(document: bytes) -> _Document:
 def _region_trust(trust: AwsIidTrust, facts: _Document) -> AwsRegionCertificates:
     region = trust.regions.get(facts.region)
     if region is None:
-        raise EvidenceError(
+        fail(
+            Code.UNTRUSTED,
+            "document.region",
             f"no trusted certificates for region {facts.region!r}",
-            field="document.region",
-            code=Code.UNTRUSTED,
         )
     return region
 
@@ -277,27 +270,23 @@ def _result(
     facts: _Document, trust: AwsIidTrust, *, form: Form, signed_at: datetime | None, now: datetime
 ) -> AwsIidResult:
     if trust.account_ids and facts.account_id not in trust.account_ids:
-        raise EvidenceError(
+        fail(
+            Code.IDENTITY_MISMATCH,
+            "document.accountId",
             f"account {facts.account_id} is not a trusted account",
-            field="document.accountId",
-            code=Code.IDENTITY_MISMATCH,
         )
     issued_at = signed_at or facts.pending_time
     skew = timedelta(seconds=trust.clock_skew_seconds)
     if issued_at > now + skew:
-        raise EvidenceError(
-            f"document signed in the future ({issued_at.isoformat()})",
-            field="document",
-            code=Code.EXPIRED,
-        )
+        fail(Code.EXPIRED, "document", f"document signed in the future ({issued_at.isoformat()})")
     expires_at = None
     if trust.max_age_seconds is not None:
         expires_at = issued_at + timedelta(seconds=trust.max_age_seconds)
         if now >= expires_at + skew:
-            raise EvidenceError(
+            fail(
+                Code.EXPIRED,
+                "document",
                 f"document older than {trust.max_age_seconds} s (issued {issued_at.isoformat()})",
-                field="document",
-                code=Code.EXPIRED,
             )
     node = Node(
         kind="aws_iid",
@@ -327,17 +316,15 @@ def _verify_rsa_signature(
     document: bytes, signature: bytes, certs: tuple[x509.Certificate, ...], *, now: datetime
 ) -> None:
     if not certs:
-        raise EvidenceError(
-            "no trusted 'rsa' certificate for this region", field="signature", code=Code.UNTRUSTED
-        )
+        fail(Code.UNTRUSTED, "signature", "no trusted 'rsa' certificate for this region")
     for cert in certs:
         if _signature_valid(cert, signature, document, hashes.SHA256()):
             check_validity(cert, now, field="certificate")
             return
-    raise EvidenceError(
+    fail(
+        Code.SIGNATURE_INVALID,
+        "signature",
         "signature does not verify under the region's certificates",
-        field="signature",
-        code=Code.SIGNATURE_INVALID,
     )
 
 
@@ -372,15 +359,13 @@ def _signed_document(signed: _SignedData, document: str | None) -> bytes:
     """The signed document: the PKCS7 content, or ``document`` for a detached PKCS7."""
     if signed.content is None:
         if document is None:
-            raise EvidenceError(
-                "detached PKCS7 needs 'document'", field="document", code=Code.MALFORMED
-            )
+            fail(Code.MALFORMED, "document", "detached PKCS7 needs 'document'")
         return document.encode("utf-8")
     if document is not None and not hmac.compare_digest(document.encode("utf-8"), signed.content):
-        raise EvidenceError(
+        fail(
+            Code.DIGEST_MISMATCH,
+            "document",
             "document differs from the document signed in the PKCS7",
-            field="document",
-            code=Code.DIGEST_MISMATCH,
         )
     return signed.content
 
@@ -467,49 +452,45 @@ def _parse_pkcs7(der: bytes) -> _SignedData:
     except EvidenceError:
         raise
     except Exception as exc:  # asn1crypto raises many types for hostile input
-        raise EvidenceError(
-            f"not a valid AWS PKCS7: {exc}", field="pkcs7", code=Code.MALFORMED
-        ) from None
+        fail(Code.MALFORMED, "pkcs7", f"not a valid AWS PKCS7: {exc}")
 
 
 def _verify_pkcs7(
     signed: _SignedData, document: bytes, region: AwsRegionCertificates, *, now: datetime
 ) -> Form:
     if signed.digest_algorithm not in _DIGESTS:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "pkcs7.signer_info.digest_algorithm",
             f"digest algorithm {signed.digest_algorithm!r} is not supported",
-            field="pkcs7.signer_info.digest_algorithm",
-            code=Code.UNSUPPORTED,
         )
     if signed.signature_algorithm not in _SIGNATURE_ALGORITHMS[signed.digest_algorithm]:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "pkcs7.signer_info.signature_algorithm",
             f"signature algorithm {signed.signature_algorithm!r} with {signed.digest_algorithm}"
             " is not supported",
-            field="pkcs7.signer_info.signature_algorithm",
-            code=Code.UNSUPPORTED,
         )
     hash_type, kind = _DIGESTS[signed.digest_algorithm]
     if signed.content_type != "data":
-        raise EvidenceError(
+        fail(
+            Code.MALFORMED,
+            "pkcs7.signed_attrs.content_type",
             "content-type attribute is not id-data",
-            field="pkcs7.signed_attrs.content_type",
-            code=Code.MALFORMED,
         )
     hasher = hashes.Hash(hash_type())
     hasher.update(document)
     digest = hasher.finalize()
     if not hmac.compare_digest(digest, signed.message_digest):
-        raise EvidenceError(
+        fail(
+            Code.DIGEST_MISMATCH,
+            "pkcs7.signed_attrs.message_digest",
             "message-digest attribute does not match the document",
-            field="pkcs7.signed_attrs.message_digest",
-            code=Code.DIGEST_MISMATCH,
         )
     cert = _signer_certificate(signed, region.certificates(kind))
     if not _signature_valid(cert, signed.signature, signed.signed_attrs, hash_type()):
-        raise EvidenceError(
-            "PKCS7 signature does not verify",
-            field="pkcs7.signer_info.signature",
-            code=Code.SIGNATURE_INVALID,
+        fail(
+            Code.SIGNATURE_INVALID, "pkcs7.signer_info.signature", "PKCS7 signature does not verify"
         )
     check_validity(cert, now, field="certificate")
     return "pkcs7-rsa2048" if kind == "rsa2048" else "pkcs7-dsa"
@@ -540,8 +521,8 @@ def _signer_certificate(
             cert.issuer.public_bytes(), signed.issuer
         ):
             return cert
-    raise EvidenceError(
+    fail(
+        Code.UNTRUSTED,
+        "pkcs7.signer_info.sid",
         "the PKCS7 signer is not a trusted certificate for this region",
-        field="pkcs7.signer_info.sid",
-        code=Code.UNTRUSTED,
     )

@@ -18,12 +18,12 @@ from typing import Annotated, Final
 from pydantic import Field, StrictStr
 
 from attestpolicy.claims import Node
-from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     ClockSkewSeconds,
     Code,
     EvidenceSection,
     FrozenModel,
+    fail,
 )
 from attestpolicy.evidence._crypto.jose import (
     Audiences,
@@ -96,9 +96,7 @@ def verify_gce_iit(
     gce_field = f"{field}.google.compute_engine"
     instance_id = claim_text(gce, "instance_id", field=gce_field, max_length=20)
     if not _GCE_INSTANCE_ID.match(instance_id):
-        raise EvidenceError(
-            "instance_id is not numeric", field=f"{gce_field}.instance_id", code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, f"{gce_field}.instance_id", "instance_id is not numeric")
     project_id = claim_text(gce, "project_id", field=gce_field, max_length=64)
     project_number = gce.get("project_number")
     if (
@@ -106,18 +104,18 @@ def verify_gce_iit(
         or not isinstance(project_number, int)
         or project_number < 0
     ):
-        raise EvidenceError(
+        fail(
+            Code.MALFORMED,
+            f"{gce_field}.project_number",
             "project_number must be a non-negative integer",
-            field=f"{gce_field}.project_number",
-            code=Code.MALFORMED,
         )
     zone = claim_text(gce, "zone", field=gce_field, max_length=64)
     instance_name = claim_text(gce, "instance_name", field=gce_field, max_length=253)
     if trust.project_ids and project_id not in trust.project_ids:
-        raise EvidenceError(
+        fail(
+            Code.IDENTITY_MISMATCH,
+            f"{gce_field}.project_id",
             f"project {project_id!r} is not a trusted project",
-            field=f"{gce_field}.project_id",
-            code=Code.IDENTITY_MISMATCH,
         )
     email = claims.get("email")
     return GceIitResult(

@@ -38,13 +38,13 @@ from pydantic import (
 
 from attestpolicy._keys import PublicKey, load_public_key
 from attestpolicy.claims import parse_timestamp
-from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     LARGE_SECTION_CHARS,
     Code,
     EvidenceSection,
     FrozenModel,
     decode_base64,
+    fail,
     require_utc,
 )
 from attestpolicy.evidence._crypto.x509 import fingerprint
@@ -292,10 +292,10 @@ def verify_dsse(evidence: DsseEvidence, trust: DsseTrust, *, now: datetime) -> V
     envelope = evidence.envelope
     alphabet = evidence.base64_alphabet
     if envelope.payload_type not in trust.payload_types:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "envelope.payloadType",
             f"payload type {envelope.payload_type[:80]!r} is not accepted",
-            field="envelope.payloadType",
-            code=Code.UNSUPPORTED,
         )
     payload = b64decode_strict(envelope.payload, alphabet, field="envelope.payload")
     signatures = [
@@ -321,19 +321,11 @@ def verify_dsse(evidence: DsseEvidence, trust: DsseTrust, *, now: datetime) -> V
     if len(verified) >= trust.threshold:
         return VerifiedDsse(envelope.payload_type, payload, tuple(verified.values()))
     if expired:
-        raise EvidenceError(
-            "the signing key is outside its validity window",
-            field="envelope.signatures",
-            code=Code.EXPIRED,
-        )
+        fail(Code.EXPIRED, "envelope.signatures", "the signing key is outside its validity window")
     if not tried:
-        raise EvidenceError(
-            "no signature names a trusted key id",
-            field="envelope.signatures",
-            code=Code.UNTRUSTED,
-        )
-    raise EvidenceError(
+        fail(Code.UNTRUSTED, "envelope.signatures", "no signature names a trusted key id")
+    fail(
+        Code.SIGNATURE_INVALID,
+        "envelope.signatures",
         f"{len(verified)} of the required {trust.threshold} trusted key(s) signed the envelope",
-        field="envelope.signatures",
-        code=Code.SIGNATURE_INVALID,
     )

@@ -44,6 +44,7 @@ from attestpolicy.evidence._common import (
     Code,
     EvidenceSection,
     FrozenModel,
+    fail,
     load_json_object,
     require_utc,
 )
@@ -218,18 +219,10 @@ def verify_provenance(
     if expected_digest is not None and not (
         isinstance(expected_digest, str) and _DIGEST.match(expected_digest)
     ):
-        raise EvidenceError(
-            "expected digest must be sha256:<64 lowercase hex>",
-            field="expected_digest",
-            code=Code.MALFORMED,
-        )
+        fail(Code.MALFORMED, "expected_digest", "expected digest must be sha256:<64 lowercase hex>")
     if evidence.dsse is not None:
         if trust.dsse is None:
-            raise EvidenceError(
-                "no signing keys are trusted for DSSE provenance",
-                field="dsse",
-                code=Code.UNTRUSTED,
-            )
+            fail(Code.UNTRUSTED, "dsse", "no signing keys are trusted for DSSE provenance")
         verified = verify_dsse(evidence.dsse, trust.dsse, now=now)
         statement = _statement(verified.payload_type, verified.payload)
         facts = _predicate_facts(statement, trust.predicate_types)
@@ -242,10 +235,8 @@ def verify_provenance(
         )
     else:
         if trust.sigstore is None or trust._root is None or evidence.sigstore_bundle is None:
-            raise EvidenceError(
-                "no Sigstore trust is configured for provenance",
-                field="sigstore_bundle",
-                code=Code.UNTRUSTED,
+            fail(
+                Code.UNTRUSTED, "sigstore_bundle", "no Sigstore trust is configured for provenance"
             )
         keyless = _verify_bundle(evidence.sigstore_bundle, trust.sigstore, trust._root, now=now)
         statement = _statement(keyless.payload_type, keyless.payload)
@@ -261,10 +252,10 @@ def verify_provenance(
             certificate_extensions=MappingProxyType(dict(keyless.extensions)),
         )
     if expected_digest is not None and expected_digest not in result.provenance.subject_digests:
-        raise EvidenceError(
+        fail(
+            Code.DIGEST_MISMATCH,
+            "statement.subject",
             f"{expected_digest} is not among the statement's subject digests",
-            field="statement.subject",
-            code=Code.DIGEST_MISMATCH,
         )
     return result
 
@@ -280,28 +271,20 @@ def verify_intoto_link(
     verified = verify_dsse(evidence, trust.dsse, now=now)
     where = "envelope.payload"
     if verified.payload_type != IN_TOTO_PAYLOAD_TYPE:
-        raise EvidenceError(
-            "links use the in-toto payload type",
-            field="envelope.payloadType",
-            code=Code.UNSUPPORTED,
-        )
+        fail(Code.UNSUPPORTED, "envelope.payloadType", "links use the in-toto payload type")
     link = load_json_object(verified.payload, field=where)
     if link.get("_type") != "link":
-        raise EvidenceError(
-            "payload is not an in-toto link", field=f"{where}._type", code=Code.UNSUPPORTED
-        )
+        fail(Code.UNSUPPORTED, f"{where}._type", "payload is not an in-toto link")
     name = _short_text(link.get("name"), f"{where}.name")
     if trust.step_name is not None and name != trust.step_name:
-        raise EvidenceError(
+        fail(
+            Code.IDENTITY_MISMATCH,
+            f"{where}.name",
             f"link is for step {name[:80]!r}, expected {trust.step_name[:80]!r}",
-            field=f"{where}.name",
-            code=Code.IDENTITY_MISMATCH,
         )
     command = link.get("command", [])
     if not isinstance(command, list) or len(command) > 1024:
-        raise EvidenceError(
-            "must be a list of at most 1024 strings", field=f"{where}.command", code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, f"{where}.command", "must be a list of at most 1024 strings")
     try:
         return InTotoLink(
             name=name,
@@ -311,9 +294,7 @@ def verify_intoto_link(
             key_ids=verified.key_ids,
         )
     except ValidationError as exc:
-        raise EvidenceError(
-            exc.errors(include_url=False)[0]["msg"], field=where, code=Code.MALFORMED
-        ) from None
+        fail(Code.MALFORMED, where, exc.errors(include_url=False)[0]["msg"])
 
 
 # --- internals -----------------------------------------------------------------
@@ -337,9 +318,7 @@ def _claim(facts: _Facts, builder_id: str | None, source_repo: str | None) -> Pr
             predicate_type=facts.predicate_type,
         )
     except ValidationError as exc:
-        raise EvidenceError(
-            exc.errors(include_url=False)[0]["msg"], field="statement", code=Code.MALFORMED
-        ) from None
+        fail(Code.MALFORMED, "statement", exc.errors(include_url=False)[0]["msg"])
 
 
 def _verify_bundle(
@@ -351,17 +330,15 @@ def _verify_bundle(
     try:
         result = verify_sigstore_bundle(SigstoreBundleEvidence(bundle=bundle), trust, now=now)
     except ValidationError as exc:
-        raise EvidenceError(
-            exc.errors(include_url=False)[0]["msg"], field="sigstore_bundle", code=Code.MALFORMED
-        ) from None
+        fail(Code.MALFORMED, "sigstore_bundle", exc.errors(include_url=False)[0]["msg"])
     except EvidenceError as exc:
         message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
-        raise EvidenceError(message, field=_bundle_field(exc.field), code=exc.code) from None
+        fail(exc.code, _bundle_field(exc.field), message)
     if result.kind != "dsse" or result.payload_type is None or result.payload is None:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "sigstore_bundle",
             "a message-signature bundle carries no provenance statement",
-            field="sigstore_bundle",
-            code=Code.UNSUPPORTED,
         )
     extensions = {
         name: value
@@ -391,44 +368,36 @@ def _bundle_field(field_name: str | None) -> str:
 
 def _short_text(value: object, field_name: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= _MAX_TEXT:
-        raise EvidenceError(
-            f"must be a string of 1 to {_MAX_TEXT} characters",
-            field=field_name,
-            code=Code.MALFORMED,
-        )
+        fail(Code.MALFORMED, field_name, f"must be a string of 1 to {_MAX_TEXT} characters")
     return value
 
 
 def _statement(payload_type: str, payload: bytes) -> dict[str, Any]:
     if payload_type != IN_TOTO_PAYLOAD_TYPE:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "statement",
             f"payload type {payload_type[:80]!r} is not an in-toto statement",
-            field="statement",
-            code=Code.UNSUPPORTED,
         )
     statement = load_json_object(payload, field="statement")
     statement_type = statement.get("_type")
     if not isinstance(statement_type, str) or statement_type not in STATEMENT_TYPES:
-        raise EvidenceError(
-            "not an in-toto statement v0.1 or v1", field="statement._type", code=Code.UNSUPPORTED
-        )
+        fail(Code.UNSUPPORTED, "statement._type", "not an in-toto statement v0.1 or v1")
     return statement
 
 
 def _predicate_facts(statement: Mapping[str, Any], accepted: tuple[str, ...]) -> _Facts:
     predicate_type = _short_text(statement.get("predicateType"), "statement.predicateType")
     if predicate_type not in accepted:
-        raise EvidenceError(
+        fail(
+            Code.UNSUPPORTED,
+            "statement.predicateType",
             f"predicate type {predicate_type[:200]!r} is not accepted",
-            field="statement.predicateType",
-            code=Code.UNSUPPORTED,
         )
     digests = _subject_digests(statement.get("subject"))
     predicate = statement.get("predicate")
     if not isinstance(predicate, dict):
-        raise EvidenceError(
-            "must be a JSON object", field="statement.predicate", code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, "statement.predicate", "must be a JSON object")
     builder_id: str | None = None
     source: str | None = None
     if predicate_type in SLSA_PROVENANCE_V02:
@@ -446,10 +415,10 @@ def _predicate_facts(statement: Mapping[str, Any], accepted: tuple[str, ...]) ->
             "statement.predicate.buildDefinition.resolvedDependencies",
         )
     elif predicate_type == SLSA_VSA_V1 and predicate.get("verificationResult") != "PASSED":
-        raise EvidenceError(
+        fail(
+            Code.UNTRUSTED,
+            "statement.predicate.verificationResult",
             "the verification summary does not say PASSED",
-            field="statement.predicate.verificationResult",
-            code=Code.UNTRUSTED,
         )
     return _Facts(predicate_type, digests, builder_id, source)
 
@@ -464,26 +433,20 @@ def _path(value: Any, *keys: str) -> Any:
 
 def _subject_digests(subjects: object) -> tuple[str, ...]:
     if not isinstance(subjects, list) or not 0 < len(subjects) <= _MAX_SUBJECTS:
-        raise EvidenceError(
-            f"must be a list of 1 to {_MAX_SUBJECTS} subjects",
-            field="statement.subject",
-            code=Code.MALFORMED,
+        fail(
+            Code.MALFORMED, "statement.subject", f"must be a list of 1 to {_MAX_SUBJECTS} subjects"
         )
     digests: dict[str, None] = {}
     for index, subject in enumerate(subjects):
         where = f"statement.subject[{index}].digest"
         digest = subject.get("digest") if isinstance(subject, dict) else None
         if not isinstance(digest, dict) or not all(isinstance(v, str) for v in digest.values()):
-            raise EvidenceError(
-                "must map algorithms to hex strings", field=where, code=Code.MALFORMED
-            )
+            fail(Code.MALFORMED, where, "must map algorithms to hex strings")
         value = digest.get("sha256")
         if value is None:
             continue
         if not _SHA256_HEX.match(value):
-            raise EvidenceError(
-                "sha256 must be 64 lowercase hex characters", field=where, code=Code.MALFORMED
-            )
+            fail(Code.MALFORMED, where, "sha256 must be 64 lowercase hex characters")
         digests["sha256:" + value] = None
     return tuple(digests)
 
@@ -492,7 +455,7 @@ def _first_uri(entries: object, field_name: str) -> str | None:
     if entries is None:
         return None
     if not isinstance(entries, list):
-        raise EvidenceError("must be a list", field=field_name, code=Code.MALFORMED)
+        fail(Code.MALFORMED, field_name, "must be a list")
     if not entries:
         return None
     uri = entries[0].get("uri") if isinstance(entries[0], dict) else None
@@ -514,22 +477,16 @@ def _repository(uri: str) -> str:
 
 def _artifacts(value: object, field_name: str) -> dict[str, str]:
     if not isinstance(value, dict) or len(value) > _MAX_SUBJECTS:
-        raise EvidenceError(
-            f"must map at most {_MAX_SUBJECTS} paths to digests",
-            field=field_name,
-            code=Code.MALFORMED,
-        )
+        fail(Code.MALFORMED, field_name, f"must map at most {_MAX_SUBJECTS} paths to digests")
     artifacts: dict[str, str] = {}
     for path, digest in value.items():
         where = f"{field_name}[{path[:80]!r}]"
         if not isinstance(digest, dict):
-            raise EvidenceError("must map algorithms to hex", field=where, code=Code.MALFORMED)
+            fail(Code.MALFORMED, where, "must map algorithms to hex")
         sha256 = digest.get("sha256")
         if sha256 is None:
             continue
         if not isinstance(sha256, str) or not _SHA256_HEX.match(sha256):
-            raise EvidenceError(
-                "sha256 must be 64 lowercase hex characters", field=where, code=Code.MALFORMED
-            )
+            fail(Code.MALFORMED, where, "sha256 must be 64 lowercase hex characters")
         artifacts[path] = "sha256:" + sha256
     return artifacts

@@ -21,12 +21,12 @@ from typing import Annotated, Any
 from pydantic import Field, StrictStr
 
 from attestpolicy.claims import Node, Runtime
-from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     ClockSkewSeconds,
     Code,
     EvidenceSection,
     FrozenModel,
+    fail,
 )
 from attestpolicy.evidence._crypto.jose import (
     Audiences,
@@ -106,10 +106,10 @@ def verify_psat(
     subject = claim_text(claims, "sub", field=field)
     expected_subject = f"system:serviceaccount:{namespace}:{sa_name}"
     if not hmac.compare_digest(subject.encode("utf-8"), expected_subject.encode("utf-8")):
-        raise EvidenceError(
+        fail(
+            Code.IDENTITY_MISMATCH,
+            f"{field}.sub",
             "sub does not name the token's namespace and service account",
-            field=f"{field}.sub",
-            code=Code.IDENTITY_MISMATCH,
         )
     runtime = Runtime(
         verified=True,
@@ -135,11 +135,7 @@ def verify_psat(
 def _k8s_name(obj: dict[str, Any], name: str, *, field: str) -> str:
     value = claim_text(obj, name, field=field, max_length=253)
     if not _K8S_NAME.match(value):
-        raise EvidenceError(
-            f"'{name}' is not a Kubernetes object name",
-            field=f"{field}.{name}",
-            code=Code.MALFORMED,
-        )
+        fail(Code.MALFORMED, f"{field}.{name}", f"'{name}' is not a Kubernetes object name")
     return value
 
 

@@ -39,6 +39,7 @@ from attestpolicy.evidence._common import (
     EvidenceSection,
     FrozenModel,
     decode_base64,
+    fail,
     require_utc,
 )
 from attestpolicy.evidence._crypto.jose import (
@@ -87,9 +88,7 @@ def _spiffe_id(value: str, *, field: str) -> tuple[Subject, str]:
         subject = Subject(spiffe_id=value)
     except ValidationError as exc:
         message = exc.errors(include_url=False)[0]["msg"]
-        raise EvidenceError(
-            f"invalid SPIFFE ID: {message}", field=field, code=Code.MALFORMED
-        ) from None
+        fail(Code.MALFORMED, field, f"invalid SPIFFE ID: {message}")
     trust_domain = subject.spiffe_id[len("spiffe://") :].partition("/")[0]
     return subject, trust_domain
 
@@ -169,24 +168,20 @@ def verify_x509_svid(
     subject, trust_domain = _leaf_identity(leaf)
     store = trust.store_for(trust_domain)
     if store is None:
-        raise EvidenceError(
-            f"trust domain {trust_domain!r} is not trusted", field="chain[0]", code=Code.UNTRUSTED
-        )
+        fail(Code.UNTRUSTED, "chain[0]", f"trust domain {trust_domain!r} is not trusted")
     for index, cert in enumerate(chain):
         check_validity(cert, now, field=f"chain[{index}]")
     verifier = PolicyBuilder().store(store).time(now).build_client_verifier()
     try:
         verified = verifier.verify(leaf, chain[1:])
     except VerificationError as exc:
-        raise EvidenceError(
+        fail(
+            Code.UNTRUSTED,
+            "chain",
             f"chain does not build to the {trust_domain} authorities: {exc}",
-            field="chain",
-            code=Code.UNTRUSTED,
-        ) from None
+        )
     except ValueError as exc:
-        raise EvidenceError(
-            f"cannot verify the chain: {exc}", field="chain", code=Code.MALFORMED
-        ) from None
+        fail(Code.MALFORMED, "chain", f"cannot verify the chain: {exc}")
     for index, cert in enumerate(verified.chain):
         check_validity(cert, now, field=f"chain.verified[{index}]")
     expires_at = min(cert.not_valid_after_utc for cert in verified.chain)
@@ -213,17 +208,11 @@ def _load_chain(evidence: X509SvidEvidence) -> list[x509.Certificate]:
         try:
             certs = [x509.load_der_x509_certificate(part) for part in _split_der(der)]
         except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ... here
-            raise EvidenceError(
-                f"not a certificate chain: {exc}", field="chain", code=Code.MALFORMED
-            ) from None
+            fail(Code.MALFORMED, "chain", f"not a certificate chain: {exc}")
     else:
-        raise EvidenceError("give 'chain' or 'chain_der'", field="(section)", code=Code.MALFORMED)
+        fail(Code.MALFORMED, "(section)", "give 'chain' or 'chain_der'")
     if not 0 < len(certs) <= MAX_CHAIN_CERTIFICATES:
-        raise EvidenceError(
-            f"a chain holds 1 to {MAX_CHAIN_CERTIFICATES} certificates",
-            field="chain",
-            code=Code.MALFORMED,
-        )
+        fail(Code.MALFORMED, "chain", f"a chain holds 1 to {MAX_CHAIN_CERTIFICATES} certificates")
     return certs
 
 
@@ -262,31 +251,23 @@ def _leaf_identity(leaf: x509.Certificate) -> tuple[Subject, str]:
         usage = _extension_value(extensions, x509.KeyUsage)
         uri_values = uris.get_values_for_type(x509.UniformResourceIdentifier) if uris else []
     except Exception as exc:  # cryptography raises several non-ValueError types here
-        raise EvidenceError(
-            f"unreadable extensions: {exc}", field="chain[0]", code=Code.MALFORMED
-        ) from None
+        fail(Code.MALFORMED, "chain[0]", f"unreadable extensions: {exc}")
     if len(uri_values) != 1:
-        raise EvidenceError(
+        fail(
+            Code.MALFORMED,
+            "chain[0].subject_alt_name",
             f"an X.509-SVID needs exactly one URI SAN, found {len(uri_values)}",
-            field="chain[0].subject_alt_name",
-            code=Code.MALFORMED,
         )
     identity = _spiffe_id(uri_values[0], field="chain[0].subject_alt_name")
     if basic is not None and basic.ca:
-        raise EvidenceError(
-            "a leaf SVID must not be a CA", field="chain[0].basic_constraints", code=Code.MALFORMED
-        )
+        fail(Code.MALFORMED, "chain[0].basic_constraints", "a leaf SVID must not be a CA")
     if usage is None or not usage.digital_signature:
-        raise EvidenceError(
-            "a leaf SVID needs the digitalSignature key usage",
-            field="chain[0].key_usage",
-            code=Code.MALFORMED,
+        fail(
+            Code.MALFORMED, "chain[0].key_usage", "a leaf SVID needs the digitalSignature key usage"
         )
     if usage.key_cert_sign or usage.crl_sign:
-        raise EvidenceError(
-            "a leaf SVID must not have keyCertSign or cRLSign",
-            field="chain[0].key_usage",
-            code=Code.MALFORMED,
+        fail(
+            Code.MALFORMED, "chain[0].key_usage", "a leaf SVID must not have keyCertSign or cRLSign"
         )
     return identity
 
@@ -341,11 +322,7 @@ def verify_jwt_svid(evidence: JwtSvidEvidence, trust: JwtSvidTrust, *, now: date
     _, trust_domain = _spiffe_id(claimed, field=f"{field}.sub")
     jwks = trust.bundles.get(trust_domain)
     if jwks is None:
-        raise EvidenceError(
-            f"trust domain {trust_domain!r} is not trusted",
-            field=f"{field}.sub",
-            code=Code.UNTRUSTED,
-        )
+        fail(Code.UNTRUSTED, f"{field}.sub", f"trust domain {trust_domain!r} is not trusted")
     verified = verify_jws(evidence.token, jwks, field=field, allowed_typ=("JWT", "JOSE"))
     subject, _ = _spiffe_id(
         claim_text(verified.claims, "sub", field=field, max_length=2048), field=f"{field}.sub"

@@ -23,11 +23,11 @@ from typing import Annotated
 from pydantic import Field, StrictBool, StrictStr
 
 from attestpolicy.claims import Digest, Runtime
-from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     Code,
     EvidenceSection,
     FrozenModel,
+    fail,
     require_utc,
 )
 from attestpolicy.evidence.workload.psat import PsatResult
@@ -86,11 +86,7 @@ def verify_workload_attestor(
     now = require_utc(now)
     if psat is None:
         if trust.require_binding:
-            raise EvidenceError(
-                "runtime facts must be bound to a verified PSAT",
-                field="(section)",
-                code=Code.UNTRUSTED,
-            )
+            fail(Code.UNTRUSTED, "(section)", "runtime facts must be bound to a verified PSAT")
         runtime = Runtime(
             verified=False,
             namespace=evidence.namespace,
@@ -101,11 +97,9 @@ def verify_workload_attestor(
         return WorkloadAttestorResult(runtime=runtime, unbound_image_digest=None)
     bound = psat.runtime
     if not bound.verified or bound.expires_at is None:
-        raise EvidenceError("the PSAT runtime is not verified", field="psat", code=Code.UNTRUSTED)
+        fail(Code.UNTRUSTED, "psat", "the PSAT runtime is not verified")
     if now >= bound.expires_at:
-        raise EvidenceError(
-            f"the PSAT expired at {bound.expires_at.isoformat()}", field="psat", code=Code.EXPIRED
-        )
+        fail(Code.EXPIRED, "psat", f"the PSAT expired at {bound.expires_at.isoformat()}")
     pairs = [
         ("namespace", evidence.namespace, bound.namespace),
         ("service_account", evidence.service_account, bound.service_account),
@@ -119,10 +113,8 @@ def verify_workload_attestor(
             or token is None
             or not hmac.compare_digest(reported.encode("utf-8"), token.encode("utf-8"))
         ):
-            raise EvidenceError(
-                f"reported {name} does not match the verified token's",
-                field=name,
-                code=Code.IDENTITY_MISMATCH,
+            fail(
+                Code.IDENTITY_MISMATCH, name, f"reported {name} does not match the verified token's"
             )
     runtime = Runtime(
         verified=True,
