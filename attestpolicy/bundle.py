@@ -59,7 +59,6 @@ __all__ = [
     "PublicKey",
     "SignedFile",
     "build_bundle",
-    "build_repo_bundles",
     "canonical_json",
     "file_digest",
     "load_bundle",
@@ -1119,25 +1118,3 @@ def write_config_bundle(
     _write_atomic(out / _MANIFEST, _dump_json(manifest))
     _write_atomic(out.joinpath(*CONFIG_ROOTS[0].split("/"), _DATA), _dump_json(plain))
     return out
-
-
-def build_repo_bundles(repo_root: str | os.PathLike[str]) -> tuple[Path, Path]:
-    """Regenerate the repository's ``bundles/`` from its sources.
-
-    ``bundles/attestpolicy.tar.gz`` from ``rego/`` and
-    ``bundles/example-config/`` from ``attestpolicy/examples/config.json``.
-    Returns both paths.
-    """
-    root = Path(repo_root)
-    policy_bundle = root / "bundles" / "attestpolicy.tar.gz"
-    config_dir = root / "bundles" / "example-config"
-    config_path = root / "attestpolicy" / "examples" / "config.json"
-    if not config_path.is_file():
-        raise BundleError(f"example configuration not found: {config_path}")
-    config = _to_python(_parse_json(config_path.read_bytes(), str(config_path)), str(config_path))
-    if not isinstance(config, dict):
-        raise BundleError(f"{config_path}: must hold a JSON object")
-    bundle = build_bundle(root / "rego")
-    _write_atomic(policy_bundle, bundle)
-    write_config_bundle(config, config_dir)
-    return policy_bundle, config_dir

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from attestpolicy._cli_bundle import build_repo_bundles
 from attestpolicy.bundle import (
     BUNDLE_ROOTS,
     CONFIG_ROOTS,
@@ -27,7 +28,6 @@ from attestpolicy.bundle import (
     BundleLimits,
     PrivateKey,
     build_bundle,
-    build_repo_bundles,
     canonical_json,
     file_digest,
     load_bundle,
