@@ -26,8 +26,8 @@ def build_repo_bundles(repo_root: str | os.PathLike[str]) -> tuple[Path, Path]:
     ``bundles/attestpolicy.tar.gz`` from ``rego/`` and ``bundles/example-config/``
     from ``attestpolicy/examples/config.json`` (validated first). Returns both paths.
     """
-    from attestpolicy.bundle import _write_atomic as write_atomic
     from attestpolicy.bundle import build_bundle, write_config_bundle
+    from attestpolicy.bundle._building import write_atomic
 
     root = Path(repo_root)
     config_path = root / "attestpolicy" / "examples" / "config.json"
