@@ -114,6 +114,24 @@ def test_files_inside_roots_are_accepted() -> None:
 
 
 @pytest.mark.parametrize(
+    ("module", "message"),
+    [
+        (b'package attestpolicy["v1/x"]\n', "x.rego: package segment 'v1/x' is empty or holds '/'"),
+        (b'package attestpolicy[""]\n', "x.rego: package segment '' is empty or holds '/'"),
+        (
+            b"package attestpolicy.v1\n\nallow := \n",
+            "x.rego:4:1: invalid Rego: expecting expression",
+        ),
+        (b"package attestpolicy.v1\n\nallow { true }\n", "x.rego:3:7: invalid Rego: `if` keyword"),
+    ],
+)
+def test_package_paths_and_modules_are_read_by_regorus(module: bytes, message: str) -> None:
+    """The package path is the one regorus parses; a module regorus cannot parse is refused."""
+    with expect_error(message):
+        load_bundle(pack([_MANIFEST, ("/x.rego", module)]))
+
+
+@pytest.mark.parametrize(
     ("manifest_doc", "message"),
     [
         ({"rego_version": 2}, ".manifest: unknown rego_version 2"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import hmac
 import json
@@ -24,7 +25,8 @@ from bundle.helpers import (
     sign_payload,
     write_policy,
 )
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from attestpolicy.bundle import (
@@ -289,6 +291,46 @@ def test_small_rsa_keys_are_refused(policy_dir: Path) -> None:
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
     with expect_error("RSA key of 1024 bits is too small", SIGNATURE_CODE):
         build_bundle(policy_dir, signing_key=small)
+
+
+def test_signing_keys_are_loaded_by_the_one_key_loader(
+    policy_dir: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    encrypted = rsa_key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"secret"),
+    )
+    with expect_error("signing key is encrypted; pass an unencrypted PEM key", SIGNATURE_CODE):
+        build_bundle(policy_dir, signing_key=encrypted)
+    with expect_error("signing key is not a PEM private key", SIGNATURE_CODE):
+        build_bundle(policy_dir, signing_key="not a key")
+    with expect_error("signing key must be PEM or a key object, not int", SIGNATURE_CODE):
+        build_bundle(policy_dir, signing_key=7)  # type: ignore[arg-type]
+    with expect_error("unsupported elliptic curve secp256k1", SIGNATURE_CODE):
+        build_bundle(policy_dir, signing_key=ec.generate_private_key(ec.SECP256K1()))
+
+
+def test_a_certificate_may_carry_the_verification_key(
+    policy_dir: Path, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bundle signer")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(rsa_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(rsa_key, hashes.SHA256())
+    )
+    bundle = build_bundle(policy_dir, signing_key=rsa_key)
+    loaded = load_bundle(
+        bundle, verification_key=certificate.public_bytes(serialization.Encoding.PEM)
+    )
+    assert loaded.signed
 
 
 def test_opa_signed_token_verifies() -> None:
