@@ -40,7 +40,6 @@ __all__ = [
     "ClockSkewSeconds",
     "Code",
     "EvidenceSection",
-    "FrozenModel",
     "PemText",
     "check_not_future",
     "decode_base64",

@@ -27,11 +27,7 @@ from pydantic_core import CoreSchema
 from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Request, Text
 from attestpolicy.errors import ConfigError, EvidenceError
-from attestpolicy.evidence._common import (
-    Code,
-    fail,
-    load_json,
-)
+from attestpolicy.evidence._common import Code, fail, load_json
 from attestpolicy.evidence.image.cosign import CosignEvidence, CosignTrust
 from attestpolicy.evidence.image.sigstore_bundle import SigstoreBundleEvidence, SigstoreTrust
 from attestpolicy.evidence.node.aws_iid import AwsIidEvidence, AwsIidTrust

@@ -26,11 +26,7 @@ from attestpolicy.claims import (
     parse_timestamp,
 )
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._common import (
-    Code,
-    fail,
-    fail_no_trust,
-)
+from attestpolicy.evidence._common import Code, fail, fail_no_trust
 from attestpolicy.evidence.document import (
     EvidenceDocument,
     ImageSection,
@@ -44,10 +40,7 @@ from attestpolicy.evidence.document import (
     parse_trust_config,
 )
 from attestpolicy.evidence.image.cosign import verify_cosign_signature
-from attestpolicy.evidence.image.sigstore_bundle import (
-    ImageSignatureResult,
-    verify_sigstore_image,
-)
+from attestpolicy.evidence.image.sigstore_bundle import ImageSignatureResult, verify_sigstore_image
 from attestpolicy.evidence.node.registry import NODE_VERIFIERS, Challenge
 from attestpolicy.evidence.provenance.in_toto import verify_provenance
 from attestpolicy.evidence.workload.psat import verify_psat

@@ -24,10 +24,7 @@ from cryptography.x509.certificate_transparency import LogEntryType
 from sigstore.errors import Error as SigstoreError
 from sigstore.verify.policy import Identity
 
-from attestpolicy.evidence._common import (
-    Code,
-    fail,
-)
+from attestpolicy.evidence._common import Code, fail
 from attestpolicy.evidence._crypto.trusted_root import SigstoreRoot
 from attestpolicy.evidence._crypto.x509 import signature_ok, spki_der
 

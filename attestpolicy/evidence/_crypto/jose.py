@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Final, Literal, Protocol
+from typing import Annotated, Any, Final, Literal
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -23,13 +23,11 @@ from pydantic import ConfigDict, Field, PrivateAttr, StrictInt, StrictStr
 
 from attestpolicy._keys import accepted_public_key
 from attestpolicy._model import FrozenModel
-from attestpolicy.claims import Node
 from attestpolicy.evidence._common import (
     Code,
     decode_base64,
     fail,
     load_json_object,
-    require_utc,
 )
 
 MAX_TOKEN_CHARS: Final = 16 * 1024
@@ -354,83 +352,3 @@ def claim_object(claims: Mapping[str, Any], name: str, *, field: str) -> dict[st
     if not isinstance(value, dict):
         fail(Code.MALFORMED, f"{field}.{name}", f"'{name}' must be a JSON object")
     return value
-
-
-# --- identity tokens (GCE instance identity tokens, Kubernetes PSATs) -----------------
-
-TokenText = Annotated[StrictStr, Field(min_length=5, max_length=MAX_TOKEN_CHARS)]
-"""A compact JWS as an evidence field."""
-
-Audiences = Annotated[
-    tuple[Annotated[StrictStr, Field(min_length=1, max_length=1024)], ...], Field(max_length=64)
-]
-"""Static audiences a trust section accepts."""
-
-
-class IdentityTokenTrust(Protocol):
-    """What an identity token is checked against (a trust section's fields)."""
-
-    @property
-    def jwks(self) -> Jwks: ...
-
-    @property
-    def issuer(self) -> str: ...
-
-    @property
-    def audiences(self) -> tuple[str, ...]: ...
-
-    @property
-    def clock_skew_seconds(self) -> int: ...
-
-
-@dataclass(frozen=True, slots=True)
-class IdentityToken:
-    """A verified identity token: its claims, its lifetime, and whether its audience was
-    the per-request one."""
-
-    claims: dict[str, Any]
-    issued_at: datetime
-    expires_at: datetime
-    nonce_verified: bool
-
-    def node(self, kind: Literal["gcp_iit", "k8s_psat"], node_id: str) -> Node:
-        """The verified node claim this token vouches for, valid as long as the token."""
-        return Node(
-            kind=kind,
-            id=node_id,
-            verified=True,
-            nonce_verified=self.nonce_verified,
-            issued_at=self.issued_at,
-            expires_at=self.expires_at,
-        )
-
-
-def verify_identity_token(
-    token: str,
-    trust: IdentityTokenTrust,
-    *,
-    now: datetime,
-    nonce_audience: str | None,
-    field: str = "token",
-) -> IdentityToken:
-    """The checks every identity token gets: signature under ``trust.jwks``, ``iss``
-    (exact), lifetime with ``clock_skew_seconds`` of leeway (``iat`` required) and ``aud``
-    (see :func:`check_audience`)."""
-    now = require_utc(now)
-    claims = verify_jws(token, trust.jwks, field=field).claims
-    issuer = claim_text(claims, "iss", field=field)
-    if not hmac.compare_digest(issuer.encode("utf-8"), trust.issuer.encode("utf-8")):
-        fail(
-            Code.IDENTITY_MISMATCH,
-            f"{field}.iss",
-            f"issuer {issuer[:128]!r} is not the trusted issuer",
-        )
-    lifetime = check_lifetime(claims, now=now, leeway_seconds=trust.clock_skew_seconds, field=field)
-    return IdentityToken(
-        claims=claims,
-        issued_at=required_issued_at(lifetime, field=field),
-        expires_at=lifetime.expires_at,
-        nonce_verified=check_audience(
-            claims, audiences=trust.audiences, nonce_audience=nonce_audience, field=field
-        ),
-    )

@@ -43,11 +43,7 @@ from cryptography.x509.verification import (
 
 from attestpolicy._keys import PublicKey, UnsupportedKeyError, load_public_key
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._common import (
-    Code,
-    fail,
-    sha256_digest,
-)
+from attestpolicy.evidence._common import Code, fail, sha256_digest
 
 __all__ = [
     "Asn1Certificate",

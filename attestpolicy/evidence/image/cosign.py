@@ -49,11 +49,11 @@ from pydantic import (
 )
 
 from attestpolicy._keys import PublicKey, accepted_public_key, load_public_key
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import ImageSignature
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     Code,
-    FrozenModel,
     check_not_future,
     decode_base64,
     fail,
@@ -73,11 +73,7 @@ from attestpolicy.evidence._crypto.x509 import (
     spki_der,
     verify_code_signing_chain,
 )
-from attestpolicy.evidence.image._reference import (
-    ImageReference,
-    InvalidReference,
-    parse_reference,
-)
+from attestpolicy.evidence.image._reference import ImageReference, InvalidReference, parse_reference
 from attestpolicy.evidence.image.sigstore_bundle import ImageSignatureResult, SigstoreIdentity
 
 __all__ = [

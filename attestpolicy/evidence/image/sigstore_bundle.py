@@ -37,11 +37,11 @@ from sigstore.hashes import Hashed
 from sigstore.models import Bundle, IncompatibleEntry, InvalidBundle, TrustedRoot
 from sigstore_models.common.v1 import HashAlgorithm
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Image, ImageSignature
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     Code,
-    FrozenModel,
     check_not_future,
     fail,
     load_json,

@@ -19,10 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from attestpolicy.evidence._common import (
-    Code,
-    fail,
-)
+from attestpolicy.evidence._common import Code, fail
 
 __all__ = ["GoTpmAttestation", "GoTpmQuote", "parse_go_tpm_attestation"]
 

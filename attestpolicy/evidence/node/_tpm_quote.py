@@ -14,10 +14,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from attestpolicy.evidence._common import (
-    Code,
-    fail,
-)
+from attestpolicy.evidence._common import Code, fail
 from attestpolicy.evidence.node._tpm_structs import (
     ALG_ECDSA,
     ALG_NULL,

@@ -16,11 +16,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from attestpolicy.evidence._common import (
-    Code,
-    fail,
-)
-from attestpolicy.evidence.node._collected import ByteReader
+from attestpolicy.evidence._common import Code, fail
+from attestpolicy.evidence.node._byte_reader import ByteReader
 
 __all__ = [
     "ALG_ECDSA",

@@ -31,13 +31,13 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, padding, rsa
 from pydantic import Field, PrivateAttr, StrictStr, field_validator, model_validator
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Node, parse_timestamp
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     ClockSkewSeconds,
     Code,
     EvidenceSection,
-    FrozenModel,
     decode_base64,
     fail,
     load_json_object,

@@ -1,11 +1,9 @@
 """GCE instance identity tokens: a Google-signed JWT naming the VM it was issued to.
 
 The token is checked against a JWKS snapshot from the trust configuration (no key
-fetching, ever) and becomes a :class:`~attestpolicy.claims.Node` of kind ``gcp_iit``.
-
-Freshness: the token carries no nonce. When the caller asked the VM for a token whose
-audience is a per-request value (``nonce_audience``), a token naming exactly that
-audience sets ``nonce_verified=True``; otherwise it is False.
+fetching, ever) and becomes a :class:`~attestpolicy.claims.Node` of kind ``gcp_iit``,
+fresh only when it names the caller's per-request audience
+(:func:`~attestpolicy.evidence._crypto.tokens.verify_identity_token`).
 """
 
 from __future__ import annotations
@@ -17,22 +15,11 @@ from typing import Annotated, Final
 
 from pydantic import Field, StrictStr
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Node
-from attestpolicy.evidence._common import (
-    ClockSkewSeconds,
-    Code,
-    EvidenceSection,
-    FrozenModel,
-    fail,
-)
-from attestpolicy.evidence._crypto.jose import (
-    Audiences,
-    Jwks,
-    TokenText,
-    claim_object,
-    claim_text,
-    verify_identity_token,
-)
+from attestpolicy.evidence._common import ClockSkewSeconds, Code, fail
+from attestpolicy.evidence._crypto.jose import Jwks, claim_object, claim_text
+from attestpolicy.evidence._crypto.tokens import Audiences, TokenSection, verify_identity_token
 
 __all__ = ["GOOGLE_ISSUER", "GceIitEvidence", "GceIitResult", "GceIitTrust", "verify_gce_iit"]
 
@@ -42,10 +29,8 @@ GOOGLE_ISSUER: Final = "https://accounts.google.com"
 _GCE_INSTANCE_ID = re.compile(r"^[0-9]{1,20}$", re.ASCII)
 
 
-class GceIitEvidence(EvidenceSection):
+class GceIitEvidence(TokenSection):
     """A GCE instance identity token (``format=full``), compact JWS text."""
-
-    token: TokenText
 
 
 class GceIitTrust(FrozenModel):

@@ -16,11 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Final, Generic, Protocol, TypeVar
 
 from attestpolicy.claims import Node
-from attestpolicy.evidence._common import (
-    Code,
-    fail,
-    fail_no_trust,
-)
+from attestpolicy.evidence._common import Code, fail, fail_no_trust
 from attestpolicy.evidence.node.aws_iid import verify_aws_iid
 from attestpolicy.evidence.node.gce_iit import verify_gce_iit
 from attestpolicy.evidence.node.sev_snp import verify_az_snp_vtpm, verify_sev_snp

@@ -33,11 +33,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from pydantic import AfterValidator, Field, StrictBool
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Node
 from attestpolicy.evidence._common import (
     Base64Bytes,
     Code,
-    FrozenModel,
     PemText,
     decode_base64,
     fail,
@@ -51,11 +51,7 @@ from attestpolicy.evidence._crypto.x509 import (
     fingerprint,
     verify_pinned_chain,
 )
-from attestpolicy.evidence.node._collected import (
-    CollectedSection,
-    check_report_data,
-    collected_node,
-)
+from attestpolicy.evidence.node._collected import CollectedSection, check_report_data
 from attestpolicy.evidence.node._tpm_quote import QuoteInput, verify_quote
 
 __all__ = [
@@ -302,15 +298,8 @@ def verify_sev_snp(
     """
     now = require_utc(now)
     report = _verify_report(evidence.report, evidence.vcek, evidence.ask, trust, now, "")
-    if nonce is not None:
-        check_report_data(report.report_data, nonce, "report.report_data")
-    return collected_node(
-        evidence,
-        kind="sev_snp",
-        id=report.chip_id.hex(),
-        nonce_verified=nonce is not None,
-        measurements=report.measurements(),
-    )
+    check_report_data(report.report_data, nonce, "report.report_data")
+    return evidence.verified_node("sev_snp", report.chip_id.hex(), nonce, report.measurements())
 
 
 # --- Azure confidential VMs: HCL report + vTPM quote ---------------------------------------
@@ -352,13 +341,7 @@ def verify_az_snp_vtpm(
         nonce=nonce,
         measurements=measurements,
     )
-    return collected_node(
-        evidence,
-        kind="az_snp_vtpm",
-        id=fingerprint(key),
-        nonce_verified=nonce is not None,
-        measurements=measurements,
-    )
+    return evidence.verified_node("az_snp_vtpm", fingerprint(key), nonce, measurements)
 
 
 def _runtime_data(raw: bytes, report: _Report) -> bytes:

@@ -35,15 +35,9 @@ from pydantic import (
     StringConstraints,
 )
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Node
-from attestpolicy.evidence._common import (
-    Base64Bytes,
-    Code,
-    FrozenModel,
-    PemText,
-    fail,
-    require_utc,
-)
+from attestpolicy.evidence._common import Base64Bytes, Code, PemText, fail, require_utc
 from attestpolicy.evidence._crypto.x509 import (
     certificate_from_pem,
     certificates_from_pem_bundle,
@@ -51,12 +45,8 @@ from attestpolicy.evidence._crypto.x509 import (
     fingerprint,
     verify_chain,
 )
-from attestpolicy.evidence.node._collected import (
-    ByteReader,
-    CollectedSection,
-    check_report_data,
-    collected_node,
-)
+from attestpolicy.evidence.node._byte_reader import ByteReader
+from attestpolicy.evidence.node._collected import CollectedSection, check_report_data
 
 __all__ = ["INTEL_TD_QE_MRSIGNER", "TdxEvidence", "TdxTrust", "verify_tdx"]
 
@@ -233,15 +223,9 @@ def verify_tdx(
     fields = {name: quote.body[start : start + size] for name, start, size in _BODY_FIELDS}
     if fields["td_attributes"][0] & _TD_DEBUG and not trust.allow_debug:
         fail(Code.UNTRUSTED, "quote.td_attributes", "the TD is a debug TD")
-    if nonce is not None:
-        check_report_data(fields["report_data"], nonce, "quote.report_data")
-    return collected_node(
-        evidence,
-        kind="tdx",
-        id=fingerprint(pck_key),
-        nonce_verified=nonce is not None,
-        measurements={f"tdx.{name}": value.hex() for name, value in sorted(fields.items())},
-    )
+    check_report_data(fields["report_data"], nonce, "quote.report_data")
+    measurements = {f"tdx.{name}": value.hex() for name, value in sorted(fields.items())}
+    return evidence.verified_node("tdx", fingerprint(pck_key), nonce, measurements)
 
 
 def _check_qe(quote: _Quote, trust: TdxTrust) -> None:

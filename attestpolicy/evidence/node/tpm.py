@@ -31,15 +31,9 @@ from pydantic import (
     model_validator,
 )
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Node
-from attestpolicy.evidence._common import (
-    Base64Bytes,
-    Code,
-    FrozenModel,
-    PemText,
-    fail,
-    require_utc,
-)
+from attestpolicy.evidence._common import Base64Bytes, Code, PemText, fail, require_utc
 from attestpolicy.evidence._crypto.x509 import (
     certificate_from_der,
     certificate_from_pem,
@@ -50,14 +44,10 @@ from attestpolicy.evidence._crypto.x509 import (
     spki_der,
     verify_chain,
 )
-from attestpolicy.evidence.node._collected import CollectedSection, collected_node
+from attestpolicy.evidence.node._collected import CollectedSection
 from attestpolicy.evidence.node._tpm_protobuf import parse_go_tpm_attestation
 from attestpolicy.evidence.node._tpm_quote import QuoteInput, verify_quote
-from attestpolicy.evidence.node._tpm_structs import (
-    HASHES,
-    PublicArea,
-    parse_public,
-)
+from attestpolicy.evidence.node._tpm_structs import HASHES, PublicArea, parse_public
 
 __all__ = ["TpmEvidence", "TpmQuote", "TpmTrust", "verify_tpm"]
 
@@ -190,13 +180,8 @@ def verify_tpm(
             nonce=nonce,
             measurements=measurements,
         )
-    return collected_node(
-        evidence,
-        kind="tpm",
-        id=fingerprint(key),
-        nonce_verified=nonce is not None,
-        measurements=dict(sorted(measurements.items(), key=_pcr_order)),
-    )
+    measurements = dict(sorted(measurements.items(), key=_pcr_order))
+    return evidence.verified_node("tpm", fingerprint(key), nonce, measurements)
 
 
 def _pcr_order(item: tuple[str, str]) -> tuple[str, int]:

@@ -32,11 +32,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from attestpolicy.errors import EvidenceError
-from attestpolicy.evidence._common import (
-    Code,
-    decode_base64,
-    fail,
-)
+from attestpolicy.evidence._common import Code, decode_base64, fail
 from attestpolicy.evidence._crypto import rekor
 from attestpolicy.evidence._crypto.fulcio import certificate_identity, find_identity, verify_sct
 from attestpolicy.evidence._crypto.trusted_root import LogKey, SigstoreRoot

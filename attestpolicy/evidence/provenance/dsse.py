@@ -37,12 +37,12 @@ from pydantic import (
 )
 
 from attestpolicy._keys import PublicKey, load_public_key
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import parse_timestamp
 from attestpolicy.evidence._common import (
     LARGE_SECTION_CHARS,
     Code,
     EvidenceSection,
-    FrozenModel,
     decode_base64,
     fail,
     require_utc,

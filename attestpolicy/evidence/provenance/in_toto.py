@@ -37,13 +37,13 @@ from pydantic import (
     model_validator,
 )
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Provenance
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     LARGE_SECTION_CHARS,
     Code,
     EvidenceSection,
-    FrozenModel,
     fail,
     load_json_object,
     require_utc,

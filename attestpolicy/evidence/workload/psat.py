@@ -3,11 +3,9 @@
 A PSAT is a JWT checked against a JWKS snapshot of the cluster's service account issuer
 from the trust configuration (no key fetching, ever). It binds namespace, service account
 and pod into a verified :class:`~attestpolicy.claims.Runtime` (and, when the token names
-its node, a ``k8s_psat`` :class:`~attestpolicy.claims.Node`).
-
-Freshness: the token carries no nonce. When the caller asked the workload for a token
-whose audience is a per-request value (``nonce_audience``), a token naming exactly that
-audience sets ``nonce_verified=True``; otherwise it is False.
+its node, a ``k8s_psat`` :class:`~attestpolicy.claims.Node`, fresh only when the token
+names the caller's per-request audience:
+:func:`~attestpolicy.evidence._crypto.tokens.verify_identity_token`).
 """
 
 from __future__ import annotations
@@ -20,32 +18,19 @@ from typing import Annotated, Any
 
 from pydantic import Field, StrictStr
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Node, Runtime
-from attestpolicy.evidence._common import (
-    ClockSkewSeconds,
-    Code,
-    EvidenceSection,
-    FrozenModel,
-    fail,
-)
-from attestpolicy.evidence._crypto.jose import (
-    Audiences,
-    Jwks,
-    TokenText,
-    claim_object,
-    claim_text,
-    verify_identity_token,
-)
+from attestpolicy.evidence._common import ClockSkewSeconds, Code, fail
+from attestpolicy.evidence._crypto.jose import Jwks, claim_object, claim_text
+from attestpolicy.evidence._crypto.tokens import Audiences, TokenSection, verify_identity_token
 
 __all__ = ["PsatEvidence", "PsatResult", "PsatTrust", "verify_psat"]
 
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", re.ASCII)
 
 
-class PsatEvidence(EvidenceSection):
+class PsatEvidence(TokenSection):
     """A Kubernetes projected service account token, compact JWS text."""
-
-    token: TokenText
 
 
 class PsatTrust(FrozenModel):

@@ -31,26 +31,26 @@ from pydantic import (
     model_validator,
 )
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Runtime, Subject
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     ClockSkewSeconds,
     Code,
     EvidenceSection,
-    FrozenModel,
     decode_base64,
     fail,
     require_utc,
 )
 from attestpolicy.evidence._crypto.jose import (
     Jwks,
-    TokenText,
     check_audience,
     check_lifetime,
     claim_text,
     peek_claims,
     verify_jws,
 )
+from attestpolicy.evidence._crypto.tokens import TokenSection
 from attestpolicy.evidence._crypto.x509 import (
     certificates_from_pem_bundle,
     check_validity,
@@ -285,10 +285,8 @@ def _extension_value(extensions: x509.Extensions, kind: type[_Ext]) -> _Ext | No
 # --- JWT-SVID ---------------------------------------------------------------------
 
 
-class JwtSvidEvidence(EvidenceSection):
+class JwtSvidEvidence(TokenSection):
     """A JWT-SVID, compact JWS text."""
-
-    token: TokenText
 
 
 class JwtSvidTrust(FrozenModel):

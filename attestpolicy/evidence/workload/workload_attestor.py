@@ -22,14 +22,9 @@ from typing import Annotated
 
 from pydantic import Field, StrictBool, StrictStr
 
+from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Digest, Runtime
-from attestpolicy.evidence._common import (
-    Code,
-    EvidenceSection,
-    FrozenModel,
-    fail,
-    require_utc,
-)
+from attestpolicy.evidence._common import Code, EvidenceSection, fail, require_utc
 from attestpolicy.evidence.workload.psat import PsatResult
 
 __all__ = [
@@ -87,14 +82,7 @@ def verify_workload_attestor(
     if psat is None:
         if trust.require_binding:
             fail(Code.UNTRUSTED, "(section)", "runtime facts must be bound to a verified PSAT")
-        runtime = Runtime(
-            verified=False,
-            namespace=evidence.namespace,
-            service_account=evidence.service_account,
-            pod=evidence.pod,
-            image_digest=evidence.image_digest,
-        )
-        return WorkloadAttestorResult(runtime=runtime, unbound_image_digest=None)
+        return WorkloadAttestorResult(runtime=_reported(evidence), unbound_image_digest=None)
     bound = psat.runtime
     if not bound.verified or bound.expires_at is None:
         fail(Code.UNTRUSTED, "psat", "the PSAT runtime is not verified")
@@ -116,11 +104,20 @@ def verify_workload_attestor(
             fail(
                 Code.IDENTITY_MISMATCH, name, f"reported {name} does not match the verified token's"
             )
-    runtime = Runtime(
-        verified=True,
-        namespace=bound.namespace,
-        service_account=bound.service_account,
-        pod=bound.pod,
-        expires_at=bound.expires_at,
+    # the facts are the token's now: verified, expiring with it, without the image digest
+    bound_facts = {"verified": True, "image_digest": None, "expires_at": bound.expires_at}
+    return WorkloadAttestorResult(
+        runtime=_reported(evidence).model_copy(update=bound_facts),
+        unbound_image_digest=evidence.image_digest,
     )
-    return WorkloadAttestorResult(runtime=runtime, unbound_image_digest=evidence.image_digest)
+
+
+def _reported(evidence: WorkloadAttestorEvidence) -> Runtime:
+    """The attestor's facts as asserted (unverified) runtime claims."""
+    return Runtime(
+        verified=False,
+        namespace=evidence.namespace,
+        service_account=evidence.service_account,
+        pod=evidence.pod,
+        image_digest=evidence.image_digest,
+    )
