@@ -43,8 +43,11 @@ __all__ = [
     "PemText",
     "check_not_future",
     "decode_base64",
+    "exact_object",
     "fail",
     "fail_no_trust",
+    "json_string",
+    "json_uint64",
     "load_json",
     "load_json_object",
     "malformed_on_error",
@@ -78,6 +81,8 @@ LARGE_SECTION_CHARS: Final = 8 * 1024 * 1024
 
 MAX_BASE64_CHARS: Final = 4 * 1024 * 1024
 """Longest base64 text a :data:`Base64Bytes` field decodes at all (then bounded in bytes)."""
+
+_MAX_INT64: Final = 2**63 - 1
 
 MAX_CLOCK_SKEW_SECONDS: Final = 300
 """Largest clock skew (leeway) a trust section may configure."""
@@ -157,6 +162,29 @@ def load_json_object(text: str | bytes, *, field: str) -> dict[str, Any]:
     value = load_json(text, field=field)
     if not isinstance(value, dict):
         fail(Code.MALFORMED, field, "must be a JSON object")
+    return value
+
+
+def exact_object(value: object, keys: set[str], *, field: str) -> dict[str, Any]:
+    """``value`` must be a JSON object with exactly the members ``keys``."""
+    if not isinstance(value, dict) or set(value) != keys:
+        fail(
+            Code.MALFORMED, field, f"expected a JSON object with exactly the fields {sorted(keys)}"
+        )
+    return value
+
+
+def json_string(value: object, *, field: str, pattern: re.Pattern[str] | None = None) -> str:
+    """``value`` must be a string (matching ``pattern``, when given)."""
+    if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
+        fail(Code.MALFORMED, field, "expected a well-formed string")
+    return value
+
+
+def json_uint64(value: object, *, field: str) -> int:
+    """``value`` must be a JSON integer from 0 to 2**63 - 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT64:
+        fail(Code.MALFORMED, field, "expected a non-negative 64-bit integer")
     return value
 
 

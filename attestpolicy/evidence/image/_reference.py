@@ -16,7 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["ImageReference", "InvalidReference", "parse_reference"]
+from attestpolicy.evidence._common import Code, fail
+
+__all__ = ["ImageReference", "InvalidReference", "image_reference", "parse_reference"]
 
 MAX_REFERENCE_CHARS: Final = 1024
 _MAX_NAME_CHARS = 255
@@ -87,6 +89,15 @@ def parse_reference(text: str) -> ImageReference:
         if not _TAG.match(tag):
             raise InvalidReference(f"invalid tag {tag[:140]!r}")
     return ImageReference(name=_normalize_name(remainder), tag=tag, digest=digest)
+
+
+def image_reference(text: str, *, field: str) -> ImageReference:
+    """:func:`parse_reference` for evidence: ``evidence.unsupported`` for a digest that is
+    not sha256, ``evidence.malformed`` for anything else that is not a reference."""
+    try:
+        return parse_reference(text)
+    except InvalidReference as exc:
+        fail(Code.UNSUPPORTED if exc.unsupported else Code.MALFORMED, field, str(exc))
 
 
 def _check_digest(text: str) -> str:

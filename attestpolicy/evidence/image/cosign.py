@@ -31,11 +31,9 @@ Public API::
 from __future__ import annotations
 
 import base64
-import hashlib
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Final, Self
 
 from cryptography import x509
@@ -51,10 +49,8 @@ from pydantic import (
 from attestpolicy._keys import PublicKey, accepted_public_key, load_public_key
 from attestpolicy._model import FrozenModel
 from attestpolicy.claims import ImageSignature
-from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     Code,
-    check_not_future,
     decode_base64,
     fail,
     load_json,
@@ -64,7 +60,6 @@ from attestpolicy.evidence._common import (
     validate_mapping,
 )
 from attestpolicy.evidence._crypto.fulcio import match_identity
-from attestpolicy.evidence._crypto.rekor import verify_set
 from attestpolicy.evidence._crypto.x509 import (
     certificates_from_pem_bundle,
     fingerprint,
@@ -73,7 +68,9 @@ from attestpolicy.evidence._crypto.x509 import (
     spki_der,
     verify_code_signing_chain,
 )
-from attestpolicy.evidence.image._reference import ImageReference, InvalidReference, parse_reference
+from attestpolicy.evidence.image._cosign_payload import check_docker_reference, parse_payload
+from attestpolicy.evidence.image._cosign_rekor import verify_set_annotation
+from attestpolicy.evidence.image._reference import image_reference
 from attestpolicy.evidence.image.sigstore_bundle import ImageSignatureResult, SigstoreIdentity
 
 __all__ = [
@@ -98,7 +95,6 @@ CERTIFICATE_ANNOTATION: Final = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION: Final = "dev.sigstore.cosign/chain"
 SET_ANNOTATION: Final = "dev.sigstore.cosign/bundle"
 
-_SIGNATURE_TYPE: Final = "cosign container image signature"
 _FORMAT_PREFIX: Final = b"\x00sigstore-json\n"
 _MAX_SIGNATURE_FILE = 1024 * 1024
 _MAX_MANIFEST_CHARS = 6 * 1024 * 1024  # base64 of the 4 MiB OCI manifest limit
@@ -107,12 +103,6 @@ _MAX_ANNOTATION_CHARS = 256 * 1024
 _MAX_ANNOTATIONS = 64
 _MAX_KEYS = 32
 _MAX_PEM_CHARS = 64 * 1024
-_MAX_INT64 = 2**63 - 1
-_HEX = re.compile(r"^[0-9a-f]+$")
-_B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
-_PEM_BLOCK = re.compile(
-    r"^-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END \1-----\r?\n?$"
-)
 
 
 # --- public API ---------------------------------------------------------------
@@ -148,7 +138,7 @@ def parse_signature_file(blob: bytes) -> CosignSignature:
 
 
 def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> ImageSignatureResult:
-    ref = _parse_reference(evidence.reference, field="reference")
+    ref = image_reference(evidence.reference, field="reference")
     manifest = decode_base64(evidence.manifest, field="manifest")
     manifest_digest = sha256_digest(manifest)
     if ref.digest is not None and ref.digest != manifest_digest:
@@ -170,7 +160,7 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
         field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
     )
     signer = _verify_signer(signature, payload, raw_signature, trust, now=now)
-    signed = _parse_payload(payload)
+    signed = parse_payload(payload)
     if signed.manifest_digest != manifest_digest:
         fail(
             Code.DIGEST_MISMATCH,
@@ -178,7 +168,7 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
             f"manifest digest {manifest_digest} does not match the signed digest "
             f"{signed.manifest_digest}",
         )
-    _check_docker_reference(ref, signed)
+    check_docker_reference(ref, signed)
     return ImageSignatureResult(
         reference=evidence.reference,
         digest=ref.digest,
@@ -331,25 +321,11 @@ class _Signer:
     signed_time: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class _SignedPayload:
-    manifest_digest: str
-    docker_reference: str
-
-
 def _annotation(signature: CosignSignature, name: str, *, required: bool) -> str | None:
     value = signature.annotations.get(name)
     if value is None and required:
         fail(Code.MALFORMED, f"signature.annotations.{name}", f"missing the {name} annotation")
     return value
-
-
-def _parse_reference(text: str, *, field: str) -> ImageReference:
-    try:
-        return parse_reference(text)
-    except InvalidReference as exc:
-        code = Code.UNSUPPORTED if exc.unsupported else Code.MALFORMED
-        fail(code, field, str(exc))
 
 
 def _verify_signer(
@@ -461,29 +437,6 @@ def _match_pki_subject(leaf: x509.Certificate, pki: CosignPkiTrust, *, field: st
     return pki.subject_email or pki.subject_hostname or ""
 
 
-# --- Rekor signed entry timestamp ----------------------------------------------
-
-
-def _exact_object(value: object, keys: set[str], *, field: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or set(value) != keys:
-        fail(
-            Code.MALFORMED, field, f"expected a JSON object with exactly the fields {sorted(keys)}"
-        )
-    return value
-
-
-def _string(value: object, *, field: str, pattern: re.Pattern[str] | None = None) -> str:
-    if not isinstance(value, str) or (pattern is not None and not pattern.match(value)):
-        fail(Code.MALFORMED, field, "expected a well-formed string")
-    return value
-
-
-def _int64(value: object, *, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_INT64:
-        fail(Code.MALFORMED, field, "expected a non-negative 64-bit integer")
-    return value
-
-
 def _verify_set(
     signature: CosignSignature,
     trust: CosignTrust,
@@ -492,202 +445,13 @@ def _verify_set(
     payload: bytes,
     now: datetime,
 ) -> datetime:
-    """Verify the Rekor SET and that it logs exactly this signature, payload and key.
-
-    Returns the verified integrated time.
-    """
-    field = f"signature.annotations.{SET_ANNOTATION}"
-    text = _annotation(signature, SET_ANNOTATION, required=True) or ""
-    outer = _exact_object(
-        load_json(text, field=field), {"SignedEntryTimestamp", "Payload"}, field=field
+    """The Rekor SET annotation's verified integrated time (see ``_cosign_rekor``)."""
+    return verify_set_annotation(
+        _annotation(signature, SET_ANNOTATION, required=True) or "",
+        trust._rekor,
+        expected_der=expected_der,
+        signature=raw_signature,
+        payload=payload,
+        now=now,
+        field=f"signature.annotations.{SET_ANNOTATION}",
     )
-    set_signature = decode_base64(
-        _string(outer["SignedEntryTimestamp"], field=f"{field}.SignedEntryTimestamp"),
-        field=f"{field}.SignedEntryTimestamp",
-    )
-    inner = _exact_object(
-        outer["Payload"], {"body", "integratedTime", "logIndex", "logID"}, field=f"{field}.Payload"
-    )
-    body_text = _string(inner["body"], field=f"{field}.Payload.body", pattern=_B64)
-    log_id = _string(inner["logID"], field=f"{field}.Payload.logID", pattern=_HEX)
-    integrated = _int64(inner["integratedTime"], field=f"{field}.Payload.integratedTime")
-    log_index = _int64(inner["logIndex"], field=f"{field}.Payload.logIndex")
-    rekor_key = trust._rekor.get(log_id)
-    if rekor_key is None:
-        fail(
-            Code.UNTRUSTED,
-            f"{field}.Payload.logID",
-            f"Rekor log ID {log_id[:64]} is not a trusted Rekor key",
-        )
-    try:
-        verify_set(
-            rekor_key,
-            set_signature,
-            body=body_text,
-            integrated_time=integrated,
-            log_id=bytes.fromhex(log_id),
-            log_index=log_index,
-        )
-    except ValueError:
-        fail(
-            Code.SIGNATURE_INVALID,
-            f"{field}.SignedEntryTimestamp",
-            "Rekor signed entry timestamp does not verify",
-        )
-    _check_logged_entry(
-        decode_base64(body_text, field=f"{field}.Payload.body"),
-        expected_der,
-        raw_signature,
-        payload,
-        field=f"{field}.Payload.body",
-    )
-    try:
-        when = datetime.fromtimestamp(integrated, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        fail(Code.MALFORMED, f"{field}.Payload.integratedTime", "integrated time out of range")
-    check_not_future(when, now, field=f"{field}.Payload.integratedTime")
-    return when
-
-
-def _check_logged_entry(
-    body: bytes, expected_der: bytes, raw_signature: bytes, payload: bytes, *, field: str
-) -> None:
-    """The logged hashedrekord 0.0.1 entry must name this key, signature and payload."""
-    entry = _exact_object(load_json(body, field=field), {"apiVersion", "kind", "spec"}, field=field)
-    if entry["kind"] != "hashedrekord" or entry["apiVersion"] != "0.0.1":
-        fail(
-            Code.UNSUPPORTED,
-            field,
-            f"unsupported Rekor entry {str(entry['kind'])[:40]} {str(entry['apiVersion'])[:20]}",
-        )
-    spec = _exact_object(entry["spec"], {"data", "signature"}, field=f"{field}.spec")
-    data = _exact_object(spec["data"], {"hash"}, field=f"{field}.spec.data")
-    digest = _exact_object(data["hash"], {"algorithm", "value"}, field=f"{field}.spec.data.hash")
-    logged_sig = _exact_object(
-        spec["signature"], {"content", "publicKey"}, field=f"{field}.spec.signature"
-    )
-    key_obj = _exact_object(
-        logged_sig["publicKey"], {"content"}, field=f"{field}.spec.signature.publicKey"
-    )
-    content = _string(logged_sig["content"], field=f"{field}.spec.signature.content")
-    logged_key = decode_base64(
-        _string(key_obj["content"], field=f"{field}.spec.signature.publicKey.content"),
-        field=f"{field}.spec.signature.publicKey.content",
-    )
-    if _pem_der(logged_key) != expected_der:
-        fail(
-            Code.SIGNATURE_INVALID,
-            f"{field}.spec.signature.publicKey",
-            "the logged public key or certificate is not the one that signed",
-        )
-    if decode_base64(content, field=f"{field}.spec.signature.content") != raw_signature:
-        fail(
-            Code.SIGNATURE_INVALID,
-            f"{field}.spec.signature.content",
-            "the logged signature is not this signature",
-        )
-    if digest["algorithm"] != "sha256":
-        fail(
-            Code.UNSUPPORTED,
-            f"{field}.spec.data.hash.algorithm",
-            "only sha256 hashedrekord entries are supported",
-        )
-    if digest["value"] != hashlib.sha256(payload).hexdigest():
-        fail(
-            Code.SIGNATURE_INVALID,
-            f"{field}.spec.data.hash.value",
-            "the logged payload hash is not this payload's",
-        )
-
-
-def _pem_der(pem: bytes) -> bytes | None:
-    """The DER bytes of a single PEM block with nothing after it, else ``None``."""
-    try:
-        match = _PEM_BLOCK.match(pem.decode("ascii"))
-    except UnicodeDecodeError:
-        return None
-    if match is None:
-        return None
-    body = "".join(match.group(2).split())
-    try:
-        return decode_base64(body, field="pem")
-    except EvidenceError:
-        return None
-
-
-# --- the signed payload --------------------------------------------------------
-
-
-def _parse_payload(payload: bytes) -> _SignedPayload:
-    """Parse cosign's simple-signing JSON strictly, as containers/image does."""
-    field = "signature.payload"
-    top = _exact_object(load_json(payload, field=field), {"critical", "optional"}, field=field)
-    optional = top["optional"]
-    if optional is not None:
-        if not isinstance(optional, dict):
-            fail(Code.MALFORMED, f"{field}.optional", "optional must be an object or null")
-        if "creator" in optional and not isinstance(optional["creator"], str):
-            fail(Code.MALFORMED, f"{field}.optional", "optional.creator must be a string")
-        stamp = optional.get("timestamp")
-        if "timestamp" in optional and (
-            isinstance(stamp, bool)
-            or not isinstance(stamp, int | float)
-            or (isinstance(stamp, float) and not stamp.is_integer())
-        ):
-            fail(Code.MALFORMED, f"{field}.optional", "optional.timestamp must be an integer")
-    critical = _exact_object(
-        top["critical"], {"type", "image", "identity"}, field=f"{field}.critical"
-    )
-    if critical["type"] != _SIGNATURE_TYPE:
-        fail(
-            Code.UNSUPPORTED,
-            f"{field}.critical.type",
-            f"unrecognized signature type {str(critical['type'])[:80]!r}",
-        )
-    image = _exact_object(
-        critical["image"], {"docker-manifest-digest"}, field=f"{field}.critical.image"
-    )
-    identity = _exact_object(
-        critical["identity"], {"docker-reference"}, field=f"{field}.critical.identity"
-    )
-    digest_field = f"{field}.critical.image.docker-manifest-digest"
-    digest_text = _string(image["docker-manifest-digest"], field=digest_field)
-    digest_ref = _parse_reference(digest_text, field=digest_field)
-    if digest_ref.name is not None or digest_ref.digest is None:
-        fail(Code.MALFORMED, digest_field, "not a sha256 digest")
-    reference = _string(
-        identity["docker-reference"], field=f"{field}.critical.identity.docker-reference"
-    )
-    return _SignedPayload(manifest_digest=digest_ref.digest, docker_reference=reference)
-
-
-def _check_docker_reference(ref: ImageReference, signed: _SignedPayload) -> None:
-    """Match the signed docker-reference against the evidence reference.
-
-    The rule (containers/image ``matchRepoDigestOrExact``, relaxed like its
-    ``matchRepository`` for cosign's name-only references): the normalized repositories
-    must be equal (skipped for a bare-digest reference that names none); when both
-    carry a tag the tags must be equal; a digest in the signed reference must be the
-    signed manifest digest.
-    """
-    field = "signature.payload.critical.identity.docker-reference"
-    try:
-        signed_ref = parse_reference(signed.docker_reference)
-    except InvalidReference as exc:
-        fail(
-            Code.IDENTITY_MISMATCH,
-            field,
-            f"signed docker-reference is not a valid reference: {exc}",
-        )
-    if signed_ref.name is None:
-        fail(Code.IDENTITY_MISMATCH, field, "signed docker-reference names no repository")
-    if ref.name is not None and signed_ref.name != ref.name:
-        fail(
-            Code.IDENTITY_MISMATCH,
-            field,
-            f"signed for repository {signed_ref.name}, not {ref.name}",
-        )
-    if ref.tag is not None and signed_ref.tag is not None and signed_ref.tag != ref.tag:
-        fail(Code.IDENTITY_MISMATCH, field, f"signed for tag {signed_ref.tag}, not {ref.tag}")
-    if signed_ref.digest is not None and signed_ref.digest != signed.manifest_digest:
-        fail(Code.IDENTITY_MISMATCH, field, "signed docker-reference pins another digest")

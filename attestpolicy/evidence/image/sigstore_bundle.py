@@ -52,7 +52,7 @@ from attestpolicy.evidence._common import (
 )
 from attestpolicy.evidence._crypto.fulcio import FulcioExtensions, fulcio_extensions, match_identity
 from attestpolicy.evidence._crypto.trusted_root import load_trusted_root
-from attestpolicy.evidence.image._reference import InvalidReference, parse_reference
+from attestpolicy.evidence.image._reference import image_reference
 from attestpolicy.evidence.image._sigstore_adapter import RecordingVerifier, carries_dsse
 
 __all__ = [
@@ -168,11 +168,7 @@ def _verify_image(
 ) -> ImageSignatureResult:
     if evidence.reference is None:
         fail(Code.MALFORMED, "reference", "an image signature needs the image reference")
-    try:
-        ref = parse_reference(evidence.reference)
-    except InvalidReference as exc:
-        code = Code.UNSUPPORTED if exc.unsupported else Code.MALFORMED
-        fail(code, "reference", str(exc))
+    ref = image_reference(evidence.reference, field="reference")
     signed = ref.digest
     if evidence.artifact_digest is not None:
         if signed is not None and signed != evidence.artifact_digest:
