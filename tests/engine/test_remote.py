@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gzip
 import ipaddress
 import json
 import math
+import re
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,7 +29,11 @@ from serving import BackgroundServer
 
 from attestpolicy.decision import Decision
 from attestpolicy.engine.local import LocalEvaluator
-from attestpolicy.engine.remote import RemoteConfigError, RemoteEvaluator
+from attestpolicy.engine.remote import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    RemoteConfigError,
+    RemoteEvaluator,
+)
 from attestpolicy.errors import EvaluatorError
 from attestpolicy.policy import PolicySource
 from attestpolicy.server import create_app
@@ -204,6 +212,7 @@ class Exchange:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int
 
 
 @dataclass
@@ -237,7 +246,13 @@ class ScriptedServer:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 server.exchanges.append(
-                    Exchange(self.command, self.path, dict(self.headers.items()), body)
+                    Exchange(
+                        self.command,
+                        self.path,
+                        dict(self.headers.items()),
+                        body,
+                        self.client_address[1],
+                    )
                 )
                 if script.drop:
                     self.close_connection = True
@@ -407,6 +422,7 @@ def test_request_shape_token_and_path_prefix(scripted: Callable[..., ScriptedSer
     assert exchange.method == "POST"
     assert exchange.path == "/opa/v1/data/attestpolicy/v1/decision?provenance=true"
     assert exchange.headers["Authorization"] == "Bearer s3cret-token"
+    assert exchange.headers["Accept-Encoding"] == "identity"  # a compressed body is refused
     assert json.loads(exchange.body) == {"input": {"mode": "allow", "n": [1, 2]}}
 
 
@@ -541,7 +557,9 @@ def test_https_without_the_ca_is_a_tls_error(
     scripted: Callable[..., ScriptedServer], pki: Pki, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # An ambient CA bundle in the environment must not be trusted implicitly.
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(pki.ca_pem))
+    for variable in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
+        monkeypatch.setenv(variable, str(pki.ca_pem))
+    monkeypatch.setenv("SSL_CERT_DIR", str(pki.ca_pem.parent))
     allow = {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}
     server = scripted(tls=pki.server_context, body=_json({"result": allow}))
     code, message = _only_reason(
@@ -550,6 +568,287 @@ def test_https_without_the_ca_is_a_tls_error(
     assert code == "remote.error"
     assert message.startswith(f"TLS error talking to OPA at https://127.0.0.1:{server.port}")
     assert server.exchanges == []
+
+
+def test_connections_are_reused_and_reopened_when_the_server_closes_them(
+    scripted: Callable[..., ScriptedServer],
+) -> None:
+    allow = _json({"result": {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}})
+    keeps = scripted(body=allow)
+    evaluator = RemoteEvaluator(f"http://127.0.0.1:{keeps.port}")
+    assert all(_evaluate(evaluator, {"mode": "allow"}).allow for _ in range(3))
+    assert len({exchange.client_port for exchange in keeps.exchanges}) == 1
+    closes = scripted(body=allow, headers={"Connection": "close"})
+    evaluator = RemoteEvaluator(f"http://127.0.0.1:{closes.port}")
+    assert all(_evaluate(evaluator, {"mode": "allow"}).allow for _ in range(3))
+    assert len({exchange.client_port for exchange in closes.exchanges}) == 3
+
+
+def test_a_compressed_answer_is_remote_error(scripted: Callable[..., ScriptedServer]) -> None:
+    allow = {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}
+    server = scripted(
+        body=gzip.compress(_json({"result": allow})), headers={"Content-Encoding": "gzip"}
+    )
+    code, message = _only_reason(
+        _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
+    )
+    assert code == "remote.error"
+    assert "Content-Encoding 'gzip'" in message
+
+
+# --- time and size bounds -----------------------------------------------------------
+
+# A loose bound on how long a decision cut by its deadline takes: the point is "about
+# the deadline", against the tens of seconds the slow servers below would take.
+SLACK_SECONDS = 1.5
+
+
+class RawServer:
+    """A loopback TCP server handing each connection to ``handle`` in a thread of its own.
+
+    For answers ``http.server`` cannot give: bytes sent one at a time, endless bodies.
+    ``sent`` counts what the handlers got into the kernel; ``close`` ends them by shutting
+    down every socket they use (``adopt`` adds one they opened).
+    """
+
+    def __init__(self, handle: Callable[[RawServer, socket.socket], None]) -> None:
+        self.handle = handle
+        self.stop = threading.Event()
+        self.handled = threading.Event()
+        self.sent = 0
+        self.sockets: list[socket.socket] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        handlers: list[threading.Thread] = []
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            self.adopt(connection)
+            handler = threading.Thread(target=self._run, args=(connection,), daemon=True)
+            handler.start()
+            handlers.append(handler)
+        for handler in handlers:
+            handler.join(timeout=10)
+
+    def _run(self, connection: socket.socket) -> None:
+        connection.settimeout(10)
+        try:
+            with connection:
+                self.handle(self, connection)
+        except OSError:
+            pass  # the client went away
+        finally:
+            self.handled.set()
+
+    def adopt(self, sock: socket.socket) -> socket.socket:
+        self.sockets.append(sock)
+        return sock
+
+    def send(self, connection: socket.socket, data: bytes) -> None:
+        connection.sendall(data)
+        self.sent += len(data)
+
+    def drip(self, connection: socket.socket, data: bytes, interval: float) -> None:
+        """Send ``data`` one byte every ``interval`` seconds (until stopped)."""
+        for index in range(len(data)):
+            if self.stop.wait(interval):
+                return
+            self.send(connection, data[index : index + 1])
+
+    def close(self) -> None:
+        self.stop.set()
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self.thread.join(timeout=10)
+        self.listener.close()
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[[Callable[[RawServer, socket.socket], None]], RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(handle: Callable[[RawServer, socket.socket], None]) -> RawServer:
+        server = RawServer(handle)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def _read_request(connection: socket.socket) -> None:
+    """Read one HTTP request with a Content-Length body (what the evaluator sends)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = connection.recv(65536)
+        if not chunk:
+            raise ConnectionError("the client closed the connection")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    assert length is not None
+    while len(body) < int(length.group(1)):
+        body += connection.recv(65536)
+
+
+def _head(*headers: str) -> bytes:
+    return (
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        + "".join(f"{header}\r\n" for header in headers)
+        + "\r\n"
+    ).encode()
+
+
+def _deadline_message(url: str, seconds: float) -> str:
+    return f"deadline exceeded: the exchange with OPA at {url} did not complete within {seconds:g}s"
+
+
+def test_a_body_sent_a_byte_at_a_time_is_cut_at_the_default_deadline(
+    raw: Callable[[Callable[[RawServer, socket.socket], None]], RawServer],
+) -> None:
+    # Each byte comes well within read_timeout, so only a deadline over the whole
+    # exchange (by default connect_timeout + read_timeout = 1 s here) ends it; the
+    # whole body would take about 19 s.
+    body = b" " * 63 + b"{"
+
+    def drip_body(server: RawServer, connection: socket.socket) -> None:
+        _read_request(connection)
+        server.send(connection, _head(f"Content-Length: {len(body)}"))
+        server.drip(connection, body, 0.3)
+
+    server = raw(drip_body)
+    evaluator = RemoteEvaluator(server.url, connect_timeout=0.5, read_timeout=0.5)
+    started = time.monotonic()
+    decision = _evaluate(evaluator, {"mode": "allow"})
+    elapsed = time.monotonic() - started
+    assert _only_reason(decision) == ("remote.error", _deadline_message(server.url, 1.0))
+    assert elapsed < 1.0 + SLACK_SECONDS
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http-headers", "https-handshake"])
+def test_a_server_slow_from_its_first_byte_is_cut_at_the_deadline(
+    raw: Callable[[Callable[[RawServer, socket.socket], None]], RawServer],
+    scripted: Callable[..., ScriptedServer],
+    pki: Pki,
+    tls: bool,
+) -> None:
+    # A relay passes the client's bytes on at once and the server's one every 0.1 s:
+    # the status line and headers (http) or the TLS handshake (https) take many reads,
+    # none of which waits as long as the timeouts, so only the deadline ends the exchange.
+    allow = {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}
+    upstream = scripted(tls=pki.server_context if tls else None, body=_json({"result": allow}))
+
+    def pipe(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+
+    def slow_relay(server: RawServer, client: socket.socket) -> None:
+        upstream_address = ("127.0.0.1", upstream.port)
+        with server.adopt(socket.create_connection(upstream_address, timeout=10)) as sock:
+            threading.Thread(target=pipe, args=(client, sock), daemon=True).start()
+            while (data := sock.recv(65536)) and not server.stop.is_set():
+                server.drip(client, data, 0.1)
+
+    relay = raw(slow_relay)
+    url = relay.url.replace("http:", "https:") if tls else relay.url
+    ca_bundle = pki.ca_pem if tls else None
+    evaluator = RemoteEvaluator(
+        url, connect_timeout=2.0, read_timeout=2.0, deadline=0.8, ca_bundle=ca_bundle
+    )
+    started = time.monotonic()
+    decision = _evaluate(evaluator, {"mode": "allow"})
+    elapsed = time.monotonic() - started
+    assert _only_reason(decision) == ("remote.error", _deadline_message(url, 0.8))
+    assert elapsed < 0.8 + SLACK_SECONDS
+    # Unhindered, the same server answers within the same deadline.
+    direct = f"{'https' if tls else 'http'}://127.0.0.1:{upstream.port}"
+    fast = RemoteEvaluator(direct, deadline=0.8, ca_bundle=ca_bundle)
+    assert _evaluate(fast, {"mode": "allow"}).allow is True
+
+
+def test_an_endless_chunked_answer_is_abandoned_at_the_default_cap(
+    raw: Callable[[Callable[[RawServer, socket.socket], None]], RawServer],
+) -> None:
+    total = 64 * 1024 * 1024
+    chunk = b"%x\r\n%s\r\n" % (65536, b" " * 65536)
+
+    def stream(server: RawServer, connection: socket.socket) -> None:
+        _read_request(connection)
+        server.send(connection, _head("Transfer-Encoding: chunked"))
+        while server.sent < total and not server.stop.is_set():
+            server.send(connection, chunk)
+        server.send(connection, b"0\r\n\r\n")
+
+    server = raw(stream)
+    code, message = _only_reason(_evaluate(RemoteEvaluator(server.url), {"mode": "allow"}))
+    assert code == "remote.error"
+    assert message == (
+        f"response too large: OPA at {server.url} sent more than {DEFAULT_MAX_RESPONSE_BYTES} "
+        f"bytes; max_response_bytes is {DEFAULT_MAX_RESPONSE_BYTES}"
+    )
+    assert DEFAULT_MAX_RESPONSE_BYTES == 4 * 1024 * 1024
+    # The client stopped reading: the server could only fill the sockets' buffers.
+    assert server.handled.wait(timeout=10)
+    assert server.sent < total / 2
+
+
+def test_an_announced_length_over_the_cap_is_refused_unread(
+    raw: Callable[[Callable[[RawServer, socket.socket], None]], RawServer],
+) -> None:
+    def announce(server: RawServer, connection: socket.socket) -> None:
+        _read_request(connection)
+        server.send(connection, _head(f"Content-Length: {2**30}"))
+        server.stop.wait(10)  # and never send the body
+
+    server = raw(announce)
+    evaluator = RemoteEvaluator(server.url, max_response_bytes=1024)
+    code, message = _only_reason(_evaluate(evaluator, {"mode": "allow"}))
+    assert code == "remote.error"
+    assert message == (
+        f"response too large: OPA at {server.url} announced {2**30} bytes; "
+        "max_response_bytes is 1024"
+    )
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_the_size_cap_is_exact(
+    raw: Callable[[Callable[[RawServer, socket.socket], None]], RawServer], chunked: bool
+) -> None:
+    allow = _json({"result": {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}})
+    body = allow + b" " * (1000 - len(allow))
+
+    def answer(server: RawServer, connection: socket.socket) -> None:
+        while True:
+            _read_request(connection)
+            if chunked:  # in pieces of 300 bytes
+                pieces = [body[i : i + 300] for i in range(0, len(body), 300)]
+                framed = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+                server.send(connection, _head("Transfer-Encoding: chunked") + framed)
+            else:
+                server.send(connection, _head(f"Content-Length: {len(body)}") + body)
+
+    server = raw(answer)
+    assert _evaluate(RemoteEvaluator(server.url, max_response_bytes=1000), {"mode": "allow"}).allow
+    code, message = _only_reason(
+        _evaluate(RemoteEvaluator(server.url, max_response_bytes=999), {"mode": "allow"})
+    )
+    assert code == "remote.error"
+    assert message.endswith("max_response_bytes is 999")
 
 
 # --- construction ----------------------------------------------------------------
@@ -607,6 +906,17 @@ def test_urls_are_normalized(url: str, normalized: str) -> None:
         ("http://127.0.0.1:1", {"read_timeout": math.nan}, "read_timeout"),
         ("http://127.0.0.1:1", {"connect_timeout": True}, "connect_timeout"),
         ("http://127.0.0.1:1", {"connect_timeout": "1"}, "connect_timeout"),
+        ("http://127.0.0.1:1", {"deadline": 0}, "deadline"),
+        ("http://127.0.0.1:1", {"deadline": -1.0}, "deadline"),
+        ("http://127.0.0.1:1", {"deadline": math.inf}, "deadline"),
+        ("http://127.0.0.1:1", {"deadline": math.nan}, "deadline"),
+        ("http://127.0.0.1:1", {"deadline": True}, "deadline"),
+        ("http://127.0.0.1:1", {"deadline": "2.5"}, "deadline"),
+        ("http://127.0.0.1:1", {"max_response_bytes": 0}, "max_response_bytes"),
+        ("http://127.0.0.1:1", {"max_response_bytes": -1}, "max_response_bytes"),
+        ("http://127.0.0.1:1", {"max_response_bytes": 1024.0}, "max_response_bytes"),
+        ("http://127.0.0.1:1", {"max_response_bytes": True}, "max_response_bytes"),
+        ("http://127.0.0.1:1", {"max_response_bytes": "4MiB"}, "max_response_bytes"),
         ("http://127.0.0.1:1", {"retries": -1}, "retries"),
         ("http://127.0.0.1:1", {"retries": 11}, "retries"),
         ("http://127.0.0.1:1", {"retries": True}, "retries"),
@@ -620,6 +930,13 @@ def test_urls_are_normalized(url: str, normalized: str) -> None:
 def test_unusable_options_are_rejected(url: str, options: dict[str, Any], fragment: str) -> None:
     with pytest.raises(RemoteConfigError, match=fragment):
         RemoteEvaluator(url, **options)
+
+
+def test_a_ca_bundle_without_certificates_is_rejected(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    with pytest.raises(RemoteConfigError, match="unusable"):
+        RemoteEvaluator("https://127.0.0.1:1", ca_bundle=not_pem)
 
 
 def test_token_over_loopback_http_is_allowed() -> None:
