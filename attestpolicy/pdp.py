@@ -128,9 +128,10 @@ class PolicyDecisionPoint:
         """Evaluate on an OPA server (or ``attestpolicy serve``) at ``url``.
 
         ``options`` go to :class:`~attestpolicy.engine.remote.RemoteEvaluator`
-        (``connect_timeout``, ``read_timeout``, ``token``, ``ca_bundle``, ``retries``).
-        The cache is off by default: this process cannot see the server's bundle
-        revision change, so a cached allow could outlive a policy update there.
+        (``connect_timeout``, ``read_timeout``, ``deadline``, ``max_response_bytes``,
+        ``token``, ``ca_bundle``, ``retries``). The cache is off by default: a cached allow
+        is served without asking the server, so it can outlive a policy or data change
+        there until this process sees the server's new revision (docs/remote.md).
         """
         from attestpolicy.engine.remote import RemoteEvaluator
 

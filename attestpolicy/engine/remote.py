@@ -21,22 +21,16 @@ failed before the request was sent.
 
 from __future__ import annotations
 
-import contextlib
-import ipaddress
 import json
-import math
 import socket
 import ssl
 import threading
-import time
 import weakref
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from http.client import HTTPException
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.exceptions import (
@@ -49,8 +43,17 @@ from urllib3.exceptions import SSLError as Urllib3SSLError
 
 from attestpolicy._json import loads_strict
 from attestpolicy.decision import Decision, decision_from_policy_result
-from attestpolicy.errors import EvaluatorError
-from attestpolicy.policy import DECISION_PATH
+from attestpolicy.engine._deadline import WATCHDOG, DeadlineExceeded, Exchange
+from attestpolicy.engine._remote_options import (
+    RemoteConfigError,
+    check_max_response_bytes,
+    check_seconds,
+    check_token,
+    parse_url,
+    tls_context,
+)
+from attestpolicy.errors import EvaluatorError, PolicyError
+from attestpolicy.policy import DECISION_PATH, PolicySource
 
 __all__ = ["DEFAULT_MAX_RESPONSE_BYTES", "RemoteConfigError", "RemoteEvaluator"]
 
@@ -59,219 +62,7 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 
 _MAX_MESSAGE_CHARS: Final = 500
 _MAX_RETRIES: Final = 10
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _READ_CHUNK_BYTES: Final = 64 * 1024
-_ABORT_REPEAT_SECONDS: Final = 0.05
-
-
-class RemoteConfigError(EvaluatorError, ValueError):
-    """The remote evaluator was given an unusable URL, time limit, size cap, token or CA bundle."""
-
-    code = "remote.invalid_config"
-
-
-@dataclass(frozen=True)
-class _Endpoint:
-    """A parsed OPA base URL."""
-
-    scheme: str
-    hostname: str  # as given to the resolver: IPv6 literals without brackets
-    host: str  # as it appears in a URL: IPv6 literals in brackets
-    port: int
-    prefix: str  # "" or "/some/prefix" (a reverse proxy's mount point)
-    loopback: bool
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self.port}{self.prefix}"
-
-
-def _parse_url(url: str) -> _Endpoint:
-    if not isinstance(url, str) or not url.strip():
-        raise RemoteConfigError("OPA URL must be a non-empty string")
-    try:
-        parts = urlsplit(url.strip())
-        port = parts.port
-    except ValueError as exc:
-        raise RemoteConfigError(f"invalid OPA URL {url!r}: {exc}") from None
-    scheme = parts.scheme.lower()
-    if scheme not in _DEFAULT_PORTS:
-        raise RemoteConfigError(f"OPA URL must use http or https, got {url!r}")
-    hostname = parts.hostname
-    if not hostname:
-        raise RemoteConfigError(f"OPA URL has no host: {url!r}")
-    if parts.username is not None or parts.password is not None:
-        raise RemoteConfigError("OPA URL must not carry credentials; use token= instead")
-    if parts.query or parts.fragment:
-        raise RemoteConfigError(f"OPA URL must not have a query or fragment: {url!r}")
-    prefix = parts.path.rstrip("/")
-    if prefix.endswith("/v1") or "/v1/data" in prefix:
-        raise RemoteConfigError(
-            f"pass the server's base URL (e.g. http://127.0.0.1:8181), not an API path: {url!r}"
-        )
-    try:
-        address = ipaddress.ip_address(hostname)
-    except ValueError:
-        loopback = hostname == "localhost"
-        host = hostname
-    else:
-        loopback = address.is_loopback
-        host = f"[{hostname}]" if address.version == 6 else hostname
-    return _Endpoint(
-        scheme=scheme,
-        hostname=hostname,
-        host=host,
-        port=port if port is not None else _DEFAULT_PORTS[scheme],
-        prefix=prefix,
-        loopback=loopback,
-    )
-
-
-def _check_seconds(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise RemoteConfigError(f"{name} must be a number of seconds")
-    if not math.isfinite(value) or value <= 0:
-        raise RemoteConfigError(f"{name} must be a positive, finite number of seconds")
-    return float(value)
-
-
-def _check_max_response_bytes(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise RemoteConfigError("max_response_bytes must be a positive integer (bytes)")
-    return value
-
-
-def _check_token(token: str | None, endpoint: _Endpoint) -> str | None:
-    if token is None:
-        return None
-    if not isinstance(token, str) or not token or any(c in token for c in "\r\n\0"):
-        raise RemoteConfigError("token must be a non-empty string without line breaks")
-    if endpoint.scheme == "http" and not endpoint.loopback:
-        raise RemoteConfigError(
-            "refusing to send a bearer token in clear text: use https for a non-loopback OPA"
-        )
-    return token
-
-
-def _tls_context(ca_bundle: str | Path | None, endpoint: _Endpoint) -> ssl.SSLContext | None:
-    """The TLS configuration of an https endpoint (``None`` for http).
-
-    The server's certificate and name are always verified, against ``ca_bundle`` (a PEM
-    file or a hashed directory) or else the system store at OpenSSL's built-in location.
-    Nothing comes from the environment: ``SSL_CERT_FILE``, ``SSL_CERT_DIR`` and
-    ``SSLKEYLOGFILE`` are ignored.
-    """
-    if endpoint.scheme != "https":
-        if ca_bundle is not None:
-            raise RemoteConfigError("ca_bundle is only meaningful with an https OPA URL")
-        return None
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the name
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.hostname_checks_common_name = False
-    if ca_bundle is None:
-        system = ssl.get_default_verify_paths()
-        cafile, capath = Path(system.openssl_cafile), Path(system.openssl_capath)
-        context.load_verify_locations(
-            cafile=cafile if cafile.is_file() else None,
-            capath=capath if capath.is_dir() else None,
-        )
-        return context
-    path = Path(ca_bundle)
-    if not path.exists():
-        raise RemoteConfigError(f"CA bundle not found: {path}")
-    try:
-        if path.is_dir():
-            context.load_verify_locations(capath=path)
-        else:
-            context.load_verify_locations(cafile=path)
-    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
-        raise RemoteConfigError(f"CA bundle {path} is unusable: {exc}") from None
-    return context
-
-
-class _DeadlineExceeded(Exception):
-    """The exchange ran out of time (turned into a ``remote.error`` message)."""
-
-
-class _Exchange:
-    """One decision's request to OPA: its connection and its deadline."""
-
-    __slots__ = ("connected", "connection", "end", "sock")
-
-    def __init__(self, connection: HTTPConnection, seconds: float) -> None:
-        self.connection = connection
-        self.end = time.monotonic() + seconds
-        self.connected = False  # past connecting (TCP and TLS): the request is being sent
-        self.sock: socket.socket | None = None  # kept: http.client may drop the connection's
-
-    def timeout(self, limit: float) -> float:
-        """``limit``, or the time left if that is shorter; raise once the deadline has passed."""
-        left = self.end - time.monotonic()
-        if left <= 0:
-            raise _DeadlineExceeded
-        return min(limit, left)
-
-    @property
-    def expired(self) -> bool:
-        return time.monotonic() >= self.end
-
-    def abort(self) -> None:
-        """Shut the sockets down (from the watchdog thread): a blocked read returns at once."""
-        for sock in (self.connection.sock, self.sock):
-            if sock is not None:
-                # The plain socket's shutdown: SSLSocket's would also drop its TLS state
-                # under the thread that is reading.
-                with contextlib.suppress(OSError):
-                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-class _Watchdog:
-    """One daemon thread, shared by every evaluator, that aborts exchanges past their deadline.
-
-    A socket timeout bounds one read only, and http.client reads a status line, headers
-    and a body in many reads; a TLS handshake too. Shutting the socket down from this
-    thread ends whichever read is blocked. Expired exchanges are aborted again every
-    50 ms until they finish, in case a new socket appeared (a connection attempt that
-    completed just then).
-    """
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition(threading.Lock())
-        self._exchanges: set[_Exchange] = set()
-        self._wake_at = math.inf
-        self._thread: threading.Thread | None = None
-
-    def watch(self, exchange: _Exchange) -> None:
-        with self._condition:
-            self._exchanges.add(exchange)
-            if self._thread is None or not self._thread.is_alive():  # first use, or forked
-                self._thread = threading.Thread(
-                    target=self._run, name="attestpolicy-remote-deadline", daemon=True
-                )
-                self._thread.start()
-            elif exchange.end < self._wake_at:
-                self._condition.notify()
-
-    def unwatch(self, exchange: _Exchange) -> None:
-        with self._condition:
-            self._exchanges.discard(exchange)
-
-    def _run(self) -> None:
-        with self._condition:
-            while True:
-                now = time.monotonic()
-                wake_at = math.inf
-                for exchange in self._exchanges:
-                    if exchange.end <= now:
-                        exchange.abort()
-                        wake_at = min(wake_at, now + _ABORT_REPEAT_SECONDS)
-                    else:
-                        wake_at = min(wake_at, exchange.end)
-                self._wake_at = wake_at
-                self._condition.wait(None if math.isinf(wake_at) else wake_at - now)
-
-
-_WATCHDOG: Final = _Watchdog()
 
 
 def _short(text: str) -> str:
@@ -366,27 +157,28 @@ class RemoteEvaluator:
         ca_bundle: str | Path | None = None,
         retries: int = 0,
     ) -> None:
-        self._endpoint = _parse_url(url)
-        self._connect_timeout = _check_seconds("connect_timeout", connect_timeout)
-        self._read_timeout = _check_seconds("read_timeout", read_timeout)
+        self._endpoint = parse_url(url)
+        self._connect_timeout = check_seconds("connect_timeout", connect_timeout)
+        self._read_timeout = check_seconds("read_timeout", read_timeout)
         self._deadline = (
             self._connect_timeout + self._read_timeout
             if deadline is None
-            else _check_seconds("deadline", deadline)
+            else check_seconds("deadline", deadline)
         )
-        self._max_response_bytes = _check_max_response_bytes(max_response_bytes)
+        self._max_response_bytes = check_max_response_bytes(max_response_bytes)
         if isinstance(retries, bool) or not isinstance(retries, int):
             raise RemoteConfigError("retries must be an integer")
         if not 0 <= retries <= _MAX_RETRIES:
             raise RemoteConfigError(f"retries must be between 0 and {_MAX_RETRIES}")
         self._retries = retries
-        self._tls = _tls_context(ca_bundle, self._endpoint)
+        self._tls = tls_context(ca_bundle, self._endpoint)
         self._target = f"{self._endpoint.prefix}/v1/data/{DECISION_PATH}?provenance=true"
         self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        checked_token = _check_token(token, self._endpoint)
+        checked_token = check_token(token, self._endpoint)
         if checked_token is not None:
             self._headers["Authorization"] = f"Bearer {checked_token}"
-        self._revision = f"remote:{self._endpoint.url}"
+        self._base_revision = f"remote:{self._endpoint.url}"
+        self._revision = self._base_revision  # + the bundle revisions of the latest answer
         # An HTTP/1.1 connection carries one exchange at a time: one per thread.
         self._local = threading.local()
         self._connections: weakref.WeakSet[HTTPConnection] = weakref.WeakSet()
@@ -400,7 +192,9 @@ class RemoteEvaluator:
 
     @property
     def revision(self) -> str:
-        """``remote:<url>``; each Decision adds the bundle revisions OPA reports."""
+        """``remote:<url>`` plus the bundle revisions OPA reported in its latest answer
+        (``;attestpolicy@<revision>``): a cache keyed on it stops serving the decisions of
+        a policy revision once the server has answered with another."""
         return self._revision
 
     def evaluate(self, policy_input: dict[str, Any], *, evaluated_at: datetime) -> Decision:
@@ -417,7 +211,8 @@ class RemoteEvaluator:
 
     def _evaluate(self, policy_input: dict[str, Any], evaluated_at: datetime) -> Decision:
         body = self._query(policy_input)
-        revision = self._revision + _provenance_suffix(body)
+        revision = self._base_revision + _provenance_suffix(body)
+        self._revision = revision
         if "result" not in body:
             return Decision.deny(
                 "engine.undefined",
@@ -487,12 +282,12 @@ class RemoteEvaluator:
 
     def _exchange(self, request: bytes) -> tuple[int, str, bytes]:
         """Send the request; return status, reason and body, all within the deadline."""
-        exchange = _Exchange(self._connection(), self._deadline)
-        _WATCHDOG.watch(exchange)
+        exchange = Exchange(self._connection(), self._deadline)
+        WATCHDOG.watch(exchange)
         try:
             answer = self._send(exchange, self._connect(exchange), request)
             if exchange.expired:  # complete, but too late
-                raise _DeadlineExceeded
+                raise DeadlineExceeded
             return answer
         except Exception as exc:
             exchange.connection.close()  # its state is unknown: the next call reconnects
@@ -500,9 +295,9 @@ class RemoteEvaluator:
                 raise
             raise self._fail(self._describe(exc, exchange)) from None
         finally:
-            _WATCHDOG.unwatch(exchange)
+            WATCHDOG.unwatch(exchange)
 
-    def _connect(self, exchange: _Exchange) -> socket.socket:
+    def _connect(self, exchange: Exchange) -> socket.socket:
         """The thread's connection if the server kept it open, else a new one: its socket."""
         connection = exchange.connection
         if not connection.is_connected:
@@ -522,7 +317,7 @@ class RemoteEvaluator:
         return connection.sock
 
     def _send(
-        self, exchange: _Exchange, sock: socket.socket, request: bytes
+        self, exchange: Exchange, sock: socket.socket, request: bytes
     ) -> tuple[int, str, bytes]:
         connection = exchange.connection
         connection.timeout = exchange.timeout(self._read_timeout)
@@ -567,9 +362,9 @@ class RemoteEvaluator:
             f"max_response_bytes is {self._max_response_bytes}"
         )
 
-    def _describe(self, exc: Exception, exchange: _Exchange) -> str:
+    def _describe(self, exc: Exception, exchange: Exchange) -> str:
         """The ``remote.error`` message for a transport failure."""
-        if isinstance(exc, _DeadlineExceeded) or exchange.expired:
+        if isinstance(exc, DeadlineExceeded) or exchange.expired:
             return (
                 f"deadline exceeded: the exchange with OPA at {self.url} "
                 f"did not complete within {self._deadline:g}s"
@@ -585,6 +380,23 @@ class RemoteEvaluator:
         if isinstance(exc, OSError | HTTPException | ProtocolError | NewConnectionError):
             return f"connection to OPA at {self.url} failed: {_root_cause(exc)}"
         return f"request to OPA at {self.url} failed: {type(exc).__name__}: {exc}"
+
+    def revoke(self, pairs: Sequence[tuple[str, str]], *, reason: str) -> bool:
+        """Nothing to do here: the server owns the data it decides with (returns False).
+
+        Push the revocation to the server's data as well; the PDP's cache drops the
+        decisions that rest on the revoked values at once.
+        """
+        return False
+
+    def reload(
+        self, source: PolicySource | None = None, config: Mapping[str, Any] | None = None
+    ) -> str:
+        """Always raises :class:`~attestpolicy.errors.PolicyError`: the server loads its
+        own policy and data (bundles)."""
+        raise PolicyError(
+            "reload() needs an in-process evaluator: an OPA server loads its own bundles"
+        )
 
     def close(self) -> None:
         """Close every connection; later evaluations deny with ``remote.error``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import gzip
 import ipaddress
@@ -956,7 +957,15 @@ def test_shipped_policy_decides_the_same_remotely() -> None:
     if not (examples / "config.json").is_file() or not claim_files:
         pytest.skip("the shipped example configuration and claims are not present")
     local = LocalEvaluator(PolicySource.from_directory(), load_config(examples / "config.json"))
-    fields = {"allow", "ttl_seconds", "reasons", "ttl_bound_by", "valid_until"}
+    fields = {
+        "allow",
+        "ttl_seconds",
+        "reasons",
+        "ttl_bound_by",
+        "valid_until",
+        "ttl_terms",
+        "revocable",
+    }
     try:
         with BackgroundServer(create_app(local)) as server:
             remote = RemoteEvaluator(server.url)
@@ -974,3 +983,37 @@ def test_shipped_policy_decides_the_same_remotely() -> None:
             remote.close()
     finally:
         local.close()
+
+
+def test_a_cached_remote_allow_is_revoked_by_key_id() -> None:
+    """A remote PDP caches the server's allow, and revoking the signing key's id drops it:
+    the cache indexes the decision's own revocable values (key ids included)."""
+    from attestpolicy.config import load_config
+    from attestpolicy.pdp import PolicyDecisionPoint
+
+    examples = Path(__file__).resolve().parents[2] / "attestpolicy" / "examples"
+    config = copy.deepcopy(load_config(examples / "config.json"))
+    config["trusted_signers"]["key_ids"] = {"cosign-key-1": "the release key"}
+    claims = json.loads((examples / "claims" / "allow-fully-attested.json").read_text())
+    claims["image"]["signatures"] = [{"verified": True, "key_id": "cosign-key-1"}]
+    server_side = LocalEvaluator(PolicySource.from_directory(), config)
+    try:
+        with BackgroundServer(create_app(server_side)) as server:
+            pdp = PolicyDecisionPoint.remote(server.url, cache=True)
+            first = pdp.decide(claims)  # learns the server's revision
+            assert first.allow, first.reasons
+            assert ("signer_subjects", "cosign-key-1") in (first.revocable or ())
+            assert pdp.decide(claims).allow  # evaluated again, now under that revision
+            assert pdp.decide(claims).allow
+            stats = pdp.cache_stats()
+            assert stats is not None
+            assert (stats.hits, stats.entries) == (1, 1)
+            # The operator revokes the key on the server and in this PDP.
+            server_side.revoke([("signer_subjects", "cosign-key-1")], reason="leaked")
+            assert pdp.revoke(signer_subject="cosign-key-1") == 1
+            after = pdp.decide(claims)
+            assert not after.allow
+            assert after.reason_codes == ("image.untrusted_signer",)
+            pdp.close()
+    finally:
+        server_side.close()
