@@ -211,7 +211,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from attestpolicy.demo import run_demo
+    from attestpolicy._demo import run_demo
 
     return run_demo(sys.stdout)
 

@@ -13,9 +13,9 @@ from typing import Any, Final
 from attestpolicy.claims import ClaimSet, format_timestamp, parse_timestamp
 from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, Reason
+from attestpolicy.engine._inprocess import DEFAULT_ENGINE, check_engine_name, make_evaluator
 from attestpolicy.engine.base import Evaluator
 from attestpolicy.engine.cache import CacheStats, DecisionCache
-from attestpolicy.engine.inprocess import DEFAULT_ENGINE, check_engine_name, make_evaluator
 from attestpolicy.errors import AttestPolicyError, ClaimsError
 from attestpolicy.policy import PolicySource
 

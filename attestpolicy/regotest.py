@@ -136,7 +136,7 @@ def run_tests(paths: Sequence[Path | str] = (), engine: str = "regorus") -> Rego
     loaded is a load error (and then, as with OPA, no test runs); a test whose evaluation
     raises is an ``ERROR`` result.
     """
-    from attestpolicy.engine.inprocess import check_engine_name
+    from attestpolicy.engine._inprocess import check_engine_name
 
     engine_name = check_engine_name(engine)
     opa_engine = None

@@ -40,7 +40,7 @@ from uvicorn.supervisors import Multiprocess
 
 from attestpolicy._json import loads_strict
 from attestpolicy.config import load_config
-from attestpolicy.engine.inprocess import (
+from attestpolicy.engine._inprocess import (
     DEFAULT_ENGINE,
     InProcessEvaluator,
     check_engine_name,

@@ -28,7 +28,7 @@ from attestpolicy.bundle import build_bundle
 from attestpolicy.claims import ClaimSet, format_timestamp
 from attestpolicy.cli import main
 from attestpolicy.decision import Decision, decision_from_policy_result
-from attestpolicy.engine.inprocess import InProcessEvaluator, make_evaluator
+from attestpolicy.engine._inprocess import InProcessEvaluator, make_evaluator
 from attestpolicy.engine.local import LocalEvaluator
 from attestpolicy.errors import EngineUnavailableError, EvaluatorError, PolicyError
 from attestpolicy.pdp import PolicyDecisionPoint

@@ -16,7 +16,7 @@ import pytest
 import requests
 from serving import BackgroundServer, serve_process
 
-from attestpolicy.engine.inprocess import InProcessEvaluator
+from attestpolicy.engine._inprocess import InProcessEvaluator
 from attestpolicy.engine.remote import RemoteEvaluator
 from attestpolicy.errors import ConfigError, PolicyError
 from attestpolicy.server import (

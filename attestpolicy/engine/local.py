@@ -2,7 +2,7 @@
 
 regorus engines are bound to the thread that created them (and must be dropped there)
 and evaluation holds the GIL, so each thread gets its own engine, built once per
-(policy, configuration) snapshot (see :mod:`attestpolicy.engine.inprocess`).
+(policy, configuration) snapshot (see :mod:`attestpolicy.engine._inprocess`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Final
 
 import regorus
 
-from attestpolicy.engine.inprocess import (
+from attestpolicy.engine._inprocess import (
     InProcessEvaluator,
     LoadedState,
     data_path_query,

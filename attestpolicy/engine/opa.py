@@ -34,7 +34,7 @@ from importlib import metadata
 from types import ModuleType
 from typing import Any, ClassVar, Final
 
-from attestpolicy.engine.inprocess import DECISION_SEGMENTS, InProcessEvaluator, LoadedState
+from attestpolicy.engine._inprocess import DECISION_SEGMENTS, InProcessEvaluator, LoadedState
 from attestpolicy.errors import EngineUnavailableError, PolicyError
 from attestpolicy.policy import PolicySource
 
