@@ -17,7 +17,7 @@ from attestpolicy.claims import (
     Runtime,
     Subject,
 )
-from attestpolicy.decision import Decision, Reason
+from attestpolicy.decision import Decision, Reason, TtlTerm
 from attestpolicy.errors import (
     AttestPolicyError,
     BundleError,
@@ -76,6 +76,7 @@ __all__ = [
     "Request",
     "Runtime",
     "Subject",
+    "TtlTerm",
     "__version__",
     "verify_evidence",
     "verify_evidence_report",

@@ -25,6 +25,7 @@ def test_all_is_sorted_and_exact() -> None:
         "Request",
         "Runtime",
         "Subject",
+        "TtlTerm",
         "__version__",
         "verify_evidence",
         "verify_evidence_report",
