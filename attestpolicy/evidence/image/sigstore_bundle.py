@@ -31,15 +31,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sigstore.errors import CertValidationError, MetadataError, VerificationError
-from sigstore.errors import Error as SigstoreError
 from sigstore.hashes import Hashed
-from sigstore.models import Bundle, IncompatibleEntry, InvalidBundle, TrustedRoot
+from sigstore.models import Bundle, TrustedRoot
 from sigstore_models.common.v1 import HashAlgorithm
 
 from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Image, ImageSignature
-from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
     Code,
     check_not_future,
@@ -54,6 +51,7 @@ from attestpolicy.evidence._crypto.fulcio import FulcioExtensions, fulcio_extens
 from attestpolicy.evidence._crypto.trusted_root import load_trusted_root
 from attestpolicy.evidence.image._reference import image_reference
 from attestpolicy.evidence.image._sigstore_adapter import RecordingVerifier, carries_dsse
+from attestpolicy.evidence.image._sigstore_errors import parse_error, verification_error
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
@@ -346,46 +344,6 @@ def _hashed(digest: str) -> Hashed:
     return Hashed(algorithm=HashAlgorithm.SHA2_256, digest=bytes.fromhex(digest[len("sha256:") :]))
 
 
-# (substring of sigstore's message, code, field); first match wins.
-_PARSE_ERRORS: Final = (
-    (
-        "inclusion promise or signed timestamp",
-        Code.UNTRUSTED,
-        "bundle.verificationMaterial",
-    ),
-)
-_VERIFY_ERRORS: Final = (
-    ("not enough sources of verified time", Code.UNTRUSTED, "timestamp"),
-    ("no Timestamp Authorities", Code.UNTRUSTED, "timestamp"),
-    ("too many signed timestamp", Code.MALFORMED, "timestamp"),
-    ("duplicate timestamp", Code.MALFORMED, "timestamp"),
-    ("failed to verify SCT", Code.UNTRUSTED, "certificate.sct"),
-    ("Key usage", Code.UNTRUSTED, "certificate"),
-    ("Extended usage", Code.UNTRUSTED, "certificate"),
-    ("expired at time of signing", Code.EXPIRED, "certificate"),
-    ("Unsupported", Code.UNSUPPORTED, "tlog_entry.kindVersion"),
-    ("Expected entry type", Code.UNSUPPORTED, "tlog_entry.kindVersion"),
-    ("only supported for", Code.UNSUPPORTED, "tlog_entry.kindVersion"),
-    ("invalid log entry", Code.SIGNATURE_INVALID, "tlog_entry"),
-    ("message digest mismatch", Code.DIGEST_MISMATCH, "message_signature.digest"),
-    ("Signature is invalid for input", Code.SIGNATURE_INVALID, "message_signature"),
-    ("DSSE", Code.SIGNATURE_INVALID, "dsse_envelope"),
-    ("inconsistent with other materials", Code.SIGNATURE_INVALID, "tlog_entry.body"),
-    ("log entry payload hash", Code.SIGNATURE_INVALID, "tlog_entry.body"),
-    ("log entry signatures", Code.SIGNATURE_INVALID, "tlog_entry.body"),
-)
-
-
-def _from_table(
-    exc: Exception, table: tuple[tuple[str, str, str], ...], default: tuple[str, str]
-) -> EvidenceError:
-    message = str(exc)
-    for needle, code, field in table:
-        if needle in message:
-            return EvidenceError(message, field=field, code=code)
-    return EvidenceError(message, field=default[1], code=default[0])
-
-
 _MEDIA_TYPES: Final = frozenset(str(kind) for kind in Bundle.BundleType)
 
 
@@ -400,12 +358,8 @@ def _parse_bundle(evidence: SigstoreBundleEvidence) -> Bundle:
     try:
         bundle = Bundle.from_json(evidence._json)
         carries_dsse(bundle)  # builds the envelope now, inside the guard
-    except IncompatibleEntry as exc:
-        fail(Code.UNSUPPORTED, "bundle.tlogEntries", str(exc))
-    except (InvalidBundle, SigstoreError) as exc:
-        raise _from_table(exc, _PARSE_ERRORS, (Code.MALFORMED, "bundle")) from None
-    except Exception as exc:  # parsers below sigstore (pydantic, cryptography, base64)
-        fail(Code.MALFORMED, "bundle", f"not a valid Sigstore bundle: {exc}")
+    except Exception as exc:  # sigstore's, and those of the parsers below it
+        raise parse_error(exc) from None
     return bundle
 
 
@@ -421,20 +375,8 @@ def _verify(
             payload_type, payload = verifier.verify_dsse(bundle, policy)
         else:
             verifier.verify_artifact(hashed, bundle, policy)
-    except EvidenceError:
-        raise
-    except CertValidationError as exc:
-        fail(
-            Code.UNTRUSTED,
-            "certificate.chain",
-            f"signing certificate does not chain to the trusted root: {exc}",
-        )
-    except MetadataError as exc:
-        fail(Code.UNTRUSTED, "trusted_root", str(exc))
-    except VerificationError as exc:
-        raise _from_table(exc, _VERIFY_ERRORS, (Code.UNTRUSTED, "bundle")) from None
-    except Exception as exc:  # malformed material surfacing from cryptography/pydantic
-        fail(Code.MALFORMED, "bundle", f"bundle material could not be processed: {exc}")
+    except Exception as exc:  # sigstore's, ours (the identity policy), and those below
+        raise verification_error(exc) from None
     if policy.matched is None or not verifier.signed_times:
         # sigstore always checks identity and time; refuse to report anything otherwise.
         fail(Code.UNTRUSTED, "bundle", "bundle verification was incomplete")
