@@ -31,10 +31,9 @@ Public API::
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Final, Self
+from typing import Annotated, Final, Self
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -71,7 +70,8 @@ from attestpolicy.evidence._crypto.x509 import (
 from attestpolicy.evidence.image._cosign_payload import check_docker_reference, parse_payload
 from attestpolicy.evidence.image._cosign_rekor import verify_set_annotation
 from attestpolicy.evidence.image._reference import image_reference
-from attestpolicy.evidence.image.sigstore_bundle import ImageSignatureResult, SigstoreIdentity
+from attestpolicy.evidence.image._signature import ImageSignatureResult, SignatureSection
+from attestpolicy.evidence.image.sigstore_bundle import SigstoreIdentity
 
 __all__ = [
     "CERTIFICATE_ANNOTATION",
@@ -219,7 +219,7 @@ class CosignSignature(FrozenModel):
     ] = Field(default_factory=dict)
 
 
-class CosignEvidence(FrozenModel):
+class CosignEvidence(SignatureSection):
     """The evidence section: image reference, manifest bytes and one signature.
 
     ``manifest`` is standard base64 (RFC 4648, ``=`` padded) of the exact manifest bytes.
@@ -228,11 +228,6 @@ class CosignEvidence(FrozenModel):
     reference: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
     manifest: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_MANIFEST_CHARS)]
     signature: CosignSignature
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> Self:
-        """Validate the evidence section; raise ``evidence.malformed`` (never pydantic's error)."""
-        return validate_mapping(cls, data, whole="(evidence)")
 
     @classmethod
     def from_files(cls, *, reference: str, manifest: bytes, signature_file: bytes) -> Self:

@@ -18,7 +18,6 @@ Public API (other verifiers build on :func:`verify_sigstore_bundle`)::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final, Literal, Self
@@ -36,7 +35,7 @@ from sigstore.models import Bundle, TrustedRoot
 from sigstore_models.common.v1 import HashAlgorithm
 
 from attestpolicy._model import FrozenModel
-from attestpolicy.claims import Image, ImageSignature
+from attestpolicy.claims import ImageSignature
 from attestpolicy.evidence._common import (
     Code,
     check_not_future,
@@ -45,11 +44,11 @@ from attestpolicy.evidence._common import (
     malformed_on_error,
     require_utc,
     sha256_digest,
-    validate_mapping,
 )
 from attestpolicy.evidence._crypto.fulcio import FulcioExtensions, fulcio_extensions, match_identity
 from attestpolicy.evidence._crypto.trusted_root import load_trusted_root
 from attestpolicy.evidence.image._reference import image_reference
+from attestpolicy.evidence.image._signature import ImageSignatureResult, SignatureSection
 from attestpolicy.evidence.image._sigstore_adapter import RecordingVerifier, carries_dsse
 from attestpolicy.evidence.image._sigstore_errors import parse_error, verification_error
 
@@ -201,30 +200,6 @@ def _verify_image(
 # --- evidence, trust and result -------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ImageSignatureResult:
-    """A verified image signature (Sigstore bundle or cosign): the claims part plus what it
-    was checked against.
-
-    ``digest`` is set only when the evidence reference is pinned by digest; for a
-    tag-only reference it is ``None`` (the policy then denies ``image.digest_required``).
-    ``signed_digest`` is the manifest digest the signature covers, always set;
-    ``signed_reference`` the docker-reference a cosign signature names (``None`` for
-    Sigstore bundles); ``signed_time`` the verified Rekor/TSA time, if any.
-    """
-
-    reference: str
-    digest: str | None
-    signed_digest: str
-    signature: ImageSignature
-    signed_time: datetime | None
-    signed_reference: str | None = None
-
-    def image(self) -> Image:
-        """The :class:`~attestpolicy.claims.Image` claim for this one signature."""
-        return Image(reference=self.reference, digest=self.digest, signatures=(self.signature,))
-
-
 def _compact_json(value: dict[str, Any], limit: int, what: str) -> str:
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
@@ -235,7 +210,7 @@ def _compact_json(value: dict[str, Any], limit: int, what: str) -> str:
     return text
 
 
-class SigstoreBundleEvidence(FrozenModel):
+class SigstoreBundleEvidence(SignatureSection):
     """The evidence section: a Sigstore bundle, embedded as its JSON object.
 
     ``artifact_digest`` (``sha256:<hex>``) is the digest a message-signature bundle
@@ -247,12 +222,6 @@ class SigstoreBundleEvidence(FrozenModel):
     reference: Annotated[StrictStr, Field(min_length=1, max_length=_MAX_REFERENCE)] | None = None
 
     _json: str = PrivateAttr(default="")
-
-    @classmethod
-    def parse(cls, data: Mapping[str, Any]) -> Self:
-        """Validate the evidence section; raise ``evidence.malformed`` (never pydantic's error)."""
-        # image-signature sections report whole-section errors at "(evidence)" (tests pin it)
-        return validate_mapping(cls, data, whole="(evidence)")
 
     @field_validator("bundle")
     @classmethod
