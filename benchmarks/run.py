@@ -93,7 +93,7 @@ def example_config() -> dict[str, Any]:
 
 def bench_in_process(scale: int) -> list[Row]:
     """decide() on a miss and on hits with each cache implementation; raw cache lookups."""
-    from attestpolicy import ClaimSet, PolicyDecisionPoint
+    from attestpolicy import PolicyDecisionPoint
     from attestpolicy.engine.cache import load_implementation
 
     claims, config = realistic_claims(), example_config()
@@ -128,16 +128,10 @@ def bench_in_process(scale: int) -> list[Row]:
             )
         )
         cache = implementation.cache_class()
-        moment = datetime.now(UTC)
+        decision = pdp.decide(claims)  # carries its ttl_terms and revocable values
+        moment = decision.evaluated_at  # its TTL is what its terms give at this instant
         ticket, _ = cache.lookup(claims, "rev", moment)
-        parsed = ClaimSet.parse(claims)
-        expiries = [p.expires_at for p in (parsed.node, parsed.runtime) if p and p.expires_at]
-        cache.store(
-            ticket,
-            pdp.decide(claims),
-            evidence_expires_at=min(expiries) if expiries else None,
-            now=moment,
-        )
+        assert cache.store(ticket, decision, now=moment)
         rows.append(
             measure(
                 f"cache lookup hit (key + entry), {name}",

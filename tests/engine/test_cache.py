@@ -1,8 +1,9 @@
 """The decision cache: every test runs against the compiled cache and its pure-Python twin.
 
 A small model of the policy's time rules (``oracle``) says what a fresh evaluation would
-return at any instant; the cache must either miss or return exactly that, and must never
-serve an allow the oracle would deny.
+return at any instant, with the TTL terms and revocable values the policy attaches to an
+allow; the cache must either miss or return exactly that, must never serve an allow the
+oracle would deny, and must drop an allow when one of its revocable values is revoked.
 """
 
 from __future__ import annotations
@@ -24,21 +25,20 @@ import time
 import types
 import uuid
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from attestpolicy.claims import format_timestamp, parse_timestamp
-from attestpolicy.decision import Decision, decision_from_policy_result
+from attestpolicy.decision import Decision, TtlTerm, decision_from_policy_result
 from attestpolicy.engine import cache as cache_module
 from attestpolicy.engine.cache import (
     IMPL_ENV_VAR,
-    TTL_TERMS,
     CacheImplementation,
     PythonDecisionCache,
     load_implementation,
@@ -80,13 +80,31 @@ def digest(seed: str) -> str:
     return "sha256:" + hashlib.sha256(seed.encode()).hexdigest()
 
 
+def keyless(subject: str, *, verified: bool = True) -> dict[str, Any]:
+    """A keyless (Fulcio) image signature: an issuer and a subject, no key id."""
+    return {
+        "verified": verified,
+        "issuer": "https://token.actions.githubusercontent.com",
+        "subject": subject,
+        "key_id": None,
+    }
+
+
+def key_signed(key_id: str, *, verified: bool = True) -> dict[str, Any]:
+    """An image signature made with a configured key: a key id, no issuer or subject."""
+    return {"verified": verified, "issuer": None, "subject": None, "key_id": key_id}
+
+
+SIGNER = "https://github.com/example/payments/.github/workflows/release.yml@refs/tags/v1.4.2"
+
+
 def realistic(
     *,
     spiffe_id: str = "spiffe://prod.example.org/ns/payments/sa/api",
     audience: str = "vault.example.org",
     requested_ttl: int | None = None,
     image_seed: str = "payments-api:1.4.2",
-    signer: str = "https://github.com/example/payments/.github/workflows/release.yml@refs/tags/v1.4.2",
+    signatures: list[dict[str, Any]] | None = None,
     node_id: str = "node-7f3a9c",
     issued_at: datetime = NOW - timedelta(minutes=2),
     node_expires_at: datetime | None = NOW + timedelta(minutes=30),
@@ -101,14 +119,7 @@ def realistic(
         "image": {
             "reference": f"registry.example.org/payments/api@{image_digest}",
             "digest": image_digest,
-            "signatures": [
-                {
-                    "verified": True,
-                    "issuer": "https://token.actions.githubusercontent.com",
-                    "subject": signer,
-                    "key_id": None,
-                }
-            ],
+            "signatures": [keyless(SIGNER)] if signatures is None else signatures,
         },
         "provenance": {
             "verified": True,
@@ -144,7 +155,7 @@ def realistic(
 
 
 def evidence_expiry(claims: dict[str, Any]) -> datetime | None:
-    """The earliest of node.expires_at and runtime.expires_at (the PDP passes this)."""
+    """The earliest of node.expires_at and runtime.expires_at (the evidence_expiry term)."""
     stamps = [
         parse_timestamp(part["expires_at"])
         for part in (claims.get("node"), claims.get("runtime"))
@@ -153,22 +164,63 @@ def evidence_expiry(claims: dict[str, Any]) -> datetime | None:
     return min(stamps, default=None)
 
 
-def oracle(claims: dict[str, Any], now: datetime) -> tuple[Decision, datetime | None]:
-    """What the policy's time rules give at ``now`` (a small model of ttl.rego/node.rego)."""
+def fixed(name: str, seconds: int) -> TtlTerm:
+    return TtlTerm(name=name, seconds=seconds)
+
+
+def shrinking(name: str, until: datetime) -> TtlTerm:
+    return TtlTerm(name=name, until=until)
+
+
+def terms_at(terms: Sequence[TtlTerm], now: datetime) -> tuple[int, str]:
+    """The policy's TTL rule (ttl.rego): the shortest term at ``now``, the first on a tie;
+    a shrinking term is worth the whole seconds left until its ``until``."""
+    best: tuple[int, str] | None = None
+    for term in terms:
+        value = term.seconds if term.until is None else (term.until - now) // SECOND
+        assert value is not None
+        if best is None or value < best[0]:
+            best = (value, term.name)
+    assert best is not None
+    return best
+
+
+def revocable_of(claims: dict[str, Any]) -> list[list[str]]:
+    """The values an allow rests on, as the _revocable rules of subject/image/node.rego
+    name them: the SPIFFE ID, the image digest, the subject and key id of every verified
+    signature, the node id (each only when it is a string). Not the runtime's image digest,
+    not the provenance's subject digests, not unverified signatures."""
+    found: set[tuple[str, str]] = set()
+
+    def add(member: str, value: object) -> None:
+        if isinstance(value, str):
+            found.add((member, value))
+
+    add("spiffe_ids", claims["subject"]["spiffe_id"])
+    image = claims.get("image") or {}
+    add("image_digests", image.get("digest"))
+    for signature in image.get("signatures") or []:
+        if signature.get("verified") is True:
+            add("signer_subjects", signature.get("subject"))
+            add("signer_subjects", signature.get("key_id"))
+    add("node_ids", (claims.get("node") or {}).get("id"))
+    return [[member, value] for member, value in sorted(found)]
+
+
+def oracle(claims: dict[str, Any], now: datetime) -> Decision:
+    """What the policy gives at ``now`` (a small model of ttl.rego, node.rego and the
+    _revocable rules), parsed the way every evaluator parses it."""
     expiry = evidence_expiry(claims)
     issued_at = parse_timestamp(claims["node"]["issued_at"])
     requested = claims["request"].get("requested_ttl_seconds")
-    terms: list[tuple[str, int]] = [
-        ("request", requested) if requested is not None else ("default", DEFAULT_TTL),
-        ("audience", AUDIENCE_CAPS[claims["request"]["audience"]]),
-        ("workload", WORKLOAD_CAP),
+    terms = [
+        fixed("request", requested) if requested is not None else fixed("default", DEFAULT_TTL),
+        fixed("audience", AUDIENCE_CAPS[claims["request"]["audience"]]),
+        fixed("workload", WORKLOAD_CAP),
     ]
     if expiry is not None:
-        terms.append(("evidence_expiry", math.floor((expiry - now) / SECOND)))
-    bound_by, ttl = terms[0]
-    for name, value in terms[1:]:
-        if value < ttl:  # a tie keeps the earlier term
-            bound_by, ttl = name, value
+        terms.append(shrinking("evidence_expiry", expiry))
+    ttl, bound_by = terms_at(terms, now)
     reasons = []
     if now - issued_at > timedelta(seconds=MAX_EVIDENCE_AGE):
         reasons.append({"code": "node.stale", "message": "node evidence is too old"})
@@ -181,7 +233,15 @@ def oracle(claims: dict[str, Any], now: datetime) -> tuple[Decision, datetime | 
         limits.append(expiry - timedelta(seconds=MIN_TTL))
     result: dict[str, Any]
     if reasons:
-        result = {"allow": False, "ttl_seconds": 0, "reasons": reasons}
+        result = {
+            "allow": False,
+            "ttl_seconds": 0,
+            "reasons": reasons,
+            "ttl_bound_by": None,
+            "valid_until": None,
+            "ttl_terms": [],
+            "revocable": [],
+        }
     else:
         result = {
             "allow": True,
@@ -189,9 +249,10 @@ def oracle(claims: dict[str, Any], now: datetime) -> tuple[Decision, datetime | 
             "reasons": [],
             "ttl_bound_by": bound_by,
             "valid_until": format_timestamp(min(limits)),
+            "ttl_terms": [term.model_dump(mode="json", exclude_none=True) for term in terms],
+            "revocable": revocable_of(claims),
         }
-    decision = decision_from_policy_result(result, policy_revision=REV, evaluated_at=now)
-    return decision, expiry
+    return decision_from_policy_result(result, policy_revision=REV, evaluated_at=now)
 
 
 def evaluate_and_store(
@@ -200,9 +261,29 @@ def evaluate_and_store(
     """What the PDP does on a miss: evaluate (here: the oracle) and store."""
     ticket, cached = cache.lookup(claims, revision, now)
     assert cached is None
-    decision, expiry = oracle(claims, now)
-    cache.store(ticket, decision, evidence_expires_at=expiry, now=now)
+    decision = oracle(claims, now)
+    cache.store(ticket, decision, now=now)
     return decision
+
+
+def allow(
+    *terms: TtlTerm,
+    valid_until: datetime | None = None,
+    revocable: tuple[tuple[str, str], ...] | None = (("node_ids", "node-7f3a9c"),),
+    now: datetime = NOW,
+) -> Decision:
+    """An allow made at ``now`` whose TTL and bounding term are what ``terms`` give then."""
+    ttl, bound_by = terms_at(terms, now)
+    return Decision(
+        allow=True,
+        ttl_seconds=ttl,
+        ttl_bound_by=bound_by,
+        valid_until=valid_until,
+        policy_revision=REV,
+        evaluated_at=now,
+        ttl_terms=terms,
+        revocable=revocable,
+    )
 
 
 def same_answer(served: Decision, fresh: Decision) -> bool:
@@ -486,7 +567,7 @@ def test_same_claims_in_another_order_hit(impl: CacheImplementation) -> None:
     assert stored.allow
     served = cache.get(reorder(claims, random.Random(3)), REV, NOW + SECOND)
     assert served is not None
-    assert same_answer(served, oracle(claims, NOW + SECOND)[0])
+    assert same_answer(served, oracle(claims, NOW + SECOND))
 
 
 def test_a_hit_is_a_fresh_decision(impl: CacheImplementation) -> None:
@@ -503,6 +584,24 @@ def test_a_hit_is_a_fresh_decision(impl: CacheImplementation) -> None:
     assert first.policy_revision == stored.policy_revision == REV
     assert first.reasons == ()
     assert first.valid_until == stored.valid_until
+    # what the allow rests on travels with every hit, so a broker can record it
+    assert first.ttl_terms == stored.ttl_terms
+    assert [term.name for term in first.ttl_terms or ()] == [
+        "default",
+        "audience",
+        "workload",
+        "evidence_expiry",
+    ]
+    assert (
+        first.revocable
+        == stored.revocable
+        == (
+            ("image_digests", claims["image"]["digest"]),
+            ("node_ids", claims["node"]["id"]),
+            ("signer_subjects", SIGNER),
+            ("spiffe_ids", claims["subject"]["spiffe_id"]),
+        )
+    )
     assert len({stored.decision_id, first.decision_id, second.decision_id}) == 3
     assert uuid.UUID(first.decision_id).version == 4
     assert str(uuid.UUID(first.decision_id)) == first.decision_id
@@ -544,7 +643,7 @@ def test_evidence_bound_ttl_shrinks_and_expires_at_valid_until(impl: CacheImplem
     stats = cache.stats()
     assert (stats.entries, stats.expirations) == (0, 1)
     # the oracle agrees that the decision is no longer servable from the cache
-    assert not oracle(claims, stored.valid_until + 10 * SECOND)[0].allow
+    assert not oracle(claims, stored.valid_until + 10 * SECOND).allow
 
 
 def test_cap_bound_ttl_hands_over_to_evidence_expiry_on_ties(impl: CacheImplementation) -> None:
@@ -563,7 +662,7 @@ def test_cap_bound_ttl_hands_over_to_evidence_expiry_on_ties(impl: CacheImplemen
         served = cache.get(claims, REV, NOW + offset)
         assert served is not None
         assert (served.ttl_seconds, served.ttl_bound_by) == expected
-        assert same_answer(served, oracle(claims, NOW + offset)[0])
+        assert same_answer(served, oracle(claims, NOW + offset))
 
 
 def test_cap_without_evidence_expiry_is_constant(impl: CacheImplementation) -> None:
@@ -583,20 +682,103 @@ def test_no_valid_until_still_stops_when_the_ttl_reaches_zero(impl: CacheImpleme
     cache = impl.cache_class()
     claims = realistic()
     expires = NOW + timedelta(seconds=100, microseconds=250)
-    decision = Decision(
-        allow=True,
-        ttl_seconds=100,
-        ttl_bound_by="evidence_expiry",
-        valid_until=None,
-        policy_revision=REV,
-        evaluated_at=NOW,
-    )
-    cache.put(claims, REV, decision, evidence_expires_at=expires, now=NOW)
+    decision = allow(shrinking("evidence_expiry", expires), valid_until=None)
+    assert (decision.ttl_seconds, decision.ttl_bound_by) == (100, "evidence_expiry")
+    cache.put(claims, REV, decision, now=NOW)
     served = cache.get(claims, REV, expires - SECOND)
     assert served is not None
-    assert served.ttl_seconds == 1
+    assert (served.ttl_seconds, served.ttl_bound_by) == (1, "evidence_expiry")
     assert cache.get(claims, REV, expires - SECOND + US) is None
     assert cache.stats().expirations == 1
+
+
+def test_a_tie_goes_to_the_earlier_term_whichever_kind(impl: CacheImplementation) -> None:
+    # The shrinking term comes first here (the cache knows no term names or order of
+    # its own): it takes over from the fixed one as soon as they tie, not one second later.
+    terms = (shrinking("quote_expiry", NOW + timedelta(seconds=1000.5)), fixed("lease", 900))
+    cache = impl.cache_class()
+    cache.put(realistic(), REV, allow(*terms), now=NOW)
+    checks = {
+        timedelta(0): (900, "lease"),
+        timedelta(seconds=99.5): (900, "lease"),  # floor(901.0) = 901: the lease is shorter
+        timedelta(seconds=99.5) + US: (900, "quote_expiry"),  # floor(900.999999): a tie
+        timedelta(seconds=100.5): (900, "quote_expiry"),
+        timedelta(seconds=100.5) + US: (899, "quote_expiry"),
+    }
+    for offset, expected in checks.items():
+        assert terms_at(terms, NOW + offset) == expected
+        served = cache.get(realistic(), REV, NOW + offset)
+        assert served is not None
+        assert (served.ttl_seconds, served.ttl_bound_by) == expected
+        assert served.ttl_terms == terms
+
+
+def test_an_allow_with_several_shrinking_terms(impl: CacheImplementation) -> None:
+    node, runtime = NOW + timedelta(seconds=400.9), NOW + timedelta(seconds=400.25)
+    terms = (fixed("audience", 900), shrinking("node", node), shrinking("runtime", runtime))
+    cache = impl.cache_class()
+    claims = realistic()
+    stored = allow(*terms, valid_until=NOW + timedelta(hours=1))
+    assert (stored.ttl_seconds, stored.ttl_bound_by) == (400, "node")  # a tie: the first
+    cache.put(claims, REV, stored, now=NOW)
+    checks = {
+        timedelta(seconds=0.25): (400, "node"),  # 400.65 and 400.0: a tie again
+        timedelta(seconds=0.25) + US: (399, "runtime"),
+        timedelta(seconds=399.25): (1, "node"),  # 1.65 and 1.0 both floor to 1
+    }
+    for offset, expected in checks.items():
+        assert terms_at(terms, NOW + offset) == expected
+        served = cache.get(claims, REV, NOW + offset)
+        assert served is not None
+        assert (served.ttl_seconds, served.ttl_bound_by) == expected
+        assert served.ttl_terms == terms
+    # the runtime term reaches 0 first: the entry goes, an hour before its valid_until
+    assert terms_at(terms, runtime - SECOND + US) == (0, "runtime")
+    assert cache.get(claims, REV, runtime - SECOND + US) is None
+    stats = cache.stats()
+    assert (stats.entries, stats.expirations) == (0, 1)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    kinds=st.lists(
+        st.tuples(st.sampled_from("abc"), st.booleans(), st.integers(1, 3_000_000_000)),
+        min_size=1,
+        max_size=4,
+    ),
+    valid_until=st.none() | st.integers(-1_000_000, 3_000_000_000),
+    later=st.integers(-1_000_000, 3_100_000_000),
+)
+def test_a_hit_recomputes_the_ttl_from_the_stored_terms(
+    kinds: list[tuple[str, bool, int]], valid_until: int | None, later: int
+) -> None:
+    """Terms, valid_until and the lookup instant in microseconds from NOW: a hit has
+    exactly the TTL and bounding term the terms give at that instant, or is a miss."""
+    terms = tuple(
+        shrinking(name, NOW + amount * US) if shrinks else fixed(name, amount // 1_000_000 + 1)
+        for name, shrinks, amount in kinds
+    )
+    assume(terms_at(terms, NOW)[0] > 0)  # an allow has a positive TTL
+    decision = allow(*terms, valid_until=None if valid_until is None else NOW + valid_until * US)
+    then = NOW + later * US
+    ttl, bound_by = terms_at(terms, then)
+    stays = valid_until is None or valid_until > 0
+    for implementation in both():
+        cache = implementation.cache_class()
+        ticket, _ = cache.lookup({"a": 1}, REV, NOW)
+        assert cache.store(ticket, decision, now=NOW) is stays
+        served = cache.get({"a": 1}, REV, then)
+        if not stays or later < 0 or ttl <= 0 or (valid_until is not None and later >= valid_until):
+            assert served is None
+        else:
+            assert served is not None
+            assert (served.ttl_seconds, served.ttl_bound_by) == (ttl, bound_by)
+            assert same_answer(
+                served,
+                decision.model_copy(
+                    update={"ttl_seconds": ttl, "ttl_bound_by": bound_by, "evaluated_at": then}
+                ),
+            )
 
 
 def test_a_clock_going_back_misses_without_dropping(impl: CacheImplementation) -> None:
@@ -616,7 +798,7 @@ def test_offsets_and_utc_give_the_same_instant(impl: CacheImplementation) -> Non
     served = cache.get(claims, REV, elsewhere)
     assert served is not None
     assert served.evaluated_at == elsewhere
-    assert same_answer(served, oracle(claims, elsewhere)[0])
+    assert same_answer(served, oracle(claims, elsewhere))
 
 
 @settings(max_examples=150, deadline=None)
@@ -648,7 +830,7 @@ def test_hits_match_a_fresh_evaluation_and_never_outlive_it(
     for implementation in both():
         cache = implementation.cache_class(negative_ttl_seconds=30)
         stored = evaluate_and_store(cache, claims, NOW)
-        fresh = oracle(claims, then)[0]
+        fresh = oracle(claims, then)
         served = cache.get(claims, REV, then)
         if stored.allow:
             assert stored.valid_until is not None
@@ -676,9 +858,9 @@ def test_denies_are_not_cached_by_default(impl: CacheImplementation) -> None:
     cache = impl.cache_class()
     claims = stale_claims()
     ticket, _ = cache.lookup(claims, REV, NOW)
-    deny, expiry = oracle(claims, NOW)
+    deny = oracle(claims, NOW)
     assert not deny.allow
-    assert cache.store(ticket, deny, evidence_expires_at=expiry, now=NOW) is False
+    assert cache.store(ticket, deny, now=NOW) is False
     assert cache.get(claims, REV, NOW) is None
     assert cache.stats().entries == 0
 
@@ -713,55 +895,146 @@ def test_a_new_revision_misses_at_once(impl: CacheImplementation) -> None:
     assert cache.get(claims, REV, NOW) is not None
 
 
-REVOCATIONS: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
-    ("signer_subject", lambda c: c["image"]["signatures"][0]["subject"]),
-    ("node_id", lambda c: c["node"]["id"]),
-    ("image_digest", lambda c: c["image"]["digest"]),
-    ("image_digest", lambda c: c["provenance"]["subject_digests"][1]),
-    ("spiffe_id", lambda c: c["subject"]["spiffe_id"]),
-]
+PICKS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "signer_subjects": lambda c: (
+        c["image"]["signatures"][0]["subject"] or c["image"]["signatures"][0]["key_id"]
+    ),
+    "node_ids": lambda c: c["node"]["id"],
+    "image_digests": lambda c: c["image"]["digest"],
+    "spiffe_ids": lambda c: c["subject"]["spiffe_id"],
+}
+"""config.revoked member -> where realistic() claims keep a value the allow lists."""
 
 
 @pytest.mark.parametrize(
-    ("kind", "pick"), REVOCATIONS, ids=[f"{k}-{i}" for i, (k, _) in enumerate(REVOCATIONS)]
+    ("member", "expected"),
+    [("signer_subjects", 2), ("node_ids", 1), ("image_digests", 2), ("spiffe_ids", 1)],
 )
-def test_revoke_drops_every_entry_that_mentions_the_value(
-    impl: CacheImplementation, kind: str, pick: Callable[[dict[str, Any]], str]
+def test_revoke_drops_every_allow_that_lists_the_value(
+    impl: CacheImplementation, member: str, expected: int
 ) -> None:
     cache = impl.cache_class(negative_ttl_seconds=60)
     target = realistic()
     sharing = realistic(node_id="node-other", spiffe_id="spiffe://prod.example.org/other")
-    sharing["image"]["signatures"][0]["subject"] = target["image"]["signatures"][0]["subject"]
     unrelated = realistic(
         image_seed="other-image",
-        signer="https://github.com/example/other/.github/workflows/release.yml@refs/tags/v2",
+        signatures=[keyless("https://github.com/example/other/.github/workflows/r.yml@v2")],
         node_id="node-unrelated",
         spiffe_id="spiffe://prod.example.org/unrelated",
     )
-    denied = stale_claims()  # mentions the same values as target, cached as a deny
+    denied = stale_claims()  # the same values as target, cached as a deny
     for claims in (target, sharing, unrelated, denied):
         evaluate_and_store(cache, claims, NOW)
-    value = pick(target)
-    expected = {"signer_subject": 3, "image_digest": 3, "node_id": 2, "spiffe_id": 2}[kind]
-    assert cache.revoke(**{kind: value}) == expected
+    value = PICKS[member](target)
+    assert (member, value) in (oracle(target, NOW).revocable or ())
+    assert cache.revoke([(member, value)]) == expected
     assert cache.get(target, REV, NOW) is None
-    assert cache.get(denied, REV, NOW) is None
+    assert (cache.get(sharing, REV, NOW) is None) == (expected == 2)
     assert cache.get(unrelated, REV, NOW) is not None
+    # a deny lists nothing: revoking only makes it more deny-worthy, so it stays
+    served_deny = cache.get(denied, REV, NOW)
+    assert served_deny is not None
+    assert not served_deny.allow
     stats = cache.stats()
     assert (stats.entries, stats.revocations) == (4 - expected, expected)
-    assert cache.revoke(**{kind: value}) == 0
+    assert cache.revoke([(member, value)]) == 0
+
+
+def test_a_deny_is_never_dropped_by_revoke(impl: CacheImplementation) -> None:
+    # even one built in Python with pairs (the policy's denies list none): a revocation
+    # can only make a deny more deserved, and a deny entry ages out on its own
+    cache = impl.cache_class(negative_ttl_seconds=60)
+    claims = stale_claims()
+    deny = oracle(claims, NOW)
+    assert not deny.allow
+    pairs = [(member, value) for member, value in revocable_of(claims)]
+    assert len(pairs) == 4
+    listing = deny.model_copy(update={"revocable": tuple(pairs)})
+    ticket, _ = cache.lookup(claims, REV, NOW)
+    assert cache.store(ticket, listing, now=NOW) is True
+    assert cache.revoke(pairs) == 0
+    served = cache.get(claims, REV, NOW + SECOND)
+    assert served is not None
+    assert (served.allow, served.reasons) == (False, deny.reasons)
+    assert cache.stats().revocations == 0
+
+
+def test_revoking_a_key_id_drops_key_signed_allows(impl: CacheImplementation) -> None:
+    cache = impl.cache_class()
+    key_only = realistic(signatures=[key_signed("cosign-key-1")])
+    mixed = realistic(
+        node_id="node-mixed", signatures=[keyless(SIGNER), key_signed("cosign-key-2")]
+    )
+    unverified_key = realistic(
+        node_id="node-unverified",
+        signatures=[keyless(SIGNER), key_signed("cosign-key-1", verified=False)],
+    )
+    for claims in (key_only, mixed, unverified_key):
+        evaluate_and_store(cache, claims, NOW)
+    signers = {
+        value
+        for member, value in oracle(key_only, NOW).revocable or ()
+        if member == "signer_subjects"
+    }
+    assert signers == {"cosign-key-1"}  # a key-signed signature has no subject
+    # only the allow resting on the verified key: an unverified signature is not listed
+    assert cache.revoke([("signer_subjects", "cosign-key-1")]) == 1
+    assert cache.get(key_only, REV, NOW) is None
+    assert cache.get(unverified_key, REV, NOW) is not None
+    # an allow with a keyless and a key-signed signature goes with either of them
+    assert cache.revoke([("signer_subjects", "cosign-key-2")]) == 1
+    assert cache.get(mixed, REV, NOW) is None
+    assert cache.revoke([("signer_subjects", SIGNER)]) == 1
+    stats = cache.stats()
+    assert (stats.entries, stats.approx_bytes, stats.revocations) == (0, 0, 3)
+
+
+def test_values_the_decision_does_not_list_are_not_revoked(impl: CacheImplementation) -> None:
+    cache = impl.cache_class()
+    claims = realistic()
+    claims["runtime"]["image_digest"] = digest("drifted")
+    decision = evaluate_and_store(cache, claims, NOW)
+    unlisted = [
+        ("image_digests", digest("drifted")),  # the runtime's image digest
+        ("image_digests", claims["provenance"]["subject_digests"][1]),
+        ("signer_subjects", claims["image"]["signatures"][0]["issuer"]),
+        ("spiffe_ids", claims["node"]["id"]),  # a listed value under another member
+        ("node_id", claims["node"]["id"]),  # not a member name of config.revoked
+    ]
+    for pair in unlisted:
+        assert pair not in (decision.revocable or ())
+        assert cache.revoke([pair]) == 0
+    assert cache.get(claims, REV, NOW) is not None
+    # what counts is the decision: one that lists the runtime digest goes with it, and
+    # one that lists a value its claims never mention goes with that value
+    listed = {*(decision.revocable or ()), unlisted[0]}
+    listing = decision.model_copy(update={"revocable": tuple(sorted(listed))})
+    cache.put(claims, REV, listing, now=NOW)
+    cache.put({"a": 1}, REV, allow(fixed("audience", 600), revocable=(("node_ids", "x"),)), now=NOW)
+    assert cache.revoke([unlisted[0]]) == 1
+    assert cache.get(claims, REV, NOW) is None
+    assert cache.revoke([("node_ids", "x")]) == 1
+    assert cache.stats().entries == 0
 
 
 SPIFFE_IDS = ["spiffe://a.example/x", "spiffe://a.example/y"]
 NODE_IDS = ["node-1", "node-2"]
 DIGESTS = [digest("one"), digest("two"), digest("three")]
-SIGNERS = ["https://ci.example/one", "https://ci.example/two"]
+SIGNERS = ["https://ci.example/one", "https://ci.example/two", "cosign-key-1"]
+PAIRS = (
+    [("spiffe_ids", v) for v in SPIFFE_IDS]
+    + [("node_ids", v) for v in NODE_IDS]
+    + [("image_digests", v) for v in DIGESTS]
+    + [("signer_subjects", v) for v in SIGNERS]
+)
 
 
 def _maybe(values: list[str]) -> st.SearchStrategy[Any]:
     return st.sampled_from(values) | json_leaves
 
 
+# Claims that mention the revocable values everywhere the old claims-based index looked
+# (and elsewhere): revocation must ignore them and follow the decisions alone.
 shaped_claims = st.fixed_dictionaries(
     {"subject": st.fixed_dictionaries({"spiffe_id": _maybe(SPIFFE_IDS)}) | json_values},
     optional={
@@ -769,7 +1042,9 @@ shaped_claims = st.fixed_dictionaries(
             {
                 "digest": _maybe(DIGESTS),
                 "signatures": st.lists(
-                    st.fixed_dictionaries({"subject": _maybe(SIGNERS)}) | json_values, max_size=3
+                    st.fixed_dictionaries({"subject": _maybe(SIGNERS), "key_id": _maybe(SIGNERS)})
+                    | json_values,
+                    max_size=3,
                 ),
             }
         )
@@ -783,98 +1058,153 @@ shaped_claims = st.fixed_dictionaries(
 )
 
 
-def mentions(claims: dict[str, Any], kind: str, value: str) -> bool:
-    """The revocation rule, written independently of the cache's index."""
-
-    def part(name: str) -> dict[str, Any]:
-        found = claims.get(name)
-        return found if isinstance(found, dict) else {}
-
-    def strings(items: Any) -> list[Any]:
-        return items if isinstance(items, list) else []
-
-    if kind == "spiffe_id":
-        return part("subject").get("spiffe_id") == value
-    if kind == "node_id":
-        return part("node").get("id") == value
-    if kind == "signer_subject":
-        return any(
-            isinstance(signature, dict) and signature.get("subject") == value
-            for signature in strings(part("image").get("signatures"))
-        )
-    return value in (
-        part("image").get("digest"),
-        part("runtime").get("image_digest"),
-        *strings(part("provenance").get("subject_digests")),
-    )
-
-
 @settings(max_examples=300, deadline=None)
 @given(
-    claim_list=st.lists(shaped_claims, min_size=1, max_size=4),
-    target=st.sampled_from(
-        [("spiffe_id", v) for v in SPIFFE_IDS]
-        + [("node_id", v) for v in NODE_IDS]
-        + [("image_digest", v) for v in DIGESTS]
-        + [("signer_subject", v) for v in SIGNERS]
+    entries=st.lists(
+        st.tuples(shaped_claims, st.none() | st.sets(st.sampled_from(PAIRS), max_size=4)),
+        min_size=1,
+        max_size=5,
+    ),
+    targets=st.lists(
+        st.sampled_from([*PAIRS, ("node_ids", "never-listed"), ("image_digest", DIGESTS[0])]),
+        min_size=1,
+        max_size=3,
     ),
 )
-def test_revoke_follows_the_mention_rule_in_both(
-    claim_list: list[dict[str, Any]], target: tuple[str, str]
+def test_revoke_follows_the_decisions_revocable_in_both(
+    entries: list[tuple[dict[str, Any], set[tuple[str, str]] | None]],
+    targets: list[tuple[str, str]],
 ) -> None:
-    kind, value = target
-    decision = allow(600, "audience")
-    distinct = {load_implementation("python").compute_key(c, REV): c for c in claim_list}
-    expected = sum(mentions(claims, kind, value) for claims in distinct.values())
+    """Each entry is an allow listing a set of pairs, or (None) a deny; the expected set
+    is computed from the decisions alone, independently of the cache's index."""
+    stored = [
+        (
+            claims,
+            Decision.deny("node.stale", "stale", policy_revision=REV, evaluated_at=NOW)
+            if pairs is None
+            else allow(fixed("audience", 600), revocable=tuple(sorted(pairs))),
+        )
+        for claims, pairs in entries
+    ]
+    latest = {load_implementation("python").compute_key(c, REV): (c, d) for c, d in stored}
+
+    def dropped(decision: Decision) -> bool:
+        return decision.allow and not set(targets).isdisjoint(decision.revocable or ())
+
+    expected = sum(dropped(decision) for _, decision in latest.values())
     for implementation in both():
-        cache = implementation.cache_class()
-        for claims in claim_list:
-            cache.put(claims, REV, decision, evidence_expires_at=None, now=NOW)
-        assert cache.revoke(**{kind: value}) == expected
-        for claims in claim_list:
+        cache = implementation.cache_class(negative_ttl_seconds=60)
+        for claims, decision in stored:
+            cache.put(claims, REV, decision, now=NOW)
+        assert cache.revoke(targets) == expected
+        for claims, decision in latest.values():
             served = cache.get(claims, REV, NOW + SECOND)
-            assert (served is None) == mentions(claims, kind, value)
+            assert (served is None) == dropped(decision)
             if served is not None:
                 assert same_answer(
                     served, decision.model_copy(update={"evaluated_at": NOW + SECOND})
                 )
-
-
-def test_revoke_matches_runtime_image_digest(impl: CacheImplementation) -> None:
-    cache = impl.cache_class()
-    claims = realistic()
-    claims["runtime"]["image_digest"] = digest("drifted")
-    evaluate_and_store(cache, claims, NOW)
-    assert cache.revoke(image_digest=digest("drifted")) == 1
-    assert cache.get(claims, REV, NOW) is None
+        stats = cache.stats()
+        assert (stats.entries, stats.revocations) == (len(latest) - expected, expected)
 
 
 def test_revoke_several_values_at_once_counts_entries_once(impl: CacheImplementation) -> None:
     cache = impl.cache_class()
     claims = realistic()
+    other = realistic(
+        image_seed="other-image",
+        signatures=[key_signed("cosign-key-9")],
+        node_id="node-other",
+        spiffe_id="spiffe://prod.example.org/other",
+    )
     evaluate_and_store(cache, claims, NOW)
-    assert cache.revoke(node_id=claims["node"]["id"], spiffe_id=claims["subject"]["spiffe_id"]) == 1
+    evaluate_and_store(cache, other, NOW)
+    pairs = [
+        ("node_ids", claims["node"]["id"]),
+        ("spiffe_ids", claims["subject"]["spiffe_id"]),
+        ("image_digests", claims["image"]["digest"]),
+        ("node_ids", claims["node"]["id"]),
+    ]
+    assert cache.revoke(pair for pair in pairs) == 1  # any iterable, here a generator
+    assert cache.get(other, REV, NOW) is not None
+    assert cache.revoke([("node_ids", "node-other"), ("signer_subjects", "cosign-key-9")]) == 1
+    stats = cache.stats()
+    assert (stats.entries, stats.approx_bytes, stats.revocations) == (0, 0, 2)
 
 
-def test_revoke_arguments_are_checked(impl: CacheImplementation) -> None:
+BAD_REVOCATIONS: list[tuple[str, object, type[Exception], str]] = [
+    ("str", "node_ids", TypeError, "iterable of"),
+    ("bytes", b"node_ids", TypeError, "iterable of"),
+    ("none", None, TypeError, "iterable of"),
+    ("int", 5, TypeError, "iterable of"),
+    ("one-item", [("node_ids",)], TypeError, "tuple of str"),
+    ("three-items", [("node_ids", "a", "b")], TypeError, "tuple of str"),
+    ("list-pair", [["node_ids", "a"]], TypeError, "tuple of str"),
+    ("bytes-value", [("node_ids", b"a")], TypeError, "tuple of str"),
+    ("bytes-member", [(b"node_ids", "a")], TypeError, "tuple of str"),
+    ("none-value", [("node_ids", None)], TypeError, "tuple of str"),
+    ("mapping", {"node_ids": "node-7f3a9c"}, TypeError, "tuple of str"),
+    ("bad-after-good", [("node_ids", "node-7f3a9c"), ("node_ids", 7)], TypeError, "tuple of str"),
+    ("empty-list", [], ValueError, "at least one"),
+    ("empty-set", set(), ValueError, "at least one"),
+]
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "message"),
+    [case[1:] for case in BAD_REVOCATIONS],
+    ids=[case[0] for case in BAD_REVOCATIONS],
+)
+def test_revoke_arguments_are_checked(
+    impl: CacheImplementation, bad: object, error: type[Exception], message: str
+) -> None:
     cache = impl.cache_class()
-    with pytest.raises(ValueError, match="at least one"):
-        cache.revoke()
-    with pytest.raises(TypeError, match="node_id"):
-        cache.revoke(node_id=b"node")  # type: ignore[arg-type]
+    claims = realistic()
+    evaluate_and_store(cache, claims, NOW)
+    ticket, _ = cache.lookup(claims, REV, NOW)
+    with pytest.raises(error, match=message):
+        cache.revoke(bad)  # type: ignore[arg-type]
+    # a refused revoke changes nothing: no entry dropped, no store refused
+    assert cache.get(claims, REV, NOW) is not None
+    assert cache.stats().revocations == 0
+    assert cache.store(ticket, oracle(claims, NOW), now=NOW) is True
+
+
+@pytest.mark.xfail(
+    raises=KeyError,
+    strict=True,
+    reason="cache.py/_cache_ext.pyx _remove: a pair listed twice is unindexed twice",
+)
+def test_a_pair_listed_twice_is_revoked_once(impl: CacheImplementation) -> None:
+    # decision_from_policy_result removes duplicates, but a Decision built in Python may
+    # carry them: the cache must either refuse it or index it consistently.
+    cache = impl.cache_class()
+    twice = (("node_ids", "node-7f3a9c"), ("node_ids", "node-7f3a9c"))
+    try:
+        cache.put(realistic(), REV, allow(fixed("audience", 600), revocable=twice), now=NOW)
+    except ValueError:
+        assert cache.stats().entries == 0
+        return
+    assert cache.revoke([twice[0]]) == 1
+    stats = cache.stats()
+    assert (stats.entries, stats.approx_bytes, stats.revocations) == (0, 0, 1)
 
 
 def test_a_store_racing_a_revoke_or_clear_is_refused(impl: CacheImplementation) -> None:
     cache = impl.cache_class()
     claims = realistic()
-    decision, expiry = oracle(claims, NOW)
-    for invalidate in (lambda: cache.revoke(node_id="any"), cache.clear):
+    decision = oracle(claims, NOW)
+
+    def revoke_anything() -> None:
+        assert cache.revoke([("node_ids", "not-in-any-entry")]) == 0
+
+    for invalidate in (revoke_anything, cache.clear):
         ticket, _ = cache.lookup(claims, REV, NOW)
         invalidate()  # e.g. an operator revokes while the policy is being evaluated
-        assert cache.store(ticket, decision, evidence_expires_at=expiry, now=NOW) is False
+        assert cache.store(ticket, decision, now=NOW) is False
         assert cache.get(claims, REV, NOW) is None
     ticket, _ = cache.lookup(claims, REV, NOW)
-    assert cache.store(ticket, decision, evidence_expires_at=expiry, now=NOW) is True
+    assert cache.store(ticket, decision, now=NOW) is True
     assert ticket.key == impl.compute_key(claims, REV)
 
 
@@ -918,8 +1248,7 @@ def test_byte_bound_evicts_and_refuses_oversized_entries(impl: CacheImplementati
     assert (stats.entries, stats.evictions, stats.approx_bytes) == (2, 1, 2 * one)
     tiny = impl.cache_class(max_bytes=one - 1)
     ticket, _ = tiny.lookup(sets[0], REV, NOW)
-    decision, expiry = oracle(sets[0], NOW)
-    assert tiny.store(ticket, decision, evidence_expires_at=expiry, now=NOW) is False
+    assert tiny.store(ticket, oracle(sets[0], NOW), now=NOW) is False
 
 
 def test_stats_count_hits_misses_and_memory(impl: CacheImplementation) -> None:
@@ -936,55 +1265,120 @@ def test_stats_count_hits_misses_and_memory(impl: CacheImplementation) -> None:
     assert cache.implementation == impl.name
     # replacing an entry does not leak bytes
     ticket, _ = cache.lookup(claims, REV, NOW)
-    decision, expiry = oracle(claims, NOW)
-    cache.store(ticket, decision, evidence_expires_at=expiry, now=NOW)
+    assert cache.store(ticket, oracle(claims, NOW), now=NOW) is True
     assert cache.stats().approx_bytes == stats.approx_bytes
 
 
 # --- what gets stored is checked -------------------------------------------------
 
 
-def allow(ttl: int, bound_by: str, valid_until: datetime | None = None) -> Decision:
-    return Decision(
-        allow=True,
-        ttl_seconds=ttl,
-        ttl_bound_by=bound_by,
-        valid_until=valid_until,
-        policy_revision=REV,
-        evaluated_at=NOW,
-    )
+AUDIENCE = fixed("audience", 900)
+EXPIRY = shrinking("evidence_expiry", NOW + timedelta(seconds=100.5))  # 100 s at NOW
+
+INCONSISTENT: list[tuple[str, Decision, str]] = [
+    ("other-ttl", allow(AUDIENCE).model_copy(update={"ttl_seconds": 899}), "do not give"),
+    (
+        "shrinking-other-ttl",
+        allow(AUDIENCE, EXPIRY).model_copy(update={"ttl_seconds": 101}),
+        "do not give",
+    ),
+    (
+        "other-bound-term",
+        allow(AUDIENCE, EXPIRY).model_copy(update={"ttl_bound_by": "audience"}),
+        "do not give",
+    ),
+    (
+        "tie-to-the-later-term",  # both 900 at NOW: the earlier one bounds it
+        allow(fixed("default", 900), AUDIENCE).model_copy(update={"ttl_bound_by": "audience"}),
+        "do not give",
+    ),
+    (
+        "unknown-term",
+        allow(AUDIENCE).model_copy(update={"ttl_bound_by": "evidence_expiry"}),
+        "do not give",
+    ),
+    (
+        "term-already-past",
+        allow(AUDIENCE).model_copy(
+            update={"ttl_terms": (AUDIENCE, shrinking("evidence_expiry", NOW - SECOND))}
+        ),
+        "do not give",
+    ),
+    ("zero-ttl", allow(fixed("audience", 0)), "positive ttl_seconds"),
+    (
+        "reasons",
+        allow(AUDIENCE).model_copy(update={"reasons": Decision.deny("a", "b").reasons}),
+        "no reasons",
+    ),
+]
 
 
 @pytest.mark.parametrize(
-    ("decision", "expires", "message"),
-    [
-        (allow(100, "evidence_expiry"), None, "evidence_expiry"),
-        (allow(100, "evidence_expiry"), NOW + 101 * SECOND, "evidence_expiry"),
-        (allow(100, "audience"), NOW + 99 * SECOND, "exceeds the evidence expiry"),
-        (allow(100, "whatever"), None, "ttl_bound_by"),
-        (allow(0, "audience"), None, "positive ttl_seconds"),
-        (
-            allow(100, "audience").model_copy(update={"reasons": Decision.deny("a", "b").reasons}),
-            None,
-            "no reasons",
-        ),
-    ],
-    ids=["no-expiry", "ttl-mismatch", "cap-over-expiry", "unknown-term", "zero-ttl", "reasons"],
+    ("decision", "message"),
+    [case[1:] for case in INCONSISTENT],
+    ids=[case[0] for case in INCONSISTENT],
 )
 def test_inconsistent_decisions_are_refused(
-    impl: CacheImplementation, decision: Decision, expires: datetime | None, message: str
+    impl: CacheImplementation, decision: Decision, message: str
 ) -> None:
     cache = impl.cache_class()
     with pytest.raises(ValueError, match=message):
-        cache.put(realistic(), REV, decision, evidence_expires_at=expires, now=NOW)
+        cache.put(realistic(), REV, decision, now=NOW)
+    ticket, _ = cache.lookup(realistic(), REV, NOW)
+    with pytest.raises(ValueError, match=message):
+        cache.store(ticket, decision, now=NOW)
     assert cache.stats().entries == 0
+
+
+UNCACHEABLE: list[tuple[str, Decision]] = [
+    ("terms-none", allow(AUDIENCE).model_copy(update={"ttl_terms": None})),
+    ("terms-empty", allow(AUDIENCE).model_copy(update={"ttl_terms": ()})),
+    ("revocable-none", allow(AUDIENCE, EXPIRY, revocable=None)),
+    (
+        "built-without-either",
+        Decision(allow=True, ttl_seconds=900, ttl_bound_by="audience", evaluated_at=NOW),
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "decision", [case[1] for case in UNCACHEABLE], ids=[case[0] for case in UNCACHEABLE]
+)
+def test_an_allow_without_its_terms_or_revocable_values_is_not_cached(
+    impl: CacheImplementation, decision: Decision
+) -> None:
+    # it may be right, but nothing could recompute its TTL or revoke it later
+    cache = impl.cache_class()
+    claims = realistic()
+    ticket, _ = cache.lookup(claims, REV, NOW)
+    assert cache.store(ticket, decision, now=NOW) is False
+    assert cache.put(claims, REV, decision, now=NOW) is None  # type: ignore[func-returns-value]
+    assert cache.get(claims, REV, NOW) is None
+    assert cache.stats().entries == 0
+
+
+def test_an_older_policy_without_terms_is_not_cached(impl: CacheImplementation) -> None:
+    # e.g. a remote OPA server still running a policy from before ttl_terms and revocable
+    cache = impl.cache_class()
+    claims = realistic()
+    current = oracle(claims, NOW)
+    result = {**current.to_json_dict(), "reasons": []}
+    for name in ("ttl_terms", "revocable", "decision_id", "evaluated_at", "policy_revision"):
+        del result[name]
+    older = decision_from_policy_result(result, policy_revision=REV, evaluated_at=NOW)
+    assert older.allow
+    assert (older.ttl_terms, older.revocable) == (None, None)
+    ticket, _ = cache.lookup(claims, REV, NOW)
+    assert cache.store(ticket, older, now=NOW) is False
+    assert cache.store(ticket, current, now=NOW) is True
 
 
 def test_an_allow_already_past_valid_until_is_not_stored(impl: CacheImplementation) -> None:
     cache = impl.cache_class()
     ticket, _ = cache.lookup(realistic(), REV, NOW)
-    decision = allow(100, "audience", valid_until=NOW)
-    assert cache.store(ticket, decision, evidence_expires_at=None, now=NOW) is False
+    decision = allow(AUDIENCE, valid_until=NOW)
+    assert cache.store(ticket, decision, now=NOW) is False
+    assert cache.store(ticket, decision.model_copy(update={"valid_until": NOW + US}), now=NOW)
 
 
 def test_times_must_be_aware_datetimes(impl: CacheImplementation) -> None:
@@ -996,13 +1390,19 @@ def test_times_must_be_aware_datetimes(impl: CacheImplementation) -> None:
     with pytest.raises(TypeError, match="datetime"):
         cache.get(claims, REV, "2026-11-22T10:00:00Z")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="timezone-aware"):
-        cache.put(claims, REV, allow(100, "evidence_expiry"), evidence_expires_at=naive, now=NOW)
+        cache.put(claims, REV, allow(AUDIENCE), now=naive)
+    naive_term = allow(AUDIENCE).model_copy(
+        update={"ttl_terms": (AUDIENCE, shrinking("evidence_expiry", naive + timedelta(hours=1)))}
+    )
+    with pytest.raises(ValueError, match="timezone-aware"):
+        cache.put(claims, REV, naive_term, now=NOW)
     with pytest.raises(TypeError, match="Decision"):
-        cache.put(claims, REV, {"allow": True}, evidence_expires_at=None, now=NOW)  # type: ignore[arg-type]
+        cache.put(claims, REV, {"allow": True}, now=NOW)  # type: ignore[arg-type]
     ticket, _ = cache.lookup(claims, REV, NOW)
     not_a_ticket: Any = (ticket.encoding, claims, 0)
     with pytest.raises(TypeError, match="CacheTicket"):
-        cache.store(not_a_ticket, allow(1, "audience"), evidence_expires_at=None, now=NOW)
+        cache.store(not_a_ticket, allow(AUDIENCE), now=NOW)
+    assert cache.stats().entries == 0
 
 
 @pytest.mark.parametrize(
@@ -1037,15 +1437,21 @@ def test_epoch_conversion_agrees_on_odd_datetimes() -> None:
     ]
     for moment in moments:
         caches = [implementation.cache_class() for implementation in (python, cython)]
-        decision = allow(100, "evidence_expiry")
+        decision = allow(shrinking("evidence_expiry", moment + 100 * SECOND), now=moment)
         for cache in caches:
-            cache.put(
-                {"a": 1}, REV, decision, evidence_expires_at=moment + 100 * SECOND, now=moment
-            )
+            cache.put({"a": 1}, REV, decision, now=moment)
+            # the stored instant and the lookup's agree to the microsecond
+            if moment.replace(tzinfo=None) > datetime.min:
+                assert cache.get({"a": 1}, REV, moment - US) is None
+            assert cache.get({"a": 1}, REV, moment) is not None
         served = [cache.get({"a": 1}, REV, moment + 10 * SECOND + US) for cache in caches]
         assert served[0] is not None
         assert served[1] is not None
         assert served[0].ttl_seconds == served[1].ttl_seconds == 89
+        assert [cache.get({"a": 1}, REV, moment + 99 * SECOND + US) for cache in caches] == [
+            None,
+            None,
+        ]
 
 
 # --- both implementations agree on whole histories --------------------------------
@@ -1055,6 +1461,7 @@ POOL = [
     realistic(node_id="node-b", node_expires_at=NOW + timedelta(seconds=200)),
     realistic(image_seed="img-c", spiffe_id="spiffe://prod.example.org/c", requested_ttl=120),
     realistic(issued_at=NOW - timedelta(seconds=590), audience="db.example.org"),
+    realistic(node_id="node-k", signatures=[key_signed("cosign-key-1")]),
     stale_claims(),
 ]
 OPERATIONS = st.one_of(
@@ -1063,22 +1470,14 @@ OPERATIONS = st.one_of(
     st.tuples(st.just("back"), st.integers(0, 5_000_000)),
     st.tuples(
         st.just("revoke"),
-        st.sampled_from(["node_id", "spiffe_id", "image_digest", "signer_subject"]),
-        st.integers(0, len(POOL) - 1),
+        st.lists(
+            st.tuples(st.sampled_from(sorted(PICKS)), st.integers(0, len(POOL) - 1)),
+            min_size=1,
+            max_size=2,
+        ),
     ),
     st.tuples(st.just("clear")),
 )
-
-
-def _revocation_value(kind: str, claims: dict[str, Any]) -> str:
-    pick = {
-        "node_id": lambda: claims["node"]["id"],
-        "spiffe_id": lambda: claims["subject"]["spiffe_id"],
-        "image_digest": lambda: claims["image"]["digest"],
-        "signer_subject": lambda: claims["image"]["signatures"][0]["subject"],
-    }
-    value: str = pick[kind]()
-    return value
 
 
 @settings(max_examples=150, deadline=None)
@@ -1098,18 +1497,15 @@ def test_compiled_and_twin_agree_on_every_operation(
                 claims = POOL[operation[1]]
                 ticket, served = cache.lookup(claims, REV, now)
                 if served is None:
-                    decision, expiry = oracle(claims, now)
-                    results.append(
-                        cache.store(ticket, decision, evidence_expires_at=expiry, now=now)
-                    )
+                    results.append(cache.store(ticket, oracle(claims, now), now=now))
                 else:
-                    fresh = oracle(claims, now)[0]
+                    fresh = oracle(claims, now)
                     assert fresh.allow == served.allow
                     assert same_answer(served, fresh) or not served.allow
                     results.append(served.model_dump(exclude={"decision_id"}))
             elif operation[0] == "revoke":
-                kind = operation[1]
-                results.append(cache.revoke(**{kind: _revocation_value(kind, POOL[operation[2]])}))
+                pairs = [(member, PICKS[member](POOL[index])) for member, index in operation[1]]
+                results.append(cache.revoke(pairs))
             elif operation[0] == "clear":
                 cache.clear()
         if results:
@@ -1153,7 +1549,13 @@ def test_a_slot_collision_is_a_miss_never_another_decision(
     assert cache.get(allowed, REV, NOW) is None
     stats = cache.stats()
     assert stats.entries == 1
-    assert cache.revoke(node_id=denied["node"]["id"]) == 1
+    # the displaced allow left the revocation index with it; the deny never entered it
+    node = [("node_ids", allowed["node"]["id"])]
+    assert cache.revoke(node) == 0
+    assert cache.get(denied, REV, NOW) is not None
+    evaluate_and_store(cache, allowed, NOW)  # takes the slot back
+    assert cache.get(denied, REV, NOW) is None
+    assert cache.revoke(node) == 1
     assert (cache.stats().entries, cache.stats().approx_bytes) == (0, 0)
 
 
@@ -1202,8 +1604,7 @@ def test_no_hit_after_revoke_returns_under_concurrency(impl: CacheImplementation
                 ticket, served = cache.lookup(claims, REV, NOW)
                 lookups[slot] += 1
                 if served is None:
-                    decision, expiry = oracle(claims, NOW)
-                    cache.store(ticket, decision, evidence_expires_at=expiry, now=NOW)
+                    cache.store(ticket, oracle(claims, NOW), now=NOW)
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -1213,7 +1614,7 @@ def test_no_hit_after_revoke_returns_under_concurrency(impl: CacheImplementation
         for thread in threads:
             thread.start()
         time.sleep(0.2)
-        cache.revoke(node_id=target["node"]["id"])
+        cache.revoke([("node_ids", target["node"]["id"])])
         revoked.set()
         time.sleep(0.2)
     finally:
@@ -1228,8 +1629,7 @@ def test_no_hit_after_revoke_returns_under_concurrency(impl: CacheImplementation
     assert stats.entries <= 32
     assert stats.evictions > 0
     # the index and byte accounting stayed consistent: revoking every node empties the cache
-    for claims in others:
-        cache.revoke(node_id=claims["node"]["id"])
+    cache.revoke(("node_ids", claims["node"]["id"]) for claims in others)
     assert (cache.stats().entries, cache.stats().approx_bytes) == (0, 0)
 
 
@@ -1433,4 +1833,6 @@ def test_selected_names_are_consistent() -> None:
     assert cache_module.DecisionCache is selected.cache_class
     assert cache_module.DecisionCache().stats().implementation == chosen
     assert cache_module.compute_key({"a": 1}, REV) == selected.compute_key({"a": 1}, REV)
-    assert set(TTL_TERMS) == {"request", "default", "audience", "workload", "evidence_expiry"}
+    # the cache restates no policy rule: TTL terms and revocable values come with decisions
+    assert not hasattr(cache_module, "TTL_TERMS")
+    assert not hasattr(cache_module, "_mentions")
