@@ -15,7 +15,7 @@ from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, Reason
 from attestpolicy.engine._inprocess import DEFAULT_ENGINE, check_engine_name, make_evaluator
 from attestpolicy.engine.base import Evaluator
-from attestpolicy.engine.cache import CacheStats, DecisionCache
+from attestpolicy.engine.cache import CacheStats, DecisionCache, decode_encoding
 from attestpolicy.errors import AttestPolicyError, ClaimsError
 from attestpolicy.policy import PolicySource
 
@@ -156,27 +156,48 @@ class PolicyDecisionPoint:
         current UTC time when it has none.
         """
         evaluated_at = datetime.now(UTC)
+        try:
+            return self._decide(claims, now, evaluated_at)
+        except Exception as exc:  # fail closed: never an uncaught crash in the request path
+            return self._deny("input.invalid", f"claims could not be read: {exc}", evaluated_at)
+
+    def _decide(
+        self,
+        claims: ClaimSet | Mapping[str, Any] | str | bytes,
+        now: datetime | None,
+        evaluated_at: datetime,
+    ) -> Decision:
+        # The caller's claims are read exactly once. With the cache, that read is the
+        # canonical encoding: the key, and on a miss the copy decided on (decoded from
+        # it), so claims changed by another thread meanwhile cannot be decided as one
+        # thing and cached as another. Without the cache, ClaimSet.parse is the read.
         cache, ticket, revision = self._cache, None, ""
-        raw: object
-        if cache is not None:
+        source: object = claims
+        if cache is not None and not isinstance(claims, str | bytes):
             try:
-                if type(claims) is dict and now is None and "now" not in claims:
-                    raw, moment = claims, evaluated_at  # the common PEP call: no other checks
-                else:
-                    moment = evaluated_at if now is None else parse_timestamp(now)
-                    raw = claims.to_input() if isinstance(claims, ClaimSet) else claims
-                    if not isinstance(raw, Mapping):
-                        raise TypeError("not a mapping")
-                    if now is None and "now" in raw:
-                        moment = parse_timestamp(raw["now"])
+                raw = claims.to_input() if isinstance(claims, ClaimSet) else claims
+                if not isinstance(raw, Mapping):
+                    raise TypeError("not a mapping")
+                raw_now = raw.get("now")
+                moment = (
+                    parse_timestamp(now)
+                    if now is not None
+                    else evaluated_at
+                    if raw_now is None
+                    else parse_timestamp(raw_now)
+                )
                 revision = self._evaluator.revision
                 ticket, hit = cache.lookup(raw, revision, moment)
                 if hit is not None:
                     return hit
-            except (TypeError, ValueError, RecursionError):
+                snapshot = decode_encoding(ticket.encoding)[1]
+                if raw_now is not None:
+                    snapshot["now"] = raw_now
+                source = snapshot
+            except Exception:
                 ticket = None  # not cacheable as given: validation below says why
         try:
-            claim_set = ClaimSet.parse(claims)
+            claim_set = ClaimSet.parse(source)  # type: ignore[arg-type]  # checked by parse
             moment = parse_timestamp(now) if now is not None else claim_set.now or evaluated_at
             policy_input = claim_set.to_input()
             policy_input["now"] = format_timestamp(moment)
@@ -184,8 +205,6 @@ class PolicyDecisionPoint:
             return self._deny(exc.code, str(exc), evaluated_at)
         except ValueError as exc:
             return self._deny("input.invalid", f"now: {exc}", evaluated_at)
-        except Exception as exc:  # fail closed: never an uncaught crash in the request path
-            return self._deny("input.invalid", f"claims could not be read: {exc}", evaluated_at)
         try:
             decision = self._evaluator.evaluate(policy_input, evaluated_at=evaluated_at)
         except AttestPolicyError as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from attestpolicy import ClaimSet, Decision, PolicyDecisionPoint
 from attestpolicy.engine.local import LocalEvaluator
-from attestpolicy.errors import ConfigError, PolicyError
+from attestpolicy.errors import ConfigError, EvaluatorError, PolicyError
 from attestpolicy.policy import PolicySource
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -299,3 +300,103 @@ def test_engines_are_per_thread_and_freed_safely(example_config: dict[str, Any])
     thread.start()
     thread.join()
     assert seen == ["input.invalid"]
+
+
+# --- the caller's claims are read once --------------------------------------------
+
+
+class _ChangingClaims(Mapping[str, Any]):
+    """Claims whose request names one audience on the first read and another after:
+    what a caller's dict looks like when another thread edits it during decide()."""
+
+    def __init__(self, claims: dict[str, Any], first: str, later: str) -> None:
+        self._claims, self._audiences, self._reads = claims, (first, later), 0
+
+    def __getitem__(self, key: str) -> Any:
+        value = self._claims[key]
+        if key == "request":
+            value = {**value, "audience": self._audiences[min(self._reads, 1)]}
+            self._reads += 1
+        return value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._claims)
+
+    def __len__(self) -> int:
+        return len(self._claims)
+
+
+@pytest.mark.parametrize("cache_impl", ["python", "cython"])
+def test_claims_changed_during_decide_never_poison_the_cache(
+    example_config: dict[str, Any], claims: dict[str, Any], cache_impl: str
+) -> None:
+    from attestpolicy.engine.cache import load_implementation
+
+    pdp = PolicyDecisionPoint.local(
+        config=example_config, cache=load_implementation(cache_impl).cache_class()
+    )
+    changing = _ChangingClaims(claims, first="unknown.example", later="vault")
+    first = pdp.decide(changing)
+    unknown = copy.deepcopy(claims)
+    unknown["request"]["audience"] = "unknown.example"
+    after = pdp.decide(unknown)
+    assert not after.allow, "an allow for the known audience was cached under the unknown one"
+    assert after.reason_codes == ("request.unknown_audience",)
+    assert first.allow is False  # decided on the single read: the unknown audience
+
+
+class _FailingClaims(Mapping[str, Any]):
+    def __getitem__(self, key: str) -> Any:
+        raise RuntimeError("boom")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["subject", "request"])
+
+    def __len__(self) -> int:
+        return 2
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_a_mapping_that_raises_is_a_deny_not_an_exception(
+    example_config: dict[str, Any], cached: bool
+) -> None:
+    pdp = PolicyDecisionPoint.local(config=example_config, cache=cached)
+    decision = pdp.decide(_FailingClaims())
+    assert not decision.allow
+    assert decision.reason_codes == ("input.invalid",)
+    assert "boom" in decision.reasons[0].message
+
+
+def _nested(depth: int) -> Any:
+    value: Any = "leaf"
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("engine", ["regorus", "opa"])
+def test_deep_or_cyclic_input_never_reaches_the_engine(
+    example_config: dict[str, Any], claims: dict[str, Any], engine: str
+) -> None:
+    """regorus and OPA's bindings crash the process on such values (SIGSEGV)."""
+    if engine == "opa":
+        from conftest import opa_required
+
+        opa_required()
+    from attestpolicy.engine._inprocess import make_evaluator
+
+    evaluator = make_evaluator(engine, PolicySource.from_directory(), example_config)
+    cyclic: dict[str, Any] = {"subject": {}}
+    cyclic["subject"]["self"] = cyclic
+    for bad in ({"deep": _nested(10_000)}, cyclic, {"subject": {"x": object()}}):
+        decision = evaluator.evaluate(bad, evaluated_at=NOW)
+        assert decision.reason_codes == ("input.invalid",), decision.reasons
+        assert decision.reasons[0].message.startswith("policy input refused: ")
+    with pytest.raises(EvaluatorError) as info:
+        evaluator.evaluate_path("attestpolicy/v1/decision", _nested(10_000))
+    assert info.value.code == "input.invalid"
+    within = {"deep": _nested(40), **claims}
+    judged = evaluator.evaluate(within, evaluated_at=NOW)  # reaches the policy, which refuses
+    assert judged.reason_codes == ("input.invalid",)
+    assert judged.reasons[0].message == "input.deep: unknown field"
+    evaluator.close()

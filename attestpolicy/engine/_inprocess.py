@@ -21,6 +21,7 @@ from typing import Any, ClassVar, Final, Literal
 
 from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, decision_from_policy_result
+from attestpolicy.engine.cache import canonical_encoding
 from attestpolicy.errors import EvaluatorError, PolicyError
 from attestpolicy.policy import DECISION_PATH, PolicySource, config_revision
 
@@ -33,6 +34,7 @@ __all__ = [
     "check_engine_name",
     "data_path_query",
     "data_path_segments",
+    "input_problem",
     "load_state",
     "make_evaluator",
 ]
@@ -231,6 +233,18 @@ class InProcessEvaluator(abc.ABC):
         An undefined decision is an ``engine.undefined`` deny.
         """
         state = self._state
+        problem = (
+            input_problem(policy_input)
+            if isinstance(policy_input, dict)
+            else f"the input must be an object, got {type(policy_input).__name__}"
+        )
+        if problem is not None:
+            return Decision.deny(
+                "input.invalid",
+                f"policy input refused: {problem}",
+                policy_revision=state.revision,
+                evaluated_at=evaluated_at,
+            )
         try:
             engine = self._engine_for(state)
             result = self._eval_decision(engine, policy_input)
@@ -253,6 +267,9 @@ class InProcessEvaluator(abc.ABC):
         Raises :class:`~attestpolicy.errors.EvaluatorError` when the engine fails.
         """
         state = self._state
+        problem = None if policy_input is None else input_problem(policy_input)
+        if problem is not None:
+            raise EvaluatorError(f"policy input refused: {problem}", code="input.invalid")
         try:
             engine = self._engine_for(state)
             return self._eval_path(
@@ -266,6 +283,21 @@ class InProcessEvaluator(abc.ABC):
     def close(self) -> None:
         """Drop this thread's engine (other threads free theirs on their next lookup)."""
         _thread_engines().pop(id(self._state), None)
+
+
+def input_problem(policy_input: object) -> str | None:
+    """Why ``policy_input`` must not reach an engine, or None.
+
+    The engines crash the process on values nested thousands deep or cyclic, so anything
+    nested deeper than the cache key's limit (64 levels), cyclic, or not JSON-like (str,
+    int, float, bool, None, list, dict with str keys) is refused before evaluation; the
+    check is the compiled canonical encoder's walk.
+    """
+    try:
+        canonical_encoding({"input": policy_input}, "")
+    except (TypeError, ValueError, RecursionError) as exc:
+        return str(exc).replace("claims", "the input")
+    return None
 
 
 def check_engine_name(engine: object) -> EngineName:

@@ -46,6 +46,7 @@ __all__ = [
     "cache_implementation",
     "canonical_encoding",
     "compute_key",
+    "decode_encoding",
     "load_implementation",
 ]
 
@@ -194,6 +195,90 @@ def _py_canonical_encoding(claims: Mapping[str, Any], revision: str) -> bytes:
 def _py_compute_key(claims: Mapping[str, Any], revision: str) -> bytes:
     """The 32-byte cache key of ``claims`` under ``revision`` (pure Python)."""
     return hashlib.sha256(_py_canonical_encoding(claims, revision)).digest()
+
+
+def decode_encoding(encoding: bytes) -> tuple[str, dict[str, Any]]:
+    """``(revision, claims)`` back from a canonical encoding (claims without ``now``).
+
+    The PDP decides a cache miss on this copy, so the key and the decision come from one
+    read of the caller's claims: a claims object changed by another thread in between
+    can never be decided as one thing and stored as another. Raises ``ValueError`` for
+    bytes that are not a canonical encoding.
+    """
+    if type(encoding) is not bytes or not encoding.startswith(KEY_MAGIC):
+        raise ValueError("not a canonical encoding: bad magic")
+    try:
+        revision, position = _decode_value(encoding, len(KEY_MAGIC), 0)
+        claims, position = _decode_value(encoding, position, 0)
+    except (IndexError, UnicodeDecodeError, struct.error) as exc:
+        raise ValueError(f"not a canonical encoding: {exc}") from None
+    if type(revision) is not str or type(claims) is not dict or position != len(encoding):
+        raise ValueError("not a canonical encoding of (revision, claims)")
+    return revision, claims
+
+
+def _decode_length(data: bytes, position: int) -> tuple[int, int]:
+    byte = data[position]
+    if byte < 0x80:
+        return byte, position + 1
+    length = shift = 0
+    while True:
+        byte = data[position]
+        position += 1
+        length |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return length, position
+        shift += 7
+        if shift > 63:
+            raise ValueError("not a canonical encoding: length overflow")
+
+
+def _decode_text(data: bytes, position: int) -> tuple[str, int]:
+    length, position = _decode_length(data, position)
+    end = position + length
+    if end > len(data):
+        raise ValueError("not a canonical encoding: truncated")
+    return data[position:end].decode("utf-8"), end
+
+
+def _decode_value(data: bytes, position: int, depth: int) -> tuple[Any, int]:
+    """The value :func:`_encode_value` wrote at ``position``, and the position after it."""
+    tag = data[position]
+    position += 1
+    if tag == 0x73:  # "s"
+        return _decode_text(data, position)
+    if tag == 0x64 or tag == 0x6C:  # "d" / "l"
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"claims nest deeper than {MAX_DEPTH} levels")
+        count, position = _decode_length(data, position)
+        if tag == 0x6C:
+            items = []
+            for _ in range(count):
+                item, position = _decode_value(data, position, depth + 1)
+                items.append(item)
+            return items, position
+        members: dict[str, Any] = {}
+        for _ in range(count):
+            if data[position] != 0x73:
+                raise ValueError("not a canonical encoding: object key is not a string")
+            name, position = _decode_text(data, position + 1)
+            members[name], position = _decode_value(data, position, depth + 1)
+        return members, position
+    if tag == 0x54 or tag == 0x46:  # "T" / "F"
+        return tag == 0x54, position
+    if tag == 0x4E:  # "N"
+        return None, position
+    if tag == 0x69:  # "i"
+        return int.from_bytes(data[position : position + 8], "big", signed=True), position + 8
+    if tag == 0x66:  # "f"
+        real: float = _DOUBLE.unpack_from(data, position)[0]
+        return real, position + 8
+    if tag == 0x49:  # "I"
+        length, position = _decode_length(data, position)
+        return int.from_bytes(data[position : position + length], "big", signed=True), (
+            position + length
+        )
+    raise ValueError(f"not a canonical encoding: unknown tag {tag:#x}")
 
 
 # --- helpers shared by both implementations ----------------------------------
