@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from evidence.helpers import TEST_ASSETS
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -39,7 +39,7 @@ from attestpolicy.evidence.image.cosign import (
 )
 from attestpolicy.evidence.image.sigstore_bundle import SigstoreIdentity
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "cosign"
+ASSETS = TEST_ASSETS / "cosign"
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 SINGLE_SAMPLE = "192.168.64.2:5000/cosign-signed-single-sample"

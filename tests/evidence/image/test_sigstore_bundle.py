@@ -10,7 +10,6 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from evidence.helpers import TEST_ASSETS
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -33,7 +33,7 @@ from attestpolicy.evidence.image.sigstore_bundle import (
     verify_sigstore_image,
 )
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets" / "sigstore"
+ASSETS = TEST_ASSETS / "sigstore"
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"

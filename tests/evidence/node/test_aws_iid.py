@@ -7,7 +7,6 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
+from evidence.helpers import TEST_ASSETS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -29,7 +29,7 @@ from attestpolicy.evidence.node.aws_iid import (
     verify_aws_iid,
 )
 
-ASSETS = Path(__file__).parent.parent / "assets" / "cloud" / "aws"
+ASSETS = TEST_ASSETS / "cloud" / "aws"
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 

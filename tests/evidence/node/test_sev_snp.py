@@ -12,7 +12,6 @@ import struct
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from evidence.helpers import TEST_ASSETS, b64, expect_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,28 +34,15 @@ from attestpolicy.evidence.node.sev_snp import (
     verify_sev_snp,
 )
 
-ASSETS = Path(__file__).parent.parent / "assets" / "cc"
+ASSETS = TEST_ASSETS / "cc"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 COLLECTED = "2025-06-01T00:00:00Z"
 PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", re.S)
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
 def der_to_pem(der: bytes) -> str:
     body = "\n".join(re.findall(".{1,64}", b64(der)))
     return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
-
-
-def expect_error(code: str, call: Callable[[], object], field_part: str | None = None) -> None:
-    with pytest.raises(EvidenceError) as info:
-        call()
-    assert info.value.code == code, info.value
-    if field_part is not None:
-        assert info.value.field is not None
-        assert field_part in info.value.field, info.value.field
 
 
 @cache

@@ -3,13 +3,10 @@ with a PCK chain of our own."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import struct
-from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from evidence.helpers import TEST_ASSETS, b64, expect_error
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +23,7 @@ from attestpolicy.claims import Node
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence.node.tdx import INTEL_TD_QE_MRSIGNER, TdxEvidence, TdxTrust, verify_tdx
 
-ASSETS = Path(__file__).parent.parent / "assets" / "cc"
+ASSETS = TEST_ASSETS / "cc"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 COLLECTED = "2025-06-01T00:00:00Z"
 SPR = "go-tdx-guest_tdx_prod_quote_SPR_E4.dat"
@@ -38,19 +36,6 @@ SIG_DATA = 48 + 584 + 4
 ATT_KEY = SIG_DATA + 64
 QE_REPORT = SIG_DATA + 64 + 64 + 6
 QE_AUTH = QE_REPORT + 384 + 64 + 2
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def expect_error(code: str, call: Callable[[], object], field_part: str | None = None) -> None:
-    with pytest.raises(EvidenceError) as info:
-        call()
-    assert info.value.code == code, info.value
-    if field_part is not None:
-        assert info.value.field is not None
-        assert field_part in info.value.field, info.value.field
 
 
 def intel_trust(**kwargs: Any) -> TdxTrust:

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+from evidence.helpers import TEST_ASSETS, b64, expect_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,13 +31,9 @@ from attestpolicy.evidence.node._tpm_protobuf import parse_go_tpm_attestation
 from attestpolicy.evidence.node._tpm_structs import parse_attest, parse_public, parse_signature
 from attestpolicy.evidence.node.tpm import TpmEvidence, TpmTrust, verify_tpm
 
-ASSETS = Path(__file__).parent.parent / "assets" / "tpm"
+ASSETS = TEST_ASSETS / "tpm"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 COLLECTED = "2025-06-01T00:00:00Z"
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def pem_key(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
@@ -50,15 +47,6 @@ def key_id(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return "sha256:" + hashlib.sha256(der).hexdigest()
-
-
-def expect_error(code: str, call: Callable[[], object], field_part: str | None = None) -> None:
-    with pytest.raises(EvidenceError) as info:
-        call()
-    assert info.value.code == code, info.value
-    if field_part is not None:
-        assert info.value.field is not None
-        assert field_part in info.value.field, info.value.field
 
 
 def verify(evidence: dict[str, Any], trust: TpmTrust, **kwargs: Any) -> Node:

@@ -9,12 +9,12 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
+from evidence.helpers import TEST_ASSETS, b64, expect_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -30,7 +30,7 @@ from attestpolicy.evidence.provenance.dsse import (
     verify_dsse,
 )
 
-ASSETS = Path(__file__).parent.parent / "assets" / "slsa"
+ASSETS = TEST_ASSETS / "slsa"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 GCB_US_WEST2_KEYID = (
     "projects/verified-builder/locations/us-west2/keyRings/attestor/cryptoKeys/builtByGCB/"
@@ -38,15 +38,6 @@ GCB_US_WEST2_KEYID = (
 )
 
 PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
-
-
-def expect_error(code: str, call: Callable[[], object], field_part: str | None = None) -> None:
-    with pytest.raises(EvidenceError) as info:
-        call()
-    assert info.value.code == code, info.value
-    if field_part is not None:
-        assert info.value.field is not None
-        assert field_part in info.value.field, info.value.field
 
 
 def asset_key(name: str, algorithm: str, **options: Any) -> TrustedKey:
@@ -285,10 +276,6 @@ def sign(key: PrivateKey, algorithm: str, message: bytes, signature_format: str 
             return key.sign(message, pss, hashes.SHA256())
         return key.sign(message, padding.PKCS1v15(), hashes.SHA256())
     return key.sign(message)
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def envelope(

@@ -10,7 +10,6 @@ import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from evidence.helpers import TEST_ASSETS, b64, expect_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -38,7 +38,7 @@ from attestpolicy.evidence.provenance.in_toto import (
     verify_provenance,
 )
 
-ASSETS = Path(__file__).parent.parent / "assets" / "slsa"
+ASSETS = TEST_ASSETS / "slsa"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -57,21 +57,8 @@ DELEGATOR_BUNDLES = [
 REUSABLE_BUNDLE = "reusable-workflow-attestation.sigstore.json"
 
 
-def expect_error(code: str, call: Callable[[], object], field_part: str | None = None) -> None:
-    with pytest.raises(EvidenceError) as info:
-        call()
-    assert info.value.code == code, info.value
-    if field_part is not None:
-        assert info.value.field is not None
-        assert field_part in info.value.field, info.value.field
-
-
 def file_digest(name: str) -> str:
     return "sha256:" + hashlib.sha256((ASSETS / name).read_bytes()).hexdigest()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 # --- key-signed provenance: Cloud Build and BCID ---------------------------------------

@@ -9,13 +9,13 @@ import hmac
 import json
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from evidence.helpers import TEST_ASSETS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -26,7 +26,7 @@ from attestpolicy.evidence._crypto.jose import Jwks
 from attestpolicy.evidence.node.gce_iit import GceIitEvidence, GceIitTrust, verify_gce_iit
 from attestpolicy.evidence.workload.psat import PsatEvidence, PsatTrust, verify_psat
 
-ASSETS = Path(__file__).parent.parent / "assets"
+ASSETS = TEST_ASSETS
 REAL_NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 GCE_TOKEN = (

@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -17,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from evidence.helpers import TEST_ASSETS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
@@ -33,7 +33,7 @@ from attestpolicy.evidence.workload.spiffe import (
     verify_x509_svid,
 )
 
-ASSETS = Path(__file__).parent.parent / "assets" / "k8s_spiffe"
+ASSETS = TEST_ASSETS / "k8s_spiffe"
 REAL_NOW = datetime(2026, 11, 22, tzinfo=UTC)
 SPIRE_NOW = datetime(2018, 2, 10, 1, 0, tzinfo=UTC)
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
+from evidence.helpers import TEST_ASSETS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +20,7 @@ from attestpolicy.evidence.workload.workload_attestor import (
     verify_workload_attestor,
 )
 
-ASSETS = Path(__file__).parent.parent / "assets" / "k8s_spiffe"
+ASSETS = TEST_ASSETS / "k8s_spiffe"
 EKS_NOW = datetime.fromtimestamp(1763969878, UTC) + timedelta(minutes=10)
 DIGEST = "sha256:" + "ab" * 32
 FACTS = {
