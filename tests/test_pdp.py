@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -146,6 +146,14 @@ def test_evaluator_exception_is_a_deny(claims: dict[str, Any]) -> None:
 
         def evaluate(self, policy_input: dict[str, Any], *, evaluated_at: datetime) -> Decision:
             raise RuntimeError("boom")
+
+        def revoke(self, pairs: Sequence[tuple[str, str]], *, reason: str) -> bool:
+            return False
+
+        def reload(
+            self, source: PolicySource | None = None, config: Mapping[str, Any] | None = None
+        ) -> str:
+            return self.revision
 
         def close(self) -> None:
             pass

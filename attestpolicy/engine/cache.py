@@ -383,7 +383,7 @@ def _prepare_entry(
             if valid_until_us <= now_us:
                 return None
         deny_until_us = 0
-        mentions = decision.revocable
+        mentions = tuple(dict.fromkeys(decision.revocable))  # each pair indexed once
     else:
         if negative_ttl_us <= 0:
             return None
@@ -413,7 +413,7 @@ def _prepare_entry(
 
 
 def _revocation_targets(pairs: object) -> list[tuple[str, str]]:
-    """Validate ``revoke`` arguments: (member, value) pairs of non-empty strings."""
+    """Validate ``revoke`` arguments: (member, value) pairs of strings."""
     if isinstance(pairs, str | bytes) or not hasattr(pairs, "__iter__"):
         raise TypeError("revoke() takes an iterable of (member, value) pairs")
     targets = []

@@ -1170,11 +1170,6 @@ def test_revoke_arguments_are_checked(
     assert cache.store(ticket, oracle(claims, NOW), now=NOW) is True
 
 
-@pytest.mark.xfail(
-    raises=KeyError,
-    strict=True,
-    reason="cache.py/_cache_ext.pyx _remove: a pair listed twice is unindexed twice",
-)
 def test_a_pair_listed_twice_is_revoked_once(impl: CacheImplementation) -> None:
     # decision_from_policy_result removes duplicates, but a Decision built in Python may
     # carry them: the cache must either refuse it or index it consistently.
