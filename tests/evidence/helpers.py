@@ -77,6 +77,29 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def segment(value: Any) -> str:
+    """One JWS segment: base64url of the JSON of ``value``."""
+    return b64url(json.dumps(value).encode())
+
+
+def with_payload(token: str, change: dict[str, Any]) -> str:
+    """The same header and signature over a changed payload (a tampered token)."""
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    claims.update(change)
+    return f"{header}.{segment(claims)}.{signature}"
+
+
+JWS_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+"""The characters of a compact JWS, for mutations."""
+
+
+def mutate_text(text: str, position: int, char: str, *, cut: bool) -> str:
+    """``text`` cut at ``position``, or with the character there replaced by ``char``."""
+    index = position % len(text)
+    return text[:index] if cut else text[:index] + char + text[index + 1 :]
+
+
 def cert_pem(*certs: x509.Certificate) -> str:
     """The PEM text of ``certs``, one after the other."""
     return "".join(cert.public_bytes(serialization.Encoding.PEM).decode() for cert in certs)
@@ -213,11 +236,3 @@ def issue(
     for extension, critical in extensions:
         builder = builder.add_extension(extension, critical=critical)
     return builder.sign(signer, algorithm or hashes.SHA256())
-
-
-# --- JSON documents -----------------------------------------------------------------------
-
-
-def json_bytes(value: Any) -> bytes:
-    """Compact JSON."""
-    return json.dumps(value, separators=(",", ":")).encode()
