@@ -332,3 +332,20 @@ def test_evaluate_usage_and_malformed(capsys: pytest.CaptureFixture[str], tmp_pa
     code, out, _ = _run(capsys, "evaluate", "--evidence", str(garbage), "--trust", TRUST)
     assert code == 1
     assert json.loads(out)["reasons"][0]["code"] == "evidence.malformed"
+
+
+@pytest.mark.parametrize("command", ["decide", "serve"])
+def test_a_deeply_nested_config_is_a_one_line_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    """50,000 nested arrays: exit 2 with one line, not a RecursionError traceback."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 50_000 + "]" * 50_000)
+    argv = (
+        ["decide", "--claims", ALLOW] if command == "decide" else ["serve", "--addr", "127.0.0.1:0"]
+    )
+    code, out, err = _run(capsys, *argv, "--config", str(deep))
+    assert code == 2
+    assert out == ""
+    assert err.strip().count("\n") == 0
+    assert "nested too deeply" in err
