@@ -13,13 +13,22 @@ from typing import Any
 import jwt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from evidence.helpers import TEST_ASSETS
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from evidence.helpers import (
+    TEST_ASSETS,
+    cert_pem,
+    dn,
+    ec_key,
+    issue,
+    jwk_of,
+    key_usage,
+    raised,
+    rsa_key,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from pydantic import ValidationError
 
 from attestpolicy.errors import EvidenceError
@@ -43,10 +52,6 @@ def asset(name: str) -> str:
     return (ASSETS / name).read_text()
 
 
-def pem_of(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
-
-
 def split_der(data: bytes) -> list[x509.Certificate]:
     certs, offset = [], 0
     while offset < len(data):
@@ -59,7 +64,7 @@ def split_der(data: bytes) -> list[x509.Certificate]:
 
 
 RUST_DER = (ASSETS / "rust-spiffe_1-svid-chain.der").read_bytes()
-RUST_CA = pem_of(split_der(RUST_DER)[1])
+RUST_CA = cert_pem(split_der(RUST_DER)[1])
 
 
 def x509_verify(trust: X509SvidTrust, now: datetime = NOW, **evidence: Any) -> SvidResult:
@@ -67,9 +72,7 @@ def x509_verify(trust: X509SvidTrust, now: datetime = NOW, **evidence: Any) -> S
 
 
 def x509_error(trust: X509SvidTrust, now: datetime = NOW, **evidence: Any) -> EvidenceError:
-    with pytest.raises(EvidenceError) as info:
-        x509_verify(trust, now, **evidence)
-    return info.value
+    return raised(lambda: x509_verify(trust, now, **evidence))
 
 
 def bundle(**domains: str) -> X509SvidTrust:
@@ -104,7 +107,7 @@ def test_rust_spiffe_der_chain_verifies() -> None:
     result = x509_verify(trust, REAL_NOW, chain_der=base64.b64encode(RUST_DER).decode())
     assert result.subject.spiffe_id == "spiffe://example.org/service"
     assert result.runtime.expires_at == datetime(2100, 3, 28, 22, 11, 9, tzinfo=UTC)
-    pem_chain = "".join(pem_of(cert) for cert in split_der(RUST_DER))
+    pem_chain = "".join(cert_pem(cert) for cert in split_der(RUST_DER))
     assert (
         x509_verify(trust, REAL_NOW, chain=pem_chain).subject.spiffe_id
         == "spiffe://example.org/service"
@@ -131,8 +134,8 @@ def test_go_spiffe_good_leaf_parses_and_verifies_under_its_intermediate() -> Non
     leaf, intermediate = x509.load_pem_x509_certificates(
         asset("go-spiffe_good-leaf-and-intermediate.pem").encode()
     )
-    trust = bundle(example_org=pem_of(intermediate))
-    result = x509_verify(trust, datetime(2020, 3, 24, 14, 30, tzinfo=UTC), chain=pem_of(leaf))
+    trust = bundle(example_org=cert_pem(intermediate))
+    result = x509_verify(trust, datetime(2020, 3, 24, 14, 30, tzinfo=UTC), chain=cert_pem(leaf))
     assert result.subject.spiffe_id == "spiffe://example.org/workload-1"
 
 
@@ -147,11 +150,6 @@ def test_real_svid_needs_its_own_trust_domain() -> None:
 
 
 # --- generated chains --------------------------------------------------------------
-
-
-@cache
-def key(name: str) -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
 
 
 @dataclass(frozen=True)
@@ -179,39 +177,28 @@ def make_cert(
     ),
     key_name: str | None = None,
 ) -> Issued:
-    own = key(key_name or name)
-    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, name)])
-    signer_key = issuer.key if issuer else own
-    bits = {
-        "digital_signature": not ca, "content_commitment": False, "key_encipherment": False,
-        "data_encipherment": False, "key_agreement": False, "key_cert_sign": ca, "crl_sign": ca,
-        "encipher_only": False, "decipher_only": False,
-    }  # fmt: skip
-    bits.update(usage or {})
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer.cert.subject if issuer else subject)
-        .public_key(own.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(**bits), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(own.public_key()), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer_key.public_key()),
-            critical=False,
-        )
-    )
+    own = ec_key(key_name or name)
+    bits = {"digital_signature": not ca, "key_cert_sign": ca, "crl_sign": ca, **(usage or {})}
+    extensions: list[tuple[x509.ExtensionType, bool]] = []
     if uris:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
-            critical=False,
-        )
+        names = [x509.UniformResourceIdentifier(uri) for uri in uris]
+        extensions.append((x509.SubjectAlternativeName(names), False))
     if eku is not None and not ca:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-    return Issued(cert=builder.sign(signer_key, hashes.SHA256()), key=own)
+        extensions.append((x509.ExtendedKeyUsage(list(eku)), False))
+    cert = issue(
+        dn(organization=name),
+        own.public_key(),
+        issuer.key if issuer else own,
+        issuer=issuer.cert.subject if issuer else None,
+        start=start,
+        end=end,
+        ca=ca,
+        usage=key_usage(**bits),
+        ski=True,
+        aki=True,
+        extensions=extensions,
+    )
+    return Issued(cert=cert, key=own)
 
 
 @cache
@@ -239,11 +226,11 @@ def leaf(
 
 
 def chain_pem(*certs: Issued) -> str:
-    return "".join(pem_of(item.cert) for item in certs)
+    return "".join(cert_pem(item.cert) for item in certs)
 
 
 def gen_trust() -> X509SvidTrust:
-    return bundle(example_org=pem_of(root().cert), other_org=pem_of(root("root-b").cert))
+    return bundle(example_org=cert_pem(root().cert), other_org=cert_pem(root("root-b").cert))
 
 
 def test_generated_chain_verifies_in_both_encodings() -> None:
@@ -429,27 +416,21 @@ def test_truncated_or_random_chains_are_evidence_errors(cut: int, junk: bytes) -
 # --- JWT-SVIDs (made at test time: no real JWT-SVID with a published key set exists) ---
 
 
-@cache
-def rsa_key(name: str = "a") -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def jwk_of(private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
-    if isinstance(private, rsa.RSAPrivateKey):
-        data: dict[str, Any] = RSAAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    else:
-        data = ECAlgorithm.to_jwk(private.public_key(), as_dict=True)
-    return data | {"kid": kid, "use": "jwt-svid"}
+def svid_jwk(private: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
+    return jwk_of(private, kid, use="jwt-svid")
 
 
 def jwt_trust(**overrides: Any) -> JwtSvidTrust:
     data: dict[str, Any] = {
         "bundles": {
             "example.org": {
-                "keys": [jwk_of(key("jwt-a"), "a1"), jwk_of(rsa_key(), "r1")],
+                "keys": [
+                    svid_jwk(ec_key("jwt-a"), "a1"),
+                    svid_jwk(rsa_key(), "r1"),
+                ],
                 "spiffe_sequence": 3,
             },
-            "other.org": {"keys": [jwk_of(key("jwt-b"), "a1")]},
+            "other.org": {"keys": [svid_jwk(ec_key("jwt-b"), "a1")]},
         },
         "audiences": ["spiffe://example.org/pdp"],
     }
@@ -476,7 +457,7 @@ def jwt_svid(
 ) -> str:
     return jwt.encode(
         claims or svid_claims(),
-        private or key("jwt-a"),
+        private or ec_key("jwt-a"),
         algorithm=alg,
         headers={"kid": "a1", "typ": "JWT", **(headers or {})},
     )
@@ -489,9 +470,8 @@ def jwt_verify(token: str, trust: JwtSvidTrust | None = None, now: datetime = NO
 def jwt_code(
     token: str, trust: JwtSvidTrust | None = None, now: datetime = NOW
 ) -> tuple[str, str | None]:
-    with pytest.raises(EvidenceError) as info:
-        jwt_verify(token, trust, now)
-    return info.value.code, info.value.field
+    error = raised(lambda: jwt_verify(token, trust, now))
+    return error.code, error.field
 
 
 def test_jwt_svid_verifies() -> None:
@@ -523,14 +503,14 @@ def test_jwt_svid_audience_and_expiry() -> None:
 
 def test_jwt_svid_keys_and_trust_domains() -> None:
     # signed by other.org's key with the same kid, claiming an example.org ID
-    assert jwt_code(jwt_svid(private=key("jwt-b"))) == (
+    assert jwt_code(jwt_svid(private=ec_key("jwt-b"))) == (
         "evidence.signature_invalid",
         "token.signature",
     )
     assert jwt_code(jwt_svid(headers={"kid": "zz"})) == ("evidence.untrusted", "token.header.kid")
     foreign = jwt_svid(svid_claims(sub="spiffe://unknown.org/x"))
     assert jwt_code(foreign) == ("evidence.untrusted", "token.sub")
-    other = jwt_svid(svid_claims(sub="spiffe://other.org/x"), private=key("jwt-b"))
+    other = jwt_svid(svid_claims(sub="spiffe://other.org/x"), private=ec_key("jwt-b"))
     assert jwt_verify(other).trust_domain == "other.org"
 
 
@@ -569,11 +549,13 @@ def test_jwt_trust_validation() -> None:
     with pytest.raises(ValidationError):
         jwt_trust(audiences=[])
     with pytest.raises(ValidationError):
-        jwt_trust(bundles={"EXAMPLE.org": {"keys": [jwk_of(key("jwt-a"), "a1")]}})
+        jwt_trust(bundles={"EXAMPLE.org": {"keys": [svid_jwk(ec_key("jwt-a"), "a1")]}})
     # x509-svid entries of a SPIFFE bundle are ignored for JWTs (no kid needed)
-    x509_entry = jwk_of(key("c"), "c") | {"use": "x509-svid", "x5c": ["AAAA"]}
+    x509_entry = svid_jwk(ec_key("c"), "c") | {"use": "x509-svid", "x5c": ["AAAA"]}
     del x509_entry["kid"]
-    trust = jwt_trust(bundles={"example.org": {"keys": [x509_entry, jwk_of(key("jwt-a"), "a1")]}})
+    trust = jwt_trust(
+        bundles={"example.org": {"keys": [x509_entry, svid_jwk(ec_key("jwt-a"), "a1")]}}
+    )
     assert jwt_verify(jwt_svid(), trust).runtime.verified
 
 
