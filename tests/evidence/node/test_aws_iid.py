@@ -15,8 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
-from cryptography.x509.oid import NameOID
-from evidence.helpers import TEST_ASSETS
+from evidence.helpers import TEST_ASSETS, cert_pem, dn, issue, raised, rsa_key
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -70,9 +69,7 @@ def verify(trust: AwsIidTrust | None = None, now: datetime = NOW, **evidence: An
 
 
 def error(trust: AwsIidTrust | None = None, now: datetime = NOW, **evidence: Any) -> EvidenceError:
-    with pytest.raises(EvidenceError) as info:
-        verify(trust, now, **evidence)
-    return info.value
+    return raised(lambda: verify(trust, now, **evidence))
 
 
 # --- the real vectors -------------------------------------------------------------
@@ -242,29 +239,15 @@ def test_account_allowlist_and_max_age() -> None:
 # --- synthetic: keys and certificates made at test time ----------------------------
 
 
-@cache
 def signing_key(name: str = "aws") -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return rsa_key(f"aws-{name}")
 
 
 def make_cert(
     key: rsa.RSAPrivateKey, start: datetime, end: datetime, serial: int = 1001
 ) -> x509.Certificate:
-    name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Amazon Web Services LLC")])
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .sign(key, hashes.SHA256())
-    )
-
-
-def cert_pem(cert: x509.Certificate) -> str:
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    name = dn(organization="Amazon Web Services LLC")
+    return issue(name, key.public_key(), key, start=start, end=end, serial=serial)
 
 
 def synthetic_document(**changes: Any) -> str:

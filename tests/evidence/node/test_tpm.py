@@ -20,8 +20,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
-from evidence.helpers import TEST_ASSETS, b64, expect_error
+from evidence.helpers import (
+    CA_USAGE,
+    TEST_ASSETS,
+    b64,
+    cert_pem,
+    expect_error,
+    issue,
+    public_key_pem,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -34,12 +41,6 @@ from attestpolicy.evidence.node.tpm import TpmEvidence, TpmTrust, verify_tpm
 ASSETS = TEST_ASSETS / "tpm"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 COLLECTED = "2025-06-01T00:00:00Z"
-
-
-def pem_key(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
 
 
 def key_id(key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey) -> str:
@@ -92,7 +93,7 @@ def windows_ak() -> rsa.RSAPublicKey:
 
 
 def windows_trust(**kwargs: Any) -> TpmTrust:
-    return TpmTrust(ak_public_keys=(pem_key(windows_ak()),), allow_sha1=True, **kwargs)
+    return TpmTrust(ak_public_keys=(public_key_pem(windows_ak()),), allow_sha1=True, **kwargs)
 
 
 def test_windows_shielded_vm_quote_verifies() -> None:
@@ -118,13 +119,13 @@ def test_windows_quote_rejects_a_different_nonce() -> None:
 
 
 def test_windows_quote_needs_sha1_to_be_allowed() -> None:
-    trust = TpmTrust(ak_public_keys=(pem_key(windows_ak()),))
+    trust = TpmTrust(ak_public_keys=(public_key_pem(windows_ak()),))
     expect_error("evidence.unsupported", lambda: verify(windows_evidence(), trust), "signature")
 
 
 def test_windows_quote_with_an_unpinned_ak_is_untrusted() -> None:
     other = ec.generate_private_key(ec.SECP256R1()).public_key()
-    trust = TpmTrust(ak_public_keys=(pem_key(other),), allow_sha1=True)
+    trust = TpmTrust(ak_public_keys=(public_key_pem(other),), allow_sha1=True)
     expect_error("evidence.untrusted", lambda: verify(windows_evidence(), trust), "ak_public")
 
 
@@ -172,16 +173,15 @@ def test_ak_given_twice_as_different_keys_is_an_identity_mismatch() -> None:
 
 def test_ak_given_twice_as_the_same_key_verifies() -> None:
     evidence = windows_evidence()
-    evidence["ak_public_pem"] = pem_key(windows_ak())
+    evidence["ak_public_pem"] = public_key_pem(windows_ak())
     assert verify(evidence, windows_trust()).verified is True
 
 
 # --- go-tpm-tools: GCE COS 85 attestations (protobuf), AK certificate to Google's CA ------
 
 
-def der_to_pem(path: Path) -> str:
-    certificate = x509.load_der_x509_certificate(path.read_bytes())
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+def der_file_pem(path: Path) -> str:
+    return cert_pem(x509.load_der_x509_certificate(path.read_bytes()))
 
 
 def gce_trust(
@@ -193,9 +193,9 @@ def gce_trust(
     ),
 ) -> TpmTrust:
     return TpmTrust(
-        ca_certificates=tuple(der_to_pem(ASSETS / "gce_ca" / name) for name in roots),
+        ca_certificates=tuple(der_file_pem(ASSETS / "gce_ca" / name) for name in roots),
         intermediate_certificates=tuple(
-            der_to_pem(ASSETS / "gce_ca" / name) for name in intermediates
+            der_file_pem(ASSETS / "gce_ca" / name) for name in intermediates
         ),
     )
 
@@ -296,7 +296,8 @@ def test_gce_ak_certificate_without_its_intermediate_is_untrusted() -> None:
 def test_gce_pinned_ak_verifies_without_a_ca() -> None:
     node = verify(gce_evidence("gce-cos-85-no-nonce.pb"), gce_trust())
     pinned = verify(
-        gce_evidence("gce-cos-85-no-nonce.pb"), TpmTrust(ak_public_keys=(pem_key(gce_ak_key()),))
+        gce_evidence("gce-cos-85-no-nonce.pb"),
+        TpmTrust(ak_public_keys=(public_key_pem(gce_ak_key()),)),
     )
     assert pinned.measurements == node.measurements
 
@@ -379,8 +380,8 @@ def test_keylime_quote_rejects_another_nonce() -> None:
 def test_keylime_quote_signed_by_another_key_fails() -> None:
     impostor = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
     evidence = keylime_evidence()
-    evidence["ak_public_pem"] = pem_key(impostor)
-    trust = TpmTrust(ak_public_keys=(pem_key(impostor),))
+    evidence["ak_public_pem"] = public_key_pem(impostor)
+    trust = TpmTrust(ak_public_keys=(public_key_pem(impostor),))
     expect_error("evidence.signature_invalid", lambda: verify(evidence, trust), "signature")
 
 
@@ -500,7 +501,7 @@ class Synthetic:
         }
 
     def trust(self) -> TpmTrust:
-        return TpmTrust(ak_public_keys=(pem_key(self.ak.public_key()),))
+        return TpmTrust(ak_public_keys=(public_key_pem(self.ak.public_key()),))
 
 
 @pytest.fixture(scope="module")
@@ -597,7 +598,7 @@ def test_rsapss_quote_verifies() -> None:
             }
         ],
     }
-    trust = TpmTrust(ak_public_keys=(pem_key(ak.public_key()),))
+    trust = TpmTrust(ak_public_keys=(public_key_pem(ak.public_key()),))
     node = verify(evidence, trust, nonce=b"n")
     assert node.measurements == {f"pcr.sha256.{i}": v.hex() for i, v in values.items()}
     evidence["ak_public"] = b64(rsa_public(ak.public_key(), scheme=(RSASSA, SHA256)))
@@ -620,29 +621,9 @@ def test_unsupported_signature_scheme_and_bank() -> None:
 # --- AK certificates made at test time ---------------------------------------------------
 
 
-def name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 def make_ca(common_name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name(common_name))
-        .issuer_name(name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
-        .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
-    )
+    certificate = issue(common_name, key.public_key(), key, ca=True, usage=CA_USAGE, ski=True)
     return key, certificate
 
 
@@ -654,22 +635,17 @@ def make_ak_certificate(
     is_ca: bool = False,
 ) -> str:
     ca_key, ca_certificate = ca
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name("synthetic AK"))
-        .issuer_name(ca_certificate.subject)
-        .public_key(subject_key)
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before)
-        .not_valid_after(not_after)
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+    certificate = issue(
+        "synthetic AK",
+        subject_key,
+        ca_key,
+        issuer=ca_certificate.subject,
+        start=not_before,
+        end=not_after,
+        ca=is_ca,
+        aki=True,
     )
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return cert_pem(certificate)
 
 
 @pytest.fixture(scope="module")
@@ -678,7 +654,7 @@ def ca() -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
 
 
 def ca_trust(ca: tuple[ec.EllipticCurvePrivateKey, x509.Certificate]) -> TpmTrust:
-    return TpmTrust(ca_certificates=(ca[1].public_bytes(serialization.Encoding.PEM).decode(),))
+    return TpmTrust(ca_certificates=(cert_pem(ca[1]),))
 
 
 def test_ak_certificate_chains_to_the_ca(tpm: Synthetic, ca: Any) -> None:
