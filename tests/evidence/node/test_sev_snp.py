@@ -19,8 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
-from evidence.helpers import TEST_ASSETS, b64, expect_error
+from evidence.helpers import TEST_ASSETS, b64, cert_pem, der_to_pem, expect_error, issue
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -38,11 +37,6 @@ ASSETS = TEST_ASSETS / "cc"
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 COLLECTED = "2025-06-01T00:00:00Z"
 PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----.*?-----END CERTIFICATE-----\n?", re.S)
-
-
-def der_to_pem(der: bytes) -> str:
-    body = "\n".join(re.findall(".{1,64}", b64(der)))
-    return f"-----BEGIN CERTIFICATE-----\n{body}\n-----END CERTIFICATE-----\n"
 
 
 @cache
@@ -216,10 +210,6 @@ def test_trust_refuses_bad_pem() -> None:
 # --- synthetic reports: our own "AMD" chain, P-384 VCEK with AMD extensions -------------
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 def _der_integer(value: int) -> bytes:
     return bytes([0x02, 0x01, value])
 
@@ -238,29 +228,12 @@ def make_amd_like_chain(
     vcek_key = ec.generate_private_key(ec.SECP384R1())
 
     def ca(subject: str, issuer: str, key: Any, signer: Any) -> x509.Certificate:
-        return (
-            x509.CertificateBuilder()
-            .subject_name(_name(subject))
-            .issuer_name(_name(issuer))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
-            .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(signer, hashes.SHA384())
+        return issue(
+            subject, key.public_key(), signer, issuer=issuer, ca=True, algorithm=hashes.SHA384()
         )
 
     root = ca("ARK-test", "ARK-test", root_key, root_key)
     ask = ca("SEV-test", "ARK-test", ask_key, root_key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name("SEV-VCEK"))
-        .issuer_name(_name("SEV-test"))
-        .public_key(vcek_key.public_key())
-        .serial_number(1)
-        .not_valid_before(datetime(2024, 1, 1, tzinfo=UTC))
-        .not_valid_after(datetime(2031, 1, 1, tzinfo=UTC))
-    )
     extensions = {
         "1.3.6.1.4.1.3704.1.2": b"\x16\x08Milan-B0",
         "1.3.6.1.4.1.3704.1.4": CHIP_ID,
@@ -269,15 +242,21 @@ def make_amd_like_chain(
         "1.3.6.1.4.1.3704.1.3.3": _der_integer(spl[2]),
         "1.3.6.1.4.1.3704.1.3.8": _der_integer(spl[3]),
     }
-    for oid, value in extensions.items():
-        extension = x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value)
-        builder = builder.add_extension(extension, critical=False)
-    vcek = builder.sign(ask_key, hashes.SHA384())
-
-    def pem(certificate: x509.Certificate) -> str:
-        return certificate.public_bytes(serialization.Encoding.PEM).decode()
-
-    return vcek_key, pem(vcek), pem(root), pem(ask)
+    vcek = issue(
+        "SEV-VCEK",
+        vcek_key.public_key(),
+        ask_key,
+        issuer="SEV-test",
+        start=datetime(2024, 1, 1, tzinfo=UTC),
+        end=datetime(2031, 1, 1, tzinfo=UTC),
+        serial=1,
+        extensions=[
+            (x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), False)
+            for oid, value in extensions.items()
+        ],
+        algorithm=hashes.SHA384(),
+    )
+    return vcek_key, cert_pem(vcek), cert_pem(root), cert_pem(ask)
 
 
 def make_report(

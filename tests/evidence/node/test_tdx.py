@@ -14,8 +14,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from cryptography.x509.oid import NameOID
-from evidence.helpers import TEST_ASSETS, b64, expect_error
+from evidence.helpers import TEST_ASSETS, b64, cert_pem, expect_error, issue, key_usage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -197,10 +196,6 @@ def test_trust_model_validation() -> None:
 # --- synthetic quotes: our own root, PCK, QE and attestation key -------------------------
 
 
-def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-
-
 class SyntheticPki:
     def __init__(self, sgx_extension: bool = True) -> None:
         self.sgx_extension = sgx_extension
@@ -210,42 +205,32 @@ class SyntheticPki:
         root = self._certificate("Test SGX Root CA", "Test SGX Root CA", self.root_key, None)
         ca = self._certificate("Test SGX PCK CA", "Test SGX Root CA", self.ca_key, self.root_key)
         pck = self._certificate("Test SGX PCK", "Test SGX PCK CA", self.pck_key, self.ca_key)
-        self.root_pem = root.public_bytes(serialization.Encoding.PEM).decode()
-        self.chain = b"".join(
-            cert.public_bytes(serialization.Encoding.PEM) for cert in (pck, ca, root)
-        )
+        self.root_pem = cert_pem(root)
+        self.chain = cert_pem(pck, ca, root).encode()
 
     def _certificate(
-        self, subject: str, issuer: str, key: ec.EllipticCurvePrivateKey, signer: Any
+        self,
+        subject: str,
+        issuer: str,
+        key: ec.EllipticCurvePrivateKey,
+        signer: ec.EllipticCurvePrivateKey | None,
     ) -> x509.Certificate:
         is_ca = signer is None or subject != "Test SGX PCK"
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(subject))
-            .issuer_name(_name(issuer))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(datetime(2020, 1, 1, tzinfo=UTC))
-            .not_valid_after(datetime(2040, 1, 1, tzinfo=UTC))
-            .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-            .add_extension(
-                x509.KeyUsage(not is_ca, False, False, False, False, is_ca, is_ca, False, False),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
-            )
-        )
+        extensions: list[tuple[x509.ExtensionType, bool]] = []
         if not is_ca and self.sgx_extension:
             sgx = x509.ObjectIdentifier("1.2.840.113741.1.13.1")
-            builder = builder.add_extension(
-                x509.UnrecognizedExtension(sgx, b"\x30\x00"), critical=False
-            )
-        authority = (signer or key).public_key()
-        builder = builder.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(authority), critical=False
+            extensions.append((x509.UnrecognizedExtension(sgx, b"\x30\x00"), False))
+        return issue(
+            subject,
+            key.public_key(),
+            signer or key,
+            issuer=issuer,
+            ca=is_ca,
+            usage=key_usage(digital_signature=not is_ca, key_cert_sign=is_ca, crl_sign=is_ca),
+            ski=True,
+            extensions=extensions,
+            aki=True,
         )
-        return builder.sign(signer or key, hashes.SHA256())
 
 
 @cache
