@@ -6,8 +6,6 @@ import base64
 import functools
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,8 +14,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from evidence.helpers import TEST_ASSETS
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from evidence.helpers import (
+    CA_USAGE,
+    SIGNING_USAGE,
+    TEST_ASSETS,
+    cert_pem,
+    expect,
+    issue,
+    public_key_pem,
+)
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -94,16 +100,6 @@ def fulcio_trust(email: str = "mitr@redhat.com", issuer: str = GITHUB_OAUTH) -> 
         ),
         rekor_public_keys=(pem("rekor.pub"),),
     )
-
-
-@contextmanager
-def expect(code: str, field: str | None = None) -> Iterator[pytest.ExceptionInfo[EvidenceError]]:
-    """Assert the block raises an EvidenceError with ``code`` (and ``field``)."""
-    with pytest.raises(EvidenceError) as info:
-        yield info
-    assert info.value.code == code, (info.value.code, info.value.message)
-    if field is not None:
-        assert info.value.field == field, (info.value.field, info.value.message)
 
 
 SIG_FIELD = f"signature.annotations.{SIGNATURE_ANNOTATION}"
@@ -332,15 +328,6 @@ def sign(key: Any, payload: bytes) -> bytes:
     return signature
 
 
-def public_pem(key: Any) -> str:
-    text: str = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return text
-
-
 def synthetic(
     key: Any,
     *,
@@ -381,7 +368,7 @@ def synthetic(
     ids=["p256", "p384", "rsa2048", "ed25519"],
 )
 def test_generated_keys_verify_and_tampering_fails(key: Any) -> None:
-    trust = CosignTrust(public_keys=(public_pem(key),))
+    trust = CosignTrust(public_keys=(public_key_pem(key),))
     ev = synthetic(key)
     assert verify_cosign_signature(ev, trust, now=NOW).signature.verified
     data = ev.model_dump(by_alias=True)
@@ -393,7 +380,7 @@ def test_generated_keys_verify_and_tampering_fails(key: Any) -> None:
 
 def test_docker_hub_names_are_normalized() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    trust = CosignTrust(public_keys=(public_pem(key),))
+    trust = CosignTrust(public_keys=(public_key_pem(key),))
     manifest = b'{"schemaVersion":2,"x":1}'
     digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
     for signed, reference in [
@@ -453,7 +440,9 @@ def test_signed_but_malformed_payloads(payload: bytes, code: str, field: str) ->
     key = ec.generate_private_key(ec.SECP256R1())
     with expect(code, field):
         verify_cosign_signature(
-            synthetic(key, payload=payload), CosignTrust(public_keys=(public_pem(key),)), now=NOW
+            synthetic(key, payload=payload),
+            CosignTrust(public_keys=(public_key_pem(key),)),
+            now=NOW,
         )
 
 
@@ -462,7 +451,7 @@ def test_signed_reference_that_does_not_parse_is_an_identity_mismatch() -> None:
     with expect("evidence.identity_mismatch", REF_FIELD):
         verify_cosign_signature(
             synthetic(key, signed_reference="Not A Reference"),
-            CosignTrust(public_keys=(public_pem(key),)),
+            CosignTrust(public_keys=(public_key_pem(key),)),
             now=NOW,
         )
 
@@ -599,36 +588,24 @@ class Pki:
     inter: x509.Certificate
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
 def make_ca(
     cn: str,
     key: ec.EllipticCurvePrivateKey,
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
 ) -> x509.Certificate:
     start = datetime(2020, 1, 1, tzinfo=UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer[0].subject if issuer else _name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    return issue(
+        cn,
+        key.public_key(),
+        issuer[1] if issuer else key,
+        issuer=issuer[0].subject if issuer else None,
+        start=start,
+        end=start + timedelta(days=3650),
+        ca=True,
+        usage=CA_USAGE,
+        ski=True,
+        aki=True,
     )
-    signer = issuer[1] if issuer else key
-    builder = builder.add_extension(
-        x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False
-    )
-    return builder.sign(signer, hashes.SHA256())
 
 
 def make_leaf(
@@ -643,30 +620,24 @@ def make_leaf(
     oidc_issuer: str | None = None,
 ) -> x509.Certificate:
     eku = [ExtendedKeyUsageOID.CODE_SIGNING if code_signing else ExtendedKeyUsageOID.SERVER_AUTH]
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + lifetime)
-        .add_extension(
-            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(eku), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-    )
+    extensions: list[tuple[x509.ExtensionType, bool]] = [
+        (x509.ExtendedKeyUsage(eku), False),
+        (x509.SubjectAlternativeName(sans), True),
+    ]
     if oidc_issuer is not None:
-        builder = builder.add_extension(
-            x509.UnrecognizedExtension(OIDC_ISSUER_OID, oidc_issuer.encode()), critical=False
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
+        oidc = x509.UnrecognizedExtension(OIDC_ISSUER_OID, oidc_issuer.encode())
+        extensions.append((oidc, False))
+    return issue(
+        x509.Name([]),
+        key.public_key(),
+        issuer_key,
+        issuer=issuer.subject,
+        start=start,
+        end=start + lifetime,
+        usage=SIGNING_USAGE,
+        aki=True,
+        extensions=extensions,
+    )
 
 
 @functools.cache
@@ -676,10 +647,6 @@ def pki() -> Pki:
     inter_key = ec.generate_private_key(ec.SECP256R1())
     inter = make_ca("Test Intermediate", inter_key, (root, root_key))
     return Pki(root_key, root, inter_key, inter)
-
-
-def cert_pem(*certs: x509.Certificate) -> str:
-    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in certs)
 
 
 def make_set(
@@ -739,7 +706,7 @@ def test_synthetic_fulcio_certificate_outside_validity_at_set_time_is_expired() 
                 SigstoreIdentity(subject="dev@example.com", issuer="https://issuer.example.com"),
             ),
         ),
-        rekor_public_keys=(public_pem(rekor_key),),
+        rekor_public_keys=(public_key_pem(rekor_key),),
     )
 
     sig = sign(key, payload)
@@ -869,10 +836,10 @@ def test_trust_configuration_is_validated_when_built() -> None:
         },
         {"fulcio": fulcio},
         {"public_keys": ("not a key",)},
-        {"public_keys": (public_pem(small_rsa),)},
+        {"public_keys": (public_key_pem(small_rsa),)},
         {
             "public_keys": (pem("cosign.pub"),),
-            "rekor_public_keys": (public_pem(ed25519.Ed25519PrivateKey.generate()),),
+            "rekor_public_keys": (public_key_pem(ed25519.Ed25519PrivateKey.generate()),),
         },
         {"pki": CosignPkiTrust(ca_roots=pem("fulcio_v1.crt.pem"))},
         {"pki": CosignPkiTrust(ca_roots="garbage", subject_email="a@b.c")},
