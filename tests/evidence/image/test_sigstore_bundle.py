@@ -7,8 +7,8 @@ import copy
 import functools
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from evidence.helpers import TEST_ASSETS
+from evidence.helpers import TEST_ASSETS, expect
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -68,16 +68,6 @@ def evidence(name: str, **extra: Any) -> SigstoreBundleEvidence:
 
 def artifact(name: str) -> bytes:
     return (ASSETS / name).read_bytes()
-
-
-@contextmanager
-def expect(code: str, field: str | None = None) -> Iterator[None]:
-    """Assert the block raises an EvidenceError with ``code`` (and ``field``)."""
-    with pytest.raises(EvidenceError) as info:
-        yield
-    assert info.value.code == code, (info.value.code, info.value.message)
-    if field is not None:
-        assert info.value.field == field, (info.value.field, info.value.message)
 
 
 @pytest.fixture(scope="module")
@@ -204,94 +194,6 @@ def test_cosign_oci_attestation_verifies_with_production_root() -> None:
     assert result.integrated_time == datetime(2025, 2, 28, 19, 18, 11, tzinfo=UTC)
 
 
-def test_cve_2022_36056_log_entry_inconsistent_is_rejected() -> None:
-    with expect("evidence.signature_invalid", "tlog_entry.body"):
-        verify_sigstore_bundle(
-            evidence("bundle_cve_2022_36056.txt.sigstore"),
-            trust("staging", WILLIAM),
-            now=NOW,
-            artifact=artifact("bundle_cve_2022_36056.txt"),
-        )
-
-
-def test_no_inclusion_promise_and_no_signed_timestamp_is_rejected() -> None:
-    with expect("evidence.untrusted", "bundle.verificationMaterial"):
-        verify_sigstore_bundle(
-            evidence("bundle_v3_no_signed_time.txt.sigstore.json"),
-            trust("staging", WILLIAM),
-            now=NOW,
-            artifact=artifact("bundle_v3_no_signed_time.txt"),
-        )
-
-
-def test_identity_mismatch_is_rejected() -> None:
-    with expect("evidence.identity_mismatch", "certificate.identity"):
-        verify_sigstore_bundle(
-            evidence("bundle_v3.txt.sigstore"),
-            trust("staging", ("mallory@example.com", GITHUB_OAUTH)),
-            now=NOW,
-            artifact=artifact("bundle_v3.txt"),
-        )
-
-
-def test_right_subject_wrong_issuer_is_rejected() -> None:
-    with expect("evidence.identity_mismatch", "certificate.identity"):
-        verify_sigstore_bundle(
-            evidence("bundle_v3.txt.sigstore"),
-            trust("staging", ("william@yossarian.net", "https://accounts.google.com")),
-            now=NOW,
-            artifact=artifact("bundle_v3.txt"),
-        )
-
-
-def test_wrong_trusted_root_chain_does_not_build() -> None:
-    with expect("evidence.untrusted", "certificate.chain"):
-        verify_sigstore_bundle(
-            evidence("bundle_v3.txt.sigstore"),
-            trust("production", WILLIAM),
-            now=NOW,
-            artifact=artifact("bundle_v3.txt"),
-        )
-
-
-# --- generated negatives ---------------------------------------------------------
-
-
-def test_tampered_artifact_is_a_digest_mismatch(staging_william: SigstoreTrust) -> None:
-    with expect("evidence.digest_mismatch", "message_signature.digest"):
-        verify_sigstore_bundle(
-            evidence("bundle_v3.txt.sigstore"),
-            staging_william,
-            now=NOW,
-            artifact=artifact("bundle_v3.txt") + b"x",
-        )
-
-
-def test_artifact_and_digest_must_agree(staging_william: SigstoreTrust) -> None:
-    with expect("evidence.digest_mismatch", "artifact_digest"):
-        verify_sigstore_bundle(
-            evidence("bundle_v3.txt.sigstore", artifact_digest="sha256:" + "0" * 64),
-            staging_william,
-            now=NOW,
-            artifact=artifact("bundle_v3.txt"),
-        )
-
-
-def test_message_bundle_needs_the_artifact(staging_william: SigstoreTrust) -> None:
-    with expect("evidence.malformed", "artifact_digest"):
-        verify_sigstore_bundle(evidence("bundle_v3.txt.sigstore"), staging_william, now=NOW)
-
-
-def test_dsse_bundle_refuses_an_artifact() -> None:
-    with expect("evidence.malformed", "artifact_digest"):
-        verify_sigstore_bundle(
-            evidence("cosign_oci-attestation.sigstore.json"),
-            trust("production", ("cody@soyland.com", GITHUB_OAUTH)),
-            now=NOW,
-            artifact=b"anything",
-        )
-
-
 def _with(bundle: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
     data = copy.deepcopy(bundle)
     node: Any = data
@@ -318,73 +220,126 @@ MSG_SIG = ("messageSignature", "signature")
 SET = ("verificationMaterial", "tlogEntries", 0, "inclusionPromise", "signedEntryTimestamp")
 
 
-def test_tampered_signature_is_rejected(staging_william: SigstoreTrust) -> None:
-    bundle = load_bundle("bundle_v3.txt.sigstore")
-    tampered = _with(bundle, MSG_SIG, _flip_b64(_get(bundle, MSG_SIG), 100))
-    with expect("evidence.signature_invalid", "message_signature"):
+CODY = ("cody@soyland.com", GITHUB_OAUTH)
+INTEGRATED_TIME = ("verificationMaterial", "tlogEntries", 0, "integratedTime")
+DSSE_PAYLOAD = ("dsseEnvelope", "payload")
+
+
+def _flipped(path: tuple[str | int, ...], bit: int) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    return lambda bundle: _with(bundle, path, _flip_b64(_get(bundle, path), bit))
+
+
+def _later_integrated_time(bundle: dict[str, Any]) -> dict[str, Any]:
+    return _with(bundle, INTEGRATED_TIME, str(int(_get(bundle, INTEGRATED_TIME)) + 1))
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A bundle that must not verify, and the code and field it must fail with."""
+
+    code: str
+    field: str
+    bundle: str = "bundle_v3.txt.sigstore"
+    change: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    root: str = "staging"
+    identity: tuple[str, str] = WILLIAM
+    artifact: bytes | None = artifact("bundle_v3.txt")
+    artifact_digest: str | None = None
+    now: datetime = NOW
+
+
+REJECTED = {
+    # EXPECTED.md: Image signatures, Sigstore rows
+    "cve-2022-36056 log entry inconsistent": Rejected(
+        "evidence.signature_invalid",
+        "tlog_entry.body",
+        bundle="bundle_cve_2022_36056.txt.sigstore",
+        artifact=artifact("bundle_cve_2022_36056.txt"),
+    ),
+    "no inclusion promise and no signed timestamp": Rejected(
+        "evidence.untrusted",
+        "bundle.verificationMaterial",
+        bundle="bundle_v3_no_signed_time.txt.sigstore.json",
+        artifact=artifact("bundle_v3_no_signed_time.txt"),
+    ),
+    "another identity": Rejected(
+        "evidence.identity_mismatch",
+        "certificate.identity",
+        identity=("mallory@example.com", GITHUB_OAUTH),
+    ),
+    "right subject, wrong issuer": Rejected(
+        "evidence.identity_mismatch",
+        "certificate.identity",
+        identity=("william@yossarian.net", "https://accounts.google.com"),
+    ),
+    "wrong trusted root: the chain does not build": Rejected(
+        "evidence.untrusted", "certificate.chain", root="production"
+    ),
+    # generated negatives
+    "tampered artifact": Rejected(
+        "evidence.digest_mismatch",
+        "message_signature.digest",
+        artifact=artifact("bundle_v3.txt") + b"x",
+    ),
+    "artifact and artifact_digest disagree": Rejected(
+        "evidence.digest_mismatch", "artifact_digest", artifact_digest="sha256:" + "0" * 64
+    ),
+    "message bundle without its artifact": Rejected(
+        "evidence.malformed", "artifact_digest", artifact=None
+    ),
+    "dsse bundle given an artifact": Rejected(
+        "evidence.malformed",
+        "artifact_digest",
+        bundle="cosign_oci-attestation.sigstore.json",
+        root="production",
+        identity=CODY,
+        artifact=b"anything",
+    ),
+    "tampered signature": Rejected(
+        "evidence.signature_invalid", "message_signature", change=_flipped(MSG_SIG, 100)
+    ),
+    "tampered inclusion promise": Rejected(
+        "evidence.signature_invalid", "tlog_entry", change=_flipped(SET, 77)
+    ),
+    "tampered integrated time": Rejected(
+        "evidence.signature_invalid", "tlog_entry", change=_later_integrated_time
+    ),
+    "tampered dsse payload": Rejected(
+        "evidence.signature_invalid",
+        "dsse_envelope",
+        bundle="cosign_oci-attestation.sigstore.json",
+        change=_flipped(DSSE_PAYLOAD, 300),
+        root="production",
+        identity=CODY,
+        artifact=None,
+    ),
+    "signed time after now: not yet valid": Rejected(
+        "evidence.expired", "timestamp", now=datetime(2024, 4, 2, 19, 0, tzinfo=UTC)
+    ),
+    "unknown media type": Rejected(
+        "evidence.unsupported",
+        "bundle.mediaType",
+        change=lambda bundle: _with(bundle, ("mediaType",), "application/x-other"),
+    ),
+    "wrong JSON type in the certificate": Rejected(
+        "evidence.malformed",
+        "bundle",
+        change=lambda bundle: _with(bundle, ("verificationMaterial", "certificate"), 7),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REJECTED.values(), ids=REJECTED.keys())
+def test_bundle_is_rejected(case: Rejected) -> None:
+    bundle = load_bundle(case.bundle)
+    if case.change is not None:
+        bundle = case.change(bundle)
+    with expect(case.code, case.field):
         verify_sigstore_bundle(
-            SigstoreBundleEvidence(bundle=tampered),
-            staging_william,
-            now=NOW,
-            artifact=artifact("bundle_v3.txt"),
-        )
-
-
-def test_tampered_inclusion_promise_is_rejected(staging_william: SigstoreTrust) -> None:
-    bundle = load_bundle("bundle_v3.txt.sigstore")
-    tampered = _with(bundle, SET, _flip_b64(_get(bundle, SET), 77))
-    with expect("evidence.signature_invalid", "tlog_entry"):
-        verify_sigstore_bundle(
-            SigstoreBundleEvidence(bundle=tampered),
-            staging_william,
-            now=NOW,
-            artifact=artifact("bundle_v3.txt"),
-        )
-
-
-def test_tampered_integrated_time_is_rejected(staging_william: SigstoreTrust) -> None:
-    bundle = load_bundle("bundle_v3.txt.sigstore")
-    path = ("verificationMaterial", "tlogEntries", 0, "integratedTime")
-    tampered = _with(bundle, path, str(int(_get(bundle, path)) + 1))
-    with expect("evidence.signature_invalid", "tlog_entry"):
-        verify_sigstore_bundle(
-            SigstoreBundleEvidence(bundle=tampered),
-            staging_william,
-            now=NOW,
-            artifact=artifact("bundle_v3.txt"),
-        )
-
-
-def test_tampered_dsse_payload_is_rejected() -> None:
-    bundle = load_bundle("cosign_oci-attestation.sigstore.json")
-    path = ("dsseEnvelope", "payload")
-    tampered = _with(bundle, path, _flip_b64(_get(bundle, path), 300))
-    with expect("evidence.signature_invalid", "dsse_envelope"):
-        verify_sigstore_bundle(
-            SigstoreBundleEvidence(bundle=tampered),
-            trust("production", ("cody@soyland.com", GITHUB_OAUTH)),
-            now=NOW,
-        )
-
-
-def test_signed_time_after_now_is_not_yet_valid(staging_william: SigstoreTrust) -> None:
-    with expect("evidence.expired", "timestamp"):
-        verify_sigstore_bundle(
-            evidence("bundle_v3.txt.sigstore"),
-            staging_william,
-            now=datetime(2024, 4, 2, 19, 0, tzinfo=UTC),
-            artifact=artifact("bundle_v3.txt"),
-        )
-
-
-def test_unknown_media_type_is_unsupported(staging_william: SigstoreTrust) -> None:
-    bundle = _with(load_bundle("bundle_v3.txt.sigstore"), ("mediaType",), "application/x-other")
-    with expect("evidence.unsupported", "bundle.mediaType"):
-        verify_sigstore_bundle(
-            SigstoreBundleEvidence(bundle=bundle),
-            staging_william,
-            now=NOW,
-            artifact=artifact("bundle_v3.txt"),
+            SigstoreBundleEvidence(bundle=bundle, artifact_digest=case.artifact_digest),
+            trust(case.root, case.identity),
+            now=case.now,
+            artifact=case.artifact,
         )
 
 
@@ -403,19 +358,6 @@ def test_malformed_bundles(bundle: dict[str, Any], staging_william: SigstoreTrus
             staging_william,
             now=NOW,
             artifact=b"x",
-        )
-
-
-def test_wrong_json_type_in_certificate_is_malformed(staging_william: SigstoreTrust) -> None:
-    bundle = _with(
-        load_bundle("bundle_v3.txt.sigstore"), ("verificationMaterial", "certificate"), 7
-    )
-    with expect("evidence.malformed", "bundle"):
-        verify_sigstore_bundle(
-            SigstoreBundleEvidence(bundle=bundle),
-            staging_william,
-            now=NOW,
-            artifact=artifact("bundle_v3.txt"),
         )
 
 
@@ -492,49 +434,47 @@ def test_image_claim_from_tag_only_reference_has_no_digest(
     assert result.image().digest is None
 
 
-def test_image_claim_needs_a_digest(staging_william: SigstoreTrust) -> None:
-    with expect("evidence.malformed", "reference"):
-        verify_sigstore_image(
-            evidence("bundle_v3.txt.sigstore", reference="registry.example.com/app:v1"),
-            staging_william,
-            now=NOW,
-        )
-    with expect("evidence.malformed", "reference"):
-        verify_sigstore_image(evidence("bundle_v3.txt.sigstore"), staging_william, now=NOW)
+IMAGE_REJECTED = {
+    "tag-only reference without artifact_digest": (
+        {"reference": "registry.example.com/app:v1"},
+        "evidence.malformed",
+        "reference",
+    ),
+    "no reference": ({}, "evidence.malformed", "reference"),
+    "reference pinned to another digest": (
+        {"reference": f"example.com/app@sha256:{'1' * 64}"},
+        "evidence.digest_mismatch",
+        "message_signature.digest",
+    ),
+    "artifact_digest differs from the reference's": (
+        {
+            "reference": f"example.com/app@sha256:{'1' * 64}",
+            "artifact_digest": f"sha256:{'2' * 64}",
+        },
+        "evidence.digest_mismatch",
+        "artifact_digest",
+    ),
+    "sha512 digest": (
+        {"reference": f"example.com/app@sha512:{'1' * 128}"},
+        "evidence.unsupported",
+        "reference",
+    ),
+    "uppercase repository": (
+        {"reference": "Example.com/UPPER@sha256:" + "1" * 64},
+        "evidence.malformed",
+        "reference",
+    ),
+}
 
 
-def test_image_claim_for_another_digest_is_rejected(staging_william: SigstoreTrust) -> None:
-    with expect("evidence.digest_mismatch", "message_signature.digest"):
-        verify_sigstore_image(
-            evidence("bundle_v3.txt.sigstore", reference=f"example.com/app@sha256:{'1' * 64}"),
-            staging_william,
-            now=NOW,
-        )
-    with expect("evidence.digest_mismatch", "artifact_digest"):
-        verify_sigstore_image(
-            evidence(
-                "bundle_v3.txt.sigstore",
-                reference=f"example.com/app@sha256:{'1' * 64}",
-                artifact_digest=f"sha256:{'2' * 64}",
-            ),
-            staging_william,
-            now=NOW,
-        )
-
-
-def test_image_claim_rejects_bad_references(staging_william: SigstoreTrust) -> None:
-    with expect("evidence.unsupported", "reference"):
-        verify_sigstore_image(
-            evidence("bundle_v3.txt.sigstore", reference=f"example.com/app@sha512:{'1' * 128}"),
-            staging_william,
-            now=NOW,
-        )
-    with expect("evidence.malformed", "reference"):
-        verify_sigstore_image(
-            evidence("bundle_v3.txt.sigstore", reference="Example.com/UPPER@sha256:" + "1" * 64),
-            staging_william,
-            now=NOW,
-        )
+@pytest.mark.parametrize(
+    ("extra", "code", "field"), IMAGE_REJECTED.values(), ids=IMAGE_REJECTED.keys()
+)
+def test_image_claim_is_rejected(
+    extra: dict[str, str], code: str, field: str, staging_william: SigstoreTrust
+) -> None:
+    with expect(code, field):
+        verify_sigstore_image(evidence("bundle_v3.txt.sigstore", **extra), staging_william, now=NOW)
 
 
 def test_image_claim_from_dsse_attestation_subject() -> None:
