@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.types import (
     CertificatePublicKeyTypes,
 )
 from cryptography.x509.oid import NameOID
+from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from attestpolicy.errors import EvidenceError
@@ -98,6 +99,16 @@ def mutate_text(text: str, position: int, char: str, *, cut: bool) -> str:
     """``text`` cut at ``position``, or with the character there replaced by ``char``."""
     index = position % len(text)
     return text[:index] if cut else text[:index] + char + text[index + 1 :]
+
+
+def text_mutations(text: str, alphabet: str = JWS_ALPHABET) -> st.SearchStrategy[str]:
+    """Every ``text`` other than ``text`` one cut or one replaced character away from it."""
+    return st.builds(
+        lambda position, char, cut: mutate_text(text, position, char, cut=cut),
+        st.integers(min_value=0),
+        st.sampled_from(alphabet),
+        st.booleans(),
+    ).filter(lambda mutated: mutated != text)
 
 
 def cert_pem(*certs: x509.Certificate) -> str:
