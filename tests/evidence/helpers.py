@@ -205,6 +205,7 @@ def issue(
     end: datetime = END,
     serial: int | None = None,
     ca: bool | None = None,
+    path_length: int | None = None,
     usage: x509.KeyUsage | None = None,
     ski: bool = False,
     aki: bool = False,
@@ -214,7 +215,8 @@ def issue(
     """A certificate for ``public_key`` signed by ``signer``, with exactly the extensions asked for.
 
     ``subject`` and ``issuer`` are names (a string is a CN; ``issuer`` defaults to
-    ``subject``: self-issued). ``ca`` adds a critical BasicConstraints, ``usage`` a critical
+    ``subject``: self-issued). ``ca`` adds a critical BasicConstraints (with
+    ``path_length``), ``usage`` a critical
     KeyUsage, ``ski``/``aki`` the key identifiers; ``extensions`` are ``(value, critical)``.
     """
     subject_name = dn(subject) if isinstance(subject, str) else subject
@@ -232,7 +234,7 @@ def issue(
         .not_valid_after(end)
     )
     if ca is not None:
-        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), True)
+        builder = builder.add_extension(x509.BasicConstraints(ca, path_length), critical=True)
     if usage is not None:
         builder = builder.add_extension(usage, critical=True)
     if ski:

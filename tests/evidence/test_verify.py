@@ -21,6 +21,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from evidence.helpers import raised
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
@@ -115,10 +116,9 @@ def problems(result: EvidenceReport) -> list[tuple[str, str | None]]:
 
 
 def expect_error(code: str, field: str, *args: Any, **kwargs: Any) -> EvidenceError:
-    with pytest.raises(EvidenceError) as info:
-        report(*args, **kwargs)
-    assert (info.value.code, info.value.field) == (code, field), info.value
-    return info.value
+    error = raised(lambda: report(*args, **kwargs))
+    assert (error.code, error.field) == (code, field), error
+    return error
 
 
 def trust_mapping() -> dict[str, Any]:

@@ -14,10 +14,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from evidence.helpers import TEST_ASSETS, expect
+from evidence.helpers import TEST_ASSETS, expect, issue
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -609,21 +607,18 @@ def _parse_and_verify(bundle: object) -> None:
 
 def _cert_with(*extensions: tuple[str, bytes]) -> x509.Certificate:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(datetime(2025, 1, 1, tzinfo=UTC))
-        .not_valid_after(datetime(2025, 1, 2, tzinfo=UTC))
+    return issue(
+        "t",
+        key.public_key(),
+        key,
+        start=datetime(2025, 1, 1, tzinfo=UTC),
+        end=datetime(2025, 1, 2, tzinfo=UTC),
+        serial=1,
+        extensions=[
+            (x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), False)
+            for oid, value in extensions
+        ],
     )
-    for oid, value in extensions:
-        builder = builder.add_extension(
-            x509.UnrecognizedExtension(x509.ObjectIdentifier(oid), value), critical=False
-        )
-    return builder.sign(key, hashes.SHA256())
 
 
 def _utf8_der(text: str) -> bytes:

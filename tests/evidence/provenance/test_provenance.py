@@ -16,8 +16,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from evidence.helpers import TEST_ASSETS, b64, expect_error
+from evidence.helpers import CA_USAGE, TEST_ASSETS, b64, dn, expect_error, issue
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -424,38 +423,18 @@ def test_bundle_logged_after_now_is_not_yet_valid(name: str) -> None:
 @cache
 def _generated_ca() -> str:
     key = ec.generate_private_key(ec.SECP384R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "sigstore.dev"),
-            x509.NameAttribute(NameOID.COMMON_NAME, "sigstore"),
-        ]
-    )
     start = datetime(2021, 1, 1, tzinfo=UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA384())
+    certificate = issue(
+        dn("sigstore", organization="sigstore.dev"),
+        key.public_key(),
+        key,
+        start=start,
+        end=start + timedelta(days=3650),
+        ca=True,
+        path_length=1,
+        usage=CA_USAGE,
+        ski=True,
+        algorithm=hashes.SHA384(),
     )
     return b64(certificate.public_bytes(serialization.Encoding.DER))
 
