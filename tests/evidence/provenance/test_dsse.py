@@ -12,9 +12,9 @@ from functools import cache
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
-from evidence.helpers import TEST_ASSETS, b64, expect_error
+from evidence.helpers import TEST_ASSETS, b64, expect_error, public_key_pem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -253,14 +253,6 @@ def _generate(algorithm: str, seed: int) -> PrivateKey:
     return ed25519.Ed25519PrivateKey.generate()
 
 
-def pem(key: PrivateKey) -> str:
-    return (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-
-
 def sign(key: PrivateKey, algorithm: str, message: bytes, signature_format: str = "der") -> bytes:
     if isinstance(key, ec.EllipticCurvePrivateKey):
         digest = hashes.SHA256() if algorithm == "ecdsa-p256-sha256" else hashes.SHA384()
@@ -312,7 +304,7 @@ def trusted(
     algorithm: str, signature_format: str = "der", *, seed: int = 0, **options: Any
 ) -> TrustedKey:
     return TrustedKey(
-        public_key=pem(private_key(algorithm, seed)),
+        public_key=public_key_pem(private_key(algorithm, seed)),
         algorithm=algorithm,
         signature_format=signature_format,
         **options,
@@ -568,18 +560,20 @@ def test_inconsistent_trusted_keys_are_refused(
     key_algorithm: str, declared: str, options: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(ValidationError, match=message):
-        TrustedKey(public_key=pem(private_key(key_algorithm)), algorithm=declared, **options)
+        TrustedKey(
+            public_key=public_key_pem(private_key(key_algorithm)), algorithm=declared, **options
+        )
 
 
 def test_short_rsa_keys_and_non_pem_text_are_refused() -> None:
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505
     with pytest.raises(ValidationError, match="2048"):
-        TrustedKey(public_key=pem(small), algorithm="rsa-pkcs1v15-sha256")
+        TrustedKey(public_key=public_key_pem(small), algorithm="rsa-pkcs1v15-sha256")
     with pytest.raises(ValidationError, match="PEM"):
         TrustedKey(public_key="not a key", algorithm="ed25519")
     with pytest.raises(ValidationError):
         TrustedKey(
-            public_key=pem(private_key("ed25519")),
+            public_key=public_key_pem(private_key("ed25519")),
             algorithm="ed25519",
             not_after="2025-01-01T00:00:00",
         )
