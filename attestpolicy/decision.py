@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import Field, PlainSerializer, model_validator
 
@@ -121,25 +121,46 @@ def decision_from_policy_result(
         )
 
 
+MAX_TTL_SECONDS: Final = 2_147_483_647
+"""The largest TTL (and TTL term) a decision may carry: the policy's limit on seconds."""
+
+_REQUIRED_FIELDS: Final = frozenset(
+    {"allow", "ttl_seconds", "reasons", "ttl_bound_by", "valid_until"}
+)
+_OPTIONAL_FIELDS: Final = frozenset({"ttl_terms", "revocable"})  # absent in older policies
+
+
 def _parse_result(result: object, policy_revision: str, evaluated_at: datetime) -> Decision:
     if not isinstance(result, Mapping):
         raise TypeError(f"decision must be an object, got {type(result).__name__}")
+    missing = _REQUIRED_FIELDS - result.keys()
+    if missing:
+        raise ValueError(f"decision lacks {', '.join(sorted(missing))}")
+    unknown = result.keys() - _REQUIRED_FIELDS - _OPTIONAL_FIELDS
+    if unknown:
+        raise ValueError(f"decision has unknown fields {', '.join(sorted(map(str, unknown)))}")
     allow = result["allow"]
     if allow is not True and allow is not False:
         raise TypeError("decision.allow must be a boolean")
-    raw_reasons = result.get("reasons") or []
-    if not isinstance(raw_reasons, list | tuple):
+    raw_reasons = result["reasons"]
+    if not isinstance(raw_reasons, list):
         raise TypeError("decision.reasons must be an array")
     reasons = []
     for item in raw_reasons:
-        if not isinstance(item, Mapping):
-            raise TypeError("each reason must be an object")
-        code, message = item.get("code"), item.get("message")
-        if not isinstance(code, str) or not isinstance(message, str):
-            raise TypeError("each reason needs string code and message")
+        if not isinstance(item, Mapping) or set(item) != {"code", "message"}:
+            raise TypeError("each reason must be an object with code and message only")
+        code, message = item["code"], item["message"]
+        if not isinstance(code, str) or not isinstance(message, str) or not code:
+            raise TypeError("each reason needs a non-empty string code and a string message")
         reasons.append(Reason(code=code, message=message))
     reasons.sort(key=lambda reason: (reason.code, reason.message))
+    ttl = _whole_number(result["ttl_seconds"], "ttl_seconds")
+    bound_by, raw_valid_until = result["ttl_bound_by"], result["valid_until"]
     if not allow:
+        if ttl != 0 or bound_by is not None or raw_valid_until is not None:
+            raise ValueError("a deny has ttl_seconds 0, and no ttl_bound_by or valid_until")
+        if result.get("ttl_terms") or result.get("revocable"):
+            raise ValueError("a deny has no ttl_terms or revocable")
         if not reasons:
             reasons.append(Reason(code="policy.deny", message="the policy denied without a reason"))
         return Decision(
@@ -151,14 +172,14 @@ def _parse_result(result: object, policy_revision: str, evaluated_at: datetime) 
         )
     if reasons:
         raise ValueError("an allow must not carry reasons")
-    ttl = _whole_number(result["ttl_seconds"], "ttl_seconds")
     if ttl <= 0:
         raise ValueError("an allow needs a positive integer ttl_seconds")
-    bound_by = result["ttl_bound_by"]
     if not isinstance(bound_by, str):
         raise TypeError("decision.ttl_bound_by must be a string")
-    raw_valid_until = result.get("valid_until")
     valid_until = None if raw_valid_until is None else parse_timestamp(raw_valid_until)
+    terms = _ttl_terms(result.get("ttl_terms"))
+    if terms is not None:
+        _check_ttl_against_terms(ttl, bound_by, terms)
     return Decision(
         allow=True,
         ttl_seconds=ttl,
@@ -166,15 +187,31 @@ def _parse_result(result: object, policy_revision: str, evaluated_at: datetime) 
         valid_until=valid_until,
         policy_revision=policy_revision,
         evaluated_at=evaluated_at,
-        ttl_terms=_ttl_terms(result.get("ttl_terms")),
+        ttl_terms=terms,
         revocable=_revocable(result.get("revocable")),
     )
+
+
+def _check_ttl_against_terms(ttl: int, bound_by: str, terms: tuple[TtlTerm, ...]) -> None:
+    """The TTL is the shortest term: at most every fixed term, and equal to the bounding
+    term's seconds when that term is fixed (a shrinking one depends on the input's now)."""
+    bounding = [term for term in terms if term.name == bound_by]
+    if not bounding:
+        raise ValueError(f"ttl_bound_by {bound_by!r} names no term in ttl_terms")
+    fixed = [term.seconds for term in terms if term.seconds is not None]
+    if fixed and ttl > min(fixed):
+        raise ValueError("ttl_seconds exceeds a fixed term of ttl_terms")
+    if bounding[0].seconds is not None and bounding[0].seconds != ttl:
+        raise ValueError("ttl_seconds is not the seconds of the term that bounds it")
 
 
 def _whole_number(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise ValueError(f"decision.{name} must be an integer")
-    return int(value)
+    number = int(value)
+    if not -MAX_TTL_SECONDS <= number <= MAX_TTL_SECONDS:
+        raise ValueError(f"decision.{name} is out of range (at most {MAX_TTL_SECONDS})")
+    return number
 
 
 def _ttl_terms(raw: object) -> tuple[TtlTerm, ...] | None:

@@ -19,6 +19,15 @@ ALLOW = {
 }
 
 
+DENY: dict[str, Any] = {
+    "allow": False,
+    "ttl_seconds": 0,
+    "reasons": [],
+    "ttl_bound_by": None,
+    "valid_until": None,
+}
+
+
 def _decide(result: Any) -> Decision:
     return decision_from_policy_result(result, policy_revision="rev-1", evaluated_at=AT)
 
@@ -39,9 +48,8 @@ def test_valid_until_may_be_null() -> None:
 
 def test_deny_reasons_sorted_and_ttl_zero() -> None:
     decision = _decide(
-        {
-            "allow": False,
-            "ttl_seconds": 0,
+        DENY
+        | {
             "reasons": [
                 {"code": "node.stale", "message": "b"},
                 {"code": "image.unsigned", "message": "a"},
@@ -54,7 +62,26 @@ def test_deny_reasons_sorted_and_ttl_zero() -> None:
 
 
 def test_deny_without_reasons_gets_one() -> None:
-    assert _decide({"allow": False}).reason_codes == ("policy.deny",)
+    assert _decide(DENY).reason_codes == ("policy.deny",)
+
+
+def test_ttl_terms_and_revocable_are_parsed() -> None:
+    decision = _decide(
+        ALLOW
+        | {
+            "ttl_terms": [
+                {"name": "request", "seconds": 900},
+                {"name": "evidence_expiry", "until": "2026-11-22T11:00:00.5Z"},
+            ],
+            "revocable": [["node_ids", "n1"], ["image_digests", "sha256:aa"]],
+        }
+    )
+    assert decision.ttl_terms is not None
+    assert [term.name for term in decision.ttl_terms] == ["request", "evidence_expiry"]
+    assert decision.ttl_terms[1].until == datetime(2026, 11, 22, 11, 0, 0, 500000, tzinfo=UTC)
+    assert decision.revocable == (("image_digests", "sha256:aa"), ("node_ids", "n1"))
+    older = _decide(ALLOW)  # a policy that does not state them: allowed, never cached
+    assert (older.ttl_terms, older.revocable) == (None, None)
 
 
 def test_undefined_is_engine_undefined() -> None:
@@ -82,8 +109,36 @@ def test_undefined_is_engine_undefined() -> None:
         ALLOW | {"reasons": [{"code": "x", "message": "y"}]},
         ALLOW | {"reasons": "none"},
         {k: v for k, v in ALLOW.items() if k != "ttl_seconds"},
-        {"allow": False, "reasons": [{"code": 1, "message": "m"}]},
-        {"allow": False, "reasons": ["x"]},
+        DENY | {"reasons": [{"code": 1, "message": "m"}]},
+        DENY | {"reasons": ["x"]},
+        # The remote review's findings: reasons that are not an array of reasons, a huge TTL.
+        DENY | {"reasons": None},
+        DENY | {"reasons": {}},
+        DENY | {"reasons": ""},
+        DENY | {"reasons": 0},
+        DENY | {"reasons": False},
+        ALLOW | {"reasons": None},
+        ALLOW | {"ttl_seconds": 1e18},
+        ALLOW | {"ttl_seconds": 2**31},
+        {"allow": False},
+        DENY | {"ttl_seconds": 5},
+        DENY | {"ttl_bound_by": "default"},
+        DENY | {"revocable": [["node_ids", "n"]]},
+        ALLOW | {"extra": 1},
+        ALLOW | {"reasons": [{"code": "", "message": "m"}]},
+        ALLOW | {"reasons": [{"code": "c", "message": "m", "x": 1}]},
+        # ttl_terms must agree with the TTL
+        ALLOW | {"ttl_terms": [{"name": "audience", "seconds": 900}]},
+        ALLOW | {"ttl_terms": [{"name": "request", "seconds": 600}]},
+        ALLOW | {"ttl_terms": [{"name": "request", "seconds": 900}, {"name": "a", "seconds": 10}]},
+        ALLOW
+        | {"ttl_terms": [{"name": "request", "seconds": 900, "until": "2026-11-22T10:00:00Z"}]},
+        ALLOW | {"ttl_terms": [{"name": "request"}]},
+        ALLOW | {"ttl_terms": []},
+        ALLOW | {"ttl_terms": "request"},
+        ALLOW | {"revocable": [["node_ids"]]},
+        ALLOW | {"revocable": [["node_ids", 1]]},
+        ALLOW | {"revocable": {"node_ids": ["n"]}},
     ],
 )
 def test_malformed_results_fail_closed(result: Any) -> None:

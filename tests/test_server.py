@@ -38,11 +38,20 @@ default ttl := 300
 
 ttl := data.attestpolicy.config.limits.default_ttl_seconds
 
-decision := {"allow": true, "ttl_seconds": ttl, "ttl_bound_by": "default"} if input.mode == "allow"
+decision := {
+    "allow": true,
+    "ttl_seconds": ttl,
+    "reasons": [],
+    "ttl_bound_by": "default",
+    "valid_until": null,
+} if input.mode == "allow"
 
 decision := {
     "allow": false,
+    "ttl_seconds": 0,
     "reasons": [{"code": "test.denied", "message": "mode is deny"}],
+    "ttl_bound_by": null,
+    "valid_until": null,
 } if input.mode == "deny"
 
 decision := startswith(input.number, "x") if input.mode == "type_error"
@@ -116,7 +125,13 @@ def test_post_decision_uses_policy_and_configuration(http: requests.Session, url
     response = http.post(url + DECISION, json={"input": {"mode": "allow"}})
     assert response.status_code == 200
     assert response.json() == {
-        "result": {"allow": True, "ttl_seconds": 777, "ttl_bound_by": "default"}
+        "result": {
+            "allow": True,
+            "ttl_seconds": 777,
+            "reasons": [],
+            "ttl_bound_by": "default",
+            "valid_until": None,
+        }
     }
 
 
@@ -124,7 +139,13 @@ def test_get_decision_with_input_parameter(http: requests.Session, url: str) -> 
     response = http.get(url + DECISION, params={"input": json.dumps({"mode": "deny"})})
     assert response.status_code == 200
     assert response.json() == {
-        "result": {"allow": False, "reasons": [{"code": "test.denied", "message": "mode is deny"}]}
+        "result": {
+            "allow": False,
+            "ttl_seconds": 0,
+            "reasons": [{"code": "test.denied", "message": "mode is deny"}],
+            "ttl_bound_by": None,
+            "valid_until": None,
+        }
     }
 
 

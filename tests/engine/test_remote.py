@@ -40,6 +40,14 @@ from attestpolicy.policy import PolicySource
 from attestpolicy.server import create_app
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+# A well-formed allow, as a server would send it (decision.rego's shape before ttl_terms).
+ALLOW: dict[str, Any] = {
+    "allow": True,
+    "ttl_seconds": 60,
+    "reasons": [],
+    "ttl_bound_by": "default",
+    "valid_until": None,
+}
 DECISION_URL_PATH = "/v1/data/attestpolicy/v1/decision"
 
 # A small policy whose decision depends on input.mode: an allow, a deny, a value that is
@@ -52,11 +60,20 @@ default ttl := 300
 
 ttl := data.attestpolicy.config.limits.default_ttl_seconds
 
-decision := {"allow": true, "ttl_seconds": ttl, "ttl_bound_by": "default"} if input.mode == "allow"
+decision := {
+    "allow": true,
+    "ttl_seconds": ttl,
+    "reasons": [],
+    "ttl_bound_by": "default",
+    "valid_until": null,
+} if input.mode == "allow"
 
 decision := {
     "allow": false,
+    "ttl_seconds": 0,
     "reasons": [{"code": "test.denied", "message": sprintf("denied %v", [input.who])}],
+    "ttl_bound_by": null,
+    "valid_until": null,
 } if input.mode == "deny"
 
 decision := "not a decision" if input.mode == "malformed"
@@ -392,8 +409,8 @@ def test_missing_result_is_undefined_and_decision_id_stays_ours(
         None,
         "allow",
         True,
-        {"allow": "true", "ttl_seconds": 60, "ttl_bound_by": "default"},
-        {"allow": True, "ttl_seconds": 0, "ttl_bound_by": "default"},
+        ALLOW | {"allow": "true"},
+        ALLOW | {"ttl_seconds": 0},
         {"allow": True, "ttl_seconds": 60},
         {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "x", "reasons": [{"code": "a"}]},
     ],
@@ -409,7 +426,7 @@ def test_malformed_results_are_engine_error(
 
 
 def test_request_shape_token_and_path_prefix(scripted: Callable[..., ScriptedServer]) -> None:
-    allow = {"allow": True, "ttl_seconds": 90, "ttl_bound_by": "audience"}
+    allow = ALLOW | {"ttl_seconds": 90, "ttl_bound_by": "audience"}
     provenance = {"version": "1.4.2", "bundles": {"authz": {"revision": "r42"}}}
     server = scripted(body=_json({"result": allow, "provenance": provenance}))
     url = f"http://127.0.0.1:{server.port}/opa/"
@@ -431,7 +448,7 @@ def test_request_shape_token_and_path_prefix(scripted: Callable[..., ScriptedSer
 def test_malformed_provenance_is_ignored(
     scripted: Callable[..., ScriptedServer], provenance: object
 ) -> None:
-    allow = {"allow": True, "ttl_seconds": 90, "ttl_bound_by": "audience"}
+    allow = ALLOW | {"ttl_seconds": 90, "ttl_bound_by": "audience"}
     server = scripted(body=_json({"result": allow, "provenance": provenance}))
     decision = _evaluate(RemoteEvaluator(f"http://127.0.0.1:{server.port}"), {"mode": "allow"})
     assert decision.allow is True
@@ -544,7 +561,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def test_https_with_private_ca_bundle(scripted: Callable[..., ScriptedServer], pki: Pki) -> None:
-    allow = {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}
+    allow = ALLOW | {"ttl_seconds": 60, "ttl_bound_by": "default"}
     server = scripted(tls=pki.server_context, body=_json({"result": allow}))
     evaluator = RemoteEvaluator(
         f"https://127.0.0.1:{server.port}", ca_bundle=pki.ca_pem, token="tls-token"
@@ -561,7 +578,7 @@ def test_https_without_the_ca_is_a_tls_error(
     for variable in ("REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE"):
         monkeypatch.setenv(variable, str(pki.ca_pem))
     monkeypatch.setenv("SSL_CERT_DIR", str(pki.ca_pem.parent))
-    allow = {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}
+    allow = ALLOW | {"ttl_seconds": 60, "ttl_bound_by": "default"}
     server = scripted(tls=pki.server_context, body=_json({"result": allow}))
     code, message = _only_reason(
         _evaluate(RemoteEvaluator(f"https://127.0.0.1:{server.port}"), {"mode": "allow"})
@@ -574,7 +591,7 @@ def test_https_without_the_ca_is_a_tls_error(
 def test_connections_are_reused_and_reopened_when_the_server_closes_them(
     scripted: Callable[..., ScriptedServer],
 ) -> None:
-    allow = _json({"result": {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}})
+    allow = _json({"result": ALLOW | {"ttl_seconds": 60, "ttl_bound_by": "default"}})
     keeps = scripted(body=allow)
     evaluator = RemoteEvaluator(f"http://127.0.0.1:{keeps.port}")
     assert all(_evaluate(evaluator, {"mode": "allow"}).allow for _ in range(3))
@@ -586,7 +603,7 @@ def test_connections_are_reused_and_reopened_when_the_server_closes_them(
 
 
 def test_a_compressed_answer_is_remote_error(scripted: Callable[..., ScriptedServer]) -> None:
-    allow = {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}
+    allow = ALLOW | {"ttl_seconds": 60, "ttl_bound_by": "default"}
     server = scripted(
         body=gzip.compress(_json({"result": allow})), headers={"Content-Encoding": "gzip"}
     )
@@ -748,7 +765,7 @@ def test_a_server_slow_from_its_first_byte_is_cut_at_the_deadline(
     # A relay passes the client's bytes on at once and the server's one every 0.1 s:
     # the status line and headers (http) or the TLS handshake (https) take many reads,
     # none of which waits as long as the timeouts, so only the deadline ends the exchange.
-    allow = {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}
+    allow = ALLOW | {"ttl_seconds": 60, "ttl_bound_by": "default"}
     upstream = scripted(tls=pki.server_context if tls else None, body=_json({"result": allow}))
 
     def pipe(source: socket.socket, target: socket.socket) -> None:
@@ -830,7 +847,7 @@ def test_an_announced_length_over_the_cap_is_refused_unread(
 def test_the_size_cap_is_exact(
     raw: Callable[[Callable[[RawServer, socket.socket], None]], RawServer], chunked: bool
 ) -> None:
-    allow = _json({"result": {"allow": True, "ttl_seconds": 60, "ttl_bound_by": "default"}})
+    allow = _json({"result": ALLOW | {"ttl_seconds": 60, "ttl_bound_by": "default"}})
     body = allow + b" " * (1000 - len(allow))
 
     def answer(server: RawServer, connection: socket.socket) -> None:
