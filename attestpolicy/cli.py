@@ -194,6 +194,7 @@ def _cmd_test(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from attestpolicy._server_limits import limits_from_arguments
     from attestpolicy.server import run_server
 
     _load_config_arg(args.config)  # validate before starting workers
@@ -204,6 +205,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             config_path=args.config,
             workers=args.workers,
             engine=args.engine,
+            limits=limits_from_arguments(args),
         )
     except AttestPolicyError as exc:  # before anything listens: bad policy, engine, address
         _fail_usage(str(exc))
@@ -325,11 +327,18 @@ def build_parser() -> argparse.ArgumentParser:
         default="regorus",
         help="in-process Rego engine of every worker (default: regorus)",
     )
+    from attestpolicy._server_limits import add_limit_arguments
+
+    add_limit_arguments(serve)
     serve.set_defaults(handler=_cmd_serve)
 
     from attestpolicy._cli_bundle import add_bundle_command
 
     add_bundle_command(commands)
+
+    from attestpolicy._cli_revoke import add_revoke_command
+
+    add_revoke_command(commands)
 
     demo = commands.add_parser(
         "demo", help="decide the bundled example claim sets and print a table"

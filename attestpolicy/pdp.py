@@ -18,6 +18,7 @@ from attestpolicy.engine.base import Evaluator
 from attestpolicy.engine.cache import CacheStats, DecisionCache, decode_encoding
 from attestpolicy.errors import AttestPolicyError, ClaimsError
 from attestpolicy.policy import PolicySource
+from attestpolicy.revocations import RevocationStore
 
 __all__ = ["PolicyDecisionPoint"]
 
@@ -34,6 +35,34 @@ _REVOKED_MEMBERS: Final = {
     "spiffe_id": "spiffe_ids",
 }
 """:meth:`PolicyDecisionPoint.revoke` keyword -> member of the configuration's ``revoked``."""
+
+
+def _store(revocations: Path | str | RevocationStore | None) -> RevocationStore | None:
+    if revocations is None or isinstance(revocations, RevocationStore):
+        return revocations
+    return RevocationStore(revocations)
+
+
+def _pairs(
+    signer_subject: str | None, node_id: str | None, image_digest: str | None, spiffe_id: str | None
+) -> list[tuple[str, str]]:
+    """The ``(revoked member, value)`` pairs named by revoke()/lift() keywords."""
+    given = {
+        "signer_subject": signer_subject,
+        "node_id": node_id,
+        "image_digest": image_digest,
+        "spiffe_id": spiffe_id,
+    }
+    pairs = []
+    for name, value in given.items():
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise TypeError(f"{name} value must be a non-empty string")
+        pairs.append((_REVOKED_MEMBERS[name], value))
+    if not pairs:
+        raise ValueError("revoke() and lift() need at least one value")
+    return pairs
 
 
 class PolicyDecisionPoint:
@@ -71,6 +100,7 @@ class PolicyDecisionPoint:
         cache: bool | DecisionCache = True,
         negative_ttl_seconds: float = 0.0,
         engine: str = DEFAULT_ENGINE,
+        revocations: Path | str | RevocationStore | None = None,
     ) -> PolicyDecisionPoint:
         """Evaluate in-process; ``policy_dir=None`` uses the policy shipped in the package.
 
@@ -80,12 +110,14 @@ class PolicyDecisionPoint:
         ``negative_ttl_seconds`` > 0. ``engine`` is ``"regorus"`` (default) or ``"opa"``
         (OPA's Go evaluator, from the optional ``opa-golib-python-bindings`` wheel; without
         it :class:`~attestpolicy.errors.EngineUnavailableError` says how to install it).
-        Another name raises ValueError.
+        Another name raises ValueError. ``revocations`` is a revocation store (a SQLite
+        file path, shared with other processes, or a :class:`RevocationStore`); without
+        one, :meth:`revoke` keeps revocations in memory.
         """
         source = PolicySource.from_directory(policy_dir)
         checked = validate_config(config) if config is not None else None
         return cls(
-            make_evaluator(engine, source, checked),
+            make_evaluator(engine, source, checked, revocations=_store(revocations)),
             cache=cls._make_cache(cache, negative_ttl_seconds),
         )
 
@@ -99,13 +131,14 @@ class PolicyDecisionPoint:
         cache: bool | DecisionCache = True,
         negative_ttl_seconds: float = 0.0,
         engine: str = DEFAULT_ENGINE,
+        revocations: Path | str | RevocationStore | None = None,
     ) -> PolicyDecisionPoint:
         """Evaluate in-process with the policy (and data) of an OPA bundle.
 
         ``bundle`` is a ``.tar.gz`` path, a bundle directory, or the archive bytes. With
         ``verification_key`` (PEM) the bundle must be signed by it. The policy bundle
         carries no configuration: pass ``config`` (``data.attestpolicy.config``).
-        ``engine`` is ``"regorus"`` (default) or ``"opa"``, as for :meth:`local`.
+        ``engine`` and ``revocations`` are as for :meth:`local`.
         """
         check_engine_name(engine)  # before reading the bundle
         from attestpolicy.bundle import load_bundle
@@ -117,7 +150,9 @@ class PolicyDecisionPoint:
         )
         checked = validate_config(config) if config is not None else None
         return cls(
-            make_evaluator(engine, loaded.to_policy_source(), checked),
+            make_evaluator(
+                engine, loaded.to_policy_source(), checked, revocations=_store(revocations)
+            ),
             cache=cls._make_cache(cache, negative_ttl_seconds),
         )
 
@@ -270,33 +305,36 @@ class PolicyDecisionPoint:
     ) -> int:
         """Revoke a signer subject or key id, node id, image digest or SPIFFE ID, at once.
 
-        The evaluator adds each value to the configuration's ``revoked`` maps with
-        ``reason`` (in-process: a new configuration revision; a value already revoked
-        keeps its reason), and every cached decision whose ``revocable`` lists a value is
-        dropped, so the very next ``decide()`` re-evaluates. A remote evaluator cannot
-        change the server's data: only the local cache is purged, so push the revocation
-        to the server as well. Returns the number of cache entries dropped.
+        The evaluator adds each value to its runtime revocations with ``reason`` (a value
+        already revoked keeps its reason): they are apart from the configuration, so a
+        reload never lifts them, and with a revocation store they reach every process
+        that shares it and survive restarts. Every cached decision whose ``revocable``
+        lists a value is dropped, so the very next ``decide()`` denies. A remote evaluator
+        cannot change the server's data: only the local cache is purged, so push the
+        revocation to the server as well. Returns the number of cache entries dropped.
         """
-        given = {
-            "signer_subject": signer_subject,
-            "node_id": node_id,
-            "image_digest": image_digest,
-            "spiffe_id": spiffe_id,
-        }
-        pairs = []
-        for name, value in given.items():
-            if value is None:
-                continue
-            if not isinstance(value, str) or not value:
-                raise TypeError(f"{name} value must be a non-empty string")
-            pairs.append((_REVOKED_MEMBERS[name], value))
-        if not pairs:
-            raise ValueError("revoke() needs at least one value to revoke")
+        pairs = _pairs(signer_subject, node_id, image_digest, spiffe_id)
         if not isinstance(reason, str):
             raise TypeError("reason must be a string")
         with self._revocation_lock:
             self._evaluator.revoke(pairs, reason=reason)
             return self._cache.revoke(pairs) if self._cache is not None else 0
+
+    def lift(
+        self,
+        *,
+        signer_subject: str | None = None,
+        node_id: str | None = None,
+        image_digest: str | None = None,
+        spiffe_id: str | None = None,
+    ) -> bool:
+        """Lift runtime revocations made with :meth:`revoke` (those written in the
+        configuration stay until it changes). Cached decisions are keyed by the
+        revocations' revision, so none made before the lift is served after it. Returns
+        False for a remote evaluator (lift it on the server)."""
+        pairs = _pairs(signer_subject, node_id, image_digest, spiffe_id)
+        with self._revocation_lock:
+            return self._evaluator.lift(pairs)
 
     def reload(
         self,

@@ -115,10 +115,14 @@ def test_opa_revision_swap_revoke_and_reload(
     assert "node.revoked" in pdp.decide(claims).reason_codes
     evaluator = pdp._evaluator
     assert isinstance(evaluator, InProcessEvaluator)
-    assert evaluator.config is not None
-    assert evaluator.config["revoked"]["node_ids"][claims["node"]["id"]] == "stolen"
+    assert evaluator.revocations == {"node_ids": {claims["node"]["id"]: "stolen"}}
+    assert evaluator.config == config  # the configuration itself is untouched
+    # Reloading the same configuration must not lift the revocation (a deny stays a deny).
     revision = pdp.reload(config=config)
     assert revision.endswith("+opa-0.4.4")
+    assert "+revocations-" in revision
+    assert "node.revoked" in pdp.decide(claims).reason_codes
+    assert pdp.lift(node_id=claims["node"]["id"]) is True
     assert pdp.decide(claims).allow
     pdp.close()
 
@@ -128,10 +132,11 @@ def test_revoke_records_the_default_reason(config: dict[str, Any], claims: dict[
     pdp.revoke(spiffe_id=claims["subject"]["spiffe_id"])
     evaluator = pdp._evaluator
     assert isinstance(evaluator, InProcessEvaluator)
-    assert evaluator.config is not None
-    spiffe_ids = evaluator.config["revoked"]["spiffe_ids"]
+    spiffe_ids = evaluator.revocations["spiffe_ids"]
     assert spiffe_ids[claims["subject"]["spiffe_id"]] == "revoked by PolicyDecisionPoint.revoke"
-    assert "subject.revoked" in pdp.decide(claims).reason_codes
+    decision = pdp.decide(claims)
+    assert decision.reason_codes == ("subject.revoked",)
+    assert decision.reasons[0].message.endswith("is revoked: revoked by PolicyDecisionPoint.revoke")
 
 
 def test_opa_builtin_error_is_an_engine_error_deny(tmp_path: Path) -> None:

@@ -150,6 +150,9 @@ def test_evaluator_exception_is_a_deny(claims: dict[str, Any]) -> None:
         def revoke(self, pairs: Sequence[tuple[str, str]], *, reason: str) -> bool:
             return False
 
+        def lift(self, pairs: Sequence[tuple[str, str]]) -> bool:
+            return False
+
         def reload(
             self, source: PolicySource | None = None, config: Mapping[str, Any] | None = None
         ) -> str:
@@ -384,13 +387,14 @@ def _nested(depth: int) -> Any:
 
 @pytest.mark.parametrize("engine", ["regorus", "opa"])
 def test_deep_or_cyclic_input_never_reaches_the_engine(
-    example_config: dict[str, Any], claims: dict[str, Any], engine: str
+    example_config: dict[str, Any],
+    claims: dict[str, Any],
+    engine: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     """regorus and OPA's bindings crash the process on such values (SIGSEGV)."""
     if engine == "opa":
-        from conftest import opa_required
-
-        opa_required()
+        request.getfixturevalue("requires_opa")
     from attestpolicy.engine._inprocess import make_evaluator
 
     evaluator = make_evaluator(engine, PolicySource.from_directory(), example_config)

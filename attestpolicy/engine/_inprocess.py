@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Final, Literal
 
-from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, decision_from_policy_result
 from attestpolicy.engine.cache import canonical_encoding
 from attestpolicy.errors import EvaluatorError, PolicyError
 from attestpolicy.policy import DECISION_PATH, PolicySource, config_revision
+from attestpolicy.revocations import Revocations, RevocationStore, with_revoked, without
 
 __all__ = [
     "DEFAULT_ENGINE",
@@ -51,34 +51,50 @@ MAX_ERROR_CHARS: Final = 500
 
 @dataclass(frozen=True, eq=False)
 class LoadedState:
-    """One immutable (policy, configuration) snapshot.
+    """One immutable (policy, configuration, revocations) snapshot.
 
     ``data`` is the whole base document: the policy source's data with the configuration
-    at ``data.attestpolicy.config``.
+    at ``data.attestpolicy.config`` and the runtime revocations at
+    ``data.attestpolicy.revocations``.
     """
 
     source: PolicySource
+    config: Mapping[str, Any] | None
+    revocations: Revocations
     data: Mapping[str, Any]
     revision: str
 
 
 def load_state(
-    source: PolicySource, config: Mapping[str, Any] | None, engine_version: str
+    source: PolicySource,
+    config: Mapping[str, Any] | None,
+    engine_version: str,
+    revocations: Revocations | None = None,
 ) -> LoadedState:
-    """The snapshot for ``source`` and ``config`` (deep copies, so callers may mutate theirs).
+    """The snapshot for ``source``, ``config`` and ``revocations`` (deep copies, so callers
+    may mutate theirs).
 
-    Its revision is ``<policy revision>+config-<hash>+<engine version>``.
+    Its revision is ``<policy revision>+config-<hash>[+revocations-<hash>]+<engine version>``.
     """
     data: dict[str, Any] = json.loads(json.dumps(dict(source.data)))
-    if config is not None:
-        attestpolicy_data = data.setdefault("attestpolicy", {})
-        if not isinstance(attestpolicy_data, dict):
-            raise PolicyError("policy data 'attestpolicy' must be an object")
-        attestpolicy_data["config"] = json.loads(json.dumps(dict(config)))
-    revision = (
-        f"{source.revision}+config-{config_revision(config)[len('sha256:') :]}+{engine_version}"
+    config_copy = None if config is None else json.loads(json.dumps(dict(config)))
+    revocations_copy = {member: dict(values) for member, values in (revocations or {}).items()}
+    attestpolicy_data = data.setdefault("attestpolicy", {})
+    if not isinstance(attestpolicy_data, dict):
+        raise PolicyError("policy data 'attestpolicy' must be an object")
+    if config_copy is not None:
+        attestpolicy_data["config"] = config_copy
+    revision = f"{source.revision}+config-{config_revision(config)[len('sha256:') :]}"
+    if revocations_copy:
+        attestpolicy_data["revocations"] = revocations_copy
+        revision += f"+revocations-{config_revision(revocations_copy)[len('sha256:') :]}"
+    return LoadedState(
+        source=source,
+        config=config_copy,
+        revocations=revocations_copy,
+        data=data,
+        revision=f"{revision}+{engine_version}",
     )
-    return LoadedState(source=source, data=data, revision=revision)
 
 
 def data_path_segments(path: str) -> list[str]:
@@ -116,8 +132,16 @@ class InProcessEvaluator(abc.ABC):
 
     engine_name: ClassVar[EngineName]
 
-    def __init__(self, source: PolicySource, config: Mapping[str, Any] | None = None) -> None:
-        self._state = load_state(source, config, self.engine_version)
+    def __init__(
+        self,
+        source: PolicySource,
+        config: Mapping[str, Any] | None = None,
+        *,
+        revocations: RevocationStore | None = None,
+    ) -> None:
+        self._store = revocations
+        initial = revocations.snapshot() if revocations is not None else None
+        self._state = load_state(source, config, self.engine_version, initial)
         self._swap_lock = threading.Lock()
         # Build (and so compile-check) one engine now: a broken policy fails here,
         # at start-up, instead of as a deny on every request.
@@ -156,17 +180,18 @@ class InProcessEvaluator(abc.ABC):
 
     @property
     def revision(self) -> str:
-        """Policy revision + configuration revision + engine version."""
-        return self._state.revision
+        """Policy, configuration (and revocations) revisions + engine version."""
+        return self._current().revision
 
     @property
     def config(self) -> Mapping[str, Any] | None:
         """The configuration document in use (``data.attestpolicy.config``), if any."""
-        attestpolicy_data = self._state.data.get("attestpolicy")
-        if isinstance(attestpolicy_data, Mapping):
-            config = attestpolicy_data.get("config")
-            return config if isinstance(config, Mapping) else None
-        return None
+        return self._state.config
+
+    @property
+    def revocations(self) -> Revocations:
+        """The runtime revocations in use (``data.attestpolicy.revocations``)."""
+        return self._current().revocations
 
     @property
     def policy_revision(self) -> str:
@@ -180,36 +205,55 @@ class InProcessEvaluator(abc.ABC):
 
         ``config`` must already be validated (:func:`~attestpolicy.config.validate_config`).
         The new policy is compiled before the swap, so a broken one leaves the old in place.
+        Runtime revocations are kept.
         """
         with self._swap_lock:
-            return self._swap(source, config)
+            return self._swap(source=source, config=config)
 
     def revoke(self, pairs: Sequence[tuple[str, str]], *, reason: str) -> bool:
-        """Add each ``(member, value)`` to ``config.revoked.<member>`` with ``reason``
-        (a value already revoked keeps its reason): a new configuration revision.
-
-        Raises :class:`~attestpolicy.errors.PolicyError` without a configuration.
-        """
+        """Revoke each ``(member, value)`` with ``reason`` in the runtime revocations (and
+        the store, when there is one); a value already revoked keeps its reason."""
         with self._swap_lock:
-            config = dict(self.config or {})
-            if "limits" not in config:
-                raise PolicyError("cannot revoke: the evaluator has no configuration")
-            revoked = {
-                member: dict(values or {})
-                for member, values in dict(config.get("revoked") or {}).items()
-            }
-            for member, value in pairs:
-                revoked.setdefault(member, {}).setdefault(value, reason)
-            config["revoked"] = revoked
-            self._swap(None, validate_config(config))
+            if self._store is not None:
+                self._store.add(pairs, reason)
+                self._swap(revocations=self._store.snapshot())
+            else:
+                self._swap(revocations=with_revoked(self._state.revocations, pairs, reason))
         return True
 
-    def _swap(self, source: PolicySource | None, config: Mapping[str, Any] | None) -> str:
+    def lift(self, pairs: Sequence[tuple[str, str]]) -> bool:
+        """Lift runtime revocations (those in the configuration stay: edit it to lift them)."""
+        with self._swap_lock:
+            if self._store is not None:
+                self._store.lift(pairs)
+                self._swap(revocations=self._store.snapshot())
+            else:
+                self._swap(revocations=without(self._state.revocations, pairs))
+        return True
+
+    def _current(self) -> LoadedState:
+        """The snapshot to decide with, first taking in the store's changes (other
+        processes' revocations)."""
+        store = self._store
+        if store is not None and store.changed():
+            with self._swap_lock:
+                if store.changed():
+                    self._swap(revocations=store.snapshot())
+        return self._state
+
+    def _swap(
+        self,
+        *,
+        source: PolicySource | None = None,
+        config: Mapping[str, Any] | None = None,
+        revocations: Revocations | None = None,
+    ) -> str:
         current = self._state
         new_state = load_state(
             source or current.source,
-            config if config is not None else self.config,
+            config if config is not None else current.config,
             self.engine_version,
+            revocations if revocations is not None else current.revocations,
         )
         self._engine_for(new_state)
         self._state = new_state
@@ -232,7 +276,7 @@ class InProcessEvaluator(abc.ABC):
 
         An undefined decision is an ``engine.undefined`` deny.
         """
-        state = self._state
+        state = self._current()
         problem = (
             input_problem(policy_input)
             if isinstance(policy_input, dict)
@@ -266,7 +310,7 @@ class InProcessEvaluator(abc.ABC):
 
         Raises :class:`~attestpolicy.errors.EvaluatorError` when the engine fails.
         """
-        state = self._state
+        state = self._current()
         problem = None if policy_input is None else input_problem(policy_input)
         if problem is not None:
             raise EvaluatorError(f"policy input refused: {problem}", code="input.invalid")
@@ -311,9 +355,14 @@ def check_engine_name(engine: object) -> EngineName:
 
 
 def make_evaluator(
-    engine: str, source: PolicySource, config: Mapping[str, Any] | None = None
+    engine: str,
+    source: PolicySource,
+    config: Mapping[str, Any] | None = None,
+    *,
+    revocations: RevocationStore | None = None,
 ) -> InProcessEvaluator:
-    """The in-process evaluator named ``engine`` (``"regorus"`` or ``"opa"``).
+    """The in-process evaluator named ``engine`` (``"regorus"`` or ``"opa"``), with its
+    runtime revocations in ``revocations`` (a store) or in memory.
 
     Raises ValueError for another name and
     :class:`~attestpolicy.errors.EngineUnavailableError` when OPA's engine is not installed.
@@ -321,7 +370,7 @@ def make_evaluator(
     if check_engine_name(engine) == "opa":
         from attestpolicy.engine.opa import OpaEvaluator
 
-        return OpaEvaluator(source, config)
+        return OpaEvaluator(source, config, revocations=revocations)
     from attestpolicy.engine.local import LocalEvaluator
 
-    return LocalEvaluator(source, config)
+    return LocalEvaluator(source, config, revocations=revocations)

@@ -30,11 +30,16 @@ class Evaluator(Protocol):
         ...
 
     def revoke(self, pairs: Sequence[tuple[str, str]], *, reason: str) -> bool:
-        """Revoke ``(config.revoked member, value)`` pairs for every later decision.
+        """Revoke ``(config.revoked member, value)`` pairs for every later decision (in
+        the runtime revocations, which survive reloads).
 
         Returns True when this evaluator's own decisions now deny them, False when it
         cannot change the data it decides with (a remote server owns its data).
         """
+        ...
+
+    def lift(self, pairs: Sequence[tuple[str, str]]) -> bool:
+        """Lift runtime revocations; True when applied, False when the data is elsewhere."""
         ...
 
     def reload(

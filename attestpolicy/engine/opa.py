@@ -37,6 +37,7 @@ from typing import Any, ClassVar, Final
 from attestpolicy.engine._inprocess import DECISION_SEGMENTS, InProcessEvaluator, LoadedState
 from attestpolicy.errors import EngineUnavailableError, PolicyError
 from attestpolicy.policy import PolicySource
+from attestpolicy.revocations import RevocationStore
 
 __all__ = [
     "MAX_QUERY_DEPTH",
@@ -110,10 +111,16 @@ class OpaEvaluator(InProcessEvaluator):
 
     engine_name: ClassVar = "opa"
 
-    def __init__(self, source: PolicySource, config: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        source: PolicySource,
+        config: Mapping[str, Any] | None = None,
+        *,
+        revocations: RevocationStore | None = None,
+    ) -> None:
         self._opa = load_opa_bindings()
         self._version = opa_engine_version()
-        super().__init__(source, config)
+        super().__init__(source, config, revocations=revocations)
 
     @property
     def engine_version(self) -> str:

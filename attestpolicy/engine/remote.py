@@ -389,6 +389,10 @@ class RemoteEvaluator:
         """
         return False
 
+    def lift(self, pairs: Sequence[tuple[str, str]]) -> bool:
+        """Nothing to do here: the server owns its data (returns False)."""
+        return False
+
     def reload(
         self, source: PolicySource | None = None, config: Mapping[str, Any] | None = None
     ) -> str:

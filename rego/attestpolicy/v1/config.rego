@@ -73,26 +73,29 @@ default _revoked_section := {}
 
 _revoked_section := data.attestpolicy.config.revoked if is_object(data.attestpolicy.config.revoked)
 
-default _revoked_spiffe_ids := {}
+# The runtime revocations: data.attestpolicy.revocations, {member: {value: reason}} with the
+# members of config.revoked. The PDP keeps them apart from the configuration (revoke(),
+# the revocation store), so a reload of the configuration never lifts them.
+default _runtime_revocations := {}
 
-_revoked_spiffe_ids := data.attestpolicy.config.revoked.spiffe_ids if is_object(data.attestpolicy.config.revoked.spiffe_ids)
+_runtime_revocations := data.attestpolicy.revocations if is_object(data.attestpolicy.revocations)
 
-default _revoked_signers := {}
+# _revocation(member, value) is the reason value is revoked for: its entry in
+# config.revoked.<member>, else in the runtime revocations. Any entry revokes, whatever
+# its reason (even false).
+_revocation(member, value) := reason if {
+	section := _revoked_section[member]
+	is_object(section)
+	reason := section[value]
+} else := reason if {
+	section := _runtime_revocations[member]
+	is_object(section)
+	reason := section[value]
+}
 
-_revoked_signers := data.attestpolicy.config.revoked.signer_subjects if is_object(data.attestpolicy.config.revoked.signer_subjects)
-
-default _revoked_node_ids := {}
-
-_revoked_node_ids := data.attestpolicy.config.revoked.node_ids if is_object(data.attestpolicy.config.revoked.node_ids)
-
-default _revoked_image_digests := {}
-
-_revoked_image_digests := data.attestpolicy.config.revoked.image_digests if is_object(data.attestpolicy.config.revoked.image_digests)
-
-# _revoked_signer(value) holds when value (a signer subject or key id) is a key of
-# config.revoked.signer_subjects, whatever its reason (even false).
-_revoked_signer(value) if {
-	_ = _revoked_signers[value]
+# _revoked(member, value) holds when value is revoked (_revocation).
+_revoked(member, value) if {
+	_ = _revocation(member, value)
 }
 
 # The limits (ages, skews and min_ttl_ns in nanoseconds), defined when all are valid.

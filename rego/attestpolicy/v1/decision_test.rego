@@ -140,3 +140,34 @@ test_ttl_terms_of_a_request_without_expiring_evidence if {
 	]
 	decision.valid_until == "2026-11-22T10:04:00Z"
 }
+
+# Runtime revocations (data.attestpolicy.revocations, kept apart from the configuration)
+# revoke like config.revoked, each with its reason.
+revoked_at_runtime(member, value, reason) := decision if {
+	decision := data.attestpolicy.v1.decision with input as claims
+		with data.attestpolicy.config as config
+		with data.attestpolicy.revocations as {member: {value: reason}}
+}
+
+test_runtime_revocations_deny_each_revocable_value if {
+	revoked_at_runtime("spiffe_ids", spiffe_id, "retired").reasons == [{"code": "subject.revoked", "message": "workload spiffe://acme.test/ns/shop/sa/api is revoked: retired"}]
+	revoked_at_runtime("node_ids", "tpm-ek-node-1", "").reasons == [{"code": "node.revoked", "message": "node tpm-ek-node-1 is revoked"}]
+	revoked_at_runtime("image_digests", digest, "CVE").reasons == [{"code": "image.revoked", "message": sprintf("image %s is revoked: CVE", [digest])}]
+	codes(revoked_at_runtime("signer_subjects", release_subject, "leaked")) == {"image.untrusted_signer"}
+}
+
+test_runtime_revocations_of_other_values_change_nothing if {
+	allowed(revoked_at_runtime("node_ids", "tpm-ek-other", "x"))
+	allowed(revoked_at_runtime("unknown_member", spiffe_id, "x"))
+}
+
+test_runtime_revocations_that_are_not_objects_are_ignored if {
+	decision := data.attestpolicy.v1.decision with input as claims
+		with data.attestpolicy.config as config
+		with data.attestpolicy.revocations as {"node_ids": ["tpm-ek-node-1"], "spiffe_ids": "x"}
+	allowed(decision)
+	not_an_object := data.attestpolicy.v1.decision with input as claims
+		with data.attestpolicy.config as config
+		with data.attestpolicy.revocations as [1]
+	allowed(not_an_object)
+}

@@ -40,7 +40,7 @@ _trusted_signature if {
 	some signature in _verified_signatures
 	subject := signature.subject
 	is_string(subject)
-	not _revoked_signer(subject)
+	not _revoked("signer_subjects", subject)
 	patterns := _trusted_issuers[signature.issuer]
 	is_array(patterns)
 	some pattern in patterns
@@ -51,7 +51,7 @@ _trusted_signature if {
 	some signature in _verified_signatures
 	key_id := signature.key_id
 	is_string(key_id)
-	not _revoked_signer(key_id)
+	not _revoked("signer_subjects", key_id)
 	_ = _trusted_key_ids[key_id]
 }
 
@@ -119,7 +119,7 @@ violation contains {"code": "image.untrusted_signer", "message": "no verified im
 #   code: image.revoked
 violation contains {"code": "image.revoked", "message": sprintf("image %s is revoked%s", [_image_digest, _because(reason)])} if {
 	is_string(_image_digest)
-	reason := _revoked_image_digests[_image_digest]
+	reason := _revocation("image_digests", _image_digest)
 }
 
 # An allow depends on the image digest, and on the subject and key id of every verified

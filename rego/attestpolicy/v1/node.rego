@@ -89,7 +89,7 @@ _measurement_message(name, measured) := sprintf("measurement %s differs from the
 # custom:
 #   code: node.revoked
 violation contains {"code": "node.revoked", "message": sprintf("node %s is revoked%s", [_node.id, _because(reason)])} if {
-	reason := _revoked_node_ids[_field(_node, "id")]
+	reason := _revocation("node_ids", _field(_node, "id"))
 }
 
 # An allow depends on the node's id: revoking it voids the allow (decision.rego).

@@ -31,7 +31,7 @@ violation contains {"code": "subject.unregistered", "message": sprintf("workload
 # custom:
 #   code: subject.revoked
 violation contains {"code": "subject.revoked", "message": sprintf("workload %s is revoked%s", [_spiffe_id, _because(reason)])} if {
-	reason := _revoked_spiffe_ids[_spiffe_id]
+	reason := _revocation("spiffe_ids", _spiffe_id)
 }
 
 # An allow depends on the workload's SPIFFE ID: revoking it voids the allow (decision.rego).
