@@ -9,24 +9,27 @@ Routes (the subset of OPA's REST API a policy enforcement point uses):
   answer ``{"result": value}``, or ``{}`` when the document is undefined. ``?provenance``
   adds ``{"provenance": {..., "bundles": {"attestpolicy": {"revision": ...}}}}``.
 - ``GET /health`` answers ``200 {}`` once the policy is compiled.
-- Errors are OPA's ``{"code", "message"}`` documents: 400 ``invalid_parameter`` for a
-  malformed body or ``input`` parameter, 413 ``invalid_parameter`` for a body over
-  :data:`MAX_BODY_BYTES`, 500 ``internal_error`` (with ``errors``) when the engine fails,
+- Errors are OPA's ``{"code", "message"}`` documents (``docs/server.md`` lists them all):
+  400 ``invalid_parameter`` for a malformed body, ``input`` parameter or refused input,
+  408 and 413 for a body too slow or too large, 503 ``internal_error`` when the server is
+  busy or an answer is late, 500 ``internal_error`` (with ``errors``) when the engine fails,
   404 ``resource_not_found`` and 405 ``invalid_operation`` for unknown routes and methods.
 
-Evaluation runs synchronously on the event-loop thread: it takes a fraction of a
-millisecond and regorus holds the GIL anyway, so a thread pool would add a thread hop and
-one engine per pool thread (regorus engines are thread-bound) for no parallelism. Scale with
-worker processes (``workers``), each with its own loop and one engine.
+The event loop only moves bytes: parsing, evaluation and encoding run on bounded thread
+lanes (:mod:`attestpolicy._server_lanes`) under the limits of :class:`ServerLimits`, and
+every limit is answered at once. Scale with worker processes (``workers``): regorus holds
+the GIL while it evaluates.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -39,6 +42,9 @@ from starlette.routing import Route
 from uvicorn.supervisors import Multiprocess
 
 from attestpolicy._json import loads_strict
+from attestpolicy._server_lanes import EvaluationTimeout, Lane, Slot
+from attestpolicy._server_limits import MAX_BODY_BYTES, ServerLimits, ServerSettingsError
+from attestpolicy._server_protocol import HeadDeadlineProtocol
 from attestpolicy.config import load_config
 from attestpolicy.engine._inprocess import (
     DEFAULT_ENGINE,
@@ -46,23 +52,23 @@ from attestpolicy.engine._inprocess import (
     check_engine_name,
     make_evaluator,
 )
-from attestpolicy.errors import AttestPolicyError, EvaluatorError
+from attestpolicy.errors import EvaluatorError
 from attestpolicy.policy import PolicySource
 
 __all__ = [
     "ENV_CONFIG",
     "ENV_ENGINE",
+    "ENV_LIMITS",
     "ENV_POLICY_DIR",
     "MAX_BODY_BYTES",
+    "ServerLimits",
     "ServerSettingsError",
     "create_app",
     "load_evaluator",
     "parse_addr",
     "run_server",
+    "uvicorn_config",
 ]
-
-MAX_BODY_BYTES: Final = 2 * 1024 * 1024
-"""Largest accepted request body (2 MiB): twice the largest claim set."""
 
 ENV_POLICY_DIR: Final = "ATTESTPOLICY_SERVE_POLICY_DIR"
 """Environment variable :func:`create_app` reads the policy directory from (unset: shipped)."""
@@ -73,6 +79,10 @@ ENV_CONFIG: Final = "ATTESTPOLICY_SERVE_CONFIG"
 ENV_ENGINE: Final = "ATTESTPOLICY_SERVE_ENGINE"
 """Environment variable :func:`create_app` reads the engine name from (unset: regorus)."""
 
+ENV_LIMITS: Final = "ATTESTPOLICY_SERVE_LIMITS"
+"""Environment variable :func:`create_app` reads :class:`ServerLimits` from, as JSON
+(unset: the defaults)."""
+
 _APP_FACTORY: Final = "attestpolicy.server:create_app"
 _MAX_WORKERS: Final = 256
 _BUNDLE_NAME: Final = "attestpolicy"
@@ -80,26 +90,40 @@ _STATUS_CODES: Final = {
     400: "invalid_parameter",
     404: "resource_not_found",
     405: "invalid_operation",
+    408: "invalid_parameter",
     413: "invalid_parameter",
 }
-
-
-class ServerSettingsError(AttestPolicyError, ValueError):
-    """``serve`` was given an unusable address or worker count."""
-
-    code = "serve.invalid"
+_RETRY_AFTER_SECONDS: Final = "1"
 
 
 class _ApiError(Exception):
-    """An error answered with an OPA error document."""
+    """An error answered with an OPA error document.
+
+    ``close`` ends the connection after the answer: the request body was not read to
+    its end, so the connection cannot carry another request.
+    """
 
     def __init__(
-        self, status: int, message: str, *, errors: list[dict[str, str]] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        errors: list[dict[str, str]] | None = None,
+        close: bool = False,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors
+        self.close = close
+
+
+def _busy(lane: Lane, limit: str, *, close: bool) -> _ApiError:
+    return _ApiError(
+        503,
+        f"server busy: {lane.capacity} {lane.name} requests in progress ({limit}); try again",
+        close=close,
+    )
 
 
 def _json_default(value: object) -> object:
@@ -123,6 +147,10 @@ def _error_response(error: _ApiError, headers: Mapping[str, str] | None = None) 
         content["errors"] = error.errors
     response = _json_response(content, error.status)
     response.headers.update(headers or {})
+    if error.status == 503:
+        response.headers["Retry-After"] = _RETRY_AFTER_SECONDS
+    if error.close:
+        response.headers["Connection"] = "close"
     return response
 
 
@@ -141,28 +169,38 @@ def _decode_json(raw: bytes | str, what: str) -> Any:
         raise _ApiError(400, f"{what} contains malformed input document: {exc}") from None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    if request.headers.get("content-encoding", "identity").lower() != "identity":
-        raise _ApiError(400, "compressed request bodies are not supported")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _ApiError(413, "request body too large")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _ApiError(413, "request body too large")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _too_many_values(document: Any, limit: int) -> bool:
+    """Whether ``document`` holds more than ``limit`` JSON values (iterative, stops early)."""
+    pending = [document]
+    count = 0
+    while pending:
+        value = pending.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(value, dict):
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return False
 
 
 class _DataApi:
-    """The request handlers, bound to one evaluator."""
+    """The request handlers, bound to one evaluator and its lanes."""
 
-    def __init__(self, evaluator: InProcessEvaluator, max_body_bytes: int) -> None:
+    def __init__(self, evaluator: InProcessEvaluator, limits: ServerLimits) -> None:
         self.evaluator = evaluator
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+        self.small = Lane("small", limits.eval_threads, limits.max_evaluations)
+        self.large = Lane("large", limits.max_large_requests, limits.max_large_requests)
+
+    def warm_up(self) -> None:
+        self.small.warm_up(self.evaluator)
+        self.large.warm_up(self.evaluator)
+
+    def close(self) -> None:
+        self.small.close()
+        self.large.close()
 
     async def health(self, request: Request) -> Response:
         return _json_response({})
@@ -175,24 +213,104 @@ class _DataApi:
 
     async def _data(self, request: Request) -> Response:
         path = str(request.path_params.get("path", ""))
+        provenance = _bool_param(request, "provenance")
+        if request.method != "POST":
+            values = request.query_params.getlist("input")
+            param = values[-1] if values else None
+            with self._admit(self.small, close=False) as slot:
+                return await self._evaluate(slot, path, param, provenance)
+        large = self._admit_declared(request)
+        raw, large = await self._read_body(request, large)
+        with large or self._admit(self.small, close=False) as slot:
+            return await self._evaluate(slot, path, raw, provenance)
+
+    def _admit(self, lane: Lane, *, close: bool) -> Slot:
+        slot = lane.admit()
+        if slot is None:
+            limit = "max_evaluations" if lane is self.small else "max_large_requests"
+            raise _busy(lane, limit, close=close)
+        return slot
+
+    def _admit_declared(self, request: Request) -> Slot | None:
+        """Check the declared size first: a place in the large lane, if the body needs one."""
+        if request.headers.get("content-encoding", "identity").lower() != "identity":
+            raise _ApiError(400, "compressed request bodies are not supported", close=True)
+        declared = request.headers.get("content-length")
+        if declared is None or not declared.isdigit():
+            return None
+        if int(declared) > self.limits.max_body_bytes:
+            raise _ApiError(413, "request body too large", close=True)
+        if int(declared) > self.limits.large_body_bytes:
+            return self._admit(self.large, close=True)
+        return None
+
+    async def _read_body(self, request: Request, large: Slot | None) -> tuple[bytes, Slot | None]:
+        """The whole body within ``body_timeout``; a large-lane place once it is large."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with asyncio.timeout(self.limits.body_timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > self.limits.max_body_bytes:
+                        raise _ApiError(413, "request body too large", close=True)
+                    if large is None and size > self.limits.large_body_bytes:
+                        large = self._admit(self.large, close=True)
+                    chunks.append(chunk)
+        except BaseException as exc:
+            if large is not None:
+                large.release()
+            if isinstance(exc, TimeoutError):
+                raise _ApiError(
+                    408,
+                    f"request body not received within {self.limits.body_timeout:g}s "
+                    "(body_timeout)",
+                    close=True,
+                ) from None
+            raise
+        return b"".join(chunks), large
+
+    async def _evaluate(
+        self, slot: Slot, path: str, raw: bytes | str | None, provenance: bool
+    ) -> Response:
+        try:
+            return await slot.run(self.limits.eval_timeout, self._answer, path, raw, provenance)
+        except EvaluationTimeout:
+            raise _ApiError(
+                503,
+                f"no answer within {self.limits.eval_timeout:g}s (eval_timeout); try again",
+            ) from None
+
+    def _answer(self, path: str, raw: bytes | str | None, provenance: bool) -> Response:
+        """Parse, evaluate and encode (on a lane thread)."""
+        try:
+            return self._answer_or_raise(path, raw, provenance)
+        except _ApiError as error:
+            return _error_response(error)
+
+    def _answer_or_raise(self, path: str, raw: bytes | str | None, provenance: bool) -> Response:
         missing_input = False
         policy_input: Any = None
-        if request.method == "POST":
-            raw = await _read_body(request, self.max_body_bytes)
+        if isinstance(raw, bytes):  # a POST body
             if raw.strip():
                 document = _decode_json(raw, "body")
                 if not isinstance(document, dict):
                     raise _ApiError(400, "body contains malformed input document: not an object")
                 policy_input = document.get("input")
             missing_input = policy_input is None
-        else:
-            values = request.query_params.getlist("input")
-            if values:
-                policy_input = _decode_json(values[-1], "parameter")
+        elif raw is not None:  # a GET input parameter
+            policy_input = _decode_json(raw, "parameter")
+        if _too_many_values(policy_input, self.limits.max_input_values):
+            raise _ApiError(
+                400,
+                f"input has more than {self.limits.max_input_values} JSON values "
+                "(max_input_values)",
+            )
         try:
-            # Synchronous on purpose: see the module docstring.
             defined, value = self.evaluator.evaluate_path(path, policy_input)
         except EvaluatorError as exc:
+            if exc.code == "input.invalid":
+                raise _ApiError(400, exc.message) from None
             raise _ApiError(
                 500,
                 "error(s) occurred while evaluating query",
@@ -206,7 +324,7 @@ class _DataApi:
                 "code": "api_usage_warning",
                 "message": "'input' key missing from the request",
             }
-        if _bool_param(request, "provenance"):
+        if provenance:
             content["provenance"] = {
                 "version": self.evaluator.engine_version,
                 "build_commit": "",
@@ -254,14 +372,17 @@ def load_evaluator(
 
 
 def create_app(
-    evaluator: InProcessEvaluator | None = None, *, max_body_bytes: int = MAX_BODY_BYTES
+    evaluator: InProcessEvaluator | None = None, *, limits: ServerLimits | None = None
 ) -> Starlette:
-    """The ASGI application.
+    """The ASGI application, with its evaluation threads started and their engines built.
 
-    Without ``evaluator`` the policy directory, configuration file and engine are read
-    from :data:`ENV_POLICY_DIR`, :data:`ENV_CONFIG` and :data:`ENV_ENGINE`: this is the
-    factory each uvicorn worker process calls (``uvicorn --factory
-    attestpolicy.server:create_app``).
+    Without ``evaluator`` the policy directory, configuration file, engine and limits are
+    read from :data:`ENV_POLICY_DIR`, :data:`ENV_CONFIG`, :data:`ENV_ENGINE` and
+    :data:`ENV_LIMITS`: this is the factory each uvicorn worker process calls (``uvicorn
+    --factory attestpolicy.server:create_app``). ``limits`` defaults to
+    :class:`ServerLimits`' defaults. The connection limits (``max_connections``,
+    ``header_timeout``) belong to the HTTP server: :func:`run_server` applies them.
+    The threads stop at the application's lifespan shutdown.
     """
     if evaluator is None:
         evaluator = load_evaluator(
@@ -269,7 +390,18 @@ def create_app(
             os.environ.get(ENV_CONFIG) or None,
             engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
         )
-    api = _DataApi(evaluator, max_body_bytes)
+        if limits is None and os.environ.get(ENV_LIMITS):
+            limits = ServerLimits.from_json(os.environ[ENV_LIMITS])
+    api = _DataApi(evaluator, limits or ServerLimits())
+    api.warm_up()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            api.close()
+
     routes = [
         Route("/health", api.health, methods=["GET"]),
         Route("/v1/data", api.data, methods=["GET", "POST"]),
@@ -278,6 +410,7 @@ def create_app(
     app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected},
+        lifespan=lifespan,
     )
     app.state.evaluator = evaluator
     return app
@@ -297,6 +430,29 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
+def uvicorn_config(app: Any, limits: ServerLimits, **options: Any) -> uvicorn.Config:
+    """uvicorn's settings for ``app`` with the connection limits of ``limits`` applied.
+
+    ``max_connections`` is uvicorn's ``limit_concurrency``; ``header_timeout`` is its
+    ``timeout_keep_alive`` and, through :class:`HeadDeadlineProtocol` (h11), the time a
+    connection has for each request's headers. ``options`` go to :class:`uvicorn.Config`.
+    """
+    settings: dict[str, Any] = {
+        "access_log": False,
+        "server_header": False,
+        "proxy_headers": False,
+        "lifespan": "on",
+        **options,
+    }
+    return uvicorn.Config(
+        app,
+        http=HeadDeadlineProtocol,
+        limit_concurrency=limits.max_connections,
+        timeout_keep_alive=limits.header_timeout,
+        **settings,
+    )
+
+
 def run_server(
     addr: str,
     *,
@@ -304,34 +460,30 @@ def run_server(
     config_path: str | Path | None = None,
     workers: int = 1,
     engine: str = DEFAULT_ENGINE,
+    limits: ServerLimits | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), with ``workers`` processes.
 
     The policy and configuration are loaded once here first, with ``engine``, so a broken
     policy or configuration or a missing engine raises before anything listens. Workers
-    re-load them, with the same engine, through :func:`create_app` from the environment
-    variables this function sets.
+    re-load them, with the same engine and ``limits`` (default: :class:`ServerLimits`'
+    defaults, per worker), through :func:`create_app` from the environment variables
+    this function sets.
     """
     host, port = parse_addr(addr)
     if isinstance(workers, bool) or not isinstance(workers, int):
         raise ServerSettingsError("workers must be an integer")
     if not 1 <= workers <= _MAX_WORKERS:
         raise ServerSettingsError(f"workers must be between 1 and {_MAX_WORKERS}")
+    limits = limits or ServerLimits()
     policy = str(Path(policy_dir).resolve()) if policy_dir is not None else ""
     config = str(Path(config_path).resolve()) if config_path is not None else ""
     load_evaluator(policy or None, config or None, engine=engine).close()
     os.environ[ENV_POLICY_DIR] = policy
     os.environ[ENV_CONFIG] = config
     os.environ[ENV_ENGINE] = engine
-    settings = uvicorn.Config(
-        _APP_FACTORY,
-        factory=True,
-        workers=workers,
-        access_log=False,
-        server_header=False,
-        proxy_headers=False,
-        log_level="info",
-    )
+    os.environ[ENV_LIMITS] = limits.to_json()
+    settings = uvicorn_config(_APP_FACTORY, limits, factory=True, workers=workers)
     sock = _listen_socket(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     logging.getLogger("uvicorn.error").info(

@@ -18,6 +18,8 @@ import requests
 import uvicorn
 from starlette.types import ASGIApp
 
+from attestpolicy.server import ServerLimits, uvicorn_config
+
 __all__ = ["BackgroundServer", "serve_process"]
 
 _LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
@@ -70,10 +72,15 @@ class BackgroundServer:
     """Serve an ASGI app on an ephemeral port of 127.0.0.1 in a daemon thread.
 
     Use it as a context manager: ``with BackgroundServer(create_app(evaluator)) as server:``.
+    The server applies the connection limits of ``limits`` (default: the defaults) as
+    ``attestpolicy serve`` does, and runs the app's lifespan (which stops its threads).
     """
 
-    def __init__(self, app: ASGIApp, *, startup_timeout: float = 10.0) -> None:
+    def __init__(
+        self, app: ASGIApp, *, limits: ServerLimits | None = None, startup_timeout: float = 10.0
+    ) -> None:
         self._app = app
+        self._limits = limits or ServerLimits()
         self._startup_timeout = startup_timeout
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -94,9 +101,7 @@ class BackgroundServer:
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self._socket = sock
-        config = uvicorn.Config(
-            self._app, access_log=False, log_level="warning", lifespan="off", server_header=False
-        )
+        config = uvicorn_config(self._app, self._limits, log_level="warning")
         server = uvicorn.Server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="attestpolicy-serve", daemon=True

@@ -21,6 +21,7 @@ from attestpolicy.engine.remote import RemoteEvaluator
 from attestpolicy.errors import ConfigError, PolicyError
 from attestpolicy.server import (
     MAX_BODY_BYTES,
+    ServerLimits,
     ServerSettingsError,
     create_app,
     load_evaluator,
@@ -255,7 +256,9 @@ def test_body_limit_is_exact_and_applies_to_chunked_bodies(
     http: requests.Session, evaluator: InProcessEvaluator
 ) -> None:
     limit = 1024
-    with BackgroundServer(create_app(evaluator, max_body_bytes=limit)) as server:
+    with BackgroundServer(
+        create_app(evaluator, limits=ServerLimits(max_body_bytes=limit))
+    ) as server:
         target = server.url + "/v1/data/attestpolicy/v1/echo"
         prefix, suffix = b'{"input": "', b'"}'
         padding = limit - len(prefix) - len(suffix)
@@ -291,6 +294,67 @@ def test_wrong_method_is_405(http: requests.Session, url: str) -> None:
     _opa_error(response, 405, "invalid_operation")
     assert set(response.headers["allow"].split(", ")) >= {"GET", "POST"}
     assert http.post(f"{url}/health").status_code == 405
+
+
+def test_refused_input_is_400(http: requests.Session, url: str) -> None:
+    """The engine refuses input nested deeper than 64 levels: the caller's fault, not 500."""
+    deep: Any = "bottom"
+    for _ in range(70):
+        deep = [deep]
+    response = http.post(url + DECISION, json={"input": {"mode": deep}})
+    message = _opa_error(response, 400, "invalid_parameter")
+    assert message.startswith("policy input refused:")
+
+
+# --- package documents (security issue 9, finding 10) ----------------------------
+
+EXAMPLES = REPO_ROOT / "attestpolicy" / "examples"
+_LOCAL_PACKAGE_FIX = (
+    "engine/local.py LocalEvaluator._eval_path converts regorus values with eval_query, "
+    "which cannot build a Python set of lists or objects (unhashable): it must read "
+    "eval_query_as_json instead"
+)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("regorus", marks=pytest.mark.xfail(reason=_LOCAL_PACKAGE_FIX)),
+        "opa",
+    ],
+)
+def shipped_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The shipped policy and example configuration, served with each engine."""
+    from attestpolicy.engine.opa import opa_available
+
+    if request.param == "opa" and not opa_available():
+        pytest.skip("OPA's engine is not installed")
+    loaded = load_evaluator(config_path=EXAMPLES / "config.json", engine=request.param)
+    try:
+        with BackgroundServer(create_app(loaded)) as server:
+            yield server.url
+    finally:
+        loaded.close()
+
+
+@pytest.mark.parametrize(
+    ("prefix", "below"),
+    [("", ["attestpolicy", "v1"]), ("/attestpolicy", ["v1"]), ("/attestpolicy/v1", [])],
+)
+def test_package_paths_answer_the_package_document(
+    http: requests.Session, shipped_url: str, prefix: str, below: list[str]
+) -> None:
+    """``/v1/data`` and package paths answer the document of the package's rules, as OPA
+    does (they were 500 ``unhashable type: 'list'``)."""
+    claims = json.loads((EXAMPLES / "claims" / "allow-fully-attested.json").read_text())
+    decision = http.post(shipped_url + DECISION, json={"input": claims}).json()["result"]
+    assert decision["allow"] is True
+    response = http.post(f"{shipped_url}/v1/data{prefix}", json={"input": claims})
+    assert response.status_code == 200, response.text
+    document = response.json()["result"]
+    for segment in below:
+        document = document[segment]
+    assert document["decision"] == decision
 
 
 # --- settings -------------------------------------------------------------------
