@@ -25,7 +25,7 @@ from pydantic import (
 
 from attestpolicy._json import loads_strict
 from attestpolicy._model import FrozenModel
-from attestpolicy.claims import Digest, HexValue, Seconds, SpiffeId, Text
+from attestpolicy.claims import Digest, HexValue, NodeKind, Seconds, SpiffeId, Text
 from attestpolicy.errors import ConfigError
 
 __all__ = [
@@ -89,6 +89,8 @@ class Workload(_Model):
     image_digests: Annotated[tuple[Digest, ...], Field(max_length=4096)] | None = None
     require: tuple[EvidenceClass, ...] = ()
     max_ttl_seconds: _PositiveSeconds | None = None
+    node_kinds: Annotated[tuple[NodeKind, ...], Field(max_length=64)] | None = None
+    """The node kinds accepted (each needs a ``node_baselines`` entry); None: any kind."""
 
 
 class Audience(_Model):
@@ -125,6 +127,17 @@ class PolicyConfig(_Model):
     audiences: dict[Text, Audience] = Field(default_factory=dict)
     limits: Limits
     revoked: Revoked = Revoked()
+
+    @model_validator(mode="after")
+    def _accepted_node_kinds_have_baselines(self) -> PolicyConfig:
+        for spiffe_id, workload in self.workloads.items():
+            for kind in workload.node_kinds or ():
+                if kind not in self.node_baselines:
+                    raise ValueError(
+                        f"workloads[{spiffe_id}].node_kinds: {kind} has no entry in "
+                        "node_baselines (an empty one states it has no measurements)"
+                    )
+        return self
 
 
 def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:

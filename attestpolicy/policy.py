@@ -55,6 +55,7 @@ POLICY_REASON_CODES: Final = frozenset(
         "node.expired",
         "node.measurement_mismatch",
         "node.revoked",
+        "node.kind_not_allowed",
         "runtime.unverified",
         "runtime.namespace_mismatch",
         "runtime.service_account_mismatch",

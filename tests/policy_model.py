@@ -202,8 +202,17 @@ def _limits_valid(limits: object) -> bool:
 
 
 _WORKLOAD_KEYS: Final = frozenset(
-    {"namespace", "service_account", "source_repo", "image_digests", "require", "max_ttl_seconds"}
+    {
+        "namespace",
+        "service_account",
+        "source_repo",
+        "image_digests",
+        "require",
+        "max_ttl_seconds",
+        "node_kinds",
+    }
 )
+_NODE_KIND: Final = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
 def _workload_valid(entry: object) -> bool:
@@ -225,6 +234,13 @@ def _workload_valid(entry: object) -> bool:
     require = entry.get("require")
     if require is not None and not (
         isinstance(require, list) and all(item in EVIDENCE_CLASSES for item in require)
+    ):
+        return False
+    kinds = entry.get("node_kinds")
+    if kinds is not None and not (
+        isinstance(kinds, list)
+        and len(kinds) <= 64
+        and all(isinstance(kind, str) and _NODE_KIND.fullmatch(kind) for kind in kinds)
     ):
         return False
     ttl = entry.get("max_ttl_seconds")
@@ -286,11 +302,16 @@ def config_read_parts_valid(config: object, policy_input: Mapping[str, Any]) -> 
     entry = (config.get("workloads") or {}).get(spiffe_id)
     if entry is not None and not _workload_valid(entry):
         return False
+    baselines = config.get("node_baselines") or {}
+    # Every node kind the workload accepts has a baseline (an object, maybe empty).
+    if entry is not None and any(
+        not isinstance(baselines.get(kind), Mapping) for kind in entry.get("node_kinds") or ()
+    ):
+        return False
     entry = (config.get("audiences") or {}).get(audience)
     if entry is not None and not _audience_valid(entry):
         return False
     node = policy_input.get("node")
-    baselines = config.get("node_baselines") or {}
     kind = node["kind"] if node is not None else None
     if kind in baselines and not _baseline_valid(baselines[kind]):
         return False
@@ -396,6 +417,10 @@ def model_decision(config: Mapping[str, Any], policy_input: Any) -> ModelDecisio
     _check_image(ev, image, workload)
     _check_provenance(ev, sections["provenance"], workload, image)
     node_expiry = _check_node(ev, sections["node"])
+    # node.kind_not_allowed: the workload lists node_kinds and node.kind is not among them.
+    kinds = workload.get("node_kinds") if workload is not None else None
+    if sections["node"] is not None and kinds is not None and sections["node"]["kind"] not in kinds:
+        ev.violate("node.kind_not_allowed")
     runtime_expiry = _check_runtime(ev, sections["runtime"], workload, image)
 
     # TTL: minimum of the terms, in order request|default, audience, workload,

@@ -193,6 +193,12 @@ def configs(draw: Draw) -> dict[str, Any]:
             draw, entry, "image_digests", one_of(draw, (None, *[list(DIGESTS[:k]) for k in (3, 1)]))
         )
         maybe_absent(draw, entry, "max_ttl_seconds", one_of(draw, (None, *ttls)))
+        maybe_absent(
+            draw,
+            entry,
+            "node_kinds",
+            one_of(draw, (None, ["tpm"], ["tpm", "aws_iid"], ["k8s_psat"])),
+        )
         workloads[spiffe_id] = entry
     issuers: dict[str, list[str]] = {}
     for _ in range(draw(st.integers(0, 3))):
@@ -219,6 +225,9 @@ def configs(draw: Draw) -> dict[str, Any]:
         },
         "limits": limits,
     }
+    for entry in workloads.values():  # an accepted node kind needs a baseline (maybe empty)
+        for kind in entry.get("node_kinds") or ():
+            config["node_baselines"].setdefault(kind, {})
     if draw(st.booleans()):
         revoked: dict[str, Any] = {}
         for name, pool in (
@@ -462,7 +471,9 @@ def allow_leaning_scenarios(draw: Draw) -> Scenario:
     config["audiences"]["vault"] = {"max_ttl_seconds": one_of(draw, ttls[1:])}
     config["trusted_signers"] = {"issuers": {ISSUERS[0]: ["*"]}}
     config["trusted_builders"] = {BUILDERS[0]: "SLSA generator"}
-    config["node_baselines"] = {}
+    config["node_baselines"] = {  # no measurements, but the kinds workloads accept
+        kind: {} for entry in config["workloads"].values() for kind in entry.get("node_kinds") or ()
+    }
     config["revoked"] = {}
     limits = config["limits"]
     limits["min_ttl_seconds"] = one_of(draw, (60, 1, 300))
@@ -806,6 +817,14 @@ CONTRACT_CASES: Final[list[tuple[str, list[Edit], Expected]]] = [
         "revoked node id",
         [("config", "revoked|node_ids", {example("allow-fully-attested")["node"]["id"]: "lost"})],
         _deny("node.revoked"),
+    ),
+    (
+        "node kind the workload does not accept",
+        [
+            ("config", f"workloads|{PAYMENTS}|node_kinds", ["aws_iid"]),
+            ("config", "node_baselines|aws_iid", {}),
+        ],
+        _deny("node.kind_not_allowed"),
     ),
     (
         "baseline measurement missing",

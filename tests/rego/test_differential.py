@@ -623,6 +623,7 @@ CONFIG_SPECIALS: Final[tuple[tuple[str, tuple[Any, ...]], ...]] = (
     ("workloads|{spiffe_id}|image_digests", (None, [], "x", [1], ["sha256:x"], {})),
     ("workloads|{spiffe_id}|require", (None, [], ["image", "imagex"], "image", [None], {})),
     ("workloads|{spiffe_id}|max_ttl_seconds", (None, 0, 1, 1.0, 3600.0, 3600.5, -1, 2**31)),
+    ("workloads|{spiffe_id}|node_kinds", (None, [], "tpm", ["TPM"], [1], ["tpm"], ["gce_iit"])),
     ("workloads|{spiffe_id}|unknown", (1, None)),
     ("audiences", (None, [], {}, "x")),
     ("audiences|{audience}", (None, [], {}, {"max_ttl_seconds": None})),

@@ -132,6 +132,7 @@ _audience_entry := _audiences[_audience]
 _workload_fields := {
 	"namespace": "text", "service_account": "text", "source_repo": "text?",
 	"image_digests": "digests?", "require": "classes?", "max_ttl_seconds": "ttl?",
+	"node_kinds": "node_kinds?",
 }
 
 _audience_fields := {"max_ttl_seconds": "ttl"}
@@ -217,6 +218,19 @@ _config_problems contains sprintf("config.workloads[%s].image_digests[%d]: must 
 	some i, digest in digests
 	not _digest(digest)
 }
+
+# A node kind a workload accepts must have a baseline (an empty one states that the kind
+# has no measurements to check): a missing one would pass any node of that kind silently.
+_config_problems contains sprintf("config.workloads[%s].node_kinds: %s has no entry in config.node_baselines", [_spiffe_id, kind]) if {
+	kinds := _field(_workload, "node_kinds")
+	_valid_value("node_kinds", kinds)
+	some kind in kinds
+	not _has_baseline(kind)
+}
+
+# (A helper: "not is_object(_node_baselines[kind])" would be false in OPA when the entry
+# is absent, as OPA evaluates a call's arguments outside the "not".)
+_has_baseline(kind) if is_object(_node_baselines[kind])
 
 _config_problems contains sprintf("config.audiences[%s]: must be an object", [_audience]) if {
 	_audience_entry != null

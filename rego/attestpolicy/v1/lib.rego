@@ -84,6 +84,7 @@ _kind_text := {
 	"digests": "an array of at most 4096 sha256 digests",
 	"measurements": "an object of at most 1024 measurements",
 	"classes": "an array of evidence classes (image, provenance, node, runtime)",
+	"node_kinds": "an array of at most 64 node kinds",
 	"object": "an object",
 }
 
@@ -100,12 +101,13 @@ _kind_type := {
 	"digests": "array",
 	"measurements": "object",
 	"classes": "array",
+	"node_kinds": "array",
 	"object": "object",
 }
 
 # The kinds whose values are checked beyond their type by _valid_value (a function
 # call per value costs more than a lookup, so the others are not called).
-_value_kinds := {"timestamp", "digest", "spiffe_id", "node_kind", "ttl", "signatures", "digests", "measurements", "classes"}
+_value_kinds := {"timestamp", "digest", "spiffe_id", "node_kind", "ttl", "signatures", "digests", "measurements", "classes", "node_kinds"}
 
 # _valid(kind, x) holds when x is a valid value of kind; a kind ending in "?" also
 # admits null (absent). _valid_value(kind, x) is the same without "?" (OPA refuses a
@@ -153,7 +155,9 @@ _valid_value("spiffe_id", x) if {
 	not regex.match(`/\.\.?(?:/|$)`, x)
 }
 
-_valid_value("node_kind", x) if {
+_valid_value("node_kind", x) if _node_kind(x)
+
+_node_kind(x) if {
 	is_string(x)
 	regex.match(`^[a-z][a-z0-9_]{0,63}$`, x)
 }
@@ -179,6 +183,14 @@ _valid_value("classes", x) if {
 	is_array(x)
 	every class in x {
 		class in {"image", "provenance", "node", "runtime"}
+	}
+}
+
+_valid_value("node_kinds", x) if {
+	is_array(x)
+	count(x) <= 64
+	every kind in x {
+		_node_kind(kind)
 	}
 }
 

@@ -13,6 +13,7 @@
 #     - node.expired
 #     - node.measurement_mismatch
 #     - node.revoked
+#     - node.kind_not_allowed
 package attestpolicy.v1
 
 import rego.v1
@@ -81,6 +82,20 @@ _measurement_message(name, null) := sprintf("measurement %s is missing", [name])
 
 _measurement_message(name, measured) := sprintf("measurement %s differs from the baseline", [name]) if {
 	measured != null
+}
+
+# METADATA
+# title: Node kind not allowed
+# description: |
+#   The workload lists node_kinds and node.kind is not among them (a workload that
+#   requires node evidence names the kinds whose baselines it trusts).
+# custom:
+#   code: node.kind_not_allowed
+violation contains {"code": "node.kind_not_allowed", "message": sprintf("node kind %s is not allowed for workload %s", [_node.kind, _spiffe_id])} if {
+	kinds := _field(_workload, "node_kinds")
+	is_array(kinds)
+	_node != null
+	not _node.kind in kinds
 }
 
 # METADATA

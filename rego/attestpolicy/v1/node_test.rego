@@ -121,3 +121,36 @@ test_node_revoked if {
 	denied(decision, {"node.revoked"})
 	has_reason(decision, "node.revoked", "node tpm-ek-retired is revoked: decommissioned")
 }
+
+# A workload names the node kinds it accepts; each needs a baseline (maybe empty).
+test_node_kind_outside_the_workloads_kinds_is_denied if {
+	cfg := json.patch(config, [
+		{"op": "add", "path": ["workloads", spiffe_id, "node_kinds"], "value": ["sev_snp"]},
+		{"op": "add", "path": ["node_baselines", "sev_snp"], "value": {}},
+	])
+	decision := decide_config(claims, cfg)
+	decision.reasons == [{"code": "node.kind_not_allowed", "message": "node kind tpm is not allowed for workload spiffe://acme.test/ns/shop/sa/api"}]
+}
+
+test_node_kind_among_the_workloads_kinds_is_allowed if {
+	cfg := json.patch(config, [
+		{"op": "add", "path": ["workloads", spiffe_id, "node_kinds"], "value": ["aws_iid", "tpm"]},
+		{"op": "add", "path": ["node_baselines", "aws_iid"], "value": {}},
+	])
+	allowed(decide_config(claims, cfg))
+	allowed(decide_config(claims, workload_with("node_kinds", null)))
+}
+
+test_node_kinds_without_a_baseline_are_a_config_error if {
+	cfg := workload_with("node_kinds", ["tpm", "gce_iit"])
+	decision := decide_config(claims, cfg)
+	decision.reasons == [{"code": "config.invalid", "message": "config.workloads[spiffe://acme.test/ns/shop/sa/api].node_kinds: gce_iit has no entry in config.node_baselines"}]
+	# an empty baseline says the kind has no measurements to check
+	allowed(decide_config(claims, json.patch(cfg, [{"op": "add", "path": ["node_baselines", "gce_iit"], "value": {}}])))
+}
+
+test_node_kinds_must_be_an_array_of_node_kinds if {
+	some bad in ["tpm", ["TPM"], [1], [""]]
+	decision := decide_config(claims, workload_with("node_kinds", bad))
+	codes(decision) == {"config.invalid"}
+}
