@@ -8,6 +8,10 @@ revocation fetching), with ``cryptography``'s RFC 5280 path validator:
   checked here: not a CA, and ``digitalSignature`` when a key usage is present.
 * :func:`verify_code_signing_chain` (image signatures, provenance): the Web PKI profiles
   with any EKU, then the Sigstore signing profile (``digitalSignature``, ``codeSigning``).
+* :func:`verify_private_pki_chain` (cosign signatures under a configured private PKI): the
+  Web PKI profiles relaxed to what containers/image accepts there (Go's ``crypto/x509``
+  with ``KeyUsages: [codeSigning]``): a CA without key usage, a leaf without key usage or
+  EKU; an EKU, where present, must allow code signing on every certificate of the path.
 
 :func:`verify_pinned_chain` is for AMD's short, fixed chains (VCEK -> ASK -> ARK), which that
 validator refuses: their RSA-PSS parameters carry explicit NULLs and VCEKs have serial
@@ -63,6 +67,7 @@ __all__ = [
     "verify_chain",
     "verify_code_signing_chain",
     "verify_pinned_chain",
+    "verify_private_pki_chain",
 ]
 
 _MAX_BUNDLE_CERTS = 16
@@ -234,6 +239,27 @@ _CODE_SIGNING_POLICIES: Final = (
 )
 
 
+def _private_ca_usage(
+    _policy: object, _cert: x509.Certificate, usage: x509.KeyUsage | None
+) -> None:
+    """A private CA may omit key usage (Go never reads it); one that has it must sign certs."""
+    if usage is not None and not usage.key_cert_sign:
+        raise ValueError("CA key usage lacks keyCertSign")
+
+
+# The private-PKI profile: Web PKI, but key usage optional on CAs (root or intermediate) and
+# EKU of any criticality anywhere; what the EKUs and the leaf's key usage allow is checked by
+# verify_private_pki_chain once the path is built.
+_PRIVATE_PKI_POLICIES: Final = (
+    ExtensionPolicy.webpki_defaults_ca()
+    .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _private_ca_usage)
+    .may_be_present(x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None),
+    ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.AGNOSTIC, None
+    ),
+)
+
+
 def _build(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
@@ -312,10 +338,7 @@ def verify_code_signing_chain(
     validator (as sigstore-python does), then the leaf must have ``digitalSignature`` and
     ``codeSigning``. Raises ``ValueError`` naming the failure.
     """
-    try:
-        chain = _build(leaf, intermediates, roots, at, _CODE_SIGNING_POLICIES)
-    except (VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
-        raise ValueError(f"certificate chain does not build to a trusted root: {exc}") from None
+    chain = _build_signing_chain(leaf, intermediates, roots, at, _CODE_SIGNING_POLICIES)
     try:
         usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
         extended = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
@@ -326,6 +349,69 @@ def verify_code_signing_chain(
     if ExtendedKeyUsageOID.CODE_SIGNING not in extended:
         raise ValueError("signing certificate lacks the code-signing extended key usage")
     return chain
+
+
+def verify_private_pki_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    *,
+    at: datetime,
+) -> list[x509.Certificate]:
+    """Validate a signing certificate of a configured private PKI; return the chain.
+
+    containers/image's ``verifyPKI`` (``signature/pki_cert.go``) accepts what Go's
+    ``x509.Certificate.Verify`` accepts with ``KeyUsages: [ExtKeyUsageCodeSigning]``. Go
+    never reads key usage and treats a missing EKU as "any". So, beyond RFC 5280 path
+    validation (the Web PKI profiles otherwise):
+
+    * a CA (root or intermediate) may lack key usage; one that has it must assert
+      keyCertSign (Go does not check this; a CA that says it may not sign certificates is
+      refused here);
+    * the leaf may lack key usage; one that has it must assert digitalSignature (Go does
+      not check this either);
+    * an EKU, on the leaf or on any CA of the path, must list codeSigning or
+      anyExtendedKeyUsage; a certificate without EKU allows any (Go's
+      ``checkChainForKeyUsage``).
+
+    Raises ``ValueError`` naming the failure. For keyless (Fulcio) certificates use
+    :func:`verify_code_signing_chain`, whose profile is not relaxed.
+    """
+    chain = _build_signing_chain(leaf, intermediates, roots, at, _PRIVATE_PKI_POLICIES)
+    try:
+        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        usage = None
+    if usage is not None and not usage.digital_signature:
+        raise ValueError("signing certificate key usage lacks digitalSignature")
+    for position, certificate in enumerate(chain):
+        try:
+            extended = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+        except x509.ExtensionNotFound:
+            continue
+        if not {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
+            extended.value
+        ):
+            what = (
+                "signing certificate"
+                if position == 0
+                else f"CA {certificate.subject.rfc4514_string()[:200]!r}"
+            )
+            raise ValueError(f"{what} has an extended key usage without code signing")
+    return chain
+
+
+def _build_signing_chain(
+    leaf: x509.Certificate,
+    intermediates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    at: datetime,
+    policies: tuple[ExtensionPolicy, ExtensionPolicy],
+) -> list[x509.Certificate]:
+    try:
+        return _build(leaf, intermediates, roots, at, policies)
+    except (VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
+        raise ValueError(f"certificate chain does not build to a trusted root: {exc}") from None
 
 
 # --- pinned, fixed-depth chains parsed with asn1crypto (AMD) -------------------------------

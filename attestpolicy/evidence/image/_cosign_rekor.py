@@ -4,6 +4,8 @@ The ``dev.sigstore.cosign/bundle`` annotation is ``{"SignedEntryTimestamp", "Pay
 {"body", "integratedTime", "logIndex", "logID"}}``: Rekor's signature over the entry
 (:func:`attestpolicy.evidence._crypto.rekor.verify_set`) and the entry itself, a
 ``hashedrekord`` 0.0.1 that must log exactly the signature, payload and key at hand.
+Its base64 values are decoded as Go's ``base64.StdEncoding`` (line breaks skipped), as
+containers/image's ``VerifyRekorSET`` reads them.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from attestpolicy.evidence._crypto.rekor import verify_set
 __all__ = ["verify_set_annotation"]
 
 _HEX: Final = re.compile(r"^[0-9a-f]+$")
-_B64: Final = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_B64: Final = re.compile(r"^[A-Za-z0-9+/=\r\n]*$")  # the alphabet; decoding checks the rest
 _PEM_BLOCK: Final = re.compile(
     r"^-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END \1-----\r?\n?$"
 )
@@ -55,9 +57,9 @@ def verify_set_annotation(
     outer = exact_object(
         load_json(text, field=field), {"SignedEntryTimestamp", "Payload"}, field=field
     )
-    set_signature = decode_base64(
+    set_signature = _go_base64(
         json_string(outer["SignedEntryTimestamp"], field=f"{field}.SignedEntryTimestamp"),
-        field=f"{field}.SignedEntryTimestamp",
+        f"{field}.SignedEntryTimestamp",
     )
     inner = exact_object(
         outer["Payload"], {"body", "integratedTime", "logIndex", "logID"}, field=f"{field}.Payload"
@@ -89,7 +91,7 @@ def verify_set_annotation(
             "Rekor signed entry timestamp does not verify",
         )
     _check_logged_entry(
-        decode_base64(body_text, field=f"{field}.Payload.body"),
+        _go_base64(body_text, f"{field}.Payload.body"),
         expected_der,
         signature,
         payload,
@@ -124,9 +126,9 @@ def _check_logged_entry(
         logged_sig["publicKey"], {"content"}, field=f"{field}.spec.signature.publicKey"
     )
     content = json_string(logged_sig["content"], field=f"{field}.spec.signature.content")
-    logged_key = decode_base64(
+    logged_key = _go_base64(
         json_string(key_obj["content"], field=f"{field}.spec.signature.publicKey.content"),
-        field=f"{field}.spec.signature.publicKey.content",
+        f"{field}.spec.signature.publicKey.content",
     )
     if _pem_der(logged_key) != expected_der:
         fail(
@@ -134,7 +136,7 @@ def _check_logged_entry(
             f"{field}.spec.signature.publicKey",
             "the logged public key or certificate is not the one that signed",
         )
-    if decode_base64(content, field=f"{field}.spec.signature.content") != raw_signature:
+    if _go_base64(content, f"{field}.spec.signature.content") != raw_signature:
         fail(
             Code.SIGNATURE_INVALID,
             f"{field}.spec.signature.content",
@@ -152,6 +154,11 @@ def _check_logged_entry(
             f"{field}.spec.data.hash.value",
             "the logged payload hash is not this payload's",
         )
+
+
+def _go_base64(text: str, field: str) -> bytes:
+    """Standard padded base64 with CR and LF skipped, as Go's ``StdEncoding``."""
+    return decode_base64(text, field=field, wrapped=True)
 
 
 def _pem_der(pem: bytes) -> bytes | None:

@@ -16,7 +16,16 @@ The payload names the image: ``critical.image.docker-manifest-digest`` and
   integrated time (a Rekor SET is required) and carries an accepted identity
   (e-mail or URI SAN plus the OIDC issuer extension);
 * ``pki``: the certificate chains to a private root at ``now`` and carries the
-  expected e-mail and/or DNS host name.
+  expected e-mail and/or DNS host name. The chain profile is containers/image's (Go's
+  ``crypto/x509``): CAs may lack key usage, the leaf key usage and EKU, see
+  :func:`~attestpolicy.evidence._crypto.x509.verify_private_pki_chain`.
+
+Every base64 value of the signature file (the payload, the signature annotation and the
+Rekor SET's fields) is decoded as Go's ``base64.StdEncoding`` decodes it, which is how
+containers/image reads them: CR and LF anywhere are skipped (containers/image's own
+private-PKI fixture carries its signature wrapped at 76 columns), padding is required,
+nothing else is skipped. One difference: the unused low bits of the last character must be zero
+(canonical), where Go's non-strict decoder ignores them.
 
 When ``rekor_public_keys`` are configured, a Rekor SET (annotation
 ``dev.sigstore.cosign/bundle``) is required and must bind this signature, payload and
@@ -66,6 +75,7 @@ from attestpolicy.evidence._crypto.x509 import (
     signature_ok,
     spki_der,
     verify_code_signing_chain,
+    verify_private_pki_chain,
 )
 from attestpolicy.evidence.image._cosign_payload import check_docker_reference, parse_payload
 from attestpolicy.evidence.image._cosign_rekor import verify_set_annotation
@@ -154,10 +164,11 @@ def _verify(evidence: CosignEvidence, trust: CosignTrust, *, now: datetime) -> I
             "signature.mimeType",
             f"unsupported signature MIME type {signature.mime_type[:100]!r}",
         )
-    payload = decode_base64(signature.payload, field="signature.payload")
+    payload = decode_base64(signature.payload, field="signature.payload", wrapped=True)
     raw_signature = decode_base64(
         _annotation(signature, SIGNATURE_ANNOTATION, required=True) or "",
         field=f"signature.annotations.{SIGNATURE_ANNOTATION}",
+        wrapped=True,
     )
     signer = _verify_signer(signature, payload, raw_signature, trust, now=now)
     signed = parse_payload(payload)
@@ -205,7 +216,9 @@ _Pem = Annotated[StrictStr, Field(min_length=1, max_length=_MAX_PEM_CHARS)]
 class CosignSignature(FrozenModel):
     """The JSON body of a ``sigstore-json`` signature file (field names as on disk).
 
-    ``payload`` is standard base64 (RFC 4648, ``=`` padded), as containers/image writes it.
+    ``payload`` is standard base64 (RFC 4648, ``=`` padded), as containers/image writes it;
+    line breaks (CR, LF) in it and in the signature annotation are skipped, as Go's
+    decoder does.
     """
 
     mime_type: Annotated[StrictStr, Field(alias="mimeType", max_length=256)]
@@ -344,12 +357,13 @@ def _verify_signer(
     leaf_der = leaf.public_bytes(serialization.Encoding.DER)
     if trust.fulcio is not None:
         signed_time = _verify_set(signature, trust, leaf_der, raw_signature, payload, now)
-        _verify_chain(leaf, chain, trust._roots, at=signed_time, field=cert_field)
+        _verify_chain(leaf, chain, trust._roots, at=signed_time, field=cert_field, pki=False)
         identities = [(i.subject, i.issuer) for i in trust.fulcio.identities]
         subject, issuer = match_identity(leaf, identities, field=cert_field)
         claim = ImageSignature(verified=True, issuer=issuer, subject=subject)
     elif trust.pki is not None:
-        _verify_chain(leaf, [*trust._intermediates, *chain], trust._roots, at=now, field=cert_field)
+        intermediates = [*trust._intermediates, *chain]
+        _verify_chain(leaf, intermediates, trust._roots, at=now, field=cert_field, pki=True)
         subject = _match_pki_subject(leaf, trust.pki, field=cert_field)
         claim = ImageSignature(verified=True, issuer=leaf.issuer.rfc4514_string(), subject=subject)
         signed_time = None
@@ -388,10 +402,12 @@ def _verify_chain(
     *,
     at: datetime,
     field: str,
+    pki: bool,
 ) -> None:
     """``evidence.expired`` when the leaf is outside its validity at ``at`` (the SET's
     integrated time, or ``now``); ``evidence.untrusted`` when no valid chain to a root
-    exists or the leaf is not a code-signing certificate."""
+    exists or the leaf is not a code-signing certificate: Sigstore's profile for Fulcio
+    certificates, containers/image's for a private PKI (``pki``)."""
     if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
         fail(
             Code.EXPIRED,
@@ -400,7 +416,10 @@ def _verify_chain(
             f"{leaf.not_valid_after_utc.isoformat()}, not at {at.isoformat()}",
         )
     try:
-        verify_code_signing_chain(leaf, intermediates, roots, at=at)
+        if pki:
+            verify_private_pki_chain(leaf, intermediates, roots, at=at)
+        else:
+            verify_code_signing_chain(leaf, intermediates, roots, at=at)
     except ValueError as exc:
         fail(Code.UNTRUSTED, field, str(exc))
 

@@ -6,8 +6,10 @@ import base64
 import functools
 import hashlib
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import pytest
@@ -20,15 +22,17 @@ from evidence.helpers import (
     SIGNING_USAGE,
     TEST_ASSETS,
     cert_pem,
+    ec_key,
     expect,
     issue,
+    key_usage,
     public_key_pem,
 )
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from attestpolicy.claims import Image
+from attestpolicy.claims import Image, ImageSignature
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence.image._reference import InvalidReference, parse_reference
 from attestpolicy.evidence.image.cosign import (
@@ -592,8 +596,14 @@ def make_ca(
     cn: str,
     key: ec.EllipticCurvePrivateKey,
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None,
+    *,
+    usage: x509.KeyUsage | None = CA_USAGE,
+    eku: Sequence[x509.ObjectIdentifier] | None = None,
 ) -> x509.Certificate:
+    """A CA certificate (self-signed without ``issuer``), with key usage ``usage`` (or none)
+    and, when given, a non-critical extended key usage ``eku``."""
     start = datetime(2020, 1, 1, tzinfo=UTC)
+    extensions = [] if eku is None else [(x509.ExtendedKeyUsage(eku), False)]
     return issue(
         cn,
         key.public_key(),
@@ -602,9 +612,10 @@ def make_ca(
         start=start,
         end=start + timedelta(days=3650),
         ca=True,
-        usage=CA_USAGE,
+        usage=usage,
         ski=True,
         aki=True,
+        extensions=extensions,
     )
 
 
@@ -616,14 +627,16 @@ def make_leaf(
     start: datetime,
     lifetime: timedelta,
     sans: list[x509.GeneralName],
-    code_signing: bool = True,
+    eku: Sequence[x509.ObjectIdentifier] | None = (ExtendedKeyUsageOID.CODE_SIGNING,),
+    usage: x509.KeyUsage | None = SIGNING_USAGE,
     oidc_issuer: str | None = None,
 ) -> x509.Certificate:
-    eku = [ExtendedKeyUsageOID.CODE_SIGNING if code_signing else ExtendedKeyUsageOID.SERVER_AUTH]
+    """A signing certificate: key usage ``usage`` and EKU ``eku`` (``None``: without it)."""
     extensions: list[tuple[x509.ExtensionType, bool]] = [
-        (x509.ExtendedKeyUsage(eku), False),
         (x509.SubjectAlternativeName(sans), True),
     ]
+    if eku is not None:
+        extensions.insert(0, (x509.ExtendedKeyUsage(eku), False))
     if oidc_issuer is not None:
         oidc = x509.UnrecognizedExtension(OIDC_ISSUER_OID, oidc_issuer.encode())
         extensions.append((oidc, False))
@@ -634,7 +647,7 @@ def make_leaf(
         issuer=issuer.subject,
         start=start,
         end=start + lifetime,
-        usage=SIGNING_USAGE,
+        usage=usage,
         aki=True,
         extensions=extensions,
     )
@@ -682,56 +695,74 @@ def make_set(
     return json.dumps({"SignedEntryTimestamp": base64.b64encode(stamp).decode(), "Payload": body})
 
 
-def test_synthetic_fulcio_certificate_outside_validity_at_set_time_is_expired() -> None:
-    ca = pki()
-    rekor_key = ec.generate_private_key(ec.SECP256R1())
-    key = ec.generate_private_key(ec.SECP256R1())
-    start = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+FULCIO_START = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+FULCIO_ISSUER = "https://issuer.example.com"
+
+
+def fulcio_signature(
+    root: x509.Certificate,
+    inter: x509.Certificate,
+    inter_key: ec.EllipticCurvePrivateKey,
+    leaf_key: ec.EllipticCurvePrivateKey,
+    *,
+    signed_at: datetime = FULCIO_START + timedelta(minutes=5),
+    **leaf_changes: Any,
+) -> tuple[CosignEvidence, CosignTrust]:
+    """A keyless signature: a 10-minute Fulcio-like certificate (dev@example.com, valid from
+    FULCIO_START) issued by ``inter``, a Rekor SET at ``signed_at``, and the trust in ``root``.
+    ``leaf_changes`` go to :func:`make_leaf` (``eku``, ``usage``)."""
+    rekor_key = ec_key("rekor")
     leaf = make_leaf(
-        ca.inter,
-        ca.inter_key,
-        key,
-        start=start,
+        inter,
+        inter_key,
+        leaf_key,
+        start=FULCIO_START,
         lifetime=timedelta(minutes=10),
         sans=[x509.RFC822Name("dev@example.com")],
-        oidc_issuer="https://issuer.example.com",
+        oidc_issuer=FULCIO_ISSUER,
+        **leaf_changes,
     )
     manifest = b'{"schemaVersion":2,"fulcio":true}'
-    digest = "sha256:" + hashlib.sha256(manifest).hexdigest()
-    payload = make_payload(digest, "registry.example.com/team/app")
+    payload = make_payload(
+        "sha256:" + hashlib.sha256(manifest).hexdigest(), "registry.example.com/team/app"
+    )
+    sig = sign(leaf_key, payload)
+    rekor_set = make_set(
+        rekor_key, cert=leaf, payload=payload, sig=sig, when=int(signed_at.timestamp())
+    )
+    evidence = synthetic(
+        leaf_key,
+        manifest=manifest,
+        payload=payload,
+        signature=sig,
+        annotations={
+            CERTIFICATE_ANNOTATION: cert_pem(leaf),
+            CHAIN_ANNOTATION: cert_pem(inter, root),
+            SET_ANNOTATION: rekor_set,
+        },
+    )
     trust = CosignTrust(
         fulcio=CosignFulcioTrust(
-            ca_certificates=cert_pem(ca.root),
-            identities=(
-                SigstoreIdentity(subject="dev@example.com", issuer="https://issuer.example.com"),
-            ),
+            ca_certificates=cert_pem(root),
+            identities=(SigstoreIdentity(subject="dev@example.com", issuer=FULCIO_ISSUER),),
         ),
         rekor_public_keys=(public_key_pem(rekor_key),),
     )
+    return evidence, trust
 
-    sig = sign(key, payload)
 
-    def evidence_at(when: datetime) -> CosignEvidence:
-        rekor_set = make_set(
-            rekor_key, cert=leaf, payload=payload, sig=sig, when=int(when.timestamp())
-        )
-        return synthetic(
-            key,
-            manifest=manifest,
-            payload=payload,
-            signature=sig,
-            annotations={
-                CERTIFICATE_ANNOTATION: cert_pem(leaf),
-                CHAIN_ANNOTATION: cert_pem(ca.inter, ca.root),
-                SET_ANNOTATION: rekor_set,
-            },
-        )
-
-    ok = verify_cosign_signature(evidence_at(start + timedelta(minutes=5)), trust, now=NOW)
+def test_synthetic_fulcio_certificate_outside_validity_at_set_time_is_expired() -> None:
+    ca = pki()
+    key = ec_key("fulcio leaf")
+    signed_at = FULCIO_START + timedelta(minutes=5)
+    ev, trust = fulcio_signature(ca.root, ca.inter, ca.inter_key, key, signed_at=signed_at)
+    ok = verify_cosign_signature(ev, trust, now=NOW)
     assert ok.signature.subject == "dev@example.com"
-    assert ok.signed_time == start + timedelta(minutes=5)
+    assert ok.signed_time == signed_at
+    late = FULCIO_START + timedelta(minutes=11)
+    ev, trust = fulcio_signature(ca.root, ca.inter, ca.inter_key, key, signed_at=late)
     with expect("evidence.expired", CERT_FIELD):
-        verify_cosign_signature(evidence_at(start + timedelta(minutes=11)), trust, now=NOW)
+        verify_cosign_signature(ev, trust, now=NOW)
 
 
 # --- private PKI ------------------------------------------------------------------
@@ -806,7 +837,7 @@ def test_pki_untrusted_root_and_missing_code_signing() -> None:
     )
     with expect("evidence.untrusted", CERT_FIELD):
         verify_cosign_signature(pki_evidence(key, leaf), other, now=NOW)
-    key, server_leaf = pki_leaf(code_signing=False)
+    key, server_leaf = pki_leaf(eku=(ExtendedKeyUsageOID.SERVER_AUTH,))
     with expect("evidence.untrusted", CERT_FIELD):
         verify_cosign_signature(pki_evidence(key, server_leaf), pki_trust(), now=NOW)
 
@@ -816,6 +847,272 @@ def test_pki_signature_by_another_key_is_rejected() -> None:
     other_key = ec.generate_private_key(ec.SECP256R1())
     with expect("evidence.signature_invalid", SIG_FIELD):
         verify_cosign_signature(pki_evidence(other_key, leaf), pki_trust(), now=NOW)
+
+
+# --- containers/image's private PKI (issue 9 finding 11) ----------------------------------
+# containers/image's own PKI signature fails three format rules of the WebPKI/Sigstore profile
+# that are no security property of the signature: its signature annotation is base64 wrapped
+# at 76 columns, its root has no key usage, its leaf no EKU. The vectors generated below have
+# the same shape; only the private-PKI mode accepts it, never the Fulcio mode.
+
+PKI_DIGEST = "sha256:253c890b744fe3efa923b68e3a1be07bd007eb44ba29da1e7deb1d4c53b3e212"
+PKI_REF = f"localhost:5000/test@{PKI_DIGEST}"
+LINUXERA_INTERMEDIATE = (
+    "CN=Linuxera Intermediate Certificate Authority,OU=Security,O=IT,L=Valencia,C=ES"
+)
+CODE_SIGNING, SERVER_AUTH, ANY_EKU = (
+    ExtendedKeyUsageOID.CODE_SIGNING,
+    ExtendedKeyUsageOID.SERVER_AUTH,
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+)
+
+
+@functools.cache
+def containers_image_pki_trust(*, intermediates: bool = True) -> CosignTrust:
+    return CosignTrust(
+        pki=CosignPkiTrust(
+            ca_roots=pem("pki_root_crts.pem"),
+            ca_intermediates=pem("pki_intermediate_crts.pem") if intermediates else None,
+            subject_email="qiwan@redhat.com",
+            subject_hostname="myhost.example.com",
+        )
+    )
+
+
+def go_wrapped(data: bytes, eol: str = "\n") -> str:
+    """Base64 wrapped at 76 columns, each line ended by ``eol`` (as in the fixture)."""
+    text = base64.b64encode(data).decode()
+    return "".join(text[i : i + 76] + eol for i in range(0, len(text), 76))
+
+
+@pytest.mark.parametrize("intermediates", [True, False], ids=["configured", "from-chain"])
+def test_containers_image_pki_signature_verifies(intermediates: bool) -> None:
+    ev = fixture_evidence("dir-img-cosign-pki-valid", PKI_REF)
+    assert "\n" in ev.signature.annotations[SIGNATURE_ANNOTATION]  # wrapped base64
+    root = x509.load_pem_x509_certificate(pem("pki_root_crts.pem").encode())
+    leaf = x509.load_pem_x509_certificate(ev.signature.annotations[CERTIFICATE_ANNOTATION].encode())
+    with pytest.raises(x509.ExtensionNotFound):
+        root.extensions.get_extension_for_class(x509.KeyUsage)
+    with pytest.raises(x509.ExtensionNotFound):
+        leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    result = verify_cosign_signature(
+        ev, containers_image_pki_trust(intermediates=intermediates), now=NOW
+    )
+    assert result.digest == result.signed_digest == PKI_DIGEST
+    assert result.signed_reference == "localhost:5000/test"
+    assert result.signature == ImageSignature(
+        verified=True, issuer=LINUXERA_INTERMEDIATE, subject="qiwan@redhat.com"
+    )
+
+
+def _tampered_payload(data: dict[str, Any]) -> None:
+    payload = base64.b64decode(data["signature"]["payload"])
+    data["signature"]["payload"] = base64.b64encode(payload.replace(b"/test", b"/evil")).decode()
+
+
+def _tampered_signature(data: dict[str, Any]) -> None:
+    annotations = data["signature"]["annotations"]
+    text = annotations[SIGNATURE_ANNOTATION]
+    middle = len(text) // 2
+    swapped = "A" if text[middle] != "A" else "B"
+    annotations[SIGNATURE_ANNOTATION] = text[:middle] + swapped + text[middle + 1 :]
+
+
+@pytest.mark.parametrize("tamper", [_tampered_payload, _tampered_signature])
+def test_tampered_containers_image_pki_signature_fails_the_signature_check(
+    tamper: Callable[[dict[str, Any]], None],
+) -> None:
+    data = fixture_evidence("dir-img-cosign-pki-valid", PKI_REF).model_dump(by_alias=True)
+    tamper(data)
+    with expect("evidence.signature_invalid", SIG_FIELD):
+        verify_cosign_signature(CosignEvidence.parse(data), containers_image_pki_trust(), now=NOW)
+
+
+CERT_SIGN_USAGE = key_usage(key_cert_sign=True)
+"""The key usage of containers/image's intermediate: keyCertSign alone."""
+
+
+@dataclass(frozen=True)
+class PkiShape:
+    """The extensions of a generated root -> intermediate -> leaf private PKI; the defaults
+    are those of containers/image's fixture (no root key usage, no leaf EKU)."""
+
+    root_usage: x509.KeyUsage | None = None
+    root_eku: tuple[x509.ObjectIdentifier, ...] | None = None
+    inter_usage: x509.KeyUsage | None = CERT_SIGN_USAGE
+    inter_eku: tuple[x509.ObjectIdentifier, ...] | None = None
+    leaf_usage: x509.KeyUsage | None = SIGNING_USAGE
+    leaf_eku: tuple[x509.ObjectIdentifier, ...] | None = None
+
+
+def shaped_pki(shape: PkiShape, *, tamper: bool = False) -> tuple[CosignEvidence, CosignTrust]:
+    """A signature made under a private PKI of ``shape``, its signature annotation wrapped at
+    76 columns, with the chain annotation (intermediate, root) as cosign writes it."""
+    root_key, inter_key, leaf_key = ec_key("pki root"), ec_key("pki inter"), ec_key("pki leaf")
+    root = make_ca("Shaped Root", root_key, usage=shape.root_usage, eku=shape.root_eku)
+    inter = make_ca(
+        "Shaped Intermediate",
+        inter_key,
+        (root, root_key),
+        usage=shape.inter_usage,
+        eku=shape.inter_eku,
+    )
+    leaf = make_leaf(
+        inter,
+        inter_key,
+        leaf_key,
+        start=datetime(2026, 1, 1, tzinfo=UTC),
+        lifetime=timedelta(days=365),
+        sans=[x509.RFC822Name("signer@example.com"), x509.DNSName("build.example.com")],
+        eku=shape.leaf_eku,
+        usage=shape.leaf_usage,
+    )
+    manifest = b'{"schemaVersion":2,"shaped":true}'
+    payload = make_payload(
+        "sha256:" + hashlib.sha256(manifest).hexdigest(), "registry.example.com/team/app"
+    )
+    signature = sign(leaf_key, payload)
+    if tamper:
+        payload = payload.replace(b"team/app", b"team/ap2")
+    ev = synthetic(
+        leaf_key,
+        manifest=manifest,
+        payload=payload,
+        annotations={
+            SIGNATURE_ANNOTATION: go_wrapped(signature),
+            CERTIFICATE_ANNOTATION: cert_pem(leaf),
+            CHAIN_ANNOTATION: cert_pem(inter, root),
+        },
+    )
+    trust = CosignTrust(
+        pki=CosignPkiTrust(
+            ca_roots=cert_pem(root),
+            subject_email="signer@example.com",
+            subject_hostname="build.example.com",
+        )
+    )
+    return ev, trust
+
+
+PKI_ACCEPTED = {
+    "containers/image's shape": PkiShape(),
+    "leaf without key usage": PkiShape(leaf_usage=None),
+    "leaf EKU codeSigning": PkiShape(leaf_eku=(CODE_SIGNING,)),
+    "leaf EKU anyExtendedKeyUsage": PkiShape(leaf_eku=(ANY_EKU,)),
+    "intermediate without key usage": PkiShape(inter_usage=None),
+    "root with CA key usage": PkiShape(root_usage=CA_USAGE),
+    "intermediate EKU serverAuth and codeSigning": PkiShape(inter_eku=(SERVER_AUTH, CODE_SIGNING)),
+}
+
+
+@pytest.mark.parametrize("shape", PKI_ACCEPTED.values(), ids=PKI_ACCEPTED.keys())
+def test_private_pki_accepts_what_containers_image_accepts(shape: PkiShape) -> None:
+    ev, trust = shaped_pki(shape)
+    result = verify_cosign_signature(ev, trust, now=NOW)
+    assert result.signature.subject == "signer@example.com"
+    assert result.signature.issuer == "CN=Shaped Intermediate"
+
+
+def test_tampered_shaped_pki_signature_fails_the_signature_check() -> None:
+    ev, trust = shaped_pki(PkiShape(), tamper=True)
+    with expect("evidence.signature_invalid", SIG_FIELD):
+        verify_cosign_signature(ev, trust, now=NOW)
+
+
+PKI_REJECTED = {
+    "leaf EKU without codeSigning": PkiShape(leaf_eku=(SERVER_AUTH,)),
+    "intermediate EKU without codeSigning": PkiShape(inter_eku=(SERVER_AUTH,)),
+    "root EKU without codeSigning": PkiShape(root_eku=(SERVER_AUTH,)),
+    "leaf key usage without digitalSignature": PkiShape(
+        leaf_usage=key_usage(key_encipherment=True)
+    ),
+    "intermediate key usage without keyCertSign": PkiShape(inter_usage=key_usage(crl_sign=True)),
+    "root key usage without keyCertSign": PkiShape(root_usage=SIGNING_USAGE),
+}
+
+
+@pytest.mark.parametrize("shape", PKI_REJECTED.values(), ids=PKI_REJECTED.keys())
+def test_private_pki_rejects_a_usage_that_excludes_code_signing(shape: PkiShape) -> None:
+    ev, trust = shaped_pki(shape)
+    with expect("evidence.untrusted", CERT_FIELD):
+        verify_cosign_signature(ev, trust, now=NOW)
+
+
+FULCIO_NOT_RELAXED = {
+    "root without key usage": ({"usage": None}, {}),
+    "leaf without EKU": ({}, {"eku": None}),
+    "leaf without key usage": ({}, {"usage": None}),
+}
+
+
+@pytest.mark.parametrize(
+    ("root_changes", "leaf_changes"), FULCIO_NOT_RELAXED.values(), ids=FULCIO_NOT_RELAXED.keys()
+)
+def test_fulcio_mode_keeps_the_sigstore_profile(
+    root_changes: dict[str, Any], leaf_changes: dict[str, Any]
+) -> None:
+    # The private-PKI relaxations never reach keyless signatures (the same material with the
+    # profile's extensions verifies: test_synthetic_fulcio_certificate_outside_validity_...).
+    root_key, inter_key = ec_key("fulcio root"), ec_key("fulcio inter")
+    root = make_ca("Fulcio Root", root_key, **root_changes)
+    inter = make_ca("Fulcio Intermediate", inter_key, (root, root_key))
+    ev, trust = fulcio_signature(root, inter, inter_key, ec_key("fulcio leaf"), **leaf_changes)
+    with expect("evidence.untrusted", CERT_FIELD):
+        verify_cosign_signature(ev, trust, now=NOW)
+
+
+# --- base64 as Go's StdEncoding reads it --------------------------------------------------
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"], ids=["lf", "crlf"])
+def test_wrapped_base64_payload_and_signature_verify(eol: str) -> None:
+    key = ec_key("wrapped")
+    ev = synthetic(key)
+    data = ev.model_dump(by_alias=True)
+    payload = base64.b64decode(data["signature"]["payload"])
+    signature = base64.b64decode(data["signature"]["annotations"][SIGNATURE_ANNOTATION])
+    data["signature"]["payload"] = go_wrapped(payload, eol)
+    data["signature"]["annotations"][SIGNATURE_ANNOTATION] = go_wrapped(signature, eol)
+    trust = CosignTrust(public_keys=(public_key_pem(key),))
+    assert verify_cosign_signature(CosignEvidence.parse(data), trust, now=NOW).signature.verified
+
+
+@cache
+def ed25519_key() -> ed25519.Ed25519PrivateKey:
+    return ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda text: text[:20] + " " + text[20:],  # Go skips only \r and \n
+        lambda text: text[:20] + "\t" + text[20:],
+        lambda text: text.rstrip("="),  # padding stays required
+        lambda text: text[:-3] + chr(ord(text[-3]) + 1) + "==",  # non-zero spare bits
+    ],
+    ids=["space", "tab", "unpadded", "non-canonical"],
+)
+def test_base64_beyond_line_breaks_is_malformed(change: Callable[[str], str]) -> None:
+    key = ed25519_key()  # 64-byte signatures: base64 ending in "=="
+    data = synthetic(key).model_dump(by_alias=True)
+    annotations = data["signature"]["annotations"]
+    assert annotations[SIGNATURE_ANNOTATION].endswith("==")
+    annotations[SIGNATURE_ANNOTATION] = change(annotations[SIGNATURE_ANNOTATION])
+    with expect("evidence.malformed", SIG_FIELD):
+        verify_cosign_signature(
+            CosignEvidence.parse(data), CosignTrust(public_keys=(public_key_pem(key),)), now=NOW
+        )
+
+
+def test_wrapped_rekor_set_verifies() -> None:
+    ev = fixture_evidence("dir-img-cosign-key-rekor-valid", KEY_REKOR_REF)
+    bundle = json.loads(ev.signature.annotations[SET_ANNOTATION])
+    stamp = base64.b64decode(bundle["SignedEntryTimestamp"])
+    bundle["SignedEntryTimestamp"] = go_wrapped(stamp)
+    signature = base64.b64decode(ev.signature.annotations[SIGNATURE_ANNOTATION])
+    wrapped = with_annotations(ev, set=json.dumps(bundle), signature=go_wrapped(signature))
+    trust = key_trust("cosign2.pub", rekor=(pem("rekor.pub"),))
+    assert verify_cosign_signature(wrapped, trust, now=NOW).signed_time is not None
 
 
 # --- trust configuration and the signature file format -------------------------------
@@ -895,13 +1192,14 @@ FIXTURES = {
     "dir-img-cosign-valid": (f"{SINGLE_SAMPLE}@{DIGEST_VALID}", ("cosign.pub",), False),
     "dir-img-cosign-key-rekor-valid": (KEY_REKOR_REF, ("cosign2.pub",), True),
     "dir-img-cosign-fulcio-rekor-valid": (FULCIO_REF, (), True),
+    "dir-img-cosign-pki-valid": (PKI_REF, (), False),
 }
 
 
 def _trust_for(directory: str) -> CosignTrust:
     _, keys, rekor = FIXTURES[directory]
     if not keys:
-        return fulcio_trust()
+        return fulcio_trust() if rekor else containers_image_pki_trust()
     return key_trust(*keys, rekor=(pem("rekor.pub"),) if rekor else ())
 
 
