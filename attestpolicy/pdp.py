@@ -25,6 +25,9 @@ __all__ = ["PolicyDecisionPoint"]
 _LOG = logging.getLogger(__name__)
 
 REVOKE_REASON: Final = "revoked by PolicyDecisionPoint.revoke"
+
+REMOTE_CACHE_MAX_AGE_SECONDS: Final = 5.0
+"""How long a remote PDP's cached decision is served at most (wall clock)."""
 """The reason :meth:`PolicyDecisionPoint.revoke` records when none is given."""
 
 
@@ -158,18 +161,28 @@ class PolicyDecisionPoint:
 
     @classmethod
     def remote(
-        cls, url: str, *, cache: bool | DecisionCache = False, **options: Any
+        cls,
+        url: str,
+        *,
+        cache: bool | DecisionCache = False,
+        cache_max_age_seconds: float = REMOTE_CACHE_MAX_AGE_SECONDS,
+        **options: Any,
     ) -> PolicyDecisionPoint:
         """Evaluate on an OPA server (or ``attestpolicy serve``) at ``url``.
 
         ``options`` go to :class:`~attestpolicy.engine.remote.RemoteEvaluator`
         (``connect_timeout``, ``read_timeout``, ``deadline``, ``max_response_bytes``,
-        ``token``, ``ca_bundle``, ``retries``). The cache is off by default: a cached allow
-        is served without asking the server, so it can outlive a policy or data change
-        there until this process sees the server's new revision (docs/remote.md).
+        ``token``, ``ca_bundle``, ``retries``). The cache is off by default. A cached
+        allow is served without asking the server, so ``cache=True`` bounds each entry's
+        life to ``cache_max_age_seconds`` of wall-clock time (default 5): a policy or data
+        change on the server is seen by then at the latest, and at once on the next
+        answer that reports a new bundle revision. :meth:`revoke` drops matching entries
+        at once.
         """
         from attestpolicy.engine.remote import RemoteEvaluator
 
+        if cache is True:
+            cache = DecisionCache(max_age_seconds=cache_max_age_seconds)
         return cls(RemoteEvaluator(url, **options), cache=cls._make_cache(cache, 0.0))
 
     # --- deciding -------------------------------------------------------------

@@ -11,6 +11,7 @@ fresh Decision directly. Validation of what gets stored is shared with the twin.
 
 import hashlib
 import os
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 
@@ -63,7 +64,7 @@ cdef extern from "Python.h":
 
 import_datetime()
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 
 cdef enum:
     STACK_BYTES = 8192
@@ -75,6 +76,7 @@ cdef int64_t US = 1000000
 cdef object _UTC = get_utc()
 cdef object _sha256 = hashlib.sha256
 cdef object _urandom = os.urandom
+cdef object _monotonic_ns = time.monotonic_ns
 cdef object _new_object = object.__new__
 cdef object _DecisionType = Decision
 cdef frozenset _DECISION_FIELDS = frozenset(Decision.model_fields)
@@ -600,6 +602,7 @@ cdef class _Entry:
     cdef int64_t valid_until_us
     cdef object policy_revision
     cdef int64_t stored_us
+    cdef int64_t created_ns  # time.monotonic_ns() when stored
     cdef int64_t deny_until_us
     cdef tuple mentions
     cdef Py_ssize_t size
@@ -626,6 +629,7 @@ cdef class DecisionCache:
     cdef Py_ssize_t _max_bytes
     cdef Py_ssize_t _bytes
     cdef int64_t _negative_ttl_us
+    cdef int64_t _max_age_ns
     cdef long long _hits, _misses, _evictions, _expirations, _revocations, _epoch
 
     implementation = "cython"
@@ -644,10 +648,11 @@ cdef class DecisionCache:
         max_entries=10_000,
         negative_ttl_seconds=0.0,
         max_bytes=64 * 1024 * 1024,
+        max_age_seconds=None,
     ):
-        self._max_entries, self._negative_ttl_us, self._max_bytes = _shared()._check_limits(
-            max_entries, negative_ttl_seconds, max_bytes
-        )
+        (
+            self._max_entries, self._negative_ttl_us, self._max_bytes, self._max_age_ns
+        ) = _shared()._check_limits(max_entries, negative_ttl_seconds, max_bytes, max_age_seconds)
         self._entries = OrderedDict()
         self._move_to_end = self._entries.move_to_end
         self._index = {}
@@ -720,6 +725,7 @@ cdef class DecisionCache:
             valid_until_us,
             entry.policy_revision,
             entry.stored_us,
+            entry.created_ns,
             entry.deny_until_us,
             entry.mentions,
             entry.size,
@@ -799,7 +805,10 @@ cdef class DecisionCache:
         bound_by = None
         if now_us < entry.stored_us:
             return None  # the clock went back: only a fresh evaluation is safe
-        if entry.allow:
+        if self._max_age_ns > 0 and <int64_t>_monotonic_ns() - entry.created_ns >= self._max_age_ns:
+            ttl = 0
+            expired = True
+        elif entry.allow:
             if entry.has_valid_until and now_us >= entry.valid_until_us:
                 ttl = 0
             else:

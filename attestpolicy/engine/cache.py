@@ -26,6 +26,7 @@ import math
 import os
 import struct
 import threading
+import time
 import uuid
 import warnings
 from collections import OrderedDict
@@ -53,7 +54,7 @@ __all__ = [
 IMPL_ENV_VAR: Final = "ATTESTPOLICY_CACHE_IMPL"
 """Environment variable selecting the implementation: ``cython``, ``python`` or unset."""
 
-ABI_VERSION: Final = 2
+ABI_VERSION: Final = 3
 """Bumped on any change of key format or behaviour; the extension must report the same."""
 
 KEY_MAGIC: Final = b"attestpolicy.cache.key.v1\x00"
@@ -294,9 +295,13 @@ def _epoch_us(moment: datetime) -> int:
 
 
 def _check_limits(
-    max_entries: int, negative_ttl_seconds: float, max_bytes: int
-) -> tuple[int, int, int]:
-    """Validate the constructor arguments; return (max_entries, negative_ttl_us, max_bytes)."""
+    max_entries: int,
+    negative_ttl_seconds: float,
+    max_bytes: int,
+    max_age_seconds: float | None = None,
+) -> tuple[int, int, int, int]:
+    """Validate the constructor arguments; return (max_entries, negative_ttl_us, max_bytes,
+    max_age_ns) with max_age_ns 0 for no age limit."""
     if type(max_entries) is not int or max_entries < 1:
         raise ValueError("max_entries must be an int >= 1")
     if type(max_bytes) is not int or max_bytes < 1:
@@ -305,7 +310,14 @@ def _check_limits(
         raise TypeError("negative_ttl_seconds must be a number")
     if not 0 <= negative_ttl_seconds <= MAX_NEGATIVE_TTL_SECONDS:
         raise ValueError(f"negative_ttl_seconds must be within 0..{MAX_NEGATIVE_TTL_SECONDS}")
-    return max_entries, round(negative_ttl_seconds * _US), max_bytes
+    max_age_ns = 0
+    if max_age_seconds is not None:
+        if type(max_age_seconds) not in (int, float):
+            raise TypeError("max_age_seconds must be a number or None")
+        if not 0 < max_age_seconds <= MAX_NEGATIVE_TTL_SECONDS:
+            raise ValueError(f"max_age_seconds must be within (0, {MAX_NEGATIVE_TTL_SECONDS}]")
+        max_age_ns = round(max_age_seconds * 1_000_000_000)
+    return max_entries, round(negative_ttl_seconds * _US), max_bytes, max_age_ns
 
 
 class _EntryFields(NamedTuple):
@@ -318,6 +330,7 @@ class _EntryFields(NamedTuple):
     valid_until_us: int | None
     policy_revision: str
     stored_us: int
+    created_ns: int  # time.monotonic_ns() when stored: the wall-clock age of the entry
     deny_until_us: int
     mentions: tuple[tuple[str, str], ...]
     size: int
@@ -406,6 +419,7 @@ def _prepare_entry(
         valid_until_us,
         decision.policy_revision,
         now_us,
+        time.monotonic_ns(),
         deny_until_us,
         mentions,
         size,
@@ -477,7 +491,9 @@ class PythonDecisionCache:
     """Bounded LRU cache of decisions keyed by claims + revision (pure Python).
 
     ``max_entries`` and ``max_bytes`` bound the size (least recently used entries go
-    first); denies are cached only when ``negative_ttl_seconds`` > 0. Thread-safe.
+    first); denies are cached only when ``negative_ttl_seconds`` > 0. ``max_age_seconds``
+    bounds how long, in wall-clock time, an entry is served at all (for a remote
+    evaluator, how long a server-side change can go unseen). Thread-safe.
     """
 
     implementation: Final = "python"
@@ -487,9 +503,10 @@ class PythonDecisionCache:
         max_entries: int = 10_000,
         negative_ttl_seconds: float = 0.0,
         max_bytes: int = 64 * 1024 * 1024,
+        max_age_seconds: float | None = None,
     ) -> None:
-        self._max_entries, self._negative_ttl_us, self._max_bytes = _check_limits(
-            max_entries, negative_ttl_seconds, max_bytes
+        self._max_entries, self._negative_ttl_us, self._max_bytes, self._max_age_ns = (
+            _check_limits(max_entries, negative_ttl_seconds, max_bytes, max_age_seconds)
         )
         self._lock = threading.Lock()
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
@@ -590,7 +607,9 @@ class PythonDecisionCache:
         fields = entry.fields
         if now_us < fields.stored_us:
             return None  # the clock went back: only a fresh evaluation is safe
-        if fields.allow:
+        if self._max_age_ns and time.monotonic_ns() - fields.created_ns >= self._max_age_ns:
+            ttl, bound_by, expired = 0, None, True
+        elif fields.allow:
             if fields.valid_until_us is not None and now_us >= fields.valid_until_us:
                 ttl, bound_by = 0, None
             else:

@@ -1831,3 +1831,33 @@ def test_selected_names_are_consistent() -> None:
     # the cache restates no policy rule: TTL terms and revocable values come with decisions
     assert not hasattr(cache_module, "TTL_TERMS")
     assert not hasattr(cache_module, "_mentions")
+
+
+def test_max_age_bounds_the_wall_clock_life_of_an_entry(impl: CacheImplementation) -> None:
+    """For a remote evaluator: a server-side change goes unseen for at most max_age."""
+    cache = impl.cache_class(max_age_seconds=0.2)
+    claims = realistic()
+    evaluate_and_store(cache, claims, NOW)
+    assert cache.get(claims, REV, NOW) is not None  # the claims' own time has not moved
+    time.sleep(0.25)
+    assert cache.get(claims, REV, NOW) is None
+    assert cache.stats().expirations == 1
+    forever = impl.cache_class()  # no max age: served on
+    evaluate_and_store(forever, claims, NOW)
+    time.sleep(0.05)
+    assert forever.get(claims, REV, NOW) is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (0, ValueError),
+        (-1.0, ValueError),
+        (86_401, ValueError),
+        ("5", TypeError),
+        (True, TypeError),
+    ],
+)
+def test_max_age_is_checked(impl: CacheImplementation, value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error, match="max_age_seconds"):
+        impl.cache_class(max_age_seconds=value)

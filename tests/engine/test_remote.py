@@ -1034,3 +1034,28 @@ def test_a_cached_remote_allow_is_revoked_by_key_id() -> None:
             pdp.close()
     finally:
         server_side.close()
+
+
+def test_a_remote_cache_sees_a_server_side_revocation_within_its_max_age() -> None:
+    """Without pdp.revoke, a revocation made on the server alone: the cached allow is
+    served for at most cache_max_age_seconds, then the server's deny."""
+    from attestpolicy.config import load_config
+    from attestpolicy.pdp import PolicyDecisionPoint
+
+    examples = Path(__file__).resolve().parents[2] / "attestpolicy" / "examples"
+    claims = json.loads((examples / "claims" / "allow-fully-attested.json").read_text())
+    server_side = LocalEvaluator(
+        PolicySource.from_directory(), load_config(examples / "config.json")
+    )
+    try:
+        with BackgroundServer(create_app(server_side)) as server:
+            pdp = PolicyDecisionPoint.remote(server.url, cache=True, cache_max_age_seconds=0.5)
+            for _ in range(3):
+                assert pdp.decide(claims).allow
+            server_side.revoke([("node_ids", claims["node"]["id"])], reason="stolen")
+            assert pdp.decide(claims).allow  # cached: the server was not asked
+            time.sleep(0.6)
+            assert pdp.decide(claims).reason_codes == ("node.revoked",)
+            pdp.close()
+    finally:
+        server_side.close()
