@@ -7,9 +7,9 @@ import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final
 
+from attestpolicy._closing import Closing
 from attestpolicy.claims import ClaimSet, format_timestamp, parse_timestamp
 from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, Reason
@@ -68,7 +68,7 @@ def _pairs(
     return pairs
 
 
-class PolicyDecisionPoint:
+class PolicyDecisionPoint(Closing):
     """Decides whether a workload gets a credential, and for how long.
 
     Build one with :meth:`local` (in-process Rego), :meth:`from_bundle` (an OPA
@@ -384,14 +384,3 @@ class PolicyDecisionPoint:
     def close(self) -> None:
         """Release the evaluator's resources."""
         self._evaluator.close()
-
-    def __enter__(self) -> PolicyDecisionPoint:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -15,9 +15,9 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import Final, TypeAlias
 
+from attestpolicy._closing import Closing
 from attestpolicy.config import Revoked
 from attestpolicy.errors import PolicyError
 
@@ -102,7 +102,7 @@ def without(
     return {member: values for member, values in updated.items() if values}
 
 
-class RevocationStore:
+class RevocationStore(Closing):
     """Revocations in a SQLite file, shared by every process that opens it.
 
     Thread-safe. :meth:`changed` is cheap (``PRAGMA data_version`` on a reader connection:
@@ -200,14 +200,3 @@ class RevocationStore:
         with self._lock:
             self._reader.close()
             self._writer.close()
-
-    def __enter__(self) -> RevocationStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -84,11 +84,11 @@ cdef object _shared_module = None
 
 
 cdef object _shared():
-    """attestpolicy.engine.cache, imported on first use (it imports this module)."""
+    """attestpolicy.engine._cache_entry (what both twins share), imported on first use."""
     global _shared_module
     if _shared_module is None:
-        from attestpolicy.engine import cache
-        _shared_module = cache
+        from attestpolicy.engine import _cache_entry
+        _shared_module = _cache_entry
     return _shared_module
 
 
@@ -652,7 +652,7 @@ cdef class DecisionCache:
     ):
         (
             self._max_entries, self._negative_ttl_us, self._max_bytes, self._max_age_ns
-        ) = _shared()._check_limits(max_entries, negative_ttl_seconds, max_bytes, max_age_seconds)
+        ) = _shared().check_limits(max_entries, negative_ttl_seconds, max_bytes, max_age_seconds)
         self._entries = OrderedDict()
         self._move_to_end = self._entries.move_to_end
         self._index = {}
@@ -705,7 +705,7 @@ cdef class DecisionCache:
             raise TypeError(f"expected a CacheTicket, got {type(ticket).__name__}")
         cdef CacheTicket checked = <CacheTicket>ticket
         cdef bytes encoding = checked.encoding
-        fields = _shared()._prepare_entry(
+        fields = _shared().prepare_entry(
             PyBytes_GET_SIZE(encoding), decision, _epoch_us(now), self._negative_ttl_us
         )
         if fields is None:
@@ -754,7 +754,7 @@ cdef class DecisionCache:
     def revoke(self, pairs):
         """Drop every entry whose decision lists any ``(member, value)`` pair in its
         ``revocable``; return how many."""
-        targets = _shared()._revocation_targets(pairs)
+        targets = _shared().revocation_targets(pairs)
         cdef set doomed = set()
         _acquire(self._lock)
         try:

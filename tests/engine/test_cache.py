@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 from attestpolicy.claims import format_timestamp, parse_timestamp
 from attestpolicy.decision import Decision, TtlTerm, decision_from_policy_result
 from attestpolicy.engine import cache as cache_module
+from attestpolicy.engine._cache_key import MAX_DEPTH
 from attestpolicy.engine.cache import (
     IMPL_ENV_VAR,
     CacheImplementation,
@@ -481,7 +482,7 @@ def test_nesting_limit_is_the_same_in_both() -> None:
             value = [value]
         return {"a": value}
 
-    limit = cache_module.MAX_DEPTH
+    limit = MAX_DEPTH
     for implementation in both():
         implementation.compute_key(nested(limit - 1), REV)
         with pytest.raises(ValueError, match="deeper"):
