@@ -14,25 +14,27 @@ from attestpolicy.errors import AttestPolicyError
 
 __all__ = ["add_revoke_command"]
 
-# flag -> member of config.revoked (a key id is revoked as a signer subject)
+# flag -> keyword of PolicyDecisionPoint.revoke (a key id is revoked as a signer subject)
 _FLAGS = (
-    ("signer", "signer_subjects", "a keyless signer subject"),
-    ("key_id", "signer_subjects", "a signing key id"),
-    ("image_digest", "image_digests", "an image digest"),
-    ("node_id", "node_ids", "a node id"),
-    ("spiffe_id", "spiffe_ids", "a workload SPIFFE ID"),
+    ("signer", "signer_subject", "a keyless signer subject"),
+    ("key_id", "signer_subject", "a signing key id"),
+    ("image_digest", "image_digest", "an image digest"),
+    ("node_id", "node_id", "a node id"),
+    ("spiffe_id", "spiffe_id", "a workload SPIFFE ID"),
 )
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
-    from attestpolicy.revocations import RevocationStore
+    from attestpolicy.revocations import MEMBER_OF_KEYWORD, RevocationStore
 
-    pairs = [(member, value) for name, member, _ in _FLAGS for value in getattr(args, name) or ()]
+    pairs = [
+        (MEMBER_OF_KEYWORD[keyword], value)
+        for name, keyword, _ in _FLAGS
+        for value in getattr(args, name) or ()
+    ]
     if not pairs:
-        _fail_usage(
-            "name at least one value: "
-            + ", ".join(f"--{n.replace('_', '-')}" for n, _, _ in _FLAGS)
-        )
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name, _, _ in _FLAGS)
+        _fail_usage(f"name at least one value: {flags}")
     try:
         with RevocationStore(args.store) as store:
             changed = store.lift(pairs) if args.lift else store.add(pairs, args.reason)

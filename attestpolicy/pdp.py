@@ -18,26 +18,17 @@ from attestpolicy.engine.base import Evaluator
 from attestpolicy.engine.cache import CacheStats, DecisionCache, decode_encoding
 from attestpolicy.errors import AttestPolicyError, ClaimsError
 from attestpolicy.policy import PolicySource
-from attestpolicy.revocations import RevocationStore
+from attestpolicy.revocations import MEMBER_OF_KEYWORD, RevocationStore
 
 __all__ = ["PolicyDecisionPoint"]
 
 _LOG = logging.getLogger(__name__)
 
 REVOKE_REASON: Final = "revoked by PolicyDecisionPoint.revoke"
+"""The reason :meth:`PolicyDecisionPoint.revoke` records when none is given."""
 
 REMOTE_CACHE_MAX_AGE_SECONDS: Final = 5.0
 """How long a remote PDP's cached decision is served at most (wall clock)."""
-"""The reason :meth:`PolicyDecisionPoint.revoke` records when none is given."""
-
-
-_REVOKED_MEMBERS: Final = {
-    "signer_subject": "signer_subjects",
-    "node_id": "node_ids",
-    "image_digest": "image_digests",
-    "spiffe_id": "spiffe_ids",
-}
-""":meth:`PolicyDecisionPoint.revoke` keyword -> member of the configuration's ``revoked``."""
 
 
 def _store(revocations: Path | str | RevocationStore | None) -> RevocationStore | None:
@@ -62,7 +53,7 @@ def _pairs(
             continue
         if not isinstance(value, str) or not value:
             raise TypeError(f"{name} value must be a non-empty string")
-        pairs.append((_REVOKED_MEMBERS[name], value))
+        pairs.append((MEMBER_OF_KEYWORD[name], value))
     if not pairs:
         raise ValueError("revoke() and lift() need at least one value")
     return pairs

@@ -23,6 +23,7 @@ from attestpolicy.errors import PolicyError
 
 __all__ = [
     "MAX_VALUE_CHARS",
+    "MEMBER_OF_KEYWORD",
     "REVOKED_MEMBERS",
     "SCHEMA_VERSION",
     "RevocationError",
@@ -38,6 +39,14 @@ Revocations: TypeAlias = Mapping[str, Mapping[str, str]]
 
 REVOKED_MEMBERS: Final = frozenset(Revoked.model_fields)
 """The members a value can be revoked under (those of ``config.revoked``)."""
+
+MEMBER_OF_KEYWORD: Final = {
+    "signer_subject": "signer_subjects",  # a keyless subject or a signing key id
+    "node_id": "node_ids",
+    "image_digest": "image_digests",
+    "spiffe_id": "spiffe_ids",
+}
+"""``revoke()``/``lift()`` keyword (and ``attestpolicy revoke`` flag) -> member."""
 
 MAX_VALUE_CHARS: Final = 4096
 """Longest value or reason accepted (a SPIFFE ID, a digest, a signer subject...)."""
