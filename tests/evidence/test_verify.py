@@ -22,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from evidence.helpers import raised
+from evidence.sigstore_bundles import Deployment, statement
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm
@@ -34,6 +35,7 @@ from attestpolicy.evidence.document import (
     load_evidence_document,
     load_trust_config,
 )
+from attestpolicy.evidence.image.sigstore_bundle import COSIGN_SIGN_PREDICATE_TYPE
 from attestpolicy.evidence.verify import EvidenceReport, verify_evidence, verify_evidence_report
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "attestpolicy" / "examples"
@@ -302,6 +304,31 @@ def test_the_wrong_signer_is_cosign2() -> None:
     assert result.claims.image is not None
     assert result.claims.image.signatures == (
         ImageSignature(verified=True, key_id=_key_id("cosign2.pub")),
+    )
+
+
+def test_an_attestation_is_not_counted_as_an_image_signature() -> None:
+    deployment = Deployment()
+    document = example("allow-eks-workload")
+    document["image"]["sigstore"] = [
+        {"bundle": deployment.dsse_bundle(statement(DIGEST, "https://slsa.dev/provenance/v1"))},
+        {"bundle": deployment.dsse_bundle(statement(DIGEST, COSIGN_SIGN_PREDICATE_TYPE))},
+    ]
+    anchors = trust_mapping()
+    signer = {"subject": "signer@example.com", "issuer": "https://issuer.example.com"}
+    anchors["image"]["sigstore"] = {
+        "trusted_root": deployment.trusted_root(),
+        "identities": [signer],
+    }
+    result = report(document, anchors)
+    assert problems(result) == [
+        ("evidence.unsupported", "image.sigstore.0.dsse_envelope.payload.predicateType")
+    ]
+    assert result.claims.image is not None
+    assert result.claims.image.signatures == (
+        ImageSignature(verified=True, key_id=COSIGN_KEY_ID),
+        ImageSignature(verified=False),
+        ImageSignature(verified=True, issuer=signer["issuer"], subject=signer["subject"]),
     )
 
 

@@ -53,6 +53,7 @@ from attestpolicy.evidence.image._sigstore_adapter import RecordingVerifier, car
 from attestpolicy.evidence.image._sigstore_errors import parse_error, verification_error
 
 __all__ = [
+    "COSIGN_SIGN_PREDICATE_TYPE",
     "IN_TOTO_PAYLOAD_TYPE",
     "MAX_BUNDLE_CHARS",
     "FulcioExtensions",
@@ -69,6 +70,11 @@ MAX_BUNDLE_CHARS: Final = 4 * 1024 * 1024
 """Largest accepted bundle, in characters of compact JSON (4 MiB)."""
 
 IN_TOTO_PAYLOAD_TYPE: Final = "application/vnd.in-toto+json"
+
+COSIGN_SIGN_PREDICATE_TYPE: Final = "https://sigstore.dev/cosign/sign/v1"
+"""The predicate of cosign's image signatures in the bundle format (``cosign sign
+--new-bundle-format``: ``signDigestBundle`` in cosign's ``cmd/cosign/cli/sign/sign.go``, the
+type ``types.CosignSignPredicateType``). Any other in-toto predicate is an attestation."""
 
 _MAX_TRUSTED_ROOT_CHARS = 1024 * 1024
 _MAX_IDENTITIES = 64
@@ -112,9 +118,12 @@ def verify_sigstore_image(
     """Verify a Sigstore bundle as a signature over the image ``evidence.reference`` names.
 
     The signed digest is the reference's digest, or ``evidence.artifact_digest`` for a
-    tag-only reference (both given: they must agree). A message-signature bundle must
-    sign that digest; a DSSE bundle must carry an in-toto statement listing it among its
-    subjects. The claim's ``digest`` is set only for a reference pinned by digest.
+    tag-only reference (both given: they must agree). Only what cosign counts as an image
+    signature counts: a message-signature bundle over that digest, or a DSSE bundle whose
+    in-toto statement has cosign's signature predicate (:data:`COSIGN_SIGN_PREDICATE_TYPE`)
+    and lists that digest among its subjects. An attestation (any other predicate, e.g.
+    SLSA provenance) is ``evidence.unsupported``: verify it as provenance instead. The
+    claim's ``digest`` is set only for a reference pinned by digest.
     """
     require_utc(now, error=TypeError)
     with malformed_on_error("bundle"):
@@ -187,7 +196,7 @@ def _verify_image(
         result = _verify(bundle, trust, now=now, hashed=_hashed(signed))
     else:
         result = _verify(bundle, trust, now=now, hashed=None)
-        _require_in_toto_subject(result, signed)
+        _require_cosign_signature(result, signed)
     return ImageSignatureResult(
         reference=evidence.reference,
         digest=ref.digest,
@@ -372,7 +381,9 @@ def _verify(
     )
 
 
-def _require_in_toto_subject(result: SigstoreBundleResult, digest: str) -> None:
+def _require_cosign_signature(result: SigstoreBundleResult, digest: str) -> None:
+    """A verified DSSE bundle counts as an image signature only as cosign's: an in-toto
+    statement with cosign's signature predicate, naming ``digest`` among its subjects."""
     if result.payload_type != IN_TOTO_PAYLOAD_TYPE or result.payload is None:
         fail(
             Code.UNSUPPORTED,
@@ -380,7 +391,23 @@ def _require_in_toto_subject(result: SigstoreBundleResult, digest: str) -> None:
             f"DSSE payload type {str(result.payload_type)[:80]!r} is not an in-toto statement",
         )
     statement = load_json(result.payload, field="dsse_envelope.payload")
-    subjects = statement.get("subject") if isinstance(statement, dict) else None
+    if not isinstance(statement, dict):
+        fail(Code.MALFORMED, "dsse_envelope.payload", "the in-toto statement is not an object")
+    predicate_type = statement.get("predicateType")
+    if predicate_type != COSIGN_SIGN_PREDICATE_TYPE:
+        shown = (
+            repr(predicate_type[:200])
+            if isinstance(predicate_type, str)
+            else f"of JSON type {type(predicate_type).__name__}"
+        )
+        fail(
+            Code.UNSUPPORTED,
+            "dsse_envelope.payload.predicateType",
+            f"an attestation with predicate {shown} is not an image signature (cosign "
+            f"signs images with the predicate {COSIGN_SIGN_PREDICATE_TYPE}); verify "
+            "attestations as provenance",
+        )
+    subjects = statement.get("subject")
     if not isinstance(subjects, list) or len(subjects) > _MAX_SUBJECTS:
         fail(
             Code.MALFORMED,

@@ -16,14 +16,16 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from evidence.helpers import TEST_ASSETS, expect, issue
+from evidence.sigstore_bundles import Deployment, statement
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from attestpolicy.claims import Image
+from attestpolicy.claims import Image, ImageSignature
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._crypto.fulcio import fulcio_extensions
 from attestpolicy.evidence.image.sigstore_bundle import (
+    COSIGN_SIGN_PREDICATE_TYPE,
     SigstoreBundleEvidence,
     SigstoreIdentity,
     SigstoreTrust,
@@ -475,23 +477,129 @@ def test_image_claim_is_rejected(
         verify_sigstore_image(evidence("bundle_v3.txt.sigstore", **extra), staging_william, now=NOW)
 
 
-def test_image_claim_from_dsse_attestation_subject() -> None:
-    cody = trust("production", ("cody@soyland.com", GITHUB_OAUTH))
-    ref = f"127.0.0.1:60943/repo@{OCI_ATTESTATION_DIGEST}"
-    result = verify_sigstore_image(
-        evidence("cosign_oci-attestation.sigstore.json", reference=ref), cody, now=NOW
+# --- only what cosign counts as an image signature (issue 9 finding 12) ------------------
+# cosign signs an image in the bundle format with a DSSE in-toto statement whose predicate is
+# https://sigstore.dev/cosign/sign/v1 (cosign's signDigestBundle); every other predicate is an
+# attestation about the image (provenance, SBOM, ...), which is not a signature of it.
+
+SLSA_V1 = "https://slsa.dev/provenance/v1"
+A_TXT_DIGEST = "sha256:a0cfc71271d6e278e57cd332ff957c3f7043fdda354c4cbb190a30d56efa01bf"
+SIGNER = ("signer@example.com", "https://issuer.example.com")
+IMAGE_DIGEST = "sha256:" + hashlib.sha256(b'{"schemaVersion":2,"image":"signed"}').hexdigest()
+IMAGE_REF = f"registry.example.com/team/app@{IMAGE_DIGEST}"
+PREDICATE_FIELD = "dsse_envelope.payload.predicateType"
+
+
+@functools.cache
+def generated_trust() -> SigstoreTrust:
+    deployment = Deployment()
+    return SigstoreTrust(
+        trusted_root=deployment.trusted_root(),
+        identities=(SigstoreIdentity(subject=SIGNER[0], issuer=SIGNER[1]),),
     )
-    assert result.digest == OCI_ATTESTATION_DIGEST
-    assert result.signature.subject == "cody@soyland.com"
-    with expect("evidence.digest_mismatch", "dsse_envelope.payload.subject"):
-        verify_sigstore_image(
-            evidence(
-                "cosign_oci-attestation.sigstore.json",
-                reference=f"127.0.0.1:60943/repo@sha256:{'3' * 64}",
-            ),
-            cody,
-            now=NOW,
-        )
+
+
+def generated(payload: bytes, **options: Any) -> SigstoreBundleEvidence:
+    return SigstoreBundleEvidence(
+        bundle=Deployment().dsse_bundle(payload, **options), reference=IMAGE_REF
+    )
+
+
+def test_cosign_signature_bundle_is_an_image_signature() -> None:
+    ev = generated(statement(IMAGE_DIGEST, COSIGN_SIGN_PREDICATE_TYPE))
+    result = verify_sigstore_image(ev, generated_trust(), now=NOW)
+    assert result.digest == result.signed_digest == IMAGE_DIGEST
+    assert result.signature == ImageSignature(verified=True, issuer=SIGNER[1], subject=SIGNER[0])
+    assert result.image() == Image(
+        reference=IMAGE_REF, digest=IMAGE_DIGEST, signatures=(result.signature,)
+    )
+
+
+def test_tampered_cosign_signature_bundle_fails_the_signature_check() -> None:
+    ev = generated(statement(IMAGE_DIGEST, COSIGN_SIGN_PREDICATE_TYPE))
+    other = statement("sha256:" + "e" * 64, COSIGN_SIGN_PREDICATE_TYPE)
+    bundle = _with(ev.bundle, ("dsseEnvelope", "payload"), base64.b64encode(other).decode())
+    tampered = SigstoreBundleEvidence(bundle=bundle, reference=f"r.example/a@sha256:{'e' * 64}")
+    with expect("evidence.signature_invalid", "dsse_envelope"):
+        verify_sigstore_image(tampered, generated_trust(), now=NOW)
+
+
+NOT_A_SIGNATURE = {
+    "SLSA provenance": (statement(IMAGE_DIGEST, SLSA_V1), "evidence.unsupported", PREDICATE_FIELD),
+    "cosign custom attestation": (
+        statement(IMAGE_DIGEST, "https://cosign.sigstore.dev/attestation/v1"),
+        "evidence.unsupported",
+        PREDICATE_FIELD,
+    ),
+    "no predicateType": (
+        json.dumps({"_type": "https://in-toto.io/Statement/v1", "subject": []}).encode(),
+        "evidence.unsupported",
+        PREDICATE_FIELD,
+    ),
+    "predicateType not a string": (
+        json.dumps({"predicateType": [COSIGN_SIGN_PREDICATE_TYPE], "subject": []}).encode(),
+        "evidence.unsupported",
+        PREDICATE_FIELD,
+    ),
+    "statement not an object": (b"[]", "evidence.malformed", "dsse_envelope.payload"),
+    "signature for another image": (
+        statement(f"sha256:{'e' * 64}", COSIGN_SIGN_PREDICATE_TYPE),
+        "evidence.digest_mismatch",
+        "dsse_envelope.payload.subject",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("payload", "code", "field"), NOT_A_SIGNATURE.values(), ids=NOT_A_SIGNATURE.keys()
+)
+def test_verified_dsse_bundle_that_is_not_cosigns_signature_is_rejected(
+    payload: bytes, code: str, field: str
+) -> None:
+    ev = generated(payload)
+    assert (
+        verify_sigstore_bundle(
+            SigstoreBundleEvidence(bundle=ev.bundle), generated_trust(), now=NOW
+        ).payload
+        == payload
+    )  # a valid bundle: rejected for what it says, not for its signature
+    with expect(code, field):
+        verify_sigstore_image(ev, generated_trust(), now=NOW)
+
+
+def test_dsse_bundle_with_another_payload_type_is_not_a_signature() -> None:
+    ev = generated(statement(IMAGE_DIGEST, COSIGN_SIGN_PREDICATE_TYPE), payload_type="text/plain")
+    with expect("evidence.unsupported", "dsse_envelope.payloadType"):
+        verify_sigstore_image(ev, generated_trust(), now=NOW)
+
+
+@pytest.mark.parametrize(
+    ("bundle", "identity", "root", "digest"),
+    [
+        (
+            "cosign_oci-attestation.sigstore.json",
+            ("cody@soyland.com", GITHUB_OAUTH),
+            "production",
+            OCI_ATTESTATION_DIGEST,
+        ),
+        (
+            "a.dsse.staging-rekor-v2.txt.sigstore.json",
+            (BEACON_WORKFLOW, GITHUB_ISSUER),
+            "staging",
+            A_TXT_DIGEST,
+        ),
+    ],
+    ids=["cosign attest (custom predicate)", "SLSA v1 provenance"],
+)
+def test_real_attestation_bundles_are_not_image_signatures(
+    bundle: str, identity: tuple[str, str], root: str, digest: str
+) -> None:
+    # Each verifies as a bundle and names the digest among its subjects (see
+    # test_cosign_oci_attestation_verifies_with_production_root and
+    # test_staging_dsse_bundle_returns_payload); as an image signature it is refused.
+    ev = evidence(bundle, reference=f"127.0.0.1:60943/repo@{digest}")
+    with expect("evidence.unsupported", PREDICATE_FIELD):
+        verify_sigstore_image(ev, trust(root, identity), now=NOW)
 
 
 # --- property tests: mutated evidence only ever gives EvidenceError ---------------
