@@ -46,6 +46,7 @@ ALG_ECDSA: Final = 0x0018
 ALG_ECC: Final = 0x0023
 
 _ATTR_FIXED_TPM: Final = 1 << 1
+_ATTR_FIXED_PARENT: Final = 1 << 4
 _ATTR_RESTRICTED: Final = 1 << 16
 _ATTR_DECRYPT: Final = 1 << 17
 _ATTR_SIGN: Final = 1 << 18
@@ -272,15 +273,38 @@ def parse_public(data: bytes, field: str) -> PublicArea:
     reader.end()
     if attributes & _ATTR_RESERVED:
         fail(Code.MALFORMED, field, f"objectAttributes 0x{attributes:08x} set reserved bits")
-    required = _ATTR_FIXED_TPM | _ATTR_RESTRICTED | _ATTR_SIGN
-    if attributes & required != required or attributes & (_ATTR_DECRYPT | _ATTR_X509_SIGN):
+    _check_ak_attributes(attributes, field)
+    return PublicArea(key, attributes, scheme, scheme_hash)
+
+
+_AK_REQUIRED: Final = (
+    (_ATTR_FIXED_TPM, "fixedTPM"),
+    (_ATTR_FIXED_PARENT, "fixedParent"),
+    (_ATTR_RESTRICTED, "restricted"),
+    (_ATTR_SIGN, "sign"),
+)
+_AK_FORBIDDEN: Final = ((_ATTR_DECRYPT, "decrypt"), (_ATTR_X509_SIGN, "x509sign"))
+
+
+def _check_ak_attributes(attributes: int, field: str) -> None:
+    """An attestation key is a restricted signing key that never leaves its TPM.
+
+    ``restricted`` + ``sign``: the TPM signs only digests it computed itself, and refuses to
+    sign outside data that starts with TPM_GENERATED_VALUE, so a TPMS_ATTEST it signed is its
+    own. ``fixedTPM`` + ``fixedParent``: the key cannot be duplicated to another TPM or moved
+    in its hierarchy. ``decrypt`` and ``x509sign`` would let it be used for other purposes.
+    """
+    missing = [name for bit, name in _AK_REQUIRED if not attributes & bit]
+    present = [name for bit, name in _AK_FORBIDDEN if attributes & bit]
+    if missing or present:
+        problems = [f"{name} clear" for name in missing] + [f"{name} set" for name in present]
         fail(
             Code.UNTRUSTED,
             field,
-            f"objectAttributes 0x{attributes:08x} are not those of a restricted signing key "
-            "held by the TPM (fixedTPM, restricted, sign; no decrypt, no x509sign)",
+            f"objectAttributes 0x{attributes:08x} are not those of an attestation key "
+            f"({', '.join(problems)}): an AK has fixedTPM, fixedParent, restricted and sign set, "
+            "decrypt and x509sign clear",
         )
-    return PublicArea(key, attributes, scheme, scheme_hash)
 
 
 def _rsa_key(reader: _Reader, field: str) -> rsa.RSAPublicKey:

@@ -6,6 +6,12 @@ certificate that chains to a configured root), the signature, the nonce and the 
 digest, and returns a :class:`~attestpolicy.claims.Node` of kind ``tpm`` whose
 measurements are the quoted PCR values, named ``pcr.<bank>.<index>``.
 
+A quote proves nothing unless its AK is a restricted signing key held by the TPM (an
+unrestricted key signs any TPMS_ATTEST its host makes up). An AK trusted through its
+certificate must therefore come with its public area (TPMT_PUBLIC), whose key must be the
+certificate's and whose attributes must be an AK's (fixedTPM, fixedParent, restricted,
+sign; no decrypt, no x509sign). A pinned AK is vouched for by the pin itself.
+
 The TPM has no wall clock: ``issued_at`` is the evidence document's ``collected_at``
 (asserted by whoever collected the quote, not by the TPM); freshness comes from the
 nonce. See docs/evidence/node-tpm-cc.md for the formats and every error code.
@@ -81,13 +87,15 @@ class TpmEvidence(CollectedSection):
 
     Either ``quotes`` with at least one of ``ak_public``, ``ak_public_pem`` and
     ``ak_certificate``, or a whole go-tpm-tools ``go_tpm_tools_attestation`` alone.
+    An AK certificate checked against trusted CAs needs ``ak_public`` too.
     Binary values are standard base64 (RFC 4648 section 4, with padding).
     """
 
     _field_prefix: ClassVar[str] = "tpm"
 
     ak_public: TpmStruct | None = None
-    """The AK's TPMT_PUBLIC area, base64."""
+    """The AK's TPMT_PUBLIC area, base64: an attestation key's attributes (fixedTPM,
+    fixedParent, restricted, sign). Required with an ``ak_certificate`` trusted via CAs."""
     ak_public_pem: PemText | None = None
     ak_certificate: PemText | None = None
     ak_intermediates: Annotated[tuple[PemText, ...], Field(max_length=8)] = ()
@@ -129,7 +137,8 @@ class TpmTrust(FrozenModel):
         tuple[Annotated[PemText, AfterValidator(checked_certificate_pem)], ...],
         Field(max_length=64),
     ] = ()
-    """Roots an AK certificate must chain to."""
+    """Roots an AK certificate must chain to (the evidence then gives the AK's TPMT_PUBLIC
+    too). Trust only CAs that certify attestation keys: restricted TPM signing keys."""
     intermediate_certificates: Annotated[
         tuple[Annotated[PemText, AfterValidator(checked_certificate_pem)], ...],
         Field(max_length=64),
@@ -169,7 +178,7 @@ def verify_tpm(
         fail(Code.NONCE_MISMATCH, "quotes.nonce", "the expected nonce is empty")
     material = _material(evidence)
     public_area, key, key_field = _attestation_key(material)
-    _trust_key(material, key, key_field, trust, now)
+    _trust_key(material, public_area, key, key_field, trust, now)
     measurements: dict[str, str] = {}
     for quote in material.quotes:
         verify_quote(
@@ -280,14 +289,28 @@ def _attestation_key(
 
 def _trust_key(
     material: _Material,
+    public_area: PublicArea | None,
     key: rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
     key_field: str,
     trust: TpmTrust,
     now: datetime,
 ) -> None:
-    """The AK must chain to a configured root (when certified) or be pinned."""
+    """The AK must chain to a configured root (when certified) or be pinned.
+
+    A certified AK also needs its TPMT_PUBLIC (already checked to be an AK's, and to hold
+    the certificate's key, by :func:`_attestation_key`): the certificate names a key, the
+    public area says how the TPM holds it.
+    """
     prefix = material.prefix
     if material.ak_certificate is not None and trust.ca_certificates:
+        if public_area is None:
+            fail(
+                Code.MALFORMED,
+                f"{prefix}ak_public",
+                "an AK trusted through its certificate needs its TPMT_PUBLIC (ak_public): the "
+                "certificate vouches for the key, the public area shows it is a restricted "
+                "signing key held by the TPM",
+            )
         field = f"{prefix}ak_certificate.chain" if not prefix else f"{prefix}ak_cert.chain"
         intermediates = list(material.intermediates) + [
             certificate_from_pem(pem, "trust.intermediate_certificates")

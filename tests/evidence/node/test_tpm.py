@@ -542,6 +542,7 @@ def test_ak_without_a_fixed_scheme_accepts_either_hash(tpm: Synthetic) -> None:
     [
         AK_ATTRIBUTES & ~(1 << 16),  # not restricted: could sign forged TPMS_ATTEST
         AK_ATTRIBUTES & ~(1 << 1),  # not fixedTPM
+        AK_ATTRIBUTES & ~(1 << 4),  # not fixedParent: could be moved in its hierarchy
         AK_ATTRIBUTES | (1 << 17),  # decrypt
         AK_ATTRIBUTES | (1 << 19),  # x509sign
     ],
@@ -662,8 +663,59 @@ def test_ak_certificate_chains_to_the_ca(tpm: Synthetic, ca: Any) -> None:
     evidence["ak_certificate"] = make_ak_certificate(ca, tpm.ak.public_key())
     node = verify(evidence, ca_trust(ca))
     assert node.id == key_id(tpm.ak.public_key())
-    del evidence["ak_public"]  # the certificate alone is enough
-    assert verify(evidence, ca_trust(ca)).id == node.id
+
+
+# --- a certified AK needs its public area (issue 9 finding 12) -----------------------------
+# The certificate vouches for a key; only the TPMT_PUBLIC says the TPM holds it as a
+# restricted signing key, the property a quote rests on.
+
+
+def test_ak_certificate_alone_is_not_enough(tpm: Synthetic, ca: Any) -> None:
+    evidence = tpm.evidence()
+    evidence["ak_certificate"] = make_ak_certificate(ca, tpm.ak.public_key())
+    del evidence["ak_public"]
+    expect_error("evidence.malformed", lambda: verify(evidence, ca_trust(ca)), "ak_public")
+    evidence["ak_public_pem"] = public_key_pem(tpm.ak.public_key())  # a PEM key says nothing
+    expect_error("evidence.malformed", lambda: verify(evidence, ca_trust(ca)), "ak_public")
+
+
+def test_certified_ak_with_a_tampered_quote_fails_the_signature(tpm: Synthetic, ca: Any) -> None:
+    evidence = tpm.evidence()
+    evidence["ak_certificate"] = make_ak_certificate(ca, tpm.ak.public_key())
+    quote = evidence["quotes"][0]
+    message = bytearray(base64.b64decode(quote["attest"]))
+    message[-1] ^= 0x01  # the last byte of pcrDigest
+    quote["attest"] = b64(bytes(message))
+    expect_error("evidence.signature_invalid", lambda: verify(evidence, ca_trust(ca)), "quotes[0]")
+
+
+@pytest.mark.parametrize(
+    ("attributes", "problem"),
+    [
+        (AK_ATTRIBUTES & ~(1 << 16), "restricted clear"),
+        (AK_ATTRIBUTES & ~(1 << 18), "sign clear"),
+        (AK_ATTRIBUTES & ~(1 << 1), "fixedTPM clear"),
+        (AK_ATTRIBUTES & ~(1 << 4), "fixedParent clear"),
+        (AK_ATTRIBUTES | (1 << 17), "decrypt set"),
+    ],
+)
+def test_certified_key_that_is_not_an_ak_is_untrusted(
+    tpm: Synthetic, ca: Any, attributes: int, problem: str
+) -> None:
+    # The certificate chains; the public area (holding the same key) is not an AK's.
+    evidence = tpm.evidence()
+    evidence["ak_certificate"] = make_ak_certificate(ca, tpm.ak.public_key())
+    evidence["ak_public"] = b64(ecc_public(tpm.ak.public_key(), attributes=attributes))
+    error = expect_error("evidence.untrusted", lambda: verify(evidence, ca_trust(ca)), "ak_public")
+    assert problem in error.message
+
+
+def test_pinned_pem_ak_is_trusted_by_its_pin(tpm: Synthetic) -> None:
+    # Without a certificate the pin vouches for the key (see docs: pin only enrolled AKs).
+    evidence = tpm.evidence()
+    del evidence["ak_public"]
+    evidence["ak_public_pem"] = public_key_pem(tpm.ak.public_key())
+    assert verify(evidence, tpm.trust()).id == key_id(tpm.ak.public_key())
 
 
 @pytest.mark.parametrize(
