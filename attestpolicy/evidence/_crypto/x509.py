@@ -7,8 +7,8 @@ revocation fetching), with ``cryptography``'s RFC 5280 path validator:
   the EKU rule (TPM and Intel CAs carry their own EKUs or none); the leaf profile is
   checked here: not a CA, and ``digitalSignature`` when a key usage is present.
 * :func:`verify_code_signing_chain` (image signatures, provenance): the Web PKI profiles
-  with any EKU, then the Sigstore signing profile (``digitalSignature``, ``codeSigning``).
-* :func:`verify_private_pki_chain` (cosign signatures under a configured private PKI): the
+  with any EKU, then the Sigstore signing profile (``digitalSignature``, ``codeSigning``);
+  or, for cosign signatures under a configured private PKI (``profile="private_pki"``), the
   Web PKI profiles relaxed to what containers/image accepts there (Go's ``crypto/x509``
   with ``KeyUsages: [codeSigning]``): a CA without key usage, a leaf without key usage or
   EKU; an EKU, where present, must allow code signing on every certificate of the path.
@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 from asn1crypto import pem as asn1_pem
 from asn1crypto import x509 as asn1_x509
@@ -51,6 +51,7 @@ from attestpolicy.evidence._common import Code, fail, sha256_digest
 
 __all__ = [
     "Asn1Certificate",
+    "SigningProfile",
     "asn1_certificate",
     "certificate_from_der",
     "certificate_from_pem",
@@ -67,7 +68,6 @@ __all__ = [
     "verify_chain",
     "verify_code_signing_chain",
     "verify_pinned_chain",
-    "verify_private_pki_chain",
 ]
 
 _MAX_BUNDLE_CERTS = 16
@@ -249,7 +249,7 @@ def _private_ca_usage(
 
 # The private-PKI profile: Web PKI, but key usage optional on CAs (root or intermediate) and
 # EKU of any criticality anywhere; what the EKUs and the leaf's key usage allow is checked by
-# verify_private_pki_chain once the path is built.
+# _check_private_pki_usages once the path is built.
 _PRIVATE_PKI_POLICIES: Final = (
     ExtensionPolicy.webpki_defaults_ca()
     .may_be_present(x509.KeyUsage, Criticality.AGNOSTIC, _private_ca_usage)
@@ -325,45 +325,29 @@ def _check_leaf(leaf: x509.Certificate, field: str) -> None:
         fail(Code.UNTRUSTED, field, "leaf certificate key usage does not allow digitalSignature")
 
 
+SigningProfile: TypeAlias = Literal["sigstore", "private_pki"]
+"""The certificate profile of :func:`verify_code_signing_chain`."""
+
+
 def verify_code_signing_chain(
     leaf: x509.Certificate,
     intermediates: Sequence[x509.Certificate],
     roots: Sequence[x509.Certificate],
     *,
     at: datetime,
+    profile: SigningProfile = "sigstore",
 ) -> list[x509.Certificate]:
     """Validate a signing certificate up to one of ``roots`` at ``at``; return the chain.
 
-    Code-signing certificates carry no clientAuth EKU: any EKU is accepted by the path
-    validator (as sigstore-python does), then the leaf must have ``digitalSignature`` and
-    ``codeSigning``. Raises ``ValueError`` naming the failure.
-    """
-    chain = _build_signing_chain(leaf, intermediates, roots, at, _CODE_SIGNING_POLICIES)
-    try:
-        usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
-        extended = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except x509.ExtensionNotFound as exc:
-        raise ValueError(f"signing certificate lacks {exc.oid.dotted_string}") from None
-    if not usage.digital_signature:
-        raise ValueError("signing certificate key usage lacks digitalSignature")
-    if ExtendedKeyUsageOID.CODE_SIGNING not in extended:
-        raise ValueError("signing certificate lacks the code-signing extended key usage")
-    return chain
+    ``"sigstore"`` (keyless Fulcio certificates, provenance): code-signing certificates
+    carry no clientAuth EKU, so any EKU is accepted by the path validator (as
+    sigstore-python does), then the leaf must have ``digitalSignature`` and ``codeSigning``.
 
-
-def verify_private_pki_chain(
-    leaf: x509.Certificate,
-    intermediates: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-    *,
-    at: datetime,
-) -> list[x509.Certificate]:
-    """Validate a signing certificate of a configured private PKI; return the chain.
-
-    containers/image's ``verifyPKI`` (``signature/pki_cert.go``) accepts what Go's
-    ``x509.Certificate.Verify`` accepts with ``KeyUsages: [ExtKeyUsageCodeSigning]``. Go
-    never reads key usage and treats a missing EKU as "any". So, beyond RFC 5280 path
-    validation (the Web PKI profiles otherwise):
+    ``"private_pki"`` (cosign signatures under a configured private PKI): containers/image's
+    ``verifyPKI`` (``signature/pki_cert.go``) accepts what Go's ``x509.Certificate.Verify``
+    accepts with ``KeyUsages: [ExtKeyUsageCodeSigning]``. Go never reads key usage and treats
+    a missing EKU as "any". So, beyond RFC 5280 path validation (the Web PKI profiles
+    otherwise):
 
     * a CA (root or intermediate) may lack key usage; one that has it must assert
       keyCertSign (Go does not check this; a CA that says it may not sign certificates is
@@ -374,12 +358,43 @@ def verify_private_pki_chain(
       anyExtendedKeyUsage; a certificate without EKU allows any (Go's
       ``checkChainForKeyUsage``).
 
-    Raises ``ValueError`` naming the failure. For keyless (Fulcio) certificates use
-    :func:`verify_code_signing_chain`, whose profile is not relaxed.
+    Raises ``ValueError`` naming the failure.
     """
-    chain = _build_signing_chain(leaf, intermediates, roots, at, _PRIVATE_PKI_POLICIES)
+    sigstore = profile == "sigstore"
+    policies = _CODE_SIGNING_POLICIES if sigstore else _PRIVATE_PKI_POLICIES
+    try:
+        chain = _build(leaf, intermediates, roots, at, policies)
+    except (VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
+        raise ValueError(f"certificate chain does not build to a trusted root: {exc}") from None
+    if sigstore:
+        _check_sigstore_leaf(leaf)
+    else:
+        _check_private_pki_usages(chain)
+    return chain
+
+
+def _check_sigstore_leaf(leaf: x509.Certificate) -> None:
     try:
         usage = leaf.extensions.get_extension_for_class(x509.KeyUsage).value
+        extended = leaf.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound as exc:
+        raise ValueError(f"signing certificate lacks {exc.oid.dotted_string}") from None
+    if not usage.digital_signature:
+        raise ValueError("signing certificate key usage lacks digitalSignature")
+    if ExtendedKeyUsageOID.CODE_SIGNING not in extended:
+        raise ValueError("signing certificate lacks the code-signing extended key usage")
+
+
+_CODE_SIGNING_EKUS: Final = frozenset(
+    {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+)
+
+
+def _check_private_pki_usages(chain: Sequence[x509.Certificate]) -> None:
+    """The leaf's key usage, if any, allows signatures; every EKU on the path allows code
+    signing (the CAs' key usage was checked by the path validator's CA policy)."""
+    try:
+        usage = chain[0].extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         usage = None
     if usage is not None and not usage.digital_signature:
@@ -389,29 +404,13 @@ def verify_private_pki_chain(
             extended = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
         except x509.ExtensionNotFound:
             continue
-        if not {ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE} & set(
-            extended.value
-        ):
+        if not _CODE_SIGNING_EKUS & set(extended.value):
             what = (
                 "signing certificate"
                 if position == 0
                 else f"CA {certificate.subject.rfc4514_string()[:200]!r}"
             )
             raise ValueError(f"{what} has an extended key usage without code signing")
-    return chain
-
-
-def _build_signing_chain(
-    leaf: x509.Certificate,
-    intermediates: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-    at: datetime,
-    policies: tuple[ExtensionPolicy, ExtensionPolicy],
-) -> list[x509.Certificate]:
-    try:
-        return _build(leaf, intermediates, roots, at, policies)
-    except (VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
-        raise ValueError(f"certificate chain does not build to a trusted root: {exc}") from None
 
 
 # --- pinned, fixed-depth chains parsed with asn1crypto (AMD) -------------------------------

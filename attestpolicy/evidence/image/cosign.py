@@ -18,7 +18,7 @@ The payload names the image: ``critical.image.docker-manifest-digest`` and
 * ``pki``: the certificate chains to a private root at ``now`` and carries the
   expected e-mail and/or DNS host name. The chain profile is containers/image's (Go's
   ``crypto/x509``): CAs may lack key usage, the leaf key usage and EKU, see
-  :func:`~attestpolicy.evidence._crypto.x509.verify_private_pki_chain`.
+  :func:`~attestpolicy.evidence._crypto.x509.verify_code_signing_chain`.
 
 Every base64 value of the signature file (the payload, the signature annotation and the
 Rekor SET's fields) is decoded as Go's ``base64.StdEncoding`` decodes it, which is how
@@ -69,13 +69,13 @@ from attestpolicy.evidence._common import (
 )
 from attestpolicy.evidence._crypto.fulcio import match_identity
 from attestpolicy.evidence._crypto.x509 import (
+    SigningProfile,
     certificates_from_pem_bundle,
     fingerprint,
     load_pem_certificates,
     signature_ok,
     spki_der,
     verify_code_signing_chain,
-    verify_private_pki_chain,
 )
 from attestpolicy.evidence.image._cosign_payload import check_docker_reference, parse_payload
 from attestpolicy.evidence.image._cosign_rekor import verify_set_annotation
@@ -416,10 +416,8 @@ def _verify_chain(
             f"{leaf.not_valid_after_utc.isoformat()}, not at {at.isoformat()}",
         )
     try:
-        if pki:
-            verify_private_pki_chain(leaf, intermediates, roots, at=at)
-        else:
-            verify_code_signing_chain(leaf, intermediates, roots, at=at)
+        profile: SigningProfile = "private_pki" if pki else "sigstore"
+        verify_code_signing_chain(leaf, intermediates, roots, at=at, profile=profile)
     except ValueError as exc:
         fail(Code.UNTRUSTED, field, str(exc))
 
