@@ -20,9 +20,9 @@ import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from types import TracebackType
 from typing import Any, TypeVar
 
+from attestpolicy._closing import Closing
 from attestpolicy.engine._inprocess import InProcessEvaluator
 from attestpolicy.errors import EvaluatorError
 from attestpolicy.policy import DECISION_PATH
@@ -85,8 +85,8 @@ class Lane:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
-class Slot:
-    """One admitted request's place in its lane, given back exactly once."""
+class Slot(Closing):
+    """One admitted request's place in its lane; :meth:`close` gives it back, once."""
 
     def __init__(self, lane: Lane) -> None:
         self.lane = lane
@@ -107,19 +107,8 @@ class Slot:
         except TimeoutError:
             raise EvaluationTimeout from None
 
-    def release(self) -> None:
+    def close(self) -> None:
         """Give the place back, unless an evaluation already holds it."""
         if self._held:
             self._held = False
             self.lane._release()
-
-    def __enter__(self) -> Slot:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.release()

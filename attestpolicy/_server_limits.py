@@ -72,6 +72,11 @@ class ServerLimits:
         "JSON values (objects, arrays, scalars) in one input; more is refused (400): "
         "a claim set has at most about 6,500",
     )
+    max_input_string_chars: int = _limit(
+        65_536,
+        "longest string (or object key) in one input; longer is refused (400): a claim "
+        "set's longest is 4,096",
+    )
     eval_threads: int = _limit(2, "threads evaluating the other (small) requests")
     max_evaluations: int = _limit(
         64, "small requests admitted at once, evaluating or waiting for a thread; past it 503"

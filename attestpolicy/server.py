@@ -29,14 +29,14 @@ import json
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from uvicorn.supervisors import Multiprocess
@@ -169,20 +169,31 @@ def _decode_json(raw: bytes | str, what: str) -> Any:
         raise _ApiError(400, f"{what} contains malformed input document: {exc}") from None
 
 
-def _too_many_values(document: Any, limit: int) -> bool:
-    """Whether ``document`` holds more than ``limit`` JSON values (iterative, stops early)."""
+def _oversized(document: Any, limits: ServerLimits) -> str | None:
+    """Why ``document`` is too large to evaluate (values or string length), or None.
+
+    Iterative, and it stops at the first problem: the cost of evaluating an input grows
+    with its number of values and the length of its strings, more than with its bytes.
+    """
     pending = [document]
     count = 0
+    longest = limits.max_input_string_chars
     while pending:
         value = pending.pop()
         count += 1
-        if count > limit:
-            return True
+        if count > limits.max_input_values:
+            return f"more than {limits.max_input_values} JSON values (max_input_values)"
+        texts: Iterable[Any] = ()
         if isinstance(value, dict):
             pending.extend(value.values())
+            texts = value  # the keys
         elif isinstance(value, list):
             pending.extend(value)
-    return False
+        elif isinstance(value, str):
+            texts = (value,)
+        if any(len(text) > longest for text in texts):
+            return f"a string longer than {longest} characters (max_input_string_chars)"
+    return None
 
 
 class _DataApi:
@@ -217,7 +228,9 @@ class _DataApi:
         if request.method != "POST":
             values = request.query_params.getlist("input")
             param = values[-1] if values else None
-            with self._admit(self.small, close=False) as slot:
+            # uvicorn takes a request head of any size that arrives in one read.
+            lane = self.large if len(param or "") > self.limits.large_body_bytes else self.small
+            with self._admit(lane, close=False) as slot:
                 return await self._evaluate(slot, path, param, provenance)
         large = self._admit_declared(request)
         raw, large = await self._read_body(request, large)
@@ -259,7 +272,9 @@ class _DataApi:
                     chunks.append(chunk)
         except BaseException as exc:
             if large is not None:
-                large.release()
+                large.close()
+            if isinstance(exc, ClientDisconnect):  # nobody to answer: just end the request
+                raise _ApiError(400, "client disconnected", close=True) from None
             if isinstance(exc, TimeoutError):
                 raise _ApiError(
                     408,
@@ -300,12 +315,9 @@ class _DataApi:
             missing_input = policy_input is None
         elif raw is not None:  # a GET input parameter
             policy_input = _decode_json(raw, "parameter")
-        if _too_many_values(policy_input, self.limits.max_input_values):
-            raise _ApiError(
-                400,
-                f"input has more than {self.limits.max_input_values} JSON values "
-                "(max_input_values)",
-            )
+        problem = _oversized(policy_input, self.limits)
+        if problem is not None:
+            raise _ApiError(400, f"input refused: it has {problem}")
         try:
             defined, value = self.evaluator.evaluate_path(path, policy_input)
         except EvaluatorError as exc:

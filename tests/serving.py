@@ -7,21 +7,24 @@ import re
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import requests
 import uvicorn
 from starlette.types import ASGIApp
 
+from attestpolicy._closing import Closing
 from attestpolicy.server import ServerLimits, uvicorn_config
 
-__all__ = ["BackgroundServer", "serve_process"]
+__all__ = ["BackgroundServer", "serve_cli", "serve_process"]
 
+_REPO_ROOT = Path(__file__).resolve().parents[1]
 _LISTENING = re.compile(r"Uvicorn running on (http://127\.0\.0\.1:\d+)")
 
 
@@ -68,7 +71,17 @@ def serve_process(
                 process.wait(timeout=10)
 
 
-class BackgroundServer:
+def serve_cli(
+    tmp_path: Path, *args: str
+) -> AbstractContextManager[tuple[subprocess.Popen[bytes], str]]:
+    """``attestpolicy serve --addr 127.0.0.1:0 <args>`` from this checkout, by
+    :func:`serve_process`, logging to ``tmp_path / "serve.log"``."""
+    argv = [sys.executable, "-m", "attestpolicy", "serve", "--addr", "127.0.0.1:0", *args]
+    env = {**os.environ, "PYTHONPATH": str(_REPO_ROOT)}
+    return serve_process(argv, cwd=tmp_path, env=env, log_path=tmp_path / "serve.log")
+
+
+class BackgroundServer(Closing):
     """Serve an ASGI app on an ephemeral port of 127.0.0.1 in a daemon thread.
 
     Use it as a context manager: ``with BackgroundServer(create_app(evaluator)) as server:``.
@@ -111,12 +124,12 @@ class BackgroundServer:
         deadline = time.monotonic() + self._startup_timeout
         while not server.started:
             if not thread.is_alive() or time.monotonic() > deadline:
-                self.stop()
+                self.close()
                 raise RuntimeError("the background server did not start")
             time.sleep(0.01)
         return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
         """Ask the server to exit and wait for its thread."""
         if self._server is not None:
             self._server.should_exit = True
@@ -126,13 +139,6 @@ class BackgroundServer:
             self._socket.close()
         self._server = self._thread = self._socket = None
 
-    def __enter__(self) -> BackgroundServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def __enter__(self) -> Self:
+        self.start()
+        return self

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import opa_required
 from serving import BackgroundServer, serve_process
 
 from attestpolicy.engine._inprocess import InProcessEvaluator
@@ -325,10 +326,8 @@ _LOCAL_PACKAGE_FIX = (
 )
 def shipped_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The shipped policy and example configuration, served with each engine."""
-    from attestpolicy.engine.opa import opa_available
-
-    if request.param == "opa" and not opa_available():
-        pytest.skip("OPA's engine is not installed")
+    if request.param == "opa":
+        opa_required()
     loaded = load_evaluator(config_path=EXAMPLES / "config.json", engine=request.param)
     try:
         with BackgroundServer(create_app(loaded)) as server:
