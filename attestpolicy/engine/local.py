@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Final
 
 import regorus
 
+from attestpolicy._json import loads_strict
 from attestpolicy.engine._inprocess import (
     InProcessEvaluator,
     LoadedState,
@@ -70,7 +71,9 @@ class LocalEvaluator(InProcessEvaluator):
 
     def _eval_path(self, engine: Any, segments: list[str], policy_input: Any) -> tuple[bool, Any]:
         engine.set_input(policy_input)
-        result = engine.eval_query(data_path_query("/".join(segments)))
+        # As JSON: a package's document may hold sets of arrays or objects, which regorus
+        # cannot turn into a Python set (unhashable); JSON writes sets as arrays, as OPA does.
+        result = loads_strict(engine.eval_query_as_json(data_path_query("/".join(segments))))
         rows = result.get("result") or []
         if not rows:
             return False, None
