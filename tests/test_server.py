@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import opa_required
 from serving import BackgroundServer, serve_process
 
 from attestpolicy.engine._inprocess import InProcessEvaluator
@@ -318,7 +317,6 @@ _LOCAL_PACKAGE_FIX = (
 
 
 @pytest.fixture(
-    scope="module",
     params=[
         pytest.param("regorus", marks=pytest.mark.xfail(reason=_LOCAL_PACKAGE_FIX)),
         "opa",
@@ -327,7 +325,7 @@ _LOCAL_PACKAGE_FIX = (
 def shipped_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """The shipped policy and example configuration, served with each engine."""
     if request.param == "opa":
-        opa_required()
+        request.getfixturevalue("requires_opa")
     loaded = load_evaluator(config_path=EXAMPLES / "config.json", engine=request.param)
     try:
         with BackgroundServer(create_app(loaded)) as server:
