@@ -28,12 +28,14 @@ from attestpolicy.revocations import Revocations, RevocationStore, with_revoked,
 __all__ = [
     "DEFAULT_ENGINE",
     "ENGINE_NAMES",
+    "MAX_QUERY_DEPTH",
     "EngineName",
     "InProcessEvaluator",
     "LoadedState",
     "check_engine_name",
     "data_path_query",
     "data_path_segments",
+    "index_below",
     "input_problem",
     "load_state",
     "make_evaluator",
@@ -100,6 +102,20 @@ def load_state(
 def data_path_segments(path: str) -> list[str]:
     """The segments of a Data API path (``/a/b/c/`` -> ``["a", "b", "c"]``)."""
     return [segment for segment in path.strip("/").split("/") if segment]
+
+
+MAX_QUERY_DEPTH: Final = 8
+"""Deepest path an engine is queried for; a deeper path indexes that value in Python (the
+engines fail to parse queries of hundreds of segments, where OPA's Data API answers)."""
+
+
+def index_below(value: Any, rest: list[str]) -> tuple[bool, Any]:
+    """``(defined, value)`` of ``value[rest[0]][rest[1]]...`` (a plain JSON value)."""
+    for segment in rest:
+        if not isinstance(value, dict) or segment not in value:
+            return False, None
+        value = value[segment]
+    return True, value
 
 
 def data_path_query(path: str) -> str:

@@ -14,9 +14,11 @@ import regorus
 
 from attestpolicy._json import loads_strict
 from attestpolicy.engine._inprocess import (
+    MAX_QUERY_DEPTH,
     InProcessEvaluator,
     LoadedState,
     data_path_query,
+    index_below,
 )
 from attestpolicy.errors import PolicyError
 from attestpolicy.policy import DECISION_PATH
@@ -71,10 +73,22 @@ class LocalEvaluator(InProcessEvaluator):
 
     def _eval_path(self, engine: Any, segments: list[str], policy_input: Any) -> tuple[bool, Any]:
         engine.set_input(policy_input)
+        # regorus evaluates a package's document wrongly (a rule may take its default in
+        # it, while the rule alone and the root document are right): for a package, or a
+        # prefix of one, read the root document and index it here.
+        inside_package = any(
+            package[: len(segments)] == segments for package in _package_paths(engine)
+        )
+        depth = 0 if inside_package else min(len(segments), MAX_QUERY_DEPTH)
         # As JSON: a package's document may hold sets of arrays or objects, which regorus
         # cannot turn into a Python set (unhashable); JSON writes sets as arrays, as OPA does.
-        result = loads_strict(engine.eval_query_as_json(data_path_query("/".join(segments))))
-        rows = result.get("result") or []
+        query = data_path_query("/".join(segments[:depth]))
+        rows = loads_strict(engine.eval_query_as_json(query)).get("result") or []
         if not rows:
             return False, None
-        return True, rows[0]["expressions"][0]["value"]
+        return index_below(rows[0]["expressions"][0]["value"], segments[depth:])
+
+
+def _package_paths(engine: Any) -> list[list[str]]:
+    """The engine's packages as path segments (``data.a.b`` -> ``["a", "b"]``)."""
+    return [package.split(".")[1:] for package in engine.get_packages()]

@@ -34,7 +34,13 @@ from importlib import metadata
 from types import ModuleType
 from typing import Any, ClassVar, Final
 
-from attestpolicy.engine._inprocess import DECISION_SEGMENTS, InProcessEvaluator, LoadedState
+from attestpolicy.engine._inprocess import (
+    DECISION_SEGMENTS,
+    MAX_QUERY_DEPTH,
+    InProcessEvaluator,
+    LoadedState,
+    index_below,
+)
 from attestpolicy.errors import EngineUnavailableError, PolicyError
 from attestpolicy.policy import PolicySource
 from attestpolicy.revocations import RevocationStore
@@ -55,7 +61,6 @@ OPA_INSTALL_COMMAND: Final = f"pip install --ignore-requires-python {OPA_DISTRIB
 OPA_VERSION: Final = "v1.20.2"
 """The OPA release whose Go evaluator the pinned wheel (0.4.4) embeds."""
 
-MAX_QUERY_DEPTH: Final = 8
 """Data API paths up to this many segments are evaluated by OPA itself."""
 
 _DECISION_DOCUMENT: Final = ".".join(DECISION_SEGMENTS)
@@ -159,9 +164,4 @@ class OpaEvaluator(InProcessEvaluator):
         rows = engine.eval_query(_PATH_QUERIES[len(head)], {"path": head, "input": policy_input})
         if not rows:
             return False, None
-        value = rows[0]["x"]
-        for segment in rest:  # a plain JSON value below MAX_QUERY_DEPTH: index it here
-            if not isinstance(value, dict) or segment not in value:
-                return False, None
-            value = value[segment]
-        return True, value
+        return index_below(rows[0]["x"], rest)  # a plain JSON value below MAX_QUERY_DEPTH
