@@ -206,6 +206,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             workers=args.workers,
             engine=args.engine,
             limits=limits_from_arguments(args),
+            revocations_path=args.revocations,
         )
     except AttestPolicyError as exc:  # before anything listens: bad policy, engine, address
         _fail_usage(str(exc))
@@ -321,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="JSON document placed at data.attestpolicy.config"
     )
     serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve.add_argument(
+        "--revocations",
+        metavar="FILE",
+        help="revocation store (SQLite) shared by the workers and `attestpolicy revoke`",
+    )
     serve.add_argument(
         "--engine",
         choices=("regorus", "opa"),

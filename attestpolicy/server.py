@@ -48,12 +48,14 @@ from attestpolicy.engine._inprocess import (
     make_evaluator,
 )
 from attestpolicy.policy import PolicySource
+from attestpolicy.revocations import RevocationStore
 
 __all__ = [
     "ENV_CONFIG",
     "ENV_ENGINE",
     "ENV_LIMITS",
     "ENV_POLICY_DIR",
+    "ENV_REVOCATIONS",
     "MAX_BODY_BYTES",
     "ServerLimits",
     "ServerSettingsError",
@@ -77,6 +79,9 @@ ENV_LIMITS: Final = "ATTESTPOLICY_SERVE_LIMITS"
 """Environment variable :func:`create_app` reads :class:`ServerLimits` from, as JSON
 (unset: the defaults)."""
 
+ENV_REVOCATIONS: Final = "ATTESTPOLICY_SERVE_REVOCATIONS"
+"""The revocation store (a SQLite file) every worker shares, or empty for none."""
+
 _APP_FACTORY: Final = "attestpolicy.server:create_app"
 _MAX_WORKERS: Final = 256
 
@@ -86,17 +91,20 @@ def load_evaluator(
     config_path: str | Path | None = None,
     *,
     engine: str = DEFAULT_ENGINE,
+    revocations_path: str | Path | None = None,
 ) -> InProcessEvaluator:
     """Load and compile the policy (default: shipped) and the JSON configuration, if any.
 
-    ``engine`` is ``"regorus"`` (default) or ``"opa"``. Raises
+    ``engine`` is ``"regorus"`` (default) or ``"opa"``; ``revocations_path`` a revocation
+    store (SQLite) shared with other processes. Raises
     :class:`~attestpolicy.errors.PolicyError`, :class:`~attestpolicy.errors.ConfigError`,
     :class:`~attestpolicy.errors.EngineUnavailableError` or ValueError (unknown engine).
     """
     check_engine_name(engine)
     source = PolicySource.from_directory(policy_dir)
     config = load_config(config_path) if config_path is not None else None
-    return make_evaluator(engine, source, config)
+    store = RevocationStore(revocations_path) if revocations_path is not None else None
+    return make_evaluator(engine, source, config, revocations=store)
 
 
 def create_app(
@@ -117,6 +125,7 @@ def create_app(
             os.environ.get(ENV_POLICY_DIR) or None,
             os.environ.get(ENV_CONFIG) or None,
             engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
+            revocations_path=os.environ.get(ENV_REVOCATIONS) or None,
         )
         if limits is None and os.environ.get(ENV_LIMITS):
             limits = ServerLimits.from_json(os.environ[ENV_LIMITS])
@@ -189,14 +198,15 @@ def run_server(
     workers: int = 1,
     engine: str = DEFAULT_ENGINE,
     limits: ServerLimits | None = None,
+    revocations_path: str | Path | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), with ``workers`` processes.
 
     The policy and configuration are loaded once here first, with ``engine``, so a broken
     policy or configuration or a missing engine raises before anything listens. Workers
-    re-load them, with the same engine and ``limits`` (default: :class:`ServerLimits`'
-    defaults, per worker), through :func:`create_app` from the environment variables
-    this function sets.
+    re-load them, with the same engine, revocation store and ``limits`` (default:
+    :class:`ServerLimits`' defaults, per worker), through :func:`create_app` from the
+    environment variables this function sets.
     """
     host, port = parse_addr(addr)
     if isinstance(workers, bool) or not isinstance(workers, int):
@@ -206,7 +216,11 @@ def run_server(
     limits = limits or ServerLimits()
     policy = str(Path(policy_dir).resolve()) if policy_dir is not None else ""
     config = str(Path(config_path).resolve()) if config_path is not None else ""
-    load_evaluator(policy or None, config or None, engine=engine).close()
+    store = str(Path(revocations_path).resolve()) if revocations_path is not None else ""
+    load_evaluator(
+        policy or None, config or None, engine=engine, revocations_path=store or None
+    ).close()
+    os.environ[ENV_REVOCATIONS] = store
     os.environ[ENV_POLICY_DIR] = policy
     os.environ[ENV_CONFIG] = config
     os.environ[ENV_ENGINE] = engine

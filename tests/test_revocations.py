@@ -173,3 +173,32 @@ def test_cli_revoke_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert "unusable" in capsys.readouterr().err
     assert main(["revoke", "--store", str(tmp_path / "r.db"), "--key-id", "k", "--lift"]) == 0
     assert json.loads(capsys.readouterr().out)["lifted"] == 0
+
+
+def test_serve_workers_share_the_store_and_a_restart_keeps_it(
+    tmp_path: Path, claims: dict[str, Any]
+) -> None:
+    """`serve --workers 2 --revocations FILE`: `attestpolicy revoke` reaches every worker on
+    its next decision, and a restarted server still denies."""
+    import requests
+    from serving import serve_cli
+
+    store = tmp_path / "revocations.db"
+    config = Path(__file__).resolve().parent.parent / "attestpolicy" / "examples" / "config.json"
+    args = ("--workers", "2", "--config", str(config), "--revocations", str(store))
+    path = "/v1/data/attestpolicy/v1/decision"
+
+    def decisions(url: str, count: int) -> set[bool]:
+        """``count`` decisions, each on a new connection, so both workers answer."""
+        answers = (
+            requests.post(url + path, json={"input": claims}, timeout=10).json()
+            for _ in range(count)
+        )
+        return {answer["result"]["allow"] for answer in answers}
+
+    with serve_cli(tmp_path, *args) as (_, url):
+        assert decisions(url, 6) == {True}
+        assert main(["revoke", "--store", str(store), "--node-id", claims["node"]["id"]]) == 0
+        assert decisions(url, 12) == {False}
+    with serve_cli(tmp_path, *args) as (_, url):
+        assert decisions(url, 4) == {False}
