@@ -44,13 +44,13 @@ from attestpolicy.evidence._common import (
     load_json_object,
     require_utc,
 )
-from attestpolicy.evidence._crypto.x509 import (
+from attestpolicy.evidence._crypto.amd_chain import (
     Asn1Certificate,
     asn1_certificate,
     checked_asn1_pem,
-    fingerprint,
     verify_pinned_chain,
 )
+from attestpolicy.evidence._crypto.x509 import fingerprint
 from attestpolicy.evidence.node._collected import CollectedSection, check_report_data
 from attestpolicy.evidence.node._tpm_quote import QuoteInput, verify_quote
 
