@@ -1,0 +1,34 @@
+"""The performance goals of issue 10 as rows: what was measured, against what target.
+
+Each benchmark module returns :class:`Goal` rows from one run; ``run.py`` prints them all
+with PASS/FAIL. Nothing is asserted: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Goal:
+    """One goal: ``measured`` against ``target`` (``at_most`` or at least)."""
+
+    name: str
+    measured: float
+    target: float
+    unit: str = "x"
+    at_most: bool = True
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """Whether the measurement meets the target."""
+        return self.measured <= self.target if self.at_most else self.measured >= self.target
+
+    def line(self) -> str:
+        """``PASS  name: 1.08x (goal <= 1.15x)  detail``."""
+        sign = "<=" if self.at_most else ">="
+        verdict = "PASS" if self.passed else "FAIL"
+        goal = f"(goal {sign} {self.target:g}{self.unit})"
+        text = f"{verdict}  {self.name}: {self.measured:.3g}{self.unit} {goal}"
+        return f"{text}  {self.detail}" if self.detail else text
