@@ -19,10 +19,13 @@ class Goal:
     unit: str = "x"
     at_most: bool = True
     detail: str = ""
+    blocker: str = ""  # why the measured path cannot be used, whatever its speed
 
     @property
     def passed(self) -> bool:
-        """Whether the measurement meets the target."""
+        """Whether the measurement meets the target (never with a blocker)."""
+        if self.blocker:
+            return False
         return self.measured <= self.target if self.at_most else self.measured >= self.target
 
     def line(self) -> str:
@@ -31,4 +34,6 @@ class Goal:
         verdict = "PASS" if self.passed else "FAIL"
         goal = f"(goal {sign} {self.target:g}{self.unit})"
         text = f"{verdict}  {self.name}: {self.measured:.3g}{self.unit} {goal}"
+        if self.blocker:
+            text += f"  BLOCKED: {self.blocker}"
         return f"{text}  {self.detail}" if self.detail else text
