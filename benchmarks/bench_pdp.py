@@ -135,7 +135,9 @@ def at_scale(workloads: int) -> list[Goal]:
     decided, measured = threading.Event(), threading.Event()
 
     def decide_and_hold() -> None:  # the thread's engine lives as long as the thread
-        pdp.decide(claims)
+        unseen = copy.deepcopy(claims)  # a cache miss: this thread evaluates
+        unseen["request"]["requested_ttl_seconds"] = 601
+        pdp.decide(unseen)
         decided.set()
         measured.wait()
 

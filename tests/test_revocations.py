@@ -202,3 +202,25 @@ def test_serve_workers_share_the_store_and_a_restart_keeps_it(
         assert decisions(url, 12) == {False}
     with serve_cli(tmp_path, *args) as (_, url):
         assert decisions(url, 4) == {False}
+
+
+def test_revoking_adds_to_the_engine_and_lifting_rebuilds_it(
+    claims: dict[str, Any], example_config: dict[str, Any]
+) -> None:
+    """A revocation is merged into this thread's engine (no rebuild, no configuration
+    copy: revoke() costs the revocation's size); a lift builds the engine anew."""
+    from attestpolicy.engine._inprocess import InProcessEvaluator
+
+    pdp = PolicyDecisionPoint.local(config=example_config, cache=False)
+    evaluator = pdp._evaluator
+    assert isinstance(evaluator, InProcessEvaluator)
+    engine = evaluator._engine_for(evaluator._state)
+    config_data = evaluator._state.data
+    pdp.revoke(node_id="tpm-ek-other", reason="x")
+    pdp.revoke(node_id=claims["node"]["id"], reason="stolen")
+    assert pdp.decide(claims).reason_codes == ("node.revoked",)
+    assert evaluator._engine_for(evaluator._state) is engine
+    assert evaluator._state.data is config_data
+    pdp.lift(node_id=claims["node"]["id"])
+    assert pdp.decide(claims).allow
+    assert evaluator._engine_for(evaluator._state) is not engine

@@ -32,6 +32,8 @@ __all__ = [
     "EngineName",
     "InProcessEvaluator",
     "LoadedState",
+    "PolicyBase",
+    "added_revocations",
     "check_engine_name",
     "data_path_query",
     "data_path_segments",
@@ -39,6 +41,7 @@ __all__ = [
     "input_problem",
     "load_state",
     "make_evaluator",
+    "with_revocations",
 ]
 
 EngineName = Literal["regorus", "opa"]
@@ -51,20 +54,41 @@ DECISION_SEGMENTS: Final = tuple(DECISION_PATH.split("/"))
 MAX_ERROR_CHARS: Final = 500
 
 
+class PolicyBase:
+    """The identity of one (policy, configuration) pair, shared by every snapshot that
+    differs from another only in its runtime revocations: an engine built for one of them
+    serves the others once the new revocations are added to it (no rebuild, no copy)."""
+
+    __slots__ = ("__weakref__", "revision")
+
+    def __init__(self, revision: str) -> None:
+        self.revision = revision
+
+
 @dataclass(frozen=True, eq=False)
 class LoadedState:
     """One immutable (policy, configuration, revocations) snapshot.
 
-    ``data`` is the whole base document: the policy source's data with the configuration
-    at ``data.attestpolicy.config`` and the runtime revocations at
-    ``data.attestpolicy.revocations``.
+    ``data`` is the base document without the runtime revocations: the policy source's
+    data with the configuration at ``data.attestpolicy.config``; :meth:`document` adds the
+    revocations at ``data.attestpolicy.revocations``.
     """
 
     source: PolicySource
     config: Mapping[str, Any] | None
     revocations: Revocations
     data: Mapping[str, Any]
+    base: PolicyBase
     revision: str
+
+    def document(self) -> dict[str, Any]:
+        """The whole base document, revocations included (shallow copies on their path)."""
+        document = dict(self.data)
+        if self.revocations:
+            attestpolicy_data = dict(document.get("attestpolicy") or {})
+            attestpolicy_data["revocations"] = self.revocations
+            document["attestpolicy"] = attestpolicy_data
+        return document
 
 
 def load_state(
@@ -80,23 +104,59 @@ def load_state(
     """
     data: dict[str, Any] = json.loads(json.dumps(dict(source.data)))
     config_copy = None if config is None else json.loads(json.dumps(dict(config)))
-    revocations_copy = {member: dict(values) for member, values in (revocations or {}).items()}
     attestpolicy_data = data.setdefault("attestpolicy", {})
     if not isinstance(attestpolicy_data, dict):
         raise PolicyError("policy data 'attestpolicy' must be an object")
     if config_copy is not None:
         attestpolicy_data["config"] = config_copy
-    revision = f"{source.revision}+config-{config_revision(config)[len('sha256:') :]}"
-    if revocations_copy:
-        attestpolicy_data["revocations"] = revocations_copy
-        revision += f"+revocations-{config_revision(revocations_copy)[len('sha256:') :]}"
+    base = PolicyBase(f"{source.revision}+config-{config_revision(config)[len('sha256:') :]}")
+    return _snapshot(source, config_copy, data, base, revocations or {}, engine_version)
+
+
+def with_revocations(
+    state: LoadedState, revocations: Revocations, engine_version: str
+) -> LoadedState:
+    """``state`` with other runtime revocations: the same base, nothing else copied."""
+    return _snapshot(
+        state.source, state.config, state.data, state.base, revocations, engine_version
+    )
+
+
+def _snapshot(
+    source: PolicySource,
+    config: Mapping[str, Any] | None,
+    data: Mapping[str, Any],
+    base: PolicyBase,
+    revocations: Revocations,
+    engine_version: str,
+) -> LoadedState:
+    copied = {member: dict(values) for member, values in revocations.items() if values}
+    revision = base.revision
+    if copied:
+        revision += f"+revocations-{config_revision(copied)[len('sha256:') :]}"
     return LoadedState(
         source=source,
-        config=config_copy,
-        revocations=revocations_copy,
+        config=config,
+        revocations=copied,
         data=data,
+        base=base,
         revision=f"{revision}+{engine_version}",
     )
+
+
+def added_revocations(old: Revocations, new: Revocations) -> dict[str, dict[str, str]] | None:
+    """What ``new`` adds to ``old``, or None when it also removes or changes an entry."""
+    added: dict[str, dict[str, str]] = {}
+    for member, values in old.items():
+        kept = new.get(member, {})
+        if any(kept.get(value) != reason for value, reason in values.items()):
+            return None
+    for member, values in new.items():
+        before = old.get(member, {})
+        fresh = {value: reason for value, reason in values.items() if value not in before}
+        if fresh:
+            added[member] = fresh
+    return added
 
 
 def data_path_segments(path: str) -> list[str]:
@@ -125,15 +185,25 @@ def data_path_query(path: str) -> str:
 
 # Engines live in a module-level thread-local registry, never inside an evaluator:
 # a regorus Engine must also be *dropped* on its own thread, and an evaluator can be
-# garbage-collected anywhere. Each thread frees the engines of dead snapshots itself,
-# the next time it looks one up (an OPA engine is closed when it is dropped).
+# garbage-collected anywhere. Each thread frees the engines of dead bases itself, the next
+# time it looks one up (an OPA engine is closed when it is dropped). An entry is keyed by
+# its snapshot's base and remembers the revocations it holds.
+
+
+class _ThreadEngine:
+    __slots__ = ("base", "engine", "revocations")
+
+    def __init__(self, base: PolicyBase, engine: Any, revocations: Revocations) -> None:
+        self.base = weakref.ref(base)
+        self.engine = engine
+        self.revocations = revocations
+
+
 _THREAD_ENGINES = threading.local()
 
 
-def _thread_engines() -> dict[int, tuple[weakref.ref[LoadedState], Any]]:
-    engines: dict[int, tuple[weakref.ref[LoadedState], Any]] | None = getattr(
-        _THREAD_ENGINES, "engines", None
-    )
+def _thread_engines() -> dict[int, _ThreadEngine]:
+    engines: dict[int, _ThreadEngine] | None = getattr(_THREAD_ENGINES, "engines", None)
     if engines is None:
         engines = _THREAD_ENGINES.engines = {}
     return engines
@@ -172,7 +242,13 @@ class InProcessEvaluator(abc.ABC):
 
     @abc.abstractmethod
     def _new_engine(self, state: LoadedState) -> Any:
-        """A new engine with the snapshot loaded; raise PolicyError if it does not compile."""
+        """A new engine with the snapshot loaded (``state.document()``); raise PolicyError
+        if it does not compile."""
+
+    def _add_revocations(self, engine: Any, added: Mapping[str, Mapping[str, str]]) -> bool:
+        """Add runtime revocations to a built engine; False when it cannot (then a new
+        engine is built)."""
+        return False
 
     @abc.abstractmethod
     def _eval_decision(self, engine: Any, policy_input: dict[str, Any]) -> object:
@@ -265,26 +341,35 @@ class InProcessEvaluator(abc.ABC):
         revocations: Revocations | None = None,
     ) -> str:
         current = self._state
-        new_state = load_state(
-            source or current.source,
-            config if config is not None else current.config,
-            self.engine_version,
-            revocations if revocations is not None else current.revocations,
-        )
+        if source is None and config is None and revocations is not None:
+            new_state = with_revocations(current, revocations, self.engine_version)
+        else:
+            new_state = load_state(
+                source or current.source,
+                config if config is not None else current.config,
+                self.engine_version,
+                revocations if revocations is not None else current.revocations,
+            )
         self._engine_for(new_state)
         self._state = new_state
         return new_state.revision
 
     def _engine_for(self, state: LoadedState) -> Any:
         engines = _thread_engines()
-        entry = engines.get(id(state))
-        if entry is not None and entry[0]() is state:
-            return entry[1]
-        for key, (ref, _) in list(engines.items()):
-            if ref() is None:  # snapshot gone: free its engine here, on its own thread
+        entry = engines.get(id(state.base))
+        if entry is not None and entry.base() is state.base:
+            if entry.revocations is state.revocations:
+                return entry.engine
+            added = added_revocations(entry.revocations, state.revocations)
+            if added is not None and (not added or self._add_revocations(entry.engine, added)):
+                entry.revocations = state.revocations
+                return entry.engine
+            del engines[id(state.base)]  # lifted revocations: build anew
+        for key, stale in list(engines.items()):
+            if stale.base() is None:  # base gone: free its engine here, on its own thread
                 del engines[key]
         engine = self._new_engine(state)
-        engines[id(state)] = (weakref.ref(state), engine)
+        engines[id(state.base)] = _ThreadEngine(state.base, engine, state.revocations)
         return engine
 
     def evaluate(self, policy_input: dict[str, Any], *, evaluated_at: datetime) -> Decision:
@@ -342,7 +427,7 @@ class InProcessEvaluator(abc.ABC):
 
     def close(self) -> None:
         """Drop this thread's engine (other threads free theirs on their next lookup)."""
-        _thread_engines().pop(id(self._state), None)
+        _thread_engines().pop(id(self._state.base), None)
 
 
 def input_problem(policy_input: object) -> str | None:

@@ -7,6 +7,7 @@ and evaluation holds the GIL, so each thread gets its own engine, built once per
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import metadata
 from typing import Any, ClassVar, Final
 
@@ -61,11 +62,18 @@ class LocalEvaluator(InProcessEvaluator):
             for name, text in state.source.modules.items():
                 engine.add_policy(name, text)
             engine.add_data(state.data)
+            if state.revocations:
+                self._add_revocations(engine, state.revocations)
         except BaseException as exc:
             if not self._is_engine_failure(exc):
                 raise
             raise PolicyError(f"policy failed to load: {engine_error_message(exc)}") from None
         return engine
+
+    def _add_revocations(self, engine: Any, added: Mapping[str, Mapping[str, str]]) -> bool:
+        """regorus merges added data into its own: new revocations cost their size only."""
+        engine.add_data({"attestpolicy": {"revocations": added}})
+        return True
 
     def _eval_decision(self, engine: Any, policy_input: dict[str, Any]) -> object:
         engine.set_input(policy_input)

@@ -137,7 +137,7 @@ class OpaEvaluator(InProcessEvaluator):
         try:
             for name, text in state.source.modules.items():
                 engine.add_policy(name, text)
-            engine.add_data(dict(state.data))
+            engine.add_data(state.document())
             try:  # compile now, and prepare the decision query once for this engine
                 engine.eval_document(_DECISION_DOCUMENT, {})
             except self._opa.OpaError as exc:
