@@ -65,7 +65,7 @@ class _Model(FrozenModel):
     @classmethod
     def _null_is_absent(cls, data: Any) -> Any:
         """An optional field that is null is absent (as in the policy)."""
-        if isinstance(data, Mapping):
+        if isinstance(data, Mapping) and None in data.values():
             return {key: value for key, value in data.items() if value is not None}
         return data
 

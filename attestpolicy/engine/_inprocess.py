@@ -11,6 +11,7 @@ snapshot, built on first use; every engine failure becomes a fail-closed deny.
 from __future__ import annotations
 
 import abc
+import hashlib
 import json
 import threading
 import weakref
@@ -103,13 +104,17 @@ def load_state(
     Its revision is ``<policy revision>+config-<hash>[+revocations-<hash>]+<engine version>``.
     """
     data: dict[str, Any] = json.loads(json.dumps(dict(source.data)))
-    config_copy = None if config is None else json.loads(json.dumps(dict(config)))
+    # One serialization is both the copy and the revision (hashing it: key order counts,
+    # so two equal configurations written in another order only share no cache entries).
+    text = json.dumps(None if config is None else dict(config))
+    config_copy = json.loads(text)
     attestpolicy_data = data.setdefault("attestpolicy", {})
     if not isinstance(attestpolicy_data, dict):
         raise PolicyError("policy data 'attestpolicy' must be an object")
     if config_copy is not None:
         attestpolicy_data["config"] = config_copy
-    base = PolicyBase(f"{source.revision}+config-{config_revision(config)[len('sha256:') :]}")
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    base = PolicyBase(f"{source.revision}+config-{digest}")
     return _snapshot(source, config_copy, data, base, revocations or {}, engine_version)
 
 
