@@ -7,6 +7,9 @@ Run from the repository root (after the README's set-up command)::
     .venv/bin/python benchmarks/run.py --scale    # ... plus decision time vs configuration
                                                   # size, regorus and OPA (benchmarks/scale.py)
 
+It ends with issue 10's goals, each PASS or FAIL against its target (the ``goals(quick)``
+of benchmarks/bench_*.py; each also runs alone: ``python benchmarks/bench_pdp.py``).
+
 Machines are shared and noisy: compare the ratios printed at the end, not absolute
 times across runs. Nothing here is asserted; the test suite never times anything.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import importlib
 import json
 import multiprocessing
 import os
@@ -330,7 +334,25 @@ def main(argv: list[str] | None = None) -> int:
 
         rows = scale_benchmark.run(600 * scale, verbose=False)
         scale_benchmark.print_scale_table(rows)
+    print_goals(args.quick)
     return 0
+
+
+GOAL_MODULES = ("bench_pdp", "bench_rvm", "bench_evidence", "bench_remote", "bench_serve")
+"""The modules (in benchmarks/) whose ``goals(quick)`` give issue 10's goal rows."""
+
+
+def print_goals(quick: bool) -> None:
+    """Every performance goal from this run, PASS or FAIL against its target."""
+    print("\ngoals (issue 10; one run, medians)")
+    for name in GOAL_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError:
+            print(f"  (benchmarks/{name}.py not present)")
+            continue
+        for goal in module.goals(quick):
+            print(f"  {goal.line()}")
 
 
 if __name__ == "__main__":
