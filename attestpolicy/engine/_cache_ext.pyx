@@ -60,11 +60,12 @@ cdef extern from "Python.h":
     void* PyUnicode_DATA(object text)
     Py_ssize_t PyUnicode_GET_LENGTH(object text)
     object PyUnicode_DecodeASCII(const char* data, Py_ssize_t size, const char* errors)
+    object PyUnicode_DecodeUTF8(const char* data, Py_ssize_t size, const char* errors)
     int PyObject_GenericSetAttr(object obj, object name, object value) except -1
 
 import_datetime()
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 
 cdef enum:
     STACK_BYTES = 8192
@@ -367,6 +368,114 @@ def canonical_encoding(claims, revision):
 def compute_key(claims, revision):
     """The 32-byte cache key of ``claims`` under ``revision``: SHA-256 of the encoding."""
     return _sha256(_encode(claims, revision)).digest()
+
+
+# --- the canonical encoding, read back ------------------------------------------
+
+
+cdef struct Reader:
+    const unsigned char* data
+    Py_ssize_t size
+    Py_ssize_t position
+
+
+cdef inline int _need(Reader* reader, Py_ssize_t count) except -1:
+    if count < 0 or reader.position + count > reader.size:
+        raise ValueError("not a canonical encoding: truncated")
+    return 0
+
+
+cdef uint64_t _read_len(Reader* reader) except? 0xFFFFFFFFFFFFFFFF:
+    cdef uint64_t length = 0
+    cdef int shift = 0
+    cdef unsigned char byte
+    while True:
+        _need(reader, 1)
+        byte = reader.data[reader.position]
+        reader.position += 1
+        length |= (<uint64_t>(byte & 0x7F)) << shift
+        if byte < 0x80:
+            return length
+        shift += 7
+        if shift > 63:
+            raise ValueError("not a canonical encoding: length overflow")
+
+
+cdef str _read_text(Reader* reader):
+    cdef Py_ssize_t length = <Py_ssize_t>_read_len(reader)
+    _need(reader, length)
+    text = PyUnicode_DecodeUTF8(<const char*>(reader.data + reader.position), length, NULL)
+    reader.position += length
+    return text
+
+
+cdef object _read_value(Reader* reader, int depth):
+    cdef unsigned char tag
+    cdef Py_ssize_t count, i, length
+    cdef uint64_t bits = 0
+    cdef int j
+    _need(reader, 1)
+    tag = reader.data[reader.position]
+    reader.position += 1
+    if tag == 0x73:  # "s"
+        return _read_text(reader)
+    if tag == 0x64 or tag == 0x6C:  # "d" / "l"
+        if depth >= MAX_DEPTH:
+            raise ValueError(f"claims nest deeper than {MAX_DEPTH} levels")
+        count = <Py_ssize_t>_read_len(reader)
+        if tag == 0x6C:
+            items = []
+            for i in range(count):
+                items.append(_read_value(reader, depth + 1))
+            return items
+        members = {}
+        for i in range(count):
+            _need(reader, 1)
+            if reader.data[reader.position] != 0x73:
+                raise ValueError("not a canonical encoding: object key is not a string")
+            reader.position += 1
+            name = _read_text(reader)
+            members[name] = _read_value(reader, depth + 1)
+        return members
+    if tag == 0x54:  # "T"
+        return True
+    if tag == 0x46:  # "F"
+        return False
+    if tag == 0x4E:  # "N"
+        return None
+    if tag == 0x69 or tag == 0x66:  # "i" / "f": 8 bytes, big-endian
+        _need(reader, 8)
+        for j in range(8):
+            bits = (bits << 8) | reader.data[reader.position + j]
+        reader.position += 8
+        if tag == 0x69:
+            return <long long>bits
+        return (<double*>&bits)[0]
+    if tag == 0x49:  # "I": a big integer
+        length = <Py_ssize_t>_read_len(reader)
+        _need(reader, length)
+        raw = PyBytes_FromStringAndSize(<const char*>(reader.data + reader.position), length)
+        reader.position += length
+        return int.from_bytes(raw, "big", signed=True)
+    raise ValueError(f"not a canonical encoding: unknown tag {tag:#x}")
+
+
+def decode_encoding(encoding):
+    """``(revision, claims)`` back from a canonical encoding (compiled; see the twin)."""
+    if type(encoding) is not bytes or not (<bytes>encoding).startswith(KEY_MAGIC):
+        raise ValueError("not a canonical encoding: bad magic")
+    cdef Reader reader
+    reader.data = <const unsigned char*>PyBytes_AS_STRING(encoding)
+    reader.size = PyBytes_GET_SIZE(encoding)
+    reader.position = len(KEY_MAGIC)
+    try:
+        revision = _read_value(&reader, 0)
+        claims = _read_value(&reader, 0)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not a canonical encoding: {exc}") from None
+    if type(revision) is not str or type(claims) is not dict or reader.position != reader.size:
+        raise ValueError("not a canonical encoding of (revision, claims)")
+    return revision, claims
 
 
 # --- the table hash: XXH64 with a per-cache random seed -----------------------

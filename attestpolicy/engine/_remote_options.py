@@ -19,10 +19,12 @@ __all__ = [
     "check_seconds",
     "check_token",
     "parse_url",
+    "request_head",
     "tls_context",
 ]
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_VISIBLE_ASCII: Final = frozenset(chr(code) for code in range(0x21, 0x7F))
 
 
 class RemoteConfigError(EvaluatorError, ValueError):
@@ -66,6 +68,11 @@ def parse_url(url: str) -> Endpoint:
     if parts.query or parts.fragment:
         raise RemoteConfigError(f"OPA URL must not have a query or fragment: {url!r}")
     prefix = parts.path.rstrip("/")
+    if not _VISIBLE_ASCII.issuperset(prefix):
+        raise RemoteConfigError(
+            f"OPA URL path must be ASCII without spaces or control characters "
+            f"(percent-encode the others): {url!r}"
+        )
     if prefix.endswith("/v1") or "/v1/data" in prefix:
         raise RemoteConfigError(
             f"pass the server's base URL (e.g. http://127.0.0.1:8181), not an API path: {url!r}"
@@ -105,13 +112,38 @@ def check_max_response_bytes(value: int) -> int:
 def check_token(token: str | None, endpoint: Endpoint) -> str | None:
     if token is None:
         return None
-    if not isinstance(token, str) or not token or any(c in token for c in "\r\n\0"):
-        raise RemoteConfigError("token must be a non-empty string without line breaks")
+    if not isinstance(token, str) or not token or not _VISIBLE_ASCII.issuperset(token):
+        raise RemoteConfigError(
+            "token must be a non-empty string of printable ASCII "
+            "(no spaces, line breaks or other control characters)"
+        )
     if endpoint.scheme == "http" and not endpoint.loopback:
         raise RemoteConfigError(
             "refusing to send a bearer token in clear text: use https for a non-loopback OPA"
         )
     return token
+
+
+def request_head(endpoint: Endpoint, path: str, token: str | None) -> bytes:
+    """A POST of JSON to ``path`` (under the URL's prefix), up to the Content-Length value.
+
+    The headers are what http.client would send (``Host``, ``Accept-Encoding: identity``),
+    the content types, and ``Authorization`` when there is a token (checked above).
+    """
+    host = endpoint.host if endpoint.host.isascii() else endpoint.hostname.encode("idna").decode()
+    if endpoint.port != _DEFAULT_PORTS[endpoint.scheme]:
+        host = f"{host}:{endpoint.port}"
+    lines = [
+        f"POST {endpoint.prefix}{path} HTTP/1.1",
+        f"Host: {host}",
+        "User-Agent: attestpolicy",
+        "Accept-Encoding: identity",
+        "Accept: application/json",
+        "Content-Type: application/json",
+    ]
+    if token is not None:
+        lines.append(f"Authorization: Bearer {token}")
+    return ("\r\n".join(lines) + "\r\nContent-Length: ").encode("ascii")
 
 
 def tls_context(ca_bundle: str | Path | None, endpoint: Endpoint) -> ssl.SSLContext | None:

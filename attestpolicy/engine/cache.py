@@ -43,7 +43,6 @@ from attestpolicy.engine._cache_entry import (
     revocation_targets,
     ttl_at,
 )
-from attestpolicy.engine._cache_key import decode_encoding
 
 __all__ = [
     "IMPL_ENV_VAR",
@@ -62,7 +61,7 @@ __all__ = [
 IMPL_ENV_VAR: Final = "ATTESTPOLICY_CACHE_IMPL"
 """Environment variable selecting the implementation: ``cython``, ``python`` or unset."""
 
-ABI_VERSION: Final = 3
+ABI_VERSION: Final = 4
 """Bumped on any change of key format or behaviour; the extension must report the same."""
 
 
@@ -264,11 +263,12 @@ class CacheImplementation(NamedTuple):
     name: str
     compute_key: Callable[[Mapping[str, Any], str], bytes]
     canonical_encoding: Callable[[Mapping[str, Any], str], bytes]
+    decode_encoding: Callable[[bytes], tuple[str, dict[str, Any]]]
     cache_class: type[PythonDecisionCache]
 
 
 _PYTHON: Final = CacheImplementation(
-    "python", _key.compute_key, _key.canonical_encoding, PythonDecisionCache
+    "python", _key.compute_key, _key.canonical_encoding, _key.decode_encoding, PythonDecisionCache
 )
 
 # Every JSON type, key sorting, hex and non-hex strings, big ints and "now" exclusion:
@@ -290,10 +290,16 @@ def load_implementation(name: str) -> CacheImplementation:
     if getattr(module, "ABI_VERSION", None) != ABI_VERSION:
         raise ImportError("attestpolicy.engine._cache_ext is stale: rebuild it")
     compiled = CacheImplementation(
-        "cython", module.compute_key, module.canonical_encoding, module.DecisionCache
+        "cython",
+        module.compute_key,
+        module.canonical_encoding,
+        module.decode_encoding,
+        module.DecisionCache,
     )
     expected = _key.canonical_encoding(_SELF_TEST_CLAIMS, "self-test")
-    if compiled.canonical_encoding(_SELF_TEST_CLAIMS, "self-test") != expected:
+    if compiled.canonical_encoding(_SELF_TEST_CLAIMS, "self-test") != expected or (
+        compiled.decode_encoding(expected) != _key.decode_encoding(expected)
+    ):
         raise ImportError("attestpolicy.engine._cache_ext disagrees with the twin: rebuild it")
     return compiled
 
@@ -334,6 +340,9 @@ compute_key: Final = _SELECTED.compute_key
 
 canonical_encoding: Final = _SELECTED.canonical_encoding
 """``canonical_encoding(claims, revision) -> bytes``: the bytes the key hashes."""
+
+decode_encoding: Final = _SELECTED.decode_encoding
+"""``decode_encoding(encoding) -> (revision, claims)``: the encoding read back."""
 
 
 def cache_implementation() -> str:

@@ -1,9 +1,11 @@
 """The remote evaluator: ask an OPA server (or ``attestpolicy serve``) over its Data API.
 
 Each call is ``POST <url>/v1/data/attestpolicy/v1/decision?provenance=true`` with
-``{"input": <policy input>}``, sent over HTTP/1.1 with urllib3's connection class (one
-keep-alive connection per thread). Every failure becomes a fail-closed deny, never an
-exception:
+``{"input": <policy input>}`` over HTTP/1.1, one keep-alive connection per thread.
+urllib3's connection class opens it (TCP, TLS and their errors); the request is written
+in one ``sendall`` (its head is built once, at construction) and the answer is parsed by
+``http.client.HTTPResponse``, the standard library's parser. Every failure becomes a
+fail-closed deny, never an exception:
 
 - no ``result`` key in the answer: ``engine.undefined``;
 - a ``result`` that is not a well-formed decision: ``engine.error``;
@@ -28,7 +30,7 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from http.client import HTTPException
+from http.client import HTTPException, HTTPResponse
 from pathlib import Path
 from typing import Any, Final
 
@@ -50,6 +52,7 @@ from attestpolicy.engine._remote_options import (
     check_seconds,
     check_token,
     parse_url,
+    request_head,
     tls_context,
 )
 from attestpolicy.errors import EvaluatorError, PolicyError
@@ -63,6 +66,7 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 4 * 1024 * 1024
 _MAX_MESSAGE_CHARS: Final = 500
 _MAX_RETRIES: Final = 10
 _READ_CHUNK_BYTES: Final = 64 * 1024
+_ENCODER: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def _short(text: str) -> str:
@@ -172,11 +176,12 @@ class RemoteEvaluator:
             raise RemoteConfigError(f"retries must be between 0 and {_MAX_RETRIES}")
         self._retries = retries
         self._tls = tls_context(ca_bundle, self._endpoint)
-        self._target = f"{self._endpoint.prefix}/v1/data/{DECISION_PATH}?provenance=true"
-        self._headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        checked_token = check_token(token, self._endpoint)
-        if checked_token is not None:
-            self._headers["Authorization"] = f"Bearer {checked_token}"
+        # Everything before the Content-Length value, the same for every request.
+        self._head = request_head(
+            self._endpoint,
+            f"/v1/data/{DECISION_PATH}?provenance=true",
+            check_token(token, self._endpoint),
+        )
         self._base_revision = f"remote:{self._endpoint.url}"
         self._revision = self._base_revision  # + the bundle revisions of the latest answer
         # An HTTP/1.1 connection carries one exchange at a time: one per thread.
@@ -240,9 +245,7 @@ class RemoteEvaluator:
         if self._closed:
             raise self._fail("the remote evaluator is closed")
         try:
-            request = json.dumps(
-                {"input": policy_input}, allow_nan=False, separators=(",", ":")
-            ).encode()
+            request = _ENCODER.encode({"input": policy_input}).encode()
         except (TypeError, ValueError) as exc:
             raise self._fail(
                 f"request to OPA at {self.url} failed: the input is not JSON: {exc}"
@@ -300,7 +303,7 @@ class RemoteEvaluator:
     def _connect(self, exchange: Exchange) -> socket.socket:
         """The thread's connection if the server kept it open, else a new one: its socket."""
         connection = exchange.connection
-        if not connection.is_connected:
+        if not connection.is_connected:  # never opened, or closed (or written to) by the server
             connection.close()
             attempts_left = self._retries
             while True:
@@ -313,48 +316,65 @@ class RemoteEvaluator:
                     if attempts_left == 0:
                         raise
                     attempts_left -= 1
-        exchange.sock, exchange.connected = connection.sock, True
-        return connection.sock
+        sock: socket.socket = connection.sock
+        exchange.sock, exchange.connected = sock, True
+        return sock
 
     def _send(
         self, exchange: Exchange, sock: socket.socket, request: bytes
     ) -> tuple[int, str, bytes]:
-        connection = exchange.connection
-        connection.timeout = exchange.timeout(self._read_timeout)
-        connection.request(
-            "POST",
-            self._target,
-            body=request,
-            headers=self._headers,
-            preload_content=False,
-            decode_content=False,
-        )
-        connection.timeout = exchange.timeout(self._read_timeout)
-        response = connection.getresponse()
-        status, reason = response.status, response.reason or ""
-        if 300 <= status < 400:
-            raise self._fail(
-                f"OPA at {self.url} answered with a redirect (HTTP {status}); not followed"
-            )
-        encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+        """One request on ``sock``, in one write; its answer parsed by http.client."""
+        sock.settimeout(exchange.timeout(self._read_timeout))
+        sock.sendall(b"%s%d\r\n\r\n%s" % (self._head, len(request), request))
+        response = HTTPResponse(sock, method="POST")
+        try:
+            sock.settimeout(exchange.timeout(self._read_timeout))
+            response.begin()
+            status, reason = response.status, response.reason or ""
+            if 300 <= status < 400:
+                raise self._fail(
+                    f"OPA at {self.url} answered with a redirect (HTTP {status}); not followed"
+                )
+            payload = self._read_body(exchange, sock, response)
+        finally:
+            response.close()  # its file object; the socket stays open
+        if response.will_close:
+            exchange.connection.close()
+        return status, reason, payload
+
+    def _read_body(self, exchange: Exchange, sock: socket.socket, response: HTTPResponse) -> bytes:
+        """The whole body, under the size cap; raise for anything that is not plain bytes."""
+        headers = response.headers
+        encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
         if encoding != "identity":
             raise self._fail(f"OPA at {self.url} sent a body with Content-Encoding {encoding!r}")
+        transfer = headers.get_all("Transfer-Encoding") or []
+        lengths = headers.get_all("Content-Length") or []
+        if transfer and ([t.strip().lower() for t in transfer] != ["chunked"] or lengths):
+            # Another coding, or two framings: where the body ends is ambiguous
+            # (RFC 9112, section 6.3), and a coded body would defeat the size cap.
+            raise self._fail(
+                f"OPA at {self.url} sent Transfer-Encoding {', '.join(transfer)!r}"
+                + (" with a Content-Length" if lengths else "")
+            )
+        if len({value.strip() for value in lengths}) > 1:
+            raise self._fail(f"OPA at {self.url} sent conflicting Content-Length headers")
         cap = self._max_response_bytes
-        announced = response.length_remaining
-        if announced is not None and announced > cap:
-            raise self._too_large(f"announced {announced} bytes")
-        payload = bytearray()
-        while not response.closed:  # http.client closes it once the body is complete
+        announced = response.length
+        if announced is not None:  # Content-Length: one read (short is IncompleteRead)
+            if announced > cap:
+                raise self._too_large(f"announced {announced} bytes")
+            sock.settimeout(exchange.timeout(self._read_timeout))
+            return response.read()
+        payload = bytearray()  # chunked, or until the server closes: piece by piece
+        while True:
             sock.settimeout(exchange.timeout(self._read_timeout))
             chunk = response.read1(_READ_CHUNK_BYTES)
             if not chunk:
-                break
+                return bytes(payload)
             if len(payload) + len(chunk) > cap:
                 raise self._too_large(f"sent more than {cap} bytes")
             payload += chunk
-        if not response.closed:  # where the body ended is unknown: don't reuse the connection
-            connection.close()
-        return status, reason, bytes(payload)
 
     def _too_large(self, what: str) -> EvaluatorError:
         return self._fail(

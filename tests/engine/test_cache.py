@@ -1720,10 +1720,18 @@ def test_the_extension_is_built_and_selected() -> None:
             ABI_VERSION=cache_module.ABI_VERSION,
             compute_key=lambda c, r: b"",
             canonical_encoding=lambda c, r: b"wrong",
+            decode_encoding=lambda e: ("", {}),
+            DecisionCache=PythonDecisionCache,
+        ),
+        types.SimpleNamespace(  # encodes right, reads back wrong
+            ABI_VERSION=cache_module.ABI_VERSION,
+            compute_key=cache_module.compute_key,
+            canonical_encoding=cache_module.canonical_encoding,
+            decode_encoding=lambda e: ("self-test", {}),
             DecisionCache=PythonDecisionCache,
         ),
     ],
-    ids=["stale-abi", "disagreeing"],
+    ids=["stale-abi", "disagreeing", "misreading"],
 )
 def test_a_stale_or_wrong_extension_is_refused(
     monkeypatch: pytest.MonkeyPatch, fake: types.SimpleNamespace
@@ -1862,3 +1870,27 @@ def test_max_age_bounds_the_wall_clock_life_of_an_entry(impl: CacheImplementatio
 def test_max_age_is_checked(impl: CacheImplementation, value: Any, error: type[Exception]) -> None:
     with pytest.raises(error, match="max_age_seconds"):
         impl.cache_class(max_age_seconds=value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(claims=st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+def test_the_encoding_reads_back_exactly_in_both(claims: dict[str, Any]) -> None:
+    """decode_encoding gives back exactly what was encoded (types, -0.0, big integers),
+    without the top-level "now": the PDP decides a miss on this copy."""
+    implementations = both()
+    encoding = implementations[0].canonical_encoding(claims, REV)
+    expected = {name: value for name, value in claims.items() if name != "now"}
+    for implementation in implementations:
+        revision, decoded = implementation.decode_encoding(encoding)
+        assert revision == REV
+        assert strictly_equal(decoded, expected)
+
+
+@pytest.mark.parametrize("cut", [1, 9, 40])
+def test_a_damaged_encoding_is_refused_in_both(cut: int) -> None:
+    implementations = both()
+    encoding = implementations[0].canonical_encoding(realistic(), REV)
+    for implementation in implementations:
+        for damaged in (encoding[:-cut], encoding + b"\x00" * cut, b"x" + encoding[1:]):
+            with pytest.raises(ValueError, match="not a canonical encoding"):
+                implementation.decode_encoding(damaged)
