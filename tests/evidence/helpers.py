@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._validity import collect_validity
 
 TEST_ASSETS = Path(__file__).resolve().parents[1] / "assets"
 """tests/assets: the real vectors (see its SOURCES file)."""
@@ -63,6 +64,22 @@ def expect(code: str, field: str | None = None) -> Iterator[pytest.ExceptionInfo
     assert info.value.code == code, (info.value.code, info.value.message)
     if field is not None:
         assert info.value.field == field, (info.value.field, info.value.message)
+
+
+def assert_valid_until(
+    verify_at: Callable[[datetime], object],
+    now: datetime,
+    expected: datetime,
+    code: str = "evidence.expired",
+) -> None:
+    """``verify_at(now)`` reports ``expected`` as the instant its result stops holding, and
+    that bound is exact: the verification still passes, unchanged, a microsecond before it
+    and fails with ``code`` a second after it (certificates are valid *at* ``notAfter``)."""
+    with collect_validity() as validity:
+        result = verify_at(now)
+    assert validity.until == expected
+    assert verify_at(expected - timedelta(microseconds=1)) == result
+    expect_error(code, lambda: verify_at(expected + timedelta(seconds=1)))
 
 
 # --- encodings -------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from attestpolicy.evidence._common import Code, fail
 from attestpolicy.evidence._crypto.x509 import pydantic_check
+from attestpolicy.evidence._validity import valid_until
 
 __all__ = ["Asn1Certificate", "asn1_certificate", "checked_asn1_pem", "verify_pinned_chain"]
 
@@ -107,6 +108,7 @@ def verify_pinned_chain(
             fail(
                 Code.EXPIRED, field, f"a certificate of the chain is not valid at {now.isoformat()}"
             )
+        valid_until(validity["not_after"].native)
     return path
 
 

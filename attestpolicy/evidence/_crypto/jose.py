@@ -29,6 +29,7 @@ from attestpolicy.evidence._common import (
     fail,
     load_json_object,
 )
+from attestpolicy.evidence._validity import valid_until
 
 MAX_TOKEN_CHARS: Final = 16 * 1024
 """Largest accepted compact JWS, in characters."""
@@ -289,6 +290,7 @@ def check_lifetime(
         fail(Code.EXPIRED, f"{field}.nbf", f"token not valid before {not_before.isoformat()}")
     if issued_at is not None and now + leeway < issued_at:
         fail(Code.EXPIRED, f"{field}.iat", f"token issued in the future ({issued_at.isoformat()})")
+    valid_until(expires_at + leeway)
     return Lifetime(issued_at=issued_at, expires_at=expires_at)
 
 

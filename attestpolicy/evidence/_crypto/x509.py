@@ -41,12 +41,14 @@ from cryptography.x509.verification import (
 from attestpolicy._keys import PublicKey, UnsupportedKeyError, load_public_key
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import Code, fail, sha256_digest
+from attestpolicy.evidence._validity import valid_until
 
 __all__ = [
     "SigningProfile",
     "certificate_from_der",
     "certificate_from_pem",
     "certificates_from_pem_bundle",
+    "chain_valid_until",
     "check_validity",
     "checked_certificate_pem",
     "checked_public_key_pem",
@@ -188,7 +190,8 @@ def signature_ok(key: PublicKey, signature: bytes, data: bytes) -> bool:
 
 
 def check_validity(cert: x509.Certificate, now: datetime, *, field: str) -> None:
-    """Raise ``evidence.expired`` unless ``now`` is inside the certificate's validity."""
+    """Raise ``evidence.expired`` unless ``now`` is inside the certificate's validity
+    (reported to :func:`~attestpolicy.evidence._validity.valid_until`)."""
     if now < cert.not_valid_before_utc:
         fail(
             Code.EXPIRED,
@@ -197,6 +200,12 @@ def check_validity(cert: x509.Certificate, now: datetime, *, field: str) -> None
         )
     if now > cert.not_valid_after_utc:
         fail(Code.EXPIRED, field, f"certificate expired at {cert.not_valid_after_utc.isoformat()}")
+    valid_until(cert.not_valid_after_utc)
+
+
+def chain_valid_until(chain: Sequence[x509.Certificate]) -> None:
+    """Report a chain validated at ``now``: it holds until its first ``notAfter``."""
+    valid_until(min(cert.not_valid_after_utc for cert in chain))
 
 
 # (CA policy, end-entity policy) of the two chain profiles (see the module doc)
@@ -262,7 +271,8 @@ def verify_chain(
     now: datetime,
     field: str,
 ) -> list[x509.Certificate]:
-    """Validate a node evidence ``leaf`` up to one of ``roots`` at ``now``; return the chain.
+    """Validate a node evidence ``leaf`` up to one of ``roots`` at ``now``; return the chain
+    (reported to :func:`chain_valid_until`).
 
     Raises ``evidence.expired`` when the chain only fails because ``now`` is outside a
     certificate's validity window, ``evidence.untrusted`` for every other failure.
@@ -271,11 +281,14 @@ def verify_chain(
         fail(Code.UNTRUSTED, field, "no trusted root certificates are configured")
     _check_leaf(leaf, field)
     try:
-        return _build(leaf, intermediates, roots, now, _NODE_POLICIES)
+        chain = _build(leaf, intermediates, roots, now, _NODE_POLICIES)
     except VerificationError as exc:
         reason = str(exc)
     except ValueError as exc:
         fail(Code.MALFORMED, field, f"certificate chain cannot be processed: {exc}")
+    else:
+        chain_valid_until(chain)
+        return chain
     for when in (leaf.not_valid_before_utc, leaf.not_valid_after_utc):
         try:
             _build(leaf, intermediates, roots, when, _NODE_POLICIES)

@@ -71,6 +71,7 @@ from attestpolicy.evidence._crypto.fulcio import match_identity
 from attestpolicy.evidence._crypto.x509 import (
     SigningProfile,
     certificates_from_pem_bundle,
+    chain_valid_until,
     fingerprint,
     load_pem_certificates,
     signature_ok,
@@ -417,9 +418,11 @@ def _verify_chain(
         )
     try:
         profile: SigningProfile = "private_pki" if pki else "sigstore"
-        verify_code_signing_chain(leaf, intermediates, roots, at=at, profile=profile)
+        chain = verify_code_signing_chain(leaf, intermediates, roots, at=at, profile=profile)
     except ValueError as exc:
         fail(Code.UNTRUSTED, field, str(exc))
+    if pki:  # checked at now (a Fulcio chain is checked at the fixed signing time)
+        chain_valid_until(chain)
 
 
 def _certificates(signature: CosignSignature) -> tuple[x509.Certificate, list[x509.Certificate]]:

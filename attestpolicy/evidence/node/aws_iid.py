@@ -38,6 +38,7 @@ from attestpolicy.evidence._common import (
     require_utc,
 )
 from attestpolicy.evidence._crypto.x509 import load_pem_certificates
+from attestpolicy.evidence._validity import valid_until
 from attestpolicy.evidence.node._aws_signatures import (
     MAX_PKCS7_BYTES,
     Form,
@@ -284,6 +285,7 @@ def _result(
                 "document",
                 f"document older than {trust.max_age_seconds} s (issued {issued_at.isoformat()})",
             )
+        valid_until(expires_at + skew)
     node = Node(
         kind="aws_iid",
         id=facts.instance_id,

@@ -48,6 +48,7 @@ from attestpolicy.evidence._common import (
     require_utc,
 )
 from attestpolicy.evidence._crypto.x509 import fingerprint
+from attestpolicy.evidence._validity import valid_until
 
 __all__ = [
     "IN_TOTO_PAYLOAD_TYPE",
@@ -317,6 +318,8 @@ def verify_dsse(evidence: DsseEvidence, trust: DsseTrust, *, now: datetime) -> V
             if (key.not_before and now < key.not_before) or (key.not_after and now > key.not_after):
                 expired = True
                 continue
+            if key.not_after:
+                valid_until(key.not_after)
             verified[key.fingerprint] = key.name
     if len(verified) >= trust.threshold:
         return VerifiedDsse(envelope.payload_type, payload, tuple(verified.values()))

@@ -25,6 +25,7 @@ from pydantic import Field, StrictBool, StrictStr
 from attestpolicy._model import FrozenModel
 from attestpolicy.claims import Digest, Runtime
 from attestpolicy.evidence._common import Code, EvidenceSection, fail, require_utc
+from attestpolicy.evidence._validity import valid_until
 from attestpolicy.evidence.workload.psat import PsatResult
 
 __all__ = [
@@ -88,6 +89,7 @@ def verify_workload_attestor(
         fail(Code.UNTRUSTED, "psat", "the PSAT runtime is not verified")
     if now >= bound.expires_at:
         fail(Code.EXPIRED, "psat", f"the PSAT expired at {bound.expires_at.isoformat()}")
+    valid_until(bound.expires_at)
     pairs = [
         ("namespace", evidence.namespace, bound.namespace),
         ("service_account", evidence.service_account, bound.service_account),

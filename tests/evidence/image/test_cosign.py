@@ -21,6 +21,7 @@ from evidence.helpers import (
     CA_USAGE,
     SIGNING_USAGE,
     TEST_ASSETS,
+    assert_valid_until,
     cert_pem,
     ec_key,
     expect,
@@ -34,6 +35,7 @@ from pydantic import ValidationError
 
 from attestpolicy.claims import Image, ImageSignature
 from attestpolicy.errors import EvidenceError
+from attestpolicy.evidence._validity import collect_validity
 from attestpolicy.evidence.image._reference import InvalidReference, parse_reference
 from attestpolicy.evidence.image.cosign import (
     CERTIFICATE_ANNOTATION,
@@ -219,6 +221,21 @@ def test_fulcio_signature_verifies_at_the_rekor_time() -> None:
     assert result.signature.issuer == GITHUB_OAUTH
     assert result.signature.key_id is None
     assert result.digest == DIGEST_REKOR
+
+
+def test_key_and_fulcio_signatures_hold_at_any_later_now() -> None:
+    """Checked at the fixed signing time (Fulcio) or not against time at all (a key): no
+    upper bound depends on now."""
+    for evidence, trust in (
+        (fixture_evidence("dir-img-cosign-fulcio-rekor-valid", FULCIO_REF), fulcio_trust()),
+        (
+            fixture_evidence("dir-img-cosign-valid", f"{SINGLE_SAMPLE}@{DIGEST_VALID}"),
+            key_trust("cosign.pub"),
+        ),
+    ):
+        with collect_validity() as validity:
+            verify_cosign_signature(evidence, trust, now=NOW)
+        assert validity.until is None
 
 
 @pytest.mark.parametrize(
@@ -806,6 +823,15 @@ def test_pki_signature_verifies_at_now() -> None:
     assert result.signature.issuer == "CN=Test Intermediate"
     both = pki_trust("signer@example.com", "BUILD.example.com")
     assert verify_cosign_signature(pki_evidence(key, leaf), both, now=NOW).signature.verified
+
+
+def test_pki_signature_holds_until_the_leaf_expires() -> None:
+    key, leaf = pki_leaf()
+    assert_valid_until(
+        lambda now: verify_cosign_signature(pki_evidence(key, leaf), pki_trust(), now=now),
+        NOW,
+        leaf.not_valid_after_utc,
+    )
 
 
 def test_pki_certificate_expired_at_now() -> None:

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from attestpolicy.claims import Image, ImageSignature
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._crypto.fulcio import fulcio_extensions
+from attestpolicy.evidence._validity import collect_validity
 from attestpolicy.evidence.image.sigstore_bundle import (
     COSIGN_SIGN_PREDICATE_TYPE,
     SigstoreBundleEvidence,
@@ -102,6 +103,17 @@ def test_github_actions_wheel_verifies_with_production_root() -> None:
     claim = result.image_signature()
     assert claim.verified
     assert (claim.issuer, claim.subject, claim.key_id) == (GITHUB_ISSUER, RFC8785_WORKFLOW, None)
+
+
+def test_a_bundle_is_checked_at_its_signing_time_with_no_bound_on_now() -> None:
+    with collect_validity() as validity:
+        verify_sigstore_bundle(
+            evidence("bundle_v3_github.whl.sigstore"),
+            trust("production", (RFC8785_WORKFLOW, GITHUB_ISSUER)),
+            now=NOW,
+            artifact=artifact("bundle_v3_github.whl"),
+        )
+    assert validity.until is None
 
 
 def test_github_actions_wheel_verifies_by_digest_alone() -> None:

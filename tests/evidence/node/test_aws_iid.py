@@ -15,7 +15,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.serialization import pkcs7
-from evidence.helpers import TEST_ASSETS, cert_pem, dn, issue, raised, rsa_key
+from evidence.helpers import (
+    TEST_ASSETS,
+    assert_valid_until,
+    cert_pem,
+    dn,
+    issue,
+    raised,
+    rsa_key,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -234,6 +242,22 @@ def test_account_allowlist_and_max_age() -> None:
     )
     skewed = aged.model_copy(update={"clock_skew_seconds": 120})
     assert verify(skewed, signed - timedelta(minutes=1), pkcs7=RSA2048_PKCS7).node.verified
+
+
+def test_a_verification_holds_until_the_document_is_too_old() -> None:
+    trust = AwsIidTrust.model_validate(
+        {
+            "regions": {"ap-southeast-2": region_certs()},
+            "max_age_seconds": 600,
+            "clock_skew_seconds": 30,
+        }
+    )
+    signed = datetime(2026, 2, 16, 0, 38, 28, tzinfo=UTC)
+    assert_valid_until(
+        lambda now: verify(trust, now, pkcs7=RSA2048_PKCS7),
+        signed + timedelta(minutes=1),
+        signed + timedelta(seconds=630),
+    )
 
 
 # --- synthetic: keys and certificates made at test time ----------------------------

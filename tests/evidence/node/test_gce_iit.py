@@ -12,6 +12,7 @@ import jwt
 import pytest
 from evidence.helpers import (
     TEST_ASSETS,
+    assert_valid_until,
     jwk_of,
     raised,
     rsa_key,
@@ -54,6 +55,15 @@ def test_gce_token_verifies_at_pinned_time() -> None:
     assert node.issued_at == datetime(2025, 2, 12, 1, 46, 31, tzinfo=UTC)
     assert node.expires_at == datetime(2025, 2, 12, 2, 46, 31, tzinfo=UTC)
     assert node.measurements == {}
+
+
+def test_gce_token_verification_holds_until_exp_plus_the_leeway() -> None:
+    trust = gce_trust(clock_skew_seconds=60)
+    assert_valid_until(
+        lambda now: verify_gce_iit(GceIitEvidence(token=GCE_TOKEN), trust, now=now),
+        GCE_NOW,
+        datetime(2025, 2, 12, 2, 47, 31, tzinfo=UTC),  # exp 02:46:31, and 60 s
+    )
 
 
 def test_gce_token_expired_at_real_time() -> None:

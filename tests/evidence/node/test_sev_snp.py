@@ -15,11 +15,20 @@ from functools import cache
 from typing import Any
 
 import pytest
+from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from evidence.helpers import TEST_ASSETS, b64, cert_pem, der_to_pem, expect_error, issue
+from evidence.helpers import (
+    TEST_ASSETS,
+    assert_valid_until,
+    b64,
+    cert_pem,
+    der_to_pem,
+    expect_error,
+    issue,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -137,6 +146,16 @@ def test_vcek_outside_its_validity_is_expired(now: datetime) -> None:
         "evidence.expired",
         lambda: verify(snp_evidence(), milan_trust(allow_debug=True), now=now),
         "vcek.chain",
+    )
+
+
+def test_the_report_verification_holds_until_the_vcek_expires() -> None:
+    # asn1crypto: the VCEK's serial number is negative, which cryptography deprecates
+    vcek = asn1_x509.Certificate.load((ASSETS / "go-sev-guest_vcek.testcer").read_bytes())
+    assert_valid_until(
+        lambda now: verify(snp_evidence(), milan_trust(allow_debug=True), now=now),
+        NOW,
+        vcek["tbs_certificate"]["validity"]["not_after"].native,
     )
 
 

@@ -14,7 +14,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from evidence.helpers import TEST_ASSETS, b64, cert_pem, expect_error, issue, key_usage
+from evidence.helpers import (
+    TEST_ASSETS,
+    assert_valid_until,
+    b64,
+    cert_pem,
+    expect_error,
+    issue,
+    key_usage,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -120,6 +128,13 @@ def test_wrong_nonce_is_rejected() -> None:
 )
 def test_pck_certificate_outside_validity_is_expired(name: str, now: datetime) -> None:
     expect_error("evidence.expired", lambda: verify(quote_bytes(name), now=now), "quote.pck_chain")
+
+
+@pytest.mark.parametrize("name", [SPR, COS])
+def test_the_quote_verification_holds_until_the_pck_certificate_expires(name: str) -> None:
+    raw = quote_bytes(name)
+    leaf = x509.load_pem_x509_certificate(raw[raw.index(b"-----BEGIN CERTIFICATE-----") :])
+    assert_valid_until(lambda now: verify(raw, now=now), NOW, leaf.not_valid_after_utc)
 
 
 def test_quote_against_another_root_is_untrusted() -> None:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from evidence.helpers import (
     CA_USAGE,
     TEST_ASSETS,
+    assert_valid_until,
     b64,
     cert_pem,
     expect_error,
@@ -223,14 +224,29 @@ def test_gce_attestation_verifies_for_three_banks(name: str) -> None:
     assert len(node.measurements) == 72
 
 
-def gce_ak_key() -> rsa.RSAPublicKey:
-    """The AK certificate's key, cut out of the protobuf by hand: field 6 (tag 0x32),
-    length 1340 (varint bc 0a), then the DER certificate."""
+def gce_ak_certificate() -> x509.Certificate:
+    """The AK certificate, cut out of the protobuf by hand: field 6 (tag 0x32), length 1340
+    (varint bc 0a), then the DER certificate."""
     raw = (ASSETS / "gce-cos-85-no-nonce.pb").read_bytes()
     start = raw.index(b"\x32\xbc\x0a\x30\x82\x05\x38") + 3
-    public_key = x509.load_der_x509_certificate(raw[start : start + 1340]).public_key()
+    return x509.load_der_x509_certificate(raw[start : start + 1340])
+
+
+def gce_ak_key() -> rsa.RSAPublicKey:
+    public_key = gce_ak_certificate().public_key()
     assert isinstance(public_key, rsa.RSAPublicKey)
     return public_key
+
+
+def test_gce_verification_holds_until_the_ak_certificate_expires() -> None:
+    """The AK certificate (2051) expires before its CAs (2118 and later)."""
+    assert_valid_until(
+        lambda now: verify(
+            gce_evidence("gce-cos-85-nonce9009.pb"), gce_trust(), now=now, nonce=b"\x90\x09"
+        ),
+        NOW,
+        gce_ak_certificate().not_valid_after_utc,
+    )
 
 
 def test_gce_node_id_is_the_ak_certificate_key_fingerprint() -> None:

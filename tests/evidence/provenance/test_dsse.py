@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa, utils
-from evidence.helpers import TEST_ASSETS, b64, expect_error, public_key_pem
+from evidence.helpers import TEST_ASSETS, assert_valid_until, b64, expect_error, public_key_pem
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -449,6 +449,16 @@ def test_key_inside_its_validity_window_verifies() -> None:
         "ecdsa-p256-sha256", not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=1)
     )
     assert verify_dsse(evidence, trust(key), now=NOW).payload == PAYLOAD
+
+
+def test_a_verification_holds_until_the_first_signing_key_expires() -> None:
+    soon, later = NOW + timedelta(hours=1), NOW + timedelta(days=1)
+    keys = trust(
+        trusted("ed25519", seed=0, not_after=later),
+        trusted("ed25519", seed=1, not_after=soon),
+        threshold=2,
+    )
+    assert_valid_until(lambda now: verify_dsse(_two_signers(0, 1), keys, now=now), NOW, soon)
 
 
 def test_naive_now_is_a_caller_bug() -> None:

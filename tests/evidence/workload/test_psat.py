@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from evidence.helpers import (
     TEST_ASSETS,
+    assert_valid_until,
     b64url,
     ec_key,
     jwk_of,
@@ -117,6 +118,14 @@ def test_eks_psat_verifies_at_pinned_time() -> None:
     assert result.node.kind == "k8s_psat"
     assert result.node.id == "ip-10-15-179-190.eu-west-1.compute.internal"
     assert result.node.nonce_verified is False
+
+
+def test_eks_psat_verification_holds_until_exp() -> None:
+    assert_valid_until(
+        lambda now: verify_psat(PsatEvidence(token=EKS_TOKEN), eks_trust(), now=now),
+        EKS_NOW,
+        datetime.fromtimestamp(1764056278, UTC),
+    )
 
 
 def test_eks_psat_expired_at_real_time() -> None:

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from evidence.helpers import (
     TEST_ASSETS,
+    assert_valid_until,
     cert_pem,
     dn,
     ec_key,
@@ -93,6 +94,17 @@ def test_spire_svid_verifies_at_pinned_time() -> None:
     assert result.runtime.verified is True
     # the CA expires first (01:34:55), before the leaf (01:36:56)
     assert result.runtime.expires_at == datetime(2018, 2, 10, 1, 34, 55, tzinfo=UTC)
+
+
+def test_spire_svid_verification_holds_until_the_ca_expires() -> None:
+    assert_valid_until(
+        lambda now: x509_verify(
+            bundle(example_org=asset("spire_ca.pem")), now, chain=asset("spire_svid.pem")
+        ),
+        SPIRE_NOW,
+        datetime(2018, 2, 10, 1, 34, 55, tzinfo=UTC),
+        code="evidence.untrusted",  # the trusted CA, not in the chain, is what expires
+    )
 
 
 def test_spire_svid_expired_at_real_time() -> None:
@@ -484,6 +496,13 @@ def test_jwt_svid_verifies() -> None:
     assert jwt_verify(
         jwt_svid(private=rsa_key(), alg="PS256", headers={"kid": "r1"})
     ).runtime.verified
+
+
+def test_jwt_svid_verification_holds_until_exp_plus_the_leeway() -> None:
+    trust = jwt_trust(clock_skew_seconds=20)
+    assert_valid_until(
+        lambda now: jwt_verify(jwt_svid(), trust, now), NOW, NOW + timedelta(minutes=5, seconds=20)
+    )
 
 
 def test_jwt_svid_audience_and_expiry() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from evidence.helpers import TEST_ASSETS
+from evidence.helpers import TEST_ASSETS, assert_valid_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -111,6 +111,11 @@ def test_mismatched_facts_are_not_bound(change: dict[str, Any], field: str) -> N
     with pytest.raises(EvidenceError) as info:
         attest(facts, PSAT)
     assert (info.value.code, info.value.field) == ("evidence.identity_mismatch", field)
+
+
+def test_the_binding_holds_until_the_psat_expires() -> None:
+    assert PSAT.runtime.expires_at is not None
+    assert_valid_until(lambda now: attest(FACTS, PSAT, now=now), EKS_NOW, PSAT.runtime.expires_at)
 
 
 def test_expired_psat_does_not_bind() -> None:
