@@ -5,6 +5,11 @@ verification is recorded honestly as ``verified: false`` (so the policy denies w
 the matching reason code) and its error is kept as a *problem*; only a failure to
 establish the subject's SPIFFE ID (no verified SVID) stops verification, since
 without it there is no claim set at all.
+
+A fully verified document is remembered in a :class:`VerifiedEvidenceCache` (see
+:mod:`attestpolicy.evidence._verified_cache`): verifying it again under the same trust
+revision, nonce and nonce audience, at a ``now`` inside its validity window, is a lookup.
+A trust configuration given as a mapping is parsed once per revision.
 """
 
 from __future__ import annotations
@@ -27,6 +32,9 @@ from attestpolicy.claims import (
 )
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import Code, fail, fail_no_trust
+from attestpolicy.evidence._fingerprint import document_digest, resolve_trust, trust_revision
+from attestpolicy.evidence._validity import collect_validity
+from attestpolicy.evidence._verified_cache import CacheStats, VerifiedEvidenceCache
 from attestpolicy.evidence.document import (
     EvidenceDocument,
     ImageSection,
@@ -36,8 +44,8 @@ from attestpolicy.evidence.document import (
     RuntimeSection,
     RuntimeTrust,
     TrustConfig,
+    load_evidence_document,
     parse_evidence_document,
-    parse_trust_config,
 )
 from attestpolicy.evidence.image.cosign import verify_cosign_signature
 from attestpolicy.evidence.image.sigstore_bundle import ImageSignatureResult, verify_sigstore_image
@@ -47,7 +55,15 @@ from attestpolicy.evidence.workload.psat import verify_psat
 from attestpolicy.evidence.workload.spiffe import SvidResult, verify_jwt_svid, verify_x509_svid
 from attestpolicy.evidence.workload.workload_attestor import verify_workload_attestor
 
-__all__ = ["EvidenceReport", "verify_evidence", "verify_evidence_report"]
+__all__ = [
+    "CacheStats",
+    "EvidenceReport",
+    "VerifiedEvidenceCache",
+    "set_verified_evidence_cache",
+    "verified_evidence_cache",
+    "verify_evidence",
+    "verify_evidence_report",
+]
 
 _PINNED: Final = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
@@ -243,27 +259,84 @@ class _Verification:
             )
 
 
+_default_cache: VerifiedEvidenceCache | None = VerifiedEvidenceCache()
+
+
+def verified_evidence_cache() -> VerifiedEvidenceCache | None:
+    """The cache ``verify_evidence_report`` uses by default (None: caching is off)."""
+    return _default_cache
+
+
+def set_verified_evidence_cache(
+    cache: VerifiedEvidenceCache | None,
+) -> VerifiedEvidenceCache | None:
+    """Replace the default cache (None turns default caching off); return the previous one."""
+    global _default_cache
+    if cache is not None and not isinstance(cache, VerifiedEvidenceCache):
+        raise TypeError("cache must be a VerifiedEvidenceCache or None")
+    previous, _default_cache = _default_cache, cache
+    return previous
+
+
+def _cache_key(
+    document: object, revision: bytes | None, nonce: object, nonce_audience: object
+) -> tuple[bytes, bytes, bytes | None, str | None] | None:
+    """Everything the result depends on besides ``now``; None when some part has no digest."""
+    if revision is None or not (nonce is None or type(nonce) is bytes):
+        return None
+    if not (nonce_audience is None or type(nonce_audience) is str):
+        return None
+    digest = document_digest(document)
+    return None if digest is None else (digest, revision, nonce, nonce_audience)
+
+
 def verify_evidence_report(
-    document: EvidenceDocument | Mapping[str, Any],
+    document: EvidenceDocument | Mapping[str, Any] | bytes,
     trust: TrustConfig | Mapping[str, Any],
     now: datetime | str | None = None,
     *,
     nonce: bytes | None = None,
     nonce_audience: str | None = None,
+    cache: VerifiedEvidenceCache | bool = True,
 ) -> EvidenceReport:
     """Verify every section of ``document`` against ``trust`` at ``now``.
 
-    ``nonce`` is the freshness challenge the caller issued (TPM, SEV-SNP, TDX);
-    ``nonce_audience`` the per-request audience for identity tokens. Both come from
-    the caller, never from the document. Raises EvidenceError only when the document
-    is malformed or the subject's SVID does not verify, and ConfigError when ``trust``
-    is invalid; every other failure is a ``verified: false`` claim plus a problem in
-    the report (as are runtime facts that no PSAT binds).
+    ``document`` is a parsed document, a mapping or JSON bytes. ``nonce`` is the
+    freshness challenge the caller issued (TPM, SEV-SNP, TDX); ``nonce_audience`` the
+    per-request audience for identity tokens. Both come from the caller, never from the
+    document. Raises EvidenceError only when the document is malformed or the subject's
+    SVID does not verify, and ConfigError when ``trust`` is invalid; every other failure
+    is a ``verified: false`` claim plus a problem in the report (as are runtime facts that
+    no PSAT binds).
+
+    ``cache``: True uses the default cache (:func:`verified_evidence_cache`), False none,
+    or give a :class:`VerifiedEvidenceCache`. Only fully verified reports (no problem) are
+    cached, and served only at a ``now`` inside the window their material is valid for.
     """
-    parsed = parse_evidence_document(document)
-    anchors = parse_trust_config(trust)
     moment = datetime.now(UTC) if now is None else parse_timestamp(now)
-    run = _Verification(Challenge(now=moment, nonce=nonce, nonce_audience=nonce_audience))
+    revision = trust_revision(trust)
+    store = (_default_cache if cache else None) if isinstance(cache, bool) else cache
+    key = _cache_key(document, revision, nonce, nonce_audience) if store is not None else None
+    if key is not None and store is not None:
+        cached = store.get(key, moment)
+        if cached is not None:
+            return EvidenceReport(claims=cached, problems=())
+    parsed = (
+        load_evidence_document(document)
+        if isinstance(document, bytes)
+        else parse_evidence_document(document)
+    )
+    anchors = resolve_trust(trust, revision)
+    with collect_validity() as validity:
+        report = _verify(parsed, anchors, Challenge(moment, nonce, nonce_audience))
+    if key is not None and store is not None and not report.problems:
+        store.put(key, report.claims, verified_at=moment, valid_until=validity.until)
+    return report
+
+
+def _verify(parsed: EvidenceDocument, anchors: TrustConfig, challenge: Challenge) -> EvidenceReport:
+    run = _Verification(challenge)
+    moment = challenge.now
     svid = run.identity(parsed.runtime, anchors.runtime)
     image = run.image(parsed.image, anchors.image) if parsed.image else None
     provenance = (
@@ -286,14 +359,15 @@ def verify_evidence_report(
 
 
 def verify_evidence(
-    document: EvidenceDocument | Mapping[str, Any],
+    document: EvidenceDocument | Mapping[str, Any] | bytes,
     trust: TrustConfig | Mapping[str, Any],
     now: datetime | str | None = None,
     *,
     nonce: bytes | None = None,
     nonce_audience: str | None = None,
+    cache: VerifiedEvidenceCache | bool = True,
 ) -> ClaimSet:
     """Verify an evidence document and return its ClaimSet (see verify_evidence_report)."""
     return verify_evidence_report(
-        document, trust, now, nonce=nonce, nonce_audience=nonce_audience
+        document, trust, now, nonce=nonce, nonce_audience=nonce_audience, cache=cache
     ).claims
