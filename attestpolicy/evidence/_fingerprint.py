@@ -40,55 +40,64 @@ _O = TypeVar("_O")
 _V = TypeVar("_V")
 
 
-def _text(value: str, out: list[bytes]) -> None:
-    data = value.encode("utf-8", "surrogatepass")
-    out.extend((b"s%d:" % len(data), data))
-
-
 def _encode(value: object, out: list[bytes], depth: int = 0) -> bool:
     """Append the canonical encoding of plain JSON data to ``out``; False for anything else.
 
     Injective: every value is tagged with its type and every string carries its length,
-    so one encoding is one value. Mapping keys are sorted. (Strings inside containers are
-    written inline: most nodes of a document are strings.)
+    so one encoding is one value. Mapping keys are sorted. (Strings are written inline,
+    without a call per string: most nodes of a document or trust configuration are.)
     """
+    append = out.append
     kind = type(value)
     if kind is dict:
         assert isinstance(value, dict)
-        if depth >= _MAX_DEPTH or not all(type(key) is str for key in value):
+        if depth >= _MAX_DEPTH:
             return False
-        out.append(b"{")
-        for key in sorted(value):
-            _text(key, out)
-            item = value[key]
+        try:
+            items = sorted(value.items())  # keys are unique: values are never compared
+        except TypeError:  # keys of several types
+            return False
+        append(b"{")
+        for key, item in items:
+            if type(key) is not str:
+                return False
+            data = key.encode("utf-8", "surrogatepass")
+            append(b"s%d:" % len(data))
+            append(data)
             if type(item) is str:
-                _text(item, out)
+                data = item.encode("utf-8", "surrogatepass")
+                append(b"s%d:" % len(data))
+                append(data)
             elif not _encode(item, out, depth + 1):
                 return False
-        out.append(b"}")
+        append(b"}")
     elif kind is list:
         assert isinstance(value, list)
         if depth >= _MAX_DEPTH:
             return False
-        out.append(b"[")
+        append(b"[")
         for item in value:
             if type(item) is str:
-                _text(item, out)
+                data = item.encode("utf-8", "surrogatepass")
+                append(b"s%d:" % len(data))
+                append(data)
             elif not _encode(item, out, depth + 1):
                 return False
-        out.append(b"]")
+        append(b"]")
     elif kind is str:
         assert isinstance(value, str)
-        _text(value, out)
+        data = value.encode("utf-8", "surrogatepass")
+        append(b"s%d:" % len(data))
+        append(data)
     elif kind is int:
         assert isinstance(value, int)
-        out.append(b"i%d;" % value)
+        append(b"i%d;" % value)
     elif kind is float:
-        out.append(b"d%s;" % repr(value).encode("ascii"))
+        append(b"d%s;" % repr(value).encode("ascii"))
     elif kind is bool:
-        out.append(b"t" if value else b"f")
+        append(b"t" if value else b"f")
     elif value is None:
-        out.append(b"n")
+        append(b"n")
     else:
         return False
     return True

@@ -26,7 +26,6 @@ entry), least recently used first out. Thread-safe.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections import OrderedDict
@@ -173,7 +172,7 @@ class VerifiedEvidenceCache:
             until = valid_until
         if until <= verified_at:
             return False
-        size = len(json.dumps(claims.to_input(), separators=(",", ":"))) + _ENTRY_OVERHEAD
+        size = len(claims.model_dump_json()) + _ENTRY_OVERHEAD
         if size > self.max_bytes:
             return False
         entry = _Entry(claims, verified_at, until, revocable_pairs(claims), size)
