@@ -21,7 +21,9 @@ decodes what Go's protobuf decodes, but refuses what Go would silently resolve:
 * a described field with the wrong wire type (which protobuf, like Go, keeps as an
   unknown field) is refused in the attestation, a quote or its PCRs.
 
-protobuf itself refuses truncated input, over-long varints, and wire types 6 and 7.
+protobuf itself refuses truncated input, varints longer than ten bytes, and wire types 6
+and 7. Where it is laxer than Go: the bits of a ten-byte varint past the 64th are dropped
+(Go refuses them), and groups are skipped as unknown fields (as Go does).
 Nothing here is trusted by being parsed: the quotes are verified against the AK, and the
 PCR values against the signed PCR digest (:mod:`attestpolicy.evidence.node._tpm_quote`).
 """
