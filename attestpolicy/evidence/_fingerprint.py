@@ -6,10 +6,11 @@ for input that would have verified differently (or failed to parse).
 
 * JSON bytes: SHA-256 of the bytes as given.
 * A mapping: SHA-256 of a canonical, type-tagged encoding (sorted keys, each string
-  with its length), computed only for plain JSON data: ``dict`` with ``str`` keys,
-  ``list``, ``str``, ``int``, ``float``, ``bool`` and ``None``, exactly those types.
-  Anything else (a tuple, a ``str`` subclass, a ``datetime`` from YAML) has no digest,
-  and is verified without the cache.
+  with its length), computed only for plain JSON data: ``dict``, ``list``, ``str``,
+  ``int``, ``float``, ``bool`` and ``None``, exactly those types (keys included: a key
+  ``1`` and a key ``"1"`` differ). Anything else (a tuple, a ``str`` subclass, a
+  ``datetime`` from YAML, keys that do not sort) has no digest, and is verified without
+  the cache.
 * A parsed model (frozen): SHA-256 of its JSON dump, computed once per object and
   remembered while the object lives.
 
@@ -44,60 +45,54 @@ def _encode(value: object, out: list[bytes], depth: int = 0) -> bool:
     """Append the canonical encoding of plain JSON data to ``out``; False for anything else.
 
     Injective: every value is tagged with its type and every string carries its length,
-    so one encoding is one value. Mapping keys are sorted. (Strings are written inline,
-    without a call per string: most nodes of a document or trust configuration are.)
+    so one encoding is one value. A mapping is its sorted keys, each followed by its value.
+    (Strings inside a container are written inline, without a call per string: most nodes
+    of a document or a trust configuration are strings.)
     """
-    append = out.append
     kind = type(value)
+    groups: list[Any]
     if kind is dict:
         assert isinstance(value, dict)
-        if depth >= _MAX_DEPTH:
+        try:  # keys are unique: only keys are compared
+            groups = sorted(value.items())  # (key, value) pairs, each written in turn
+        except TypeError:  # keys of types that do not compare
             return False
-        try:
-            items = sorted(value.items())  # keys are unique: values are never compared
-        except TypeError:  # keys of several types
-            return False
-        append(b"{")
-        for key, item in items:
-            if type(key) is not str:
-                return False
-            data = key.encode("utf-8", "surrogatepass")
-            append(b"s%d:" % len(data))
-            append(data)
-            if type(item) is str:
-                data = item.encode("utf-8", "surrogatepass")
-                append(b"s%d:" % len(data))
-                append(data)
-            elif not _encode(item, out, depth + 1):
-                return False
-        append(b"}")
+        opening, closing = b"{", b"}"
     elif kind is list:
-        assert isinstance(value, list)
-        if depth >= _MAX_DEPTH:
-            return False
-        append(b"[")
-        for item in value:
+        groups, opening, closing = [value], b"[", b"]"
+    else:
+        return _scalar(value, out)
+    if depth >= _MAX_DEPTH:
+        return False
+    append = out.append
+    append(opening)
+    for group in groups:
+        for item in group:
             if type(item) is str:
                 data = item.encode("utf-8", "surrogatepass")
                 append(b"s%d:" % len(data))
                 append(data)
             elif not _encode(item, out, depth + 1):
                 return False
-        append(b"]")
-    elif kind is str:
+    append(closing)
+    return True
+
+
+def _scalar(value: object, out: list[bytes]) -> bool:
+    kind = type(value)
+    if kind is str:
         assert isinstance(value, str)
         data = value.encode("utf-8", "surrogatepass")
-        append(b"s%d:" % len(data))
-        append(data)
+        out.extend((b"s%d:" % len(data), data))
     elif kind is int:
         assert isinstance(value, int)
-        append(b"i%d;" % value)
+        out.append(b"i%d;" % value)
     elif kind is float:
-        append(b"d%s;" % repr(value).encode("ascii"))
+        out.append(b"d%s;" % repr(value).encode("ascii"))
     elif kind is bool:
-        append(b"t" if value else b"f")
+        out.append(b"t" if value else b"f")
     elif value is None:
-        append(b"n")
+        out.append(b"n")
     else:
         return False
     return True

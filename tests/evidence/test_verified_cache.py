@@ -397,6 +397,7 @@ def test_a_trust_mapping_is_parsed_once_per_revision() -> None:
         ({"ab": "c"}, {"a": "bc"}),
         ({"a": None}, {}),
         ({"a": {}}, {"a": []}),
+        ({1: "a"}, {"1": "a"}),
     ],
 )
 def test_different_mappings_have_different_digests(left: Any, right: Any) -> None:
@@ -407,7 +408,8 @@ def test_different_mappings_have_different_digests(left: Any, right: Any) -> Non
     "value",
     [
         {"a": (1, 2)},
-        {1: "a"},
+        {1: "a", "b": "c"},  # keys that do not sort
+        {(1,): "a"},
         {"a": datetime(2025, 1, 1, tzinfo=UTC)},
         {"a": b"bytes"},
         {"a": type("Text", (str,), {})("subclass")},
