@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -29,6 +30,15 @@ REVOKE_REASON: Final = "revoked by PolicyDecisionPoint.revoke"
 
 REMOTE_CACHE_MAX_AGE_SECONDS: Final = 5.0
 """How long a remote PDP's cached decision is served at most (wall clock)."""
+
+
+def _purge_verified_evidence(pairs: list[tuple[str, str]]) -> None:
+    """Drop the verified evidence that rests on a revoked value (if the evidence stack was
+    ever loaded: a PDP-only process never imports it). The policy would deny it anyway."""
+    verify = sys.modules.get("attestpolicy.evidence.verify")
+    cache = verify.verified_evidence_cache() if verify is not None else None
+    if cache is not None:
+        cache.purge(pairs)
 
 
 def _store(revocations: Path | str | RevocationStore | None) -> RevocationStore | None:
@@ -322,6 +332,7 @@ class PolicyDecisionPoint(Closing):
             raise TypeError("reason must be a string")
         with self._revocation_lock:
             self._evaluator.revoke(pairs, reason=reason)
+            _purge_verified_evidence(pairs)
             return self._cache.revoke(pairs) if self._cache is not None else 0
 
     def lift(

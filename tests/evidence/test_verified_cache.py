@@ -288,6 +288,22 @@ def test_a_revoked_value_is_denied_even_from_a_cached_claim_set(
         decision = pdp.decide_evidence(ALLOW, trust(), now=NOW, nonce=NONCE)
     assert not decision.allow
     assert "node.revoked" in {reason.code for reason in decision.reasons}
+    stats = default_cache.stats()
+    assert (stats.purged, stats.hits) == (1, 0)  # revoke() dropped the verified evidence
+
+
+def test_a_revoked_value_is_denied_from_a_cached_claim_set_the_pdp_did_not_purge(
+    default_cache: VerifiedEvidenceCache,
+) -> None:
+    """Revoked elsewhere (another PDP's revoke, the configuration): the cached claims are
+    served, and the policy denies them against the current revocations."""
+    config = json.loads((EXAMPLES / "evidence-config.json").read_text())
+    with PolicyDecisionPoint.local(config=config, cache=False) as pdp:
+        assert pdp.decide_evidence(ALLOW, trust(), now=NOW, nonce=NONCE).allow
+    config["revoked"] = {"node_ids": {_pairs()["node_ids"]: "stolen"}}
+    with PolicyDecisionPoint.local(config=config, cache=False) as other:
+        decision = other.decide_evidence(ALLOW, trust(), now=NOW, nonce=NONCE)
+    assert decision.reason_codes == ("node.revoked",)
     assert default_cache.stats().hits == 1  # the second verification was a lookup
 
 
