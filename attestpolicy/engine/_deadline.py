@@ -36,7 +36,7 @@ class Exchange:
         self.connection = connection
         self.end = time.monotonic() + seconds
         self.connected = False  # past connecting (TCP and TLS): the request is being sent
-        self.sock: socket.socket | None = None  # kept: http.client may drop the connection's
+        self.sock: socket.socket | None = None  # kept: the connection drops its own on close
 
     def timeout(self, limit: float) -> float:
         """``limit``, or the time left if that is shorter; raise once the deadline has passed."""

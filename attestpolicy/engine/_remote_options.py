@@ -38,7 +38,7 @@ class Endpoint:
     """A parsed OPA base URL."""
 
     scheme: str
-    hostname: str  # as given to the resolver: IPv6 literals without brackets
+    hostname: str  # as given to the resolver: ASCII, IPv6 literals without brackets
     host: str  # as it appears in a URL: IPv6 literals in brackets
     port: int
     prefix: str  # "" or "/some/prefix" (a reverse proxy's mount point)
@@ -63,6 +63,13 @@ def parse_url(url: str) -> Endpoint:
     hostname = parts.hostname
     if not hostname:
         raise RemoteConfigError(f"OPA URL has no host: {url!r}")
+    if not hostname.isascii():  # an internationalized name: its ASCII (punycode) form
+        try:
+            hostname = hostname.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise RemoteConfigError(f"invalid host name in OPA URL {url!r}: {exc}") from None
+    if not _VISIBLE_ASCII.issuperset(hostname):
+        raise RemoteConfigError(f"invalid host name in OPA URL {url!r}")
     if parts.username is not None or parts.password is not None:
         raise RemoteConfigError("OPA URL must not carry credentials; use token= instead")
     if parts.query or parts.fragment:
@@ -130,7 +137,7 @@ def request_head(endpoint: Endpoint, path: str, token: str | None) -> bytes:
     The headers are what http.client would send (``Host``, ``Accept-Encoding: identity``),
     the content types, and ``Authorization`` when there is a token (checked above).
     """
-    host = endpoint.host if endpoint.host.isascii() else endpoint.hostname.encode("idna").decode()
+    host = endpoint.host
     if endpoint.port != _DEFAULT_PORTS[endpoint.scheme]:
         host = f"{host}:{endpoint.port}"
     lines = [

@@ -357,8 +357,12 @@ class RemoteEvaluator:
                 f"OPA at {self.url} sent Transfer-Encoding {', '.join(transfer)!r}"
                 + (" with a Content-Length" if lengths else "")
             )
-        if len({value.strip() for value in lengths}) > 1:
-            raise self._fail(f"OPA at {self.url} sent conflicting Content-Length headers")
+        values = {value.strip() for value in lengths}
+        if len(values) > 1 or not all(value.isascii() and value.isdigit() for value in values):
+            # http.client would take the first, or read a malformed one as "until closed"
+            raise self._fail(
+                f"OPA at {self.url} sent an invalid Content-Length ({', '.join(lengths)!r})"
+            )
         cap = self._max_response_bytes
         announced = response.length
         if announced is not None:  # Content-Length: one read (short is IncompleteRead)

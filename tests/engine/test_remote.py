@@ -706,19 +706,20 @@ def raw() -> Iterator[Callable[[Callable[[RawServer, socket.socket], None]], Raw
         server.close()
 
 
-def _read_request(connection: socket.socket) -> None:
-    """Read one HTTP request with a Content-Length body (what the evaluator sends)."""
+def _read_request(connection: socket.socket) -> bytes:
+    """Read one HTTP request with a Content-Length body (what the evaluator sends): its bytes."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = connection.recv(65536)
         if not chunk:
             raise ConnectionError("the client closed the connection")
         data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
+    head = data.partition(b"\r\n\r\n")[0]
     length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
     assert length is not None
-    while len(body) < int(length.group(1)):
-        body += connection.recv(65536)
+    while len(data) < len(head) + 4 + int(length.group(1)):
+        data += connection.recv(65536)
+    return data
 
 
 def _head(*headers: str) -> bytes:
@@ -869,6 +870,94 @@ def test_the_size_cap_is_exact(
     assert message.endswith("max_response_bytes is 999")
 
 
+# --- framing -----------------------------------------------------------------------
+
+
+def test_the_request_is_a_fixed_head_and_the_json_body(
+    raw: Callable[[Callable[[RawServer, socket.socket], None]], RawServer],
+) -> None:
+    requests: list[bytes] = []
+    allow = _json({"result": ALLOW})
+
+    def answer(server: RawServer, connection: socket.socket) -> None:
+        while True:
+            requests.append(_read_request(connection))
+            server.send(connection, _head(f"Content-Length: {len(allow)}") + allow)
+
+    server = raw(answer)
+    port = server.url.rsplit(":", 1)[1]
+    evaluator = RemoteEvaluator(server.url + "/opa", token="s3cret-token")
+    assert _evaluate(evaluator, {"mode": "allow", "n": [1, 2]}).allow
+    assert _evaluate(evaluator, {"mode": "allow", "n": [1, 2]}).allow
+    body = b'{"input":{"mode":"allow","n":[1,2]}}'
+    expected = (
+        "POST /opa/v1/data/attestpolicy/v1/decision?provenance=true HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\n"
+        "User-Agent: attestpolicy\r\n"
+        "Accept-Encoding: identity\r\n"
+        "Accept: application/json\r\n"
+        "Content-Type: application/json\r\n"
+        "Authorization: Bearer s3cret-token\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    assert requests == [expected, expected]  # on one connection (one handler)
+
+
+def test_a_chunked_answer_with_a_trailer_keeps_the_connection(
+    raw: Callable[[Callable[[RawServer, socket.socket], None]], RawServer],
+) -> None:
+    allow = _json({"result": ALLOW})
+    framed = b"".join(
+        b"%x;ext=1\r\n%s\r\n" % (len(piece), piece) for piece in (allow[:10], allow[10:])
+    )
+    connections: list[socket.socket] = []
+
+    def answer(server: RawServer, connection: socket.socket) -> None:
+        connections.append(connection)
+        while True:
+            _read_request(connection)
+            head = _head("Transfer-Encoding: Chunked")
+            server.send(connection, head + framed + b"0\r\nX-Trailer: 1\r\n\r\n")
+
+    server = raw(answer)
+    evaluator = RemoteEvaluator(server.url)
+    assert all(_evaluate(evaluator, {"mode": "allow"}).allow for _ in range(3))
+    assert len(connections) == 1
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "fragment"),
+    [
+        (
+            ("Transfer-Encoding: chunked", "Content-Length: 5"),
+            b"5\r\n{}   \r\n0\r\n\r\n",
+            "sent Transfer-Encoding 'chunked' with a Content-Length",
+        ),
+        (("Transfer-Encoding: gzip, chunked",), b"", "sent Transfer-Encoding 'gzip, chunked'"),
+        (("Content-Length: 2", "Content-Length: 3"), b"{} ", "invalid Content-Length ('2, 3')"),
+        (("Content-Length: 100",), b'{"result": ', "failed: IncompleteRead(11 bytes read"),
+        (("Content-Length: -1",), b"{}", "invalid Content-Length ('-1')"),
+        (("Content-Length: 0x2",), b"{}", "invalid Content-Length ('0x2')"),
+    ],
+    ids=["chunked-and-length", "other-coding", "two-lengths", "cut-short", "negative", "hex"],
+)
+def test_an_ambiguous_or_short_body_is_remote_error(
+    raw: Callable[[Callable[[RawServer, socket.socket], None]], RawServer],
+    headers: tuple[str, ...],
+    body: bytes,
+    fragment: str,
+) -> None:
+    def answer(server: RawServer, connection: socket.socket) -> None:
+        _read_request(connection)
+        server.send(connection, _head(*headers) + body)  # then close
+
+    server = raw(answer)
+    code, message = _only_reason(_evaluate(RemoteEvaluator(server.url), {"mode": "allow"}))
+    assert code == "remote.error"
+    assert fragment in message
+    assert message.startswith(f"OPA at {server.url} ") or "failed: " in message
+
+
 # --- construction ----------------------------------------------------------------
 
 
@@ -890,6 +979,8 @@ def test_the_size_cap_is_exact(
         "http://127.0.0.1:port",
         "http://127.0.0.1:8181/v1/data/attestpolicy/v1/decision",
         "http://127.0.0.1:8181/v1",
+        "http://127.0.0.1:8181/my opa",
+        "http://127.0.0.1:8181/caf\u00e9",
     ],
 )
 def test_unusable_urls_are_rejected(url: str) -> None:
@@ -907,6 +998,7 @@ def test_unusable_urls_are_rejected(url: str) -> None:
         ("https://opa.example.internal", "https://opa.example.internal:443"),
         ("http://[::1]:8181", "http://[::1]:8181"),
         ("http://127.0.0.1:8181/opa/", "http://127.0.0.1:8181/opa"),
+        ("https://b\u00fccher.example", "https://xn--bcher-kva.example:443"),
     ],
 )
 def test_urls_are_normalized(url: str, normalized: str) -> None:
@@ -940,6 +1032,8 @@ def test_urls_are_normalized(url: str, normalized: str) -> None:
         ("http://127.0.0.1:1", {"retries": True}, "retries"),
         ("http://127.0.0.1:1", {"token": ""}, "token"),
         ("http://127.0.0.1:1", {"token": "a\r\nX-Injected: 1"}, "token"),
+        ("http://127.0.0.1:1", {"token": "two words"}, "token"),
+        ("http://127.0.0.1:1", {"token": "t\u00f6ken"}, "token"),
         ("http://opa.example.internal:8181", {"token": "t"}, "clear text"),
         ("http://127.0.0.1:1", {"ca_bundle": "ca.pem"}, "https"),
         ("https://127.0.0.1:1", {"ca_bundle": "/nonexistent/ca.pem"}, "not found"),
