@@ -1,21 +1,24 @@
-"""The Data API's handlers for ``serve``: admission, body reading, evaluation, answers.
+"""The Data API of ``serve`` as a plain ASGI application: routes, admission, body, answers.
 
-:class:`DataApi` admits each request to a lane (:mod:`attestpolicy._server_lanes`), reads
-its body under the limits of :class:`~attestpolicy._server_limits.ServerLimits`, and
-parses, evaluates and encodes on the lane's thread. Every failure is one of OPA's error
-documents (``{"code", "message"}``); ``docs/server.md`` lists them.
+:class:`DataApiApp` routes each request (``/health``, ``/v1/data[/{path}]``), admits it
+to a lane (:mod:`attestpolicy._server_lanes`), reads its body under the limits of
+:class:`~attestpolicy._server_limits.ServerLimits`, and parses, evaluates and encodes on
+the lane's thread. Every failure is one of OPA's error documents (``{"code",
+"message"}``); ``docs/server.md`` lists them. There is no framework in between: the
+event loop's share of a decision is the HTTP parser's, this module's and the hand-off
+to the lane.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Final
-
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from urllib.parse import parse_qsl
 
 from attestpolicy._json import loads_strict
 from attestpolicy._server_lanes import EvaluationTimeout, Lane, Slot
@@ -23,9 +26,17 @@ from attestpolicy._server_limits import ServerLimits
 from attestpolicy.engine._inprocess import InProcessEvaluator
 from attestpolicy.errors import EvaluatorError
 
-__all__ = ["DataApi", "http_exception", "unexpected"]
+__all__ = ["DataApi", "DataApiApp", "Receive", "Scope", "Send"]
+
+Scope = Mapping[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _BUNDLE_NAME: Final = "attestpolicy"
+_DATA_PREFIX: Final = "/v1/data"
+_HEALTH: Final = "/health"
+_DATA_METHODS: Final = ("GET", "HEAD", "POST")
+_HEALTH_METHODS: Final = ("GET", "HEAD")
 _STATUS_CODES: Final = {
     400: "invalid_parameter",
     404: "resource_not_found",
@@ -33,7 +44,23 @@ _STATUS_CODES: Final = {
     408: "invalid_parameter",
     413: "invalid_parameter",
 }
-_RETRY_AFTER_SECONDS: Final = "1"
+_RETRY_AFTER_SECONDS: Final = b"1"
+_JSON_TYPE: Final = (b"content-type", b"application/json")
+_LOGGER = logging.getLogger("uvicorn.error")
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A complete HTTP answer: status, JSON body and any headers besides its type and size."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+    async def send(self, send: Send) -> None:
+        headers = [_JSON_TYPE, (b"content-length", b"%d" % len(self.body)), *self.headers]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
 
 
 class _ApiError(Exception):
@@ -50,12 +77,14 @@ class _ApiError(Exception):
         *,
         errors: list[dict[str, str]] | None = None,
         close: bool = False,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.errors = errors
         self.close = close
+        self.headers = headers
 
 
 def _busy(lane: Lane, limit: str, *, close: bool) -> _ApiError:
@@ -73,30 +102,45 @@ def _json_default(value: object) -> object:
     raise TypeError(f"value of type {type(value).__name__} is not JSON serializable")
 
 
-def _json_response(content: Mapping[str, Any], status: int = 200) -> Response:
-    body = json.dumps(
-        content, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
-    )
-    return Response(body.encode("utf-8"), status_code=status, media_type="application/json")
+_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+)
 
 
-def _error_response(error: _ApiError, headers: Mapping[str, str] | None = None) -> Response:
+def _json_answer(content: Mapping[str, Any], status: int = 200) -> _Answer:
+    return _Answer(status, _ENCODER.encode(content).encode("utf-8"))
+
+
+def _error_answer(error: _ApiError) -> _Answer:
     code = "internal_error" if error.status >= 500 else _STATUS_CODES.get(error.status)
     content: dict[str, Any] = {"code": code or "invalid_parameter", "message": error.message}
     if error.errors:
         content["errors"] = error.errors
-    response = _json_response(content, error.status)
-    response.headers.update(headers or {})
+    headers = list(error.headers)
     if error.status == 503:
-        response.headers["Retry-After"] = _RETRY_AFTER_SECONDS
+        headers.append((b"retry-after", _RETRY_AFTER_SECONDS))
     if error.close:
-        response.headers["Connection"] = "close"
-    return response
+        headers.append((b"connection", b"close"))
+    return _Answer(error.status, _json_answer(content).body, tuple(headers))
 
 
-def _bool_param(request: Request, name: str) -> bool:
+def _header(scope: Scope, name: bytes) -> str | None:
+    """The first value of the (lower-case) header ``name``, or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+def _query(scope: Scope) -> list[tuple[str, str]]:
+    """The query parameters, in order, blank values kept (as Starlette and OPA read them)."""
+    text = bytes(scope.get("query_string", b"")).decode("latin-1")
+    return parse_qsl(text, keep_blank_values=True) if text else []
+
+
+def _bool_param(params: list[tuple[str, str]], name: str) -> bool:
     """OPA's boolean query parameters: ``?name`` or ``?name=true`` (any case)."""
-    values = request.query_params.getlist(name)
+    values = [value for key, value in params if key == name]
     if values == [""]:
         return True
     return any(value.lower() == "true" for value in values)
@@ -107,6 +151,13 @@ def _decode_json(raw: bytes | str, what: str) -> Any:
         return loads_strict(raw)
     except ValueError as exc:
         raise _ApiError(400, f"{what} contains malformed input document: {exc}") from None
+
+
+def _cannot_be_oversized(text_length: int, limits: ServerLimits) -> bool:
+    """Whether JSON text of ``text_length`` bytes (or characters) is within the input
+    limits whatever it holds: a value takes at least 2 of them but the last (``0,``,
+    ``[]``), and a string's character at least one."""
+    return text_length <= min(limits.max_input_string_chars, 2 * limits.max_input_values - 1)
 
 
 def _oversized(document: Any, limits: ServerLimits) -> str | None:
@@ -153,27 +204,35 @@ class DataApi:
         self.small.close()
         self.large.close()
 
-    async def health(self, request: Request) -> Response:
-        return _json_response({})
-
-    async def data(self, request: Request) -> Response:
+    async def answer(self, scope: Scope, receive: Receive) -> _Answer:
+        """The answer to one HTTP request (every error as an OPA error document)."""
         try:
-            return await self._data(request)
+            return await self._route(scope, receive)
         except _ApiError as error:
-            return _error_response(error)
+            return _error_answer(error)
 
-    async def _data(self, request: Request) -> Response:
-        path = str(request.path_params.get("path", ""))
-        provenance = _bool_param(request, "provenance")
-        if request.method != "POST":
-            values = request.query_params.getlist("input")
+    async def _route(self, scope: Scope, receive: Receive) -> _Answer:
+        method, path = scope["method"], scope["path"]
+        if path == _HEALTH:
+            _check_method(method, path, _HEALTH_METHODS)
+            return _json_answer({})
+        if path == _DATA_PREFIX or path.startswith(_DATA_PREFIX + "/"):
+            _check_method(method, path, _DATA_METHODS)
+            return await self._data(scope, receive, path[len(_DATA_PREFIX) + 1 :])
+        raise _ApiError(404, f"no such route: {method} {path}")
+
+    async def _data(self, scope: Scope, receive: Receive, path: str) -> _Answer:
+        params = _query(scope)
+        provenance = _bool_param(params, "provenance")
+        if scope["method"] != "POST":
+            values = [value for key, value in params if key == "input"]
             param = values[-1] if values else None
             # uvicorn takes a request head of any size that arrives in one read.
             lane = self.large if len(param or "") > self.limits.large_body_bytes else self.small
             with self._admit(lane, close=False) as slot:
                 return await self._evaluate(slot, path, param, provenance)
-        large = self._admit_declared(request)
-        raw, large = await self._read_body(request, large)
+        large = self._admit_declared(scope)
+        raw, large = await self._read_body(receive, large)
         with large or self._admit(self.small, close=False) as slot:
             return await self._evaluate(slot, path, raw, provenance)
 
@@ -184,11 +243,11 @@ class DataApi:
             raise _busy(lane, limit, close=close)
         return slot
 
-    def _admit_declared(self, request: Request) -> Slot | None:
+    def _admit_declared(self, scope: Scope) -> Slot | None:
         """Check the declared size first: a place in the large lane, if the body needs one."""
-        if request.headers.get("content-encoding", "identity").lower() != "identity":
+        if (_header(scope, b"content-encoding") or "identity").lower() != "identity":
             raise _ApiError(400, "compressed request bodies are not supported", close=True)
-        declared = request.headers.get("content-length")
+        declared = _header(scope, b"content-length")
         if declared is None or not declared.isdigit():
             return None
         if int(declared) > self.limits.max_body_bytes:
@@ -197,24 +256,28 @@ class DataApi:
             return self._admit(self.large, close=True)
         return None
 
-    async def _read_body(self, request: Request, large: Slot | None) -> tuple[bytes, Slot | None]:
+    async def _read_body(self, receive: Receive, large: Slot | None) -> tuple[bytes, Slot | None]:
         """The whole body within ``body_timeout``; a large-lane place once it is large."""
         chunks: list[bytes] = []
         size = 0
         try:
             async with asyncio.timeout(self.limits.body_timeout):
-                async for chunk in request.stream():
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":  # http.disconnect: nobody to answer
+                        raise _ApiError(400, "client disconnected", close=True)
+                    chunk: bytes = message.get("body", b"")
                     size += len(chunk)
                     if size > self.limits.max_body_bytes:
                         raise _ApiError(413, "request body too large", close=True)
                     if large is None and size > self.limits.large_body_bytes:
                         large = self._admit(self.large, close=True)
                     chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
         except BaseException as exc:
             if large is not None:
                 large.close()
-            if isinstance(exc, ClientDisconnect):  # nobody to answer: just end the request
-                raise _ApiError(400, "client disconnected", close=True) from None
             if isinstance(exc, TimeoutError):
                 raise _ApiError(
                     408,
@@ -227,7 +290,7 @@ class DataApi:
 
     async def _evaluate(
         self, slot: Slot, path: str, raw: bytes | str | None, provenance: bool
-    ) -> Response:
+    ) -> _Answer:
         try:
             return await slot.run(self.limits.eval_timeout, self._answer, path, raw, provenance)
         except EvaluationTimeout:
@@ -236,14 +299,14 @@ class DataApi:
                 f"no answer within {self.limits.eval_timeout:g}s (eval_timeout); try again",
             ) from None
 
-    def _answer(self, path: str, raw: bytes | str | None, provenance: bool) -> Response:
+    def _answer(self, path: str, raw: bytes | str | None, provenance: bool) -> _Answer:
         """Parse, evaluate and encode (on a lane thread)."""
         try:
             return self._answer_or_raise(path, raw, provenance)
         except _ApiError as error:
-            return _error_response(error)
+            return _error_answer(error)
 
-    def _answer_or_raise(self, path: str, raw: bytes | str | None, provenance: bool) -> Response:
+    def _answer_or_raise(self, path: str, raw: bytes | str | None, provenance: bool) -> _Answer:
         missing_input = False
         policy_input: Any = None
         if isinstance(raw, bytes):  # a POST body
@@ -255,7 +318,8 @@ class DataApi:
             missing_input = policy_input is None
         elif raw is not None:  # a GET input parameter
             policy_input = _decode_json(raw, "parameter")
-        problem = _oversized(policy_input, self.limits)
+        small = raw is None or _cannot_be_oversized(len(raw), self.limits)
+        problem = None if small else _oversized(policy_input, self.limits)
         if problem is not None:
             raise _ApiError(400, f"input refused: it has {problem}")
         try:
@@ -285,21 +349,51 @@ class DataApi:
                 "bundles": {_BUNDLE_NAME: {"revision": self.evaluator.revision}},
             }
         try:
-            return _json_response(content)
+            return _json_answer(content)
         except (TypeError, ValueError) as exc:
             raise _ApiError(500, f"the result cannot be encoded as JSON: {exc}") from None
 
 
-async def http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    if exc.status_code == 404:
-        message = f"no such route: {request.method} {request.url.path}"
-    elif exc.status_code == 405:
-        message = f"method {request.method} is not allowed on {request.url.path}"
-    else:
-        message = str(exc.detail)
-    return _error_response(_ApiError(exc.status_code, message), exc.headers)
+def _check_method(method: str, path: str, allowed: tuple[str, ...]) -> None:
+    if method not in allowed:
+        raise _ApiError(
+            405,
+            f"method {method} is not allowed on {path}",
+            headers=((b"allow", ", ".join(allowed).encode("ascii")),),
+        )
 
 
-async def unexpected(request: Request, exc: Exception) -> Response:
-    return _error_response(_ApiError(500, f"unexpected server error: {type(exc).__name__}"))
+class DataApiApp:
+    """The ASGI application of ``serve``: HTTP requests and the lifespan (which stops the
+    lanes' threads at shutdown). ``state.evaluator`` is the evaluator it answers with."""
+
+    def __init__(self, api: DataApi) -> None:
+        self.api = api
+        self.state = SimpleNamespace(evaluator=api.evaluator)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            raise ValueError(f"unsupported ASGI scope type {scope['type']!r}")
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            answer = await self.api.answer(scope, receive)
+        except Exception as exc:
+            _LOGGER.exception("unexpected error answering %s %s", scope["method"], scope["path"])
+            error = _ApiError(500, f"unexpected server error: {type(exc).__name__}")
+            answer = _error_answer(error)
+        await answer.send(send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.api.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return

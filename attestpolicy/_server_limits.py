@@ -77,7 +77,11 @@ class ServerLimits:
         "longest string (or object key) in one input; longer is refused (400): a claim "
         "set's longest is 4,096",
     )
-    eval_threads: int = _limit(2, "threads evaluating the other (small) requests")
+    eval_threads: int = _limit(
+        1,
+        "threads evaluating the other (small) requests; regorus holds the GIL while it "
+        "evaluates, so more add no throughput (OPA's engine releases it)",
+    )
     max_evaluations: int = _limit(
         64, "small requests admitted at once, evaluating or waiting for a thread; past it 503"
     )

@@ -23,23 +23,18 @@ the GIL while it evaluates.
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import logging
 import os
-import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import uvicorn
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.routing import Route
-from uvicorn.supervisors import Multiprocess
 
-from attestpolicy._server_api import DataApi, http_exception, unexpected
+from attestpolicy._server_api import DataApi, DataApiApp
 from attestpolicy._server_limits import MAX_BODY_BYTES, ServerLimits, ServerSettingsError
-from attestpolicy._server_protocol import HeadDeadlineProtocol
+from attestpolicy._server_protocol import HeadDeadlineProtocol, HttpToolsHeadDeadlineProtocol
+from attestpolicy._server_workers import Workers, listen_sockets
 from attestpolicy.config import load_config
 from attestpolicy.engine._inprocess import (
     DEFAULT_ENGINE,
@@ -56,7 +51,9 @@ __all__ = [
     "ENV_LIMITS",
     "ENV_POLICY_DIR",
     "ENV_REVOCATIONS",
+    "HTTP_PARSERS",
     "MAX_BODY_BYTES",
+    "DataApiApp",
     "ServerLimits",
     "ServerSettingsError",
     "create_app",
@@ -82,6 +79,15 @@ ENV_LIMITS: Final = "ATTESTPOLICY_SERVE_LIMITS"
 ENV_REVOCATIONS: Final = "ATTESTPOLICY_SERVE_REVOCATIONS"
 """The revocation store (a SQLite file) every worker shares, or empty for none."""
 
+HTTP_PARSERS: Final = {
+    "httptools": HttpToolsHeadDeadlineProtocol,
+    "h11": HeadDeadlineProtocol,
+}
+"""The HTTP/1.1 parsers :func:`uvicorn_config` takes, each with the head deadline and
+size bound (:mod:`attestpolicy._server_protocol`): httptools (compiled, the default)
+and h11 (pure Python)."""
+
+_LOOP: Final = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"  # not on Windows
 _APP_FACTORY: Final = "attestpolicy.server:create_app"
 _MAX_WORKERS: Final = 256
 
@@ -109,7 +115,7 @@ def load_evaluator(
 
 def create_app(
     evaluator: InProcessEvaluator | None = None, *, limits: ServerLimits | None = None
-) -> Starlette:
+) -> DataApiApp:
     """The ASGI application, with its evaluation threads started and their engines built.
 
     Without ``evaluator`` the policy directory, configuration file, engine and limits are
@@ -118,7 +124,8 @@ def create_app(
     --factory attestpolicy.server:create_app``). ``limits`` defaults to
     :class:`ServerLimits`' defaults. The connection limits (``max_connections``,
     ``header_timeout``) belong to the HTTP server: :func:`run_server` applies them.
-    The threads stop at the application's lifespan shutdown.
+    The threads stop at the application's lifespan shutdown; ``app.state.evaluator`` is
+    the evaluator.
     """
     if evaluator is None:
         evaluator = load_evaluator(
@@ -131,26 +138,7 @@ def create_app(
             limits = ServerLimits.from_json(os.environ[ENV_LIMITS])
     api = DataApi(evaluator, limits or ServerLimits())
     api.warm_up()
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            api.close()
-
-    routes = [
-        Route("/health", api.health, methods=["GET"]),
-        Route("/v1/data", api.data, methods=["GET", "POST"]),
-        Route("/v1/data/{path:path}", api.data, methods=["GET", "POST"]),
-    ]
-    app = Starlette(
-        routes=routes,
-        exception_handlers={HTTPException: http_exception, Exception: unexpected},
-        lifespan=lifespan,
-    )
-    app.state.evaluator = evaluator
-    return app
+    return DataApiApp(api)
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -167,23 +155,33 @@ def parse_addr(addr: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def uvicorn_config(app: Any, limits: ServerLimits, **options: Any) -> uvicorn.Config:
+def uvicorn_config(
+    app: Any,
+    limits: ServerLimits,
+    *,
+    http_parser: Literal["httptools", "h11"] = "httptools",
+    **options: Any,
+) -> uvicorn.Config:
     """uvicorn's settings for ``app`` with the connection limits of ``limits`` applied.
 
+    The event loop is uvloop's (asyncio's where uvloop is not installed: Windows);
+    ``http_parser`` names one of :data:`HTTP_PARSERS`.
     ``max_connections`` is uvicorn's ``limit_concurrency``; ``header_timeout`` is its
-    ``timeout_keep_alive`` and, through :class:`HeadDeadlineProtocol` (h11), the time a
-    connection has for each request's headers. ``options`` go to :class:`uvicorn.Config`.
+    ``timeout_keep_alive`` and, through the protocol, the time a connection has for each
+    request's headers. ``options`` go to :class:`uvicorn.Config`.
     """
     settings: dict[str, Any] = {
         "access_log": False,
         "server_header": False,
         "proxy_headers": False,
         "lifespan": "on",
+        "loop": _LOOP,
+        "ws": "none",
         **options,
     }
     return uvicorn.Config(
         app,
-        http=HeadDeadlineProtocol,
+        http=HTTP_PARSERS[http_parser],
         limit_concurrency=limits.max_connections,
         timeout_keep_alive=limits.header_timeout,
         **settings,
@@ -226,36 +224,16 @@ def run_server(
     os.environ[ENV_ENGINE] = engine
     os.environ[ENV_LIMITS] = limits.to_json()
     settings = uvicorn_config(_APP_FACTORY, limits, factory=True, workers=workers)
-    sock = _listen_socket(host, port)
-    bound_host, bound_port = sock.getsockname()[:2]
+    sockets = listen_sockets(host, port, workers)
+    bound_host, bound_port = sockets[0].getsockname()[:2]
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", bound_host, bound_port
     )
     try:
         if workers == 1:
-            uvicorn.Server(settings).run(sockets=[sock])
+            uvicorn.Server(settings).run(sockets=sockets)
         else:
-            Multiprocess(settings, sockets=[sock]).run()
+            Workers(settings, sockets).run()
     finally:
-        sock.close()
-
-
-def _listen_socket(host: str, port: int) -> socket.socket:
-    """The listening socket, made here rather than by uvicorn.
-
-    It must be created with ``IPPROTO_TCP``: asyncio only sets TCP_NODELAY on accepted
-    connections of such sockets, and uvicorn's own multi-worker socket (protocol 0,
-    kept as 0 when handed to the workers) would add Nagle's ~40 ms to every answer.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ServerSettingsError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-        ) from None
-    sock.set_inheritable(True)
-    return sock
+        for sock in sockets:
+            sock.close()

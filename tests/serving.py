@@ -10,14 +10,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Self
+from typing import Any, Literal, Self
 
 import requests
 import uvicorn
-from starlette.types import ASGIApp
 
 from attestpolicy._closing import Closing
 from attestpolicy.server import ServerLimits, uvicorn_config
@@ -86,14 +85,21 @@ class BackgroundServer(Closing):
 
     Use it as a context manager: ``with BackgroundServer(create_app(evaluator)) as server:``.
     The server applies the connection limits of ``limits`` (default: the defaults) as
-    ``attestpolicy serve`` does, and runs the app's lifespan (which stops its threads).
+    ``attestpolicy serve`` does, with ``http_parser`` (default httptools, as ``serve``),
+    and runs the app's lifespan (which stops its threads).
     """
 
     def __init__(
-        self, app: ASGIApp, *, limits: ServerLimits | None = None, startup_timeout: float = 10.0
+        self,
+        app: Callable[..., Awaitable[None]],
+        *,
+        limits: ServerLimits | None = None,
+        http_parser: Literal["httptools", "h11"] = "httptools",
+        startup_timeout: float = 10.0,
     ) -> None:
-        self._app = app
+        self._app: Any = app
         self._limits = limits or ServerLimits()
+        self._http_parser: Literal["httptools", "h11"] = http_parser
         self._startup_timeout = startup_timeout
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -114,7 +120,9 @@ class BackgroundServer(Closing):
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
         self._socket = sock
-        config = uvicorn_config(self._app, self._limits, log_level="warning")
+        config = uvicorn_config(
+            self._app, self._limits, http_parser=self._http_parser, log_level="warning"
+        )
         server = uvicorn.Server(config)
         thread = threading.Thread(
             target=server.run, kwargs={"sockets": [sock]}, name="attestpolicy-serve", daemon=True

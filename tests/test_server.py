@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ import pytest
 import requests
 from serving import BackgroundServer, serve_process
 
+from attestpolicy._server_workers import listen_sockets
 from attestpolicy.engine._inprocess import InProcessEvaluator
 from attestpolicy.engine.remote import RemoteEvaluator
 from attestpolicy.errors import ConfigError, PolicyError
@@ -413,6 +417,15 @@ _RUN = (
 )
 
 
+def _wait_for_workers(log_path: Path, workers: int) -> None:
+    """Wait until ``workers`` worker processes have started serving (a loaded machine may
+    start one well after the other, which already answers)."""
+    deadline = time.monotonic() + 60
+    while log_path.read_text().count("Application startup complete.") < workers:
+        assert time.monotonic() < deadline, log_path.read_text()
+        time.sleep(0.1)
+
+
 def _worker_pids(parent: int) -> set[int]:
     children: set[int] = set()
     for task in Path(f"/proc/{parent}/task").iterdir():
@@ -431,6 +444,7 @@ def test_run_server_with_worker_processes(
     args = ["127.0.0.1:0", str(policy_dir), str(config_path), str(workers)]
     argv = [sys.executable, "-c", _RUN, *args]
     with serve_process(argv, cwd=tmp_path, env=env, log_path=log_path) as (process, url):
+        _wait_for_workers(log_path, workers)
         assert http.get(f"{url}/health", timeout=5).json() == {}
         if workers > 1:
             assert len(_worker_pids(process.pid)) == workers
@@ -449,6 +463,69 @@ def test_run_server_with_worker_processes(
         assert log_path.read_text().count("Finished server process") == workers
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", int(url.rsplit(":", 1)[1]))) != 0
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:"):
+                inodes.add(target)
+    return inodes
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT spreads connections on Linux")
+def test_workers_share_the_connections_of_one_client(
+    tmp_path: Path, policy_files: tuple[Path, Path]
+) -> None:
+    """16 keep-alive connections opened at once reach both workers: each worker listens on
+    its own socket (SO_REUSEPORT), so none takes every pending connection."""
+    policy_dir, config_path = policy_files
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    argv = [sys.executable, "-c", _RUN, "127.0.0.1:0", str(policy_dir), str(config_path), "2"]
+    log_path = tmp_path / "serve.log"
+    with serve_process(argv, cwd=tmp_path, env=env, log_path=log_path) as (process, url):
+        _wait_for_workers(log_path, 2)
+        workers = _worker_pids(process.pid)
+        assert len(workers) == 2
+        before = {pid: _socket_inodes(pid) for pid in workers}
+        port = int(url.rsplit(":", 1)[1])
+        connections = [HTTPConnection("127.0.0.1", port, timeout=10) for _ in range(16)]
+        try:
+            # All 16 wait to be accepted at once, as a client's pool opening together.
+            for pid in workers:
+                os.kill(pid, signal.SIGSTOP)
+            try:
+                for connection in connections:
+                    connection.connect()
+            finally:
+                for pid in workers:
+                    os.kill(pid, signal.SIGCONT)
+            for connection in connections:
+                connection.request("GET", "/health")
+                assert connection.getresponse().read() == b"{}"
+            gained = {pid: len(_socket_inodes(pid) - before[pid]) for pid in workers}
+        finally:
+            for connection in connections:
+                connection.close()
+        assert sum(gained.values()) == 16
+        assert all(gained.values()), gained
+
+
+def test_listen_sockets_share_one_port() -> None:
+    sockets = listen_sockets("127.0.0.1", 0, 3)
+    try:
+        ports = {sock.getsockname()[1] for sock in sockets}
+        expected = 3 if sys.platform == "linux" else 1
+        assert (len(sockets), len(ports)) == (expected, 1)
+        for sock in sockets:
+            sock.listen()
+        with pytest.raises(ServerSettingsError, match="cannot listen"):
+            listen_sockets("127.0.0.1", ports.pop(), 1)  # taken, and not shared
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def test_very_deep_paths_answer_like_opa(http: requests.Session, shipped: tuple[str, str]) -> None:

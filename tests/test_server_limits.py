@@ -17,17 +17,21 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from serving import BackgroundServer, serve_cli
 
+from attestpolicy._server_api import _cannot_be_oversized, _oversized
 from attestpolicy._server_lanes import Lane
 from attestpolicy.cli import build_parser, main
 from attestpolicy.engine.local import LocalEvaluator
 from attestpolicy.policy import PolicySource
 from attestpolicy.server import (
+    HTTP_PARSERS,
     ServerLimits,
     ServerSettingsError,
     create_app,
@@ -44,6 +48,7 @@ echo := input
 ALLOW = {"input": {"mode": "allow"}}
 DECISION = "/v1/data/attestpolicy/v1/decision"
 HELD = "/v1/data/held"
+PARSERS = sorted(HTTP_PARSERS)
 WAIT = 30.0  # seconds: the longest any step may take before the test fails
 
 
@@ -71,15 +76,19 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> PolicySource:
 
 @pytest.fixture
 def serve(source: PolicySource) -> Iterator[Callable[..., Any]]:
-    """``serve(**limits)`` -> (url, evaluator): a server with those limits."""
+    """``serve(**limits)`` -> (url, evaluator): a server with those limits (and the HTTP
+    parser ``http_parser``, default httptools as ``serve``)."""
     evaluators: list[HeldEvaluator] = []
 
     @contextmanager
-    def start(**limits: Any) -> Iterator[tuple[str, HeldEvaluator]]:
+    def start(
+        *, http_parser: Literal["httptools", "h11"] = "httptools", **limits: Any
+    ) -> Iterator[tuple[str, HeldEvaluator]]:
         evaluator = HeldEvaluator(source)
         evaluators.append(evaluator)
         settings = ServerLimits(**limits)
-        with BackgroundServer(create_app(evaluator, limits=settings), limits=settings) as server:
+        app = create_app(evaluator, limits=settings)
+        with BackgroundServer(app, limits=settings, http_parser=http_parser) as server:
             try:
                 yield server.url, evaluator
             finally:
@@ -157,7 +166,7 @@ def _read_answer(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
 def test_evaluation_runs_off_the_event_loop(
     serve: Callable[..., Any], pool: ThreadPoolExecutor
 ) -> None:
-    with serve() as (url, evaluator):
+    with serve(eval_threads=2) as (url, evaluator):
         held = _hold(pool, evaluator, url + HELD)
         # While that evaluation waits, the loop and the other thread still answer.
         assert requests.get(url + "/health", timeout=5).json() == {}
@@ -265,8 +274,9 @@ def test_max_input_string_chars(serve: Callable[..., Any]) -> None:
 # --- connections and bodies ----------------------------------------------------------
 
 
-def test_body_timeout_answers_408_and_closes(serve: Callable[..., Any]) -> None:
-    with serve(body_timeout=0.5) as (url, _), _connect(url) as sock:
+@pytest.mark.parametrize("parser", PARSERS)
+def test_body_timeout_answers_408_and_closes(serve: Callable[..., Any], parser: str) -> None:
+    with serve(body_timeout=0.5, http_parser=parser) as (url, _), _connect(url) as sock:
         sock.sendall(
             b"POST /v1/data/attestpolicy/v1/decision HTTP/1.1\r\nHost: t\r\n"
             b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n" + b'{"input":'
@@ -292,13 +302,16 @@ def test_a_stalled_large_body_gives_its_place_back(serve: Callable[..., Any]) ->
         assert _post(url + DECISION, padded).status_code == 200
 
 
+@pytest.mark.parametrize("parser", PARSERS)
 @pytest.mark.parametrize(
     "sent",
     [b"", b"GET /health HTTP/1.1\r\n", b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n"],
     ids=["nothing", "part of a head", "a request, then nothing"],
 )
-def test_header_timeout_closes_the_connection(serve: Callable[..., Any], sent: bytes) -> None:
-    with serve(header_timeout=1) as (url, _), _connect(url) as sock:
+def test_header_timeout_closes_the_connection(
+    serve: Callable[..., Any], sent: bytes, parser: str
+) -> None:
+    with serve(header_timeout=1, http_parser=parser) as (url, _), _connect(url) as sock:
         sock.sendall(sent)
         if sent.endswith(b"\r\n\r\n"):
             assert _read_answer(sock)[0] == 200
@@ -320,14 +333,60 @@ def _closed_while_trickling(sock: socket.socket, data: bytes, pause: float) -> b
     return False
 
 
-def test_header_timeout_is_not_reset_by_each_byte(serve: Callable[..., Any]) -> None:
-    with serve(header_timeout=1) as (url, _), _connect(url) as sock:
+@pytest.mark.parametrize("parser", PARSERS)
+def test_header_timeout_is_not_reset_by_each_byte(serve: Callable[..., Any], parser: str) -> None:
+    with serve(header_timeout=1, http_parser=parser) as (url, _), _connect(url) as sock:
         slow_head = b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * int(WAIT / 0.3)
         assert _closed_while_trickling(sock, slow_head, 0.3)
 
 
-def test_max_connections_answers_503_and_closes(serve: Callable[..., Any]) -> None:
-    with serve(max_connections=3) as (url, _):
+@pytest.mark.parametrize("parser", PARSERS)
+def test_header_timeout_spares_a_request_in_progress(
+    serve: Callable[..., Any], parser: str
+) -> None:
+    """Two pipelined requests, the first evaluated for longer than header_timeout: the
+    deadline counts from the end of an answer, never while a request is answered."""
+    body = json.dumps(ALLOW).encode()
+    request = b"POST %s HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
+    limits = {"header_timeout": 1, "eval_timeout": 5.0}
+    with serve(http_parser=parser, **limits) as (url, evaluator), _connect(url) as sock:
+        sock.sendall(
+            request % (HELD.encode(), len(body), body)
+            + request % (DECISION.encode(), len(body), body)
+        )
+        assert evaluator.entered.acquire(timeout=WAIT)
+        time.sleep(1.5)
+        evaluator.go.set()
+        received = b""
+        while chunk := sock.recv(65536):  # both answers, then the close (header_timeout)
+            received += chunk
+        first, second = received.split(b"HTTP/1.1 ")[1:]
+        assert first.startswith(b"200 ")
+        assert second.startswith(b"200 ")
+        assert json.loads(second.split(b"\r\n\r\n", 1)[1])["result"]["allow"] is True
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_a_request_head_is_at_most_16_kib(serve: Callable[..., Any], parser: str) -> None:
+    with serve(http_parser=parser) as (url, _), _connect(url) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n")
+        for _ in range(24):  # 24 KiB of headers, a KiB at a time, never ending the head
+            try:
+                sock.sendall(b"X-Pad: " + b"a" * 1015 + b"\r\n")
+            except OSError:  # closed by the server already
+                break
+            time.sleep(0.01)
+        status, headers, _ = _read_answer(sock)
+        assert (status, headers["connection"]) == (400, "close")
+        assert _closed_by_server(sock)
+        # A head just under the bound is answered.
+        padded = {f"X-Pad-{n}": "a" * 1000 for n in range(14)}
+        assert requests.get(url + "/health", headers=padded, timeout=WAIT).status_code == 200
+
+
+@pytest.mark.parametrize("parser", PARSERS)
+def test_max_connections_answers_503_and_closes(serve: Callable[..., Any], parser: str) -> None:
+    with serve(max_connections=3, http_parser=parser) as (url, _):
         idle = [_connect(url) for _ in range(2)]
         try:
             # uvicorn counts every open connection, this one included: 3 reach the limit.
@@ -398,3 +457,22 @@ def test_serve_workers_apply_the_limits(tmp_path: Path) -> None:
             assert _post(url + DECISION, {"input": [1, 2]}).status_code == 200
         with _connect(url) as sock:
             assert _closed_by_server(sock)
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=30,
+)
+
+
+@given(_JSON, st.integers(1, 40), st.integers(1, 40))
+def test_short_inputs_skip_the_walk_only_when_within_the_limits(
+    document: Any, max_values: int, max_chars: int
+) -> None:
+    """An input whose text is short enough is never walked: it must be within the limits."""
+    limits = ServerLimits(max_input_values=max_values, max_input_string_chars=max_chars)
+    text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    for length in (len(text), len(text.encode())):
+        if _cannot_be_oversized(length, limits):
+            assert _oversized(document, limits) is None
