@@ -39,13 +39,21 @@ class EvaluationTimeout(Exception):
 
 
 class Lane:
-    """``threads`` threads and at most ``capacity`` admitted requests."""
+    """``threads`` threads and at most ``capacity`` admitted requests.
+
+    A lane of no threads runs its requests on the caller's thread (the event loop), each
+    when its turn comes: no hand-off between threads, but nothing else runs meanwhile.
+    """
 
     def __init__(self, name: str, threads: int, capacity: int) -> None:
         self.name = name
         self.capacity = capacity
         self._threads = threads
-        self._executor = ThreadPoolExecutor(threads, thread_name_prefix=f"attestpolicy-{name}")
+        self._executor = (
+            ThreadPoolExecutor(threads, thread_name_prefix=f"attestpolicy-{name}")
+            if threads
+            else None
+        )
         self._lock = threading.Lock()
         self._admitted = 0
 
@@ -68,21 +76,30 @@ class Lane:
             self._admitted -= 1
 
     def warm_up(self, evaluator: InProcessEvaluator) -> None:
-        """Start every thread and build its engine now rather than on its first request."""
-        barrier = threading.Barrier(self._threads, timeout=_WARM_UP_SECONDS)
+        """Start every thread and build its engine now rather than on its first request
+        (with no threads: this thread's engine, which serves them if it runs the loop)."""
 
         def build() -> None:
-            barrier.wait()  # one task per thread: none may take two
             # The engine is built first; evaluating without input may just fail.
             with contextlib.suppress(EvaluatorError):
                 evaluator.evaluate_path(DECISION_PATH, None)
 
-        for future in [self._executor.submit(build) for _ in range(self._threads)]:
+        if self._executor is None:
+            build()
+            return
+        barrier = threading.Barrier(self._threads, timeout=_WARM_UP_SECONDS)
+
+        def build_one() -> None:
+            barrier.wait()  # one task per thread: none may take two
+            build()
+
+        for future in [self._executor.submit(build_one) for _ in range(self._threads)]:
             future.result(timeout=_WARM_UP_SECONDS)
 
     def close(self) -> None:
         """Stop taking work; threads end after their current evaluation."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 class Slot(Closing):
@@ -96,8 +113,12 @@ class Slot(Closing):
         """``function(*args)`` on the lane's threads; EvaluationTimeout after ``timeout`` s.
 
         The place is handed to the evaluation, which gives it back when it ends (at
-        once if it had not started when the caller stopped waiting).
+        once if it had not started when the caller stopped waiting). In a lane of no
+        threads it runs here, at once, and cannot time out.
         """
+        if self.lane._executor is None:
+            with self:
+                return function(*args)
         future: Future[T] = self.lane._executor.submit(function, *args)
         self._held = False
         future.add_done_callback(lambda _: self.lane._release())

@@ -34,8 +34,9 @@ class ServerSettingsError(AttestPolicyError, ValueError):
     code = "serve.invalid"
 
 
-def _limit(default: float, help_text: str, *, seconds: bool = False) -> Any:
-    return field(default=default, metadata={"help": help_text, "seconds": seconds})
+def _limit(default: float, help_text: str, *, seconds: bool = False, zero: bool = False) -> Any:
+    metadata = {"help": help_text, "seconds": seconds, "zero": zero}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +81,9 @@ class ServerLimits:
     eval_threads: int = _limit(
         1,
         "threads evaluating the other (small) requests; regorus holds the GIL while it "
-        "evaluates, so more add no throughput (OPA's engine releases it)",
+        "evaluates, so more add no throughput (OPA's engine releases it); 0 evaluates them "
+        "on the event loop, without a thread",
+        zero=True,
     )
     max_evaluations: int = _limit(
         64, "small requests admitted at once, evaluating or waiting for a thread; past it 503"
@@ -99,6 +102,8 @@ class ServerLimits:
                 raise ServerSettingsError(f"{item.name} must be a number, got {value!r}")
             if item.type == "int" and not isinstance(value, int):
                 raise ServerSettingsError(f"{item.name} must be an integer, got {value!r}")
+            if item.metadata["zero"] and value == 0:
+                continue
             if not (math.isfinite(value) and value > 0):
                 raise ServerSettingsError(f"{item.name} must be positive, got {value!r}")
 

@@ -224,6 +224,22 @@ def test_eval_timeout_answers_503_and_the_evaluation_keeps_its_place(
         _eventually(lambda: _post(url + DECISION, ALLOW).status_code == 200)
 
 
+def test_no_eval_threads_evaluates_on_the_event_loop(serve: Callable[..., Any]) -> None:
+    def lane_threads() -> int:
+        return sum(t.name.startswith("attestpolicy-small") for t in threading.enumerate())
+
+    before = lane_threads()
+    with serve(eval_threads=0, max_evaluations=2, max_input_values=5) as (url, _):
+        assert lane_threads() == before
+        for _ in range(3):  # each place is given back
+            answer = _post(url + DECISION, ALLOW)
+            assert answer.json() == {"result": {"allow": True, "ttl_seconds": 60}}
+        _opa_error(_post(url + DECISION, {"input": [1, 2, 3, 4, 5]}), 400, "max_input_values")
+        # Over large_body_bytes: the large lane, on its thread.
+        padded = {"input": {"mode": "allow", "a": "x" * 40_000, "b": "x" * 40_000}}
+        assert _post(url + DECISION, padded).json()["result"]["allow"] is True
+
+
 def test_large_bodies_have_their_own_lane(
     serve: Callable[..., Any], pool: ThreadPoolExecutor
 ) -> None:
@@ -417,7 +433,9 @@ def test_lane_threads_stop_with_the_server(serve: Callable[..., Any]) -> None:
 def test_limits_round_trip_and_validate() -> None:
     limits = ServerLimits(eval_timeout=0.25, max_connections=7)
     assert ServerLimits.from_json(limits.to_json()) == limits
-    for bad in ({"eval_threads": 0}, {"eval_timeout": float("inf")}, {"header_timeout": 1.5}):
+    assert ServerLimits(eval_threads=0).eval_threads == 0  # on the event loop
+    bad_limits = ({"max_evaluations": 0}, {"eval_threads": -1}, {"eval_timeout": float("inf")})
+    for bad in (*bad_limits, {"header_timeout": 1.5}):
         with pytest.raises(ServerSettingsError):
             ServerLimits(**bad)
     for text in ("[]", "{", '{"no_such_limit": 1}', '{"max_connections": true}'):
@@ -432,8 +450,8 @@ def test_serve_has_one_flag_per_limit(capsys: pytest.CaptureFixture[str]) -> Non
     assert limits_from_arguments(defaults) == ServerLimits()
     given = build_parser().parse_args(["serve", "--max-connections", "9", "--eval-timeout", "2"])
     assert limits_from_arguments(given) == ServerLimits(max_connections=9, eval_timeout=2.0)
-    assert main(["serve", "--addr", "127.0.0.1:0", "--eval-threads", "0"]) == 2
-    assert "eval_threads must be positive" in capsys.readouterr().err
+    assert main(["serve", "--addr", "127.0.0.1:0", "--max-evaluations", "0"]) == 2
+    assert "max_evaluations must be positive" in capsys.readouterr().err
 
 
 def test_every_limit_is_documented() -> None:
