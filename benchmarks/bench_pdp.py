@@ -18,31 +18,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from goals import Goal  # noqa: E402  (after the path set-up)
+from goals import Goal, median_us  # noqa: E402  (after the path set-up)
 from scale import with_workloads  # noqa: E402
 
 from attestpolicy import ClaimSet, PolicyDecisionPoint  # noqa: E402
 
 EXAMPLES = ROOT / "attestpolicy" / "examples"
 DECISION_RULE = "data.attestpolicy.v1.decision"
-
-
-def _median_us(operation: Callable[[], object], samples: int) -> float:
-    for _ in range(samples // 10 + 5):
-        operation()
-    timings = []
-    for _ in range(samples):
-        start = time.perf_counter_ns()
-        operation()
-        timings.append(time.perf_counter_ns() - start)
-    return statistics.median(timings) / 1000
 
 
 def _claims(name: str) -> dict[str, Any]:
@@ -95,8 +83,8 @@ def deny_against_hit(samples: int) -> Goal:
     config = json.loads((EXAMPLES / "config.json").read_text())
     pdp = PolicyDecisionPoint.local(config=config, negative_ttl_seconds=60)
     allow, deny = _claims("allow-fully-attested"), _claims("deny-stale-node")
-    hit = _median_us(lambda: pdp.decide(allow), samples)
-    repeated_deny = _median_us(lambda: pdp.decide(deny), samples)
+    hit = median_us(lambda: pdp.decide(allow), samples)
+    repeated_deny = median_us(lambda: pdp.decide(deny), samples)
     pdp.close()
     return Goal(
         "repeated deny (negative_ttl_seconds) / cache hit",

@@ -12,10 +12,7 @@ Run from the repository root: ``.venv/bin/python benchmarks/bench_rvm.py``.
 from __future__ import annotations
 
 import json
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +21,7 @@ import regorus
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from goals import Goal  # noqa: E402  (after the path set-up)
+from goals import Goal, median_us  # noqa: E402  (after the path set-up)
 
 from attestpolicy.claims import ClaimSet  # noqa: E402
 from attestpolicy.policy import PolicySource  # noqa: E402
@@ -57,17 +54,6 @@ def missing_key_binds() -> bool:
     return bool(compiled != engine.eval_rule("data.t.bound"))
 
 
-def _median_us(operation: Callable[[], object], samples: int) -> float:
-    for _ in range(samples // 10 + 5):
-        operation()
-    timings = []
-    for _ in range(samples):
-        start = time.perf_counter_ns()
-        operation()
-        timings.append(time.perf_counter_ns() - start)
-    return statistics.median(timings) / 1000
-
-
 def goals(quick: bool) -> list[Goal]:
     """The RVM's speed against the interpreter's on the realistic claim set, and whether
     the shipped policy decides the same on the examples and on inputs without a node."""
@@ -92,8 +78,8 @@ def goals(quick: bool) -> list[Goal]:
         differing += json.loads(rvm.execute()) != engine.eval_rule("data.attestpolicy.v1.decision")
     text = json.dumps(inputs[0])
     samples = 100 if quick else 400
-    compiled = _median_us(lambda: (rvm.set_input_json(text), rvm.execute()), samples)
-    interpreted = _median_us(
+    compiled = median_us(lambda: (rvm.set_input_json(text), rvm.execute()), samples)
+    interpreted = median_us(
         lambda: (engine.set_input_json(text), engine.eval_rule("data.attestpolicy.v1.decision")),
         samples,
     )

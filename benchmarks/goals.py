@@ -6,6 +6,9 @@ with PASS/FAIL. Nothing is asserted: the machine is shared and noisy.
 
 from __future__ import annotations
 
+import statistics
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -37,3 +40,15 @@ class Goal:
         if self.blocker:
             text += f"  BLOCKED: {self.blocker}"
         return f"{text}  {self.detail}" if self.detail else text
+
+
+def median_us(operation: Callable[[], object], samples: int) -> float:
+    """The median time of ``operation`` in microseconds, after a short warm-up."""
+    for _ in range(samples // 10 + 5):
+        operation()
+    timings = []
+    for _ in range(samples):
+        start = time.perf_counter_ns()
+        operation()
+        timings.append(time.perf_counter_ns() - start)
+    return statistics.median(timings) / 1000
