@@ -96,14 +96,17 @@ class RevocationList(FrozenModel):
     def to_json_dict(self) -> dict[str, Any]:
         """``{"revoked": [{"jti", "exp"}], "generated_at"}``, times as NumericDate seconds."""
         return {
-            "revoked": _revoked_entries(self.revoked),
+            "revoked": [
+                {"jti": jti, "exp": _exp_seconds(_micros(exp, "exp"))} for jti, exp in self.revoked
+            ],
             "generated_at": math.floor(self.generated_at.timestamp()),
         }
 
 
-def _revoked_entries(revoked: Iterable[tuple[str, datetime]]) -> list[dict[str, Any]]:
-    # exp rounded up: a relying party never drops an entry before the credential expires
-    return [{"jti": jti, "exp": -(-_micros(exp, "exp") // 1_000_000)} for jti, exp in revoked]
+def _exp_seconds(micros: int) -> int:
+    """NumericDate of an expiry, rounded up: a relying party never drops an entry before the
+    credential expires."""
+    return -(-micros // 1_000_000)
 
 
 def _micros(moment: object, name: str) -> int:
@@ -306,18 +309,12 @@ class CredentialRegistry(Closing):
     def revoked(self, *, now: datetime | None = None) -> RevocationList:
         """The revoked credentials that have not expired yet, for relying parties to poll."""
         at = _now(now)
-        rows = self._run(
-            lambda db: db.execute(_LIST_REVOKED, {"now": at}).fetchall(),
-            write=False,
-        )
-        revoked = tuple((jti, _moment(expires_at)) for jti, expires_at in rows)
-        digest = hashlib.sha256(
-            "\n".join(
-                f"{entry['jti']} {entry['exp']}" for entry in _revoked_entries(revoked)
-            ).encode()
-        )
+        rows = self._run(lambda db: db.execute(_LIST_REVOKED, {"now": at}).fetchall(), write=False)
+        listed = "\n".join(f"{jti} {_exp_seconds(expires_at)}" for jti, expires_at in rows)
         return RevocationList(
-            etag=digest.hexdigest()[:32], revoked=revoked, generated_at=_moment(at)
+            etag=hashlib.sha256(listed.encode()).hexdigest()[:32],
+            revoked=tuple((jti, _moment(expires_at)) for jti, expires_at in rows),
+            generated_at=_moment(at),
         )
 
     def is_revoked(self, jti: str) -> bool:
