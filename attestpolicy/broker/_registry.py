@@ -15,8 +15,10 @@ import math
 import re
 import secrets
 import sqlite3
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, TypeVar
@@ -56,6 +58,7 @@ _LIST_REVOKED: Final = (
     "SELECT jti, expires_at FROM credentials"
     " WHERE revoked_at IS NOT NULL AND expires_at > :now ORDER BY jti"
 )
+_BUMP_REVISION: Final = "UPDATE revocation_revision SET revision = revision + 1"
 _T = TypeVar("_T")
 
 
@@ -101,6 +104,32 @@ class RevocationList(FrozenModel):
             ],
             "generated_at": math.floor(self.generated_at.timestamp()),
         }
+
+
+@dataclass(frozen=True)
+class _ListedRevocations:
+    """The revocation list read at ``since`` (microseconds) under ``revision``: the same
+    until a revocation bumps the revision or its first entry expires (at ``until``)."""
+
+    revision: int
+    since: int
+    until: int
+    revocations: RevocationList
+
+    @classmethod
+    def of(cls, revision: int, since: int, rows: list[tuple[str, int]]) -> _ListedRevocations:
+        listed = "\n".join(f"{jti} {_exp_seconds(expires_at)}" for jti, expires_at in rows)
+        revocations = RevocationList(
+            etag=hashlib.sha256(listed.encode()).hexdigest()[:32],
+            revoked=tuple((jti, _moment(expires_at)) for jti, expires_at in rows),
+            generated_at=_moment(since),
+        )
+        until = min((expires_at for _, expires_at in rows), default=sys.maxsize)
+        return cls(revision, since, until, revocations)
+
+    def answers(self, revision: int, at: int) -> bool:
+        """Whether this is still the list at ``at`` under ``revision``."""
+        return revision == self.revision and self.since <= at < self.until
 
 
 def _exp_seconds(micros: int) -> int:
@@ -192,6 +221,7 @@ class CredentialRegistry(Closing):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._listed: _ListedRevocations | None = None
         try:
             self._db = sqlite3.connect(
                 self.path,
@@ -280,6 +310,8 @@ class CredentialRegistry(Closing):
             marked: list[tuple[Any, ...]] = []
             for selection in selections:  # a credential marked once is no longer live
                 marked += db.execute(statement, {**parameters, **selection}).fetchall()
+            if marked:
+                db.execute(_BUMP_REVISION)
             return self._with_values(db, marked)
 
         return self._run(mark)
@@ -307,15 +339,22 @@ class CredentialRegistry(Closing):
         return credentials
 
     def revoked(self, *, now: datetime | None = None) -> RevocationList:
-        """The revoked credentials that have not expired yet, for relying parties to poll."""
+        """The revoked credentials that have not expired yet, for relying parties to poll.
+
+        Read again only when a revocation was made (by any process) or an entry expired
+        since the last read; otherwise the last list is returned with a new ``generated_at``.
+        """
         at = _now(now)
-        rows = self._run(lambda db: db.execute(_LIST_REVOKED, {"now": at}).fetchall(), write=False)
-        listed = "\n".join(f"{jti} {_exp_seconds(expires_at)}" for jti, expires_at in rows)
-        return RevocationList(
-            etag=hashlib.sha256(listed.encode()).hexdigest()[:32],
-            revoked=tuple((jti, _moment(expires_at)) for jti, expires_at in rows),
-            generated_at=_moment(at),
-        )
+
+        def read(db: sqlite3.Connection) -> RevocationList:
+            revision = db.execute("SELECT revision FROM revocation_revision").fetchone()[0]
+            listed = self._listed
+            if listed is None or not listed.answers(revision, at):
+                rows = db.execute(_LIST_REVOKED, {"now": at}).fetchall()
+                listed = self._listed = _ListedRevocations.of(revision, at, rows)
+            return listed.revocations.model_copy(update={"generated_at": _moment(at)})
+
+        return self._run(read, write=False)
 
     def is_revoked(self, jti: str) -> bool:
         """Whether the credential ``jti`` was revoked (False for a jti never recorded)."""

@@ -39,12 +39,15 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "CREATE INDEX credential_values_jti ON credential_values (jti)",
     ),
     # 1 -> 2: single-use nonces (serve's GET /v1/nonce), kept until pruned so that a reuse
-    # is told apart from a nonce never issued
+    # is told apart from a nonce never issued; and a revision counted up by every revocation,
+    # so that reading the revocation list again costs one row while nothing was revoked
     (
         "CREATE TABLE nonces ("
         " value TEXT PRIMARY KEY, expires_at INTEGER NOT NULL,"
         " used INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID",
         "CREATE INDEX nonces_expiry ON nonces (expires_at)",
+        "CREATE TABLE revocation_revision (revision INTEGER NOT NULL)",
+        "INSERT INTO revocation_revision VALUES (0)",
     ),
 )
 """``MIGRATIONS[v]`` brings a file from version ``v`` to ``v + 1``."""

@@ -189,6 +189,35 @@ def test_the_revocation_list_and_its_etag(path: Path, registry: CredentialRegist
     assert everything_expired.etag == empty.etag
 
 
+def test_the_list_is_read_again_after_a_revocation_by_another_process_or_an_expiry(
+    path: Path, registry: CredentialRegistry
+) -> None:
+    record(registry, "a", SIGNER, ttl=timedelta(minutes=5))
+    record(registry, "b", NODE)
+    registry.revoke([SIGNER], reason="r", now=NOW)
+    first = registry.revoked(now=NOW)
+    again = registry.revoked(now=NOW + timedelta(seconds=1))  # unchanged: not read again
+    assert (again.etag, again.revoked) == (first.etag, first.revoked)
+    assert again.generated_at == NOW + timedelta(seconds=1)
+    with CredentialRegistry(path) as other_process:
+        other_process.revoke([NODE], reason="r", now=NOW)
+    assert [jti for jti, _ in registry.revoked(now=NOW).revoked] == ["a", "b"]
+    assert [jti for jti, _ in registry.revoked(now=NOW + timedelta(minutes=4)).revoked] == [
+        "b"
+    ]  # "a" expired at NOW + 4 minutes
+    assert [jti for jti, _ in registry.revoked(now=NOW).revoked] == ["a", "b"]  # an earlier now
+    revision = _revision(path)
+    assert registry.revoke_jti(["a", "b"], reason="again", now=NOW) == []
+    assert registry.revoke([IMAGE], reason="r", now=NOW) == []
+    assert _revision(path) == revision  # nothing marked: nobody reads the list again
+
+
+def _revision(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        revision: int = connection.execute("SELECT revision FROM revocation_revision").fetchone()[0]
+    return revision
+
+
 def _rows(path: Path, table: str) -> int:
     with sqlite3.connect(path) as connection:
         count: int = connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608

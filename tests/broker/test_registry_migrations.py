@@ -182,6 +182,7 @@ def test_an_empty_file_becomes_a_registry(tmp_path: Path) -> None:
         "credentials",
         "credential_values",
         "nonces",
+        "revocation_revision",
     }
 
 
