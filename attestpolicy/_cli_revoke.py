@@ -31,7 +31,7 @@ _FLAGS = (
 
 
 def _cmd_revoke(args: argparse.Namespace) -> int:
-    from attestpolicy.broker._registry import CredentialRegistry
+    from attestpolicy.broker import CredentialRegistry
     from attestpolicy.revocations import MEMBER_OF_KEYWORD, RevocationStore
 
     pairs = [

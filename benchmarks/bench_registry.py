@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from goals import median_us  # noqa: E402  (after the path set-up)
 
-from attestpolicy.broker._registry import CredentialRegistry  # noqa: E402
+from attestpolicy.broker import CredentialRegistry  # noqa: E402
 
 LIVE = 100_000
 EXPIRED = 10_000

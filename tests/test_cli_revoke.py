@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from attestpolicy.broker._registry import CredentialRegistry
+from attestpolicy.broker import CredentialRegistry
 from attestpolicy.cli import main
 from attestpolicy.revocations import RevocationStore
 

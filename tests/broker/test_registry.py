@@ -16,14 +16,8 @@ from typing import Any
 
 import pytest
 
-from attestpolicy.broker._errors import BrokerError
-from attestpolicy.broker._registry import (
-    _LIST_REVOKED,
-    _REVOKE_JTI,
-    _REVOKE_PAIR,
-    CredentialRegistry,
-    IssuedCredential,
-)
+from attestpolicy.broker import BrokerError, CredentialRegistry, IssuedCredential
+from attestpolicy.broker._registry import _LIST_REVOKED, _REVOKE_JTI, _REVOKE_PAIR
 from attestpolicy.errors import AttestPolicyError
 from attestpolicy.revocations import RevocationStore
 

@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from attestpolicy.broker._errors import BrokerError
-from attestpolicy.broker._registry import CredentialRegistry
+from attestpolicy.broker import BrokerError, CredentialRegistry
 from attestpolicy.broker._schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
 NOW = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
