@@ -84,6 +84,8 @@ REASON_EFFECTS: Final[Mapping[str, tuple[str, int] | None]] = {
     "request.unknown_audience": None,
     "evidence.missing": None,
     "ttl.too_short": None,
+    "nonce.invalid": None,
+    "policy.deny": None,
     # the image and its provenance
     "image.digest_required": ("executables", _UNRECOGNIZED_RUNTIME),
     "image.unsigned": ("executables", _UNRECOGNIZED_RUNTIME),
