@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import math
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from attestpolicy._closing import Closing
 from attestpolicy.claims import ClaimSet, format_timestamp, parse_timestamp
@@ -16,10 +18,13 @@ from attestpolicy.config import validate_config
 from attestpolicy.decision import Decision, Reason
 from attestpolicy.engine._inprocess import DEFAULT_ENGINE, check_engine_name, make_evaluator
 from attestpolicy.engine.base import Evaluator
-from attestpolicy.engine.cache import CacheStats, DecisionCache, decode_encoding
+from attestpolicy.engine.cache import CacheStats, CacheTicket, DecisionCache, decode_encoding
 from attestpolicy.errors import AttestPolicyError, ClaimsError
 from attestpolicy.policy import PolicySource
 from attestpolicy.revocations import MEMBER_OF_KEYWORD, RevocationStore
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["PolicyDecisionPoint"]
 
@@ -30,6 +35,12 @@ REVOKE_REASON: Final = "revoked by PolicyDecisionPoint.revoke"
 
 REMOTE_CACHE_MAX_AGE_SECONDS: Final = 5.0
 """How long a remote PDP's cached decision is served at most (wall clock)."""
+
+ASYNC_WORKERS: Final = 4
+"""Threads of the executor :meth:`PolicyDecisionPoint.adecide` evaluates on (per PDP)."""
+
+TIMEOUT_CODE: Final = "engine.timeout"
+"""The reason code of an async decision whose deadline passed."""
 
 
 def _purge_verified_evidence(pairs: list[tuple[str, str]]) -> None:
@@ -69,19 +80,45 @@ def _pairs(
     return pairs
 
 
+class _Pending(NamedTuple):
+    """A decision the cache could not answer: the claims to decide on and, when the
+    answer can be cached, the lookup's ticket and the revision it was keyed on."""
+
+    source: object
+    ticket: CacheTicket | None
+    revision: str
+
+
+def _check_deadline(deadline: object) -> float | None:
+    """``deadline`` as seconds (None: no deadline); ValueError when it is not a number."""
+    if deadline is None:
+        return None
+    if isinstance(deadline, bool) or not isinstance(deadline, int | float) or math.isnan(deadline):
+        raise ValueError(f"deadline must be a number of seconds or None, not {deadline!r}")
+    return float(deadline)
+
+
 class PolicyDecisionPoint(Closing):
     """Decides whether a workload gets a credential, and for how long.
 
     Build one with :meth:`local` (in-process Rego), :meth:`from_bundle` (an OPA
     bundle, in-process) or :meth:`remote` (an OPA server), then call :meth:`decide`
-    from any thread. ``decide`` never raises for bad claims or a failing engine: it
-    returns a deny whose reason code says what went wrong.
+    from any thread, or ``await`` :meth:`adecide` from an event loop. ``decide`` never
+    raises for bad claims or a failing engine: it returns a deny whose reason code says
+    what went wrong.
     """
 
     def __init__(self, evaluator: Evaluator, *, cache: DecisionCache | None = None) -> None:
         self._evaluator = evaluator
         self._cache = cache
         self._revocation_lock = threading.Lock()
+        # adecide's executor, made on first use; once closed, never again.
+        self._executor: ThreadPoolExecutor | None = None
+        self._executor_lock = threading.Lock()
+        self._closed = False
+        # Whether the revision is read without IO (no revocation store to consult), so
+        # adecide may look a decision up in the cache on the event loop itself.
+        self._hits_on_loop = False
 
     @staticmethod
     def _make_cache(
@@ -120,10 +157,13 @@ class PolicyDecisionPoint(Closing):
         """
         source = PolicySource.from_directory(policy_dir)
         checked = validate_config(config) if config is not None else None
-        return cls(
-            make_evaluator(engine, source, checked, revocations=_store(revocations)),
+        store = _store(revocations)
+        pdp = cls(
+            make_evaluator(engine, source, checked, revocations=store),
             cache=cls._make_cache(cache, negative_ttl_seconds),
         )
+        pdp._hits_on_loop = store is None
+        return pdp
 
     @classmethod
     def from_bundle(
@@ -153,12 +193,13 @@ class PolicyDecisionPoint(Closing):
             require_signature=verification_key is not None,
         )
         checked = validate_config(config) if config is not None else None
-        return cls(
-            make_evaluator(
-                engine, loaded.to_policy_source(), checked, revocations=_store(revocations)
-            ),
+        store = _store(revocations)
+        pdp = cls(
+            make_evaluator(engine, loaded.to_policy_source(), checked, revocations=store),
             cache=cls._make_cache(cache, negative_ttl_seconds),
         )
+        pdp._hits_on_loop = store is None
+        return pdp
 
     @classmethod
     def remote(
@@ -184,7 +225,9 @@ class PolicyDecisionPoint(Closing):
 
         if cache is True:
             cache = DecisionCache(max_age_seconds=cache_max_age_seconds)
-        return cls(RemoteEvaluator(url, **options), cache=cls._make_cache(cache, 0.0))
+        pdp = cls(RemoteEvaluator(url, **options), cache=cls._make_cache(cache, 0.0))
+        pdp._hits_on_loop = True  # the revision is an attribute
+        return pdp
 
     # --- deciding -------------------------------------------------------------
 
@@ -205,8 +248,17 @@ class PolicyDecisionPoint(Closing):
         current UTC time when it has none.
         """
         evaluated_at = datetime.now(UTC)
+        return self._guarded(self._decide, claims, now, evaluated_at)
+
+    def _guarded(
+        self,
+        step: Callable[[Any, datetime | None, datetime], Decision],
+        claims: Any,
+        now: datetime | None,
+        evaluated_at: datetime,
+    ) -> Decision:
         try:
-            return self._decide(claims, now, evaluated_at)
+            return step(claims, now, evaluated_at)
         except Exception as exc:  # fail closed: never an uncaught crash in the request path
             return self._deny("input.invalid", f"claims could not be read: {exc}", evaluated_at)
 
@@ -216,35 +268,53 @@ class PolicyDecisionPoint(Closing):
         now: datetime | None,
         evaluated_at: datetime,
     ) -> Decision:
+        looked_up = self._look_up(claims, now, evaluated_at)
+        if isinstance(looked_up, Decision):
+            return looked_up
+        return self._decide_pending(looked_up, now, evaluated_at)
+
+    def _look_up(
+        self,
+        claims: ClaimSet | Mapping[str, Any] | str | bytes,
+        now: datetime | None,
+        evaluated_at: datetime,
+    ) -> Decision | _Pending:
+        """The cached decision, or what to decide on (never raises)."""
         # The caller's claims are read exactly once. With the cache, that read is the
         # canonical encoding: the key, and on a miss the copy decided on (decoded from
         # it), so claims changed by another thread meanwhile cannot be decided as one
         # thing and cached as another. Without the cache, ClaimSet.parse is the read.
-        cache, ticket, revision = self._cache, None, ""
-        source: object = claims
-        if cache is not None and not isinstance(claims, str | bytes):
-            try:
-                raw = claims.to_input() if isinstance(claims, ClaimSet) else claims
-                if not isinstance(raw, Mapping):
-                    raise TypeError("not a mapping")
-                raw_now = raw.get("now")
-                moment = (
-                    parse_timestamp(now)
-                    if now is not None
-                    else evaluated_at
-                    if raw_now is None
-                    else parse_timestamp(raw_now)
-                )
-                revision = self._evaluator.revision
-                ticket, hit = cache.lookup(raw, revision, moment)
-                if hit is not None:
-                    return hit
-                snapshot = decode_encoding(ticket.encoding)[1]
-                if raw_now is not None:
-                    snapshot["now"] = raw_now
-                source = snapshot
-            except Exception:
-                ticket = None  # not cacheable as given: validation below says why
+        cache = self._cache
+        if cache is None or isinstance(claims, str | bytes):
+            return _Pending(claims, None, "")
+        try:
+            raw = claims.to_input() if isinstance(claims, ClaimSet) else claims
+            if not isinstance(raw, Mapping):
+                raise TypeError("not a mapping")
+            raw_now = raw.get("now")
+            moment = (
+                parse_timestamp(now)
+                if now is not None
+                else evaluated_at
+                if raw_now is None
+                else parse_timestamp(raw_now)
+            )
+            revision = self._evaluator.revision
+            ticket, hit = cache.lookup(raw, revision, moment)
+            if hit is not None:
+                return hit
+            snapshot = decode_encoding(ticket.encoding)[1]
+            if raw_now is not None:
+                snapshot["now"] = raw_now
+            return _Pending(snapshot, ticket, revision)
+        except Exception:
+            return _Pending(claims, None, "")  # not cacheable as given: validation says why
+
+    def _decide_pending(
+        self, pending: _Pending, now: datetime | None, evaluated_at: datetime
+    ) -> Decision:
+        cache, ticket, revision = self._cache, pending.ticket, pending.revision
+        source = pending.source
         try:
             claim_set = ClaimSet.parse(source)  # type: ignore[arg-type]  # checked by parse
             moment = parse_timestamp(now) if now is not None else claim_set.now or evaluated_at
@@ -305,6 +375,119 @@ class PolicyDecisionPoint(Closing):
         extra = tuple(Reason(code=p.code, message=str(p)) for p in report.problems)
         reasons = tuple(sorted({*decision.reasons, *extra}, key=lambda r: (r.code, r.message)))
         return decision.model_copy(update={"reasons": reasons})
+
+    # --- deciding from an event loop -------------------------------------------
+
+    async def adecide(
+        self,
+        claims: ClaimSet | Mapping[str, Any] | str | bytes,
+        *,
+        now: datetime | None = None,
+        deadline: float | None = None,
+    ) -> Decision:
+        """:meth:`decide` for asyncio code: the event loop never evaluates.
+
+        A cache hit is answered at once (on the loop: an encoding and a table lookup,
+        a few microseconds; with a revocation store, whose revision is read from a file,
+        the lookup moves to the executor as well). Everything else runs on this PDP's
+        executor (:data:`ASYNC_WORKERS` threads, made on first use, shut down by
+        :meth:`close`). ``deadline`` is the number of seconds the caller waits, queueing
+        included: past it the answer is an ``engine.timeout`` deny (an evaluation under
+        way finishes on its thread, unused). Never raises: a bad ``deadline`` is an
+        ``input.invalid`` deny, a closed PDP an ``engine.error`` deny. The caller must
+        not change ``claims`` until the call returns.
+        """
+        evaluated_at = datetime.now(UTC)
+        try:
+            limit = _check_deadline(deadline)
+            work: Callable[[], Decision]
+            if self._hits_on_loop:
+                looked_up = self._look_up(claims, now, evaluated_at)
+                if isinstance(looked_up, Decision):
+                    return looked_up
+                work = functools.partial(
+                    self._guarded, self._decide_pending, looked_up, now, evaluated_at
+                )
+            else:
+                work = functools.partial(self._guarded, self._decide, claims, now, evaluated_at)
+        except ValueError as exc:
+            return self._deny("input.invalid", str(exc), evaluated_at)
+        return await self._on_executor(work, limit, evaluated_at)
+
+    async def adecide_evidence(
+        self,
+        document: Any,
+        trust: Any,
+        *,
+        now: datetime | str | None = None,
+        nonce: bytes | None = None,
+        nonce_audience: str | None = None,
+        deadline: float | None = None,
+    ) -> Decision:
+        """:meth:`decide_evidence` for asyncio code: verification and evaluation run on
+        the executor of :meth:`adecide`, with the same ``deadline`` and failure rules.
+        The caller must not change ``document`` or ``trust`` until the call returns."""
+        evaluated_at = datetime.now(UTC)
+        try:
+            limit = _check_deadline(deadline)
+        except ValueError as exc:
+            return self._deny("input.invalid", str(exc), evaluated_at)
+        work = functools.partial(
+            self.decide_evidence,
+            document,
+            trust,
+            now=now,
+            nonce=nonce,
+            nonce_audience=nonce_audience,
+        )
+        return await self._on_executor(work, limit, evaluated_at)
+
+    async def _on_executor(
+        self, work: Callable[[], Decision], deadline: float | None, evaluated_at: datetime
+    ) -> Decision:
+        """Run ``work`` on the executor and wait for it, at most ``deadline`` seconds."""
+        import asyncio
+
+        if deadline is not None and deadline <= 0:
+            return self._timed_out(deadline, evaluated_at)
+        try:
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            future = loop.run_in_executor(self._async_executor(), work)
+            if deadline is None or math.isinf(deadline):
+                return await future
+            decision = await asyncio.wait_for(future, deadline)
+            # An evaluation that held the GIL past the deadline (regorus does) kept the
+            # loop from timing out: its late answer is a timeout all the same.
+            if loop.time() - started > deadline:
+                return self._timed_out(deadline, evaluated_at)
+            return decision
+        except TimeoutError:
+            return self._timed_out(deadline or 0.0, evaluated_at)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # the caller was cancelled, not the evaluation
+            return self._deny("engine.error", "the decision point was closed", evaluated_at)
+        except Exception as exc:  # a closed executor, a bug: fail closed
+            return self._deny("engine.error", f"no decision: {exc}", evaluated_at)
+
+    def _async_executor(self) -> ThreadPoolExecutor:
+        with self._executor_lock:
+            if self._closed:
+                raise RuntimeError("the decision point is closed")
+            if self._executor is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._executor = ThreadPoolExecutor(
+                    max_workers=ASYNC_WORKERS, thread_name_prefix="attestpolicy-adecide"
+                )
+            return self._executor
+
+    def _timed_out(self, deadline: float, evaluated_at: datetime) -> Decision:
+        return self._deny(
+            TIMEOUT_CODE, f"no decision within the {deadline:g} s deadline", evaluated_at
+        )
 
     # --- revocation and reloads -------------------------------------------------
 
@@ -384,5 +567,12 @@ class PolicyDecisionPoint(Closing):
     # --- lifecycle ------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the evaluator's resources."""
+        """Shut down the executor of :meth:`adecide` (waiting for the evaluations under
+        way; queued ones end as ``engine.error`` denies) and release the evaluator's
+        resources. Later :meth:`adecide` calls deny with ``engine.error``."""
+        with self._executor_lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
         self._evaluator.close()
