@@ -423,7 +423,6 @@ class CredentialBroker(Closing):
         node_id: str | None = None,
         spiffe_id: str | None = None,
         reason: str = REVOKE_REASON,
-        now: datetime | None = None,
     ) -> RevocationOutcome:
         """Revoke values everywhere at once: later decisions deny them, cached decisions
         resting on them go, and the live credentials resting on them are marked revoked
@@ -431,7 +430,6 @@ class CredentialBroker(Closing):
 
         Raises ValueError without any value, TypeError/BrokerError for a malformed one,
         BrokerError when the registry fails (the policy revocation has happened then).
-        ``now`` (default: the current time) decides which credentials are still live.
         """
         signers = list(dict.fromkeys(v for v in (signer_subject, key_id) if v is not None))
         others = {"image_digest": image_digest, "node_id": node_id, "spiffe_id": spiffe_id}
@@ -449,7 +447,7 @@ class CredentialBroker(Closing):
         )
         for value in signers[1:]:
             dropped += self._pdp.revoke(signer_subject=value, reason=reason)
-        marked = self._registry.revoke(pairs, reason=reason, now=now) if self._registry else []
+        marked = self._registry.revoke(pairs, reason=reason) if self._registry else []
         return RevocationOutcome(cache_entries_dropped=dropped, credentials=tuple(marked))
 
     def close(self) -> None:

@@ -554,64 +554,90 @@ def test_an_unreadable_client_certificate_mints_nothing(
 # --- the registry and revocation --------------------------------------------------------------
 
 
-def test_issued_credentials_are_recorded_and_revoking_the_signing_key_returns_them(
-    tmp_path: Path, trust: dict[str, Any], key: SigningKey, engine: str
+def test_revoking_the_signing_key_denies_the_evidence_from_then_on(
+    evidence_pdp: PolicyDecisionPoint, trust: dict[str, Any], key: SigningKey
 ) -> None:
-    config = load_json("evidence-config.json")
-    with (
-        PolicyDecisionPoint.local(config=config, engine=engine) as pdp,
-        CredentialRegistry(tmp_path / "credentials.db") as registry,
-    ):
-        broker = CredentialBroker(pdp, key, ISSUER, registry)
-        issued = [
-            broker.issue(
-                document("allow-eks-workload"), trust, nonce=EVIDENCE_NONCE, now=EVIDENCE_TIME
-            )
-            for _ in range(2)
-        ]
+    broker = CredentialBroker(evidence_pdp, key, ISSUER)
+    allowed = document("allow-eks-workload")
+    assert broker.issue(allowed, trust, nonce=EVIDENCE_NONCE, now=EVIDENCE_TIME).issued
+    outcome = broker.revoke(key_id=KEY_ID, reason="key leaked")
+    assert outcome.cache_entries_dropped >= 1
+    assert outcome.credentials == ()  # no registry: nothing to chase
+    again = broker.issue(allowed, trust, nonce=EVIDENCE_NONCE, now=EVIDENCE_TIME)
+    assert not again.issued
+    assert again.decision.reason_codes == ("image.untrusted_signer",)
+
+
+def fresh_claims() -> dict[str, Any]:
+    """The example claim set, fresh at the current time, signed by a keyless signer and by a
+    trusted key (so the credential rests on both)."""
+    claims = example_claims()
+    del claims["now"]
+    now = datetime.now(UTC)
+    claims["node"]["issued_at"] = (now - timedelta(seconds=30)).isoformat()
+    claims["runtime"]["expires_at"] = (now + timedelta(hours=1)).isoformat()
+    claims["image"]["signatures"].append({"verified": True, "key_id": KEY_ID})
+    return claims
+
+
+@pytest.fixture
+def live_pdp(engine: str) -> Iterator[PolicyDecisionPoint]:
+    """The example configuration, also trusting the signing key KEY_ID."""
+    config = load_json("config.json")
+    config["trusted_signers"]["key_ids"] = {KEY_ID: "release key"}
+    with PolicyDecisionPoint.local(config=config, engine=engine) as pdp:
+        yield pdp
+
+
+def test_revocation_returns_exactly_the_live_credentials_resting_on_the_value(
+    live_pdp: PolicyDecisionPoint, key: SigningKey, tmp_path: Path
+) -> None:
+    with CredentialRegistry(tmp_path / "credentials.db") as registry:
+        broker = CredentialBroker(live_pdp, key, ISSUER, registry)
+        issued = [broker.issue_for_claims(fresh_claims()) for _ in range(2)]
         assert all(credential.issued for credential in issued)
-        outcome = broker.revoke(key_id=KEY_ID, reason="key leaked", now=EVIDENCE_TIME)
-        assert sorted(c.jti for c in outcome.credentials) == sorted(c.jti or "" for c in issued)
+        outcome = broker.revoke(key_id=KEY_ID, reason="key leaked")
+        assert [c.jti for c in outcome.credentials] == sorted(c.jti or "" for c in issued)
         assert outcome.cache_entries_dropped >= 1
         revoked = outcome.credentials[0]
         assert ("signer_subjects", KEY_ID) in revoked.revocable
-        assert ("spiffe_ids", SPIFFE_ID) in revoked.revocable
-        assert revoked.revocation_reason == "key leaked"
-        assert revoked.subject == SPIFFE_ID
+        assert ("spiffe_ids", "spiffe://prod.example.com/ns/payments/sa/api") in revoked.revocable
+        assert (revoked.revocation_reason, revoked.audience) == ("key leaked", "vault")
+        by_jti = {credential.jti: credential for credential in issued}
+        assert revoked.expires_at == by_jti[revoked.jti].expires_at
+        assert revoked.issued_at == by_jti[revoked.jti].issued_at
         assert all(registry.is_revoked(c.jti or "") for c in issued)
-        again = broker.issue(
-            document("allow-eks-workload"), trust, nonce=EVIDENCE_NONCE, now=EVIDENCE_TIME
-        )
-        assert not again.issued
-        assert "image.untrusted_signer" in again.decision.reason_codes
-        assert broker.revoke(key_id=KEY_ID, now=EVIDENCE_TIME).credentials == ()  # none left
+        assert broker.revoke(key_id=KEY_ID).credentials == ()  # nothing live rests on it now
 
 
 def test_revoke_names_every_kind_of_value(
-    claims_pdp: PolicyDecisionPoint, key: SigningKey, tmp_path: Path
+    live_pdp: PolicyDecisionPoint, key: SigningKey, tmp_path: Path
 ) -> None:
-    claims = ClaimSet.parse(example_claims())
+    claims = ClaimSet.parse(fresh_claims())
     assert claims.image is not None
     assert claims.node is not None
     with CredentialRegistry(tmp_path / "credentials.db") as registry:
-        broker = CredentialBroker(claims_pdp, key, ISSUER, registry)
+        broker = CredentialBroker(live_pdp, key, ISSUER, registry)
         revocations: list[dict[str, str]] = [
             {"signer_subject": claims.image.signatures[0].subject or ""},
+            {"key_id": KEY_ID},
             {"image_digest": claims.image.digest or ""},
             {"node_id": claims.node.id},
             {"spiffe_id": claims.subject.spiffe_id},
             {"signer_subject": "unrelated", "key_id": "unrelated-key"},
         ]
         for values in revocations:
-            credential = broker.issue_for_claims(example_claims(), now=CLAIMS_NOW)
-            outcome = broker.revoke(**values, now=CLAIMS_NOW)
-            if "key_id" in values:
+            credential = broker.issue_for_claims(claims)
+            assert credential.issued, values
+            outcome = broker.revoke(**values)
+            lift = {"signer_subject" if k == "key_id" else k: v for k, v in values.items()}
+            if "unrelated" in values.values():
                 assert outcome.credentials == ()
                 continue
             assert [c.jti for c in outcome.credentials] == [credential.jti]
-            claims_pdp.lift(**values)
-    with pytest.raises(ValueError, match="at least one value"):
-        broker.revoke()
+            live_pdp.lift(**lift)
+        with pytest.raises(ValueError, match="at least one value"):
+            broker.revoke()
 
 
 class RevokedMeanwhile(PolicyDecisionPoint):
