@@ -32,7 +32,7 @@ from attestpolicy.broker._ear import EarResult, ear_claims
 from attestpolicy.broker._errors import BrokerError
 from attestpolicy.broker._registry import CredentialRegistry, IssuedCredential
 from attestpolicy.broker._signing import KeySet, SigningKey
-from attestpolicy.claims import ClaimSet, parse_timestamp
+from attestpolicy.claims import ClaimSet, format_timestamp, parse_timestamp
 from attestpolicy.decision import Decision, Reason
 from attestpolicy.errors import AttestPolicyError
 from attestpolicy.evidence.document import (
@@ -251,11 +251,11 @@ class CredentialBroker(Closing):
         expires_at = issued_at + lifetime
         if decision.valid_until is not None:
             expires_at = min(expires_at, math.floor(decision.valid_until.timestamp()))
-        if expires_at <= issued_at:
+        if expires_at <= issued_at:  # only a valid_until can make it so
+            until = format_timestamp(decision.valid_until) if decision.valid_until else "-"
             raise _Refused(
                 "broker.expired",
-                f"the decision stopped holding at {decision.to_json_dict()['valid_until']}: "
-                "no time is left to issue a credential in",
+                f"the decision stopped holding at {until}: no time is left to issue in",
             )
         return issued_at, expires_at
 

@@ -30,9 +30,10 @@ class Credential(FrozenModel):
     """One issuance: the decision, and the signed JWT when it allowed one.
 
     ``token`` (and ``jti``, ``subject``, ``audience``, ``issued_at``, ``expires_at``) is
-    None on a deny, and when an allow left no time to issue in (its ``valid_until`` had
-    passed): check :attr:`issued`, then read ``decision.reasons`` when it is False. The
-    token is left out of ``repr``: it is a bearer credential.
+    None on a deny: check :attr:`issued`, then read ``decision.reasons``. An allow the
+    broker does not mint for (no time left before ``valid_until``, a binding mismatch, a
+    broker failure) comes back as a deny with the broker's reason. The token is left out
+    of ``repr``: it is a bearer credential.
     """
 
     decision: Decision
