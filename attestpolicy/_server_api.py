@@ -26,7 +26,20 @@ from attestpolicy._server_limits import ServerLimits
 from attestpolicy.engine._inprocess import InProcessEvaluator
 from attestpolicy.errors import EvaluatorError
 
-__all__ = ["DataApi", "DataApiApp", "Receive", "Scope", "Send"]
+__all__ = [
+    "Answer",
+    "ApiError",
+    "DataApi",
+    "DataApiApp",
+    "Receive",
+    "Route",
+    "Scope",
+    "Send",
+    "decode_json",
+    "error_answer",
+    "header",
+    "json_answer",
+]
 
 Scope = Mapping[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -50,7 +63,7 @@ _LOGGER = logging.getLogger("uvicorn.error")
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
+class Answer:
     """A complete HTTP answer: status, JSON body and any headers besides its type and size."""
 
     status: int
@@ -63,7 +76,16 @@ class _Answer:
         await send({"type": "http.response.body", "body": self.body})
 
 
-class _ApiError(Exception):
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A route besides the Data API: its methods and its handler, which gets the request's
+    scope and whole body (empty for GET and HEAD) and runs on a lane thread."""
+
+    methods: tuple[str, ...]
+    handle: Callable[[Scope, bytes], Answer]
+
+
+class ApiError(Exception):
     """An error answered with an OPA error document.
 
     ``close`` ends the connection after the answer: the request body was not read to
@@ -87,8 +109,8 @@ class _ApiError(Exception):
         self.headers = headers
 
 
-def _busy(lane: Lane, limit: str, *, close: bool) -> _ApiError:
-    return _ApiError(
+def _busy(lane: Lane, limit: str, *, close: bool) -> ApiError:
+    return ApiError(
         503,
         f"server busy: {lane.capacity} {lane.name} requests in progress ({limit}); try again",
         close=close,
@@ -107,11 +129,11 @@ _ENCODER: Final = json.JSONEncoder(
 )
 
 
-def _json_answer(content: Mapping[str, Any], status: int = 200) -> _Answer:
-    return _Answer(status, _ENCODER.encode(content).encode("utf-8"))
+def json_answer(content: Mapping[str, Any], status: int = 200) -> Answer:
+    return Answer(status, _ENCODER.encode(content).encode("utf-8"))
 
 
-def _error_answer(error: _ApiError) -> _Answer:
+def error_answer(error: ApiError) -> Answer:
     code = "internal_error" if error.status >= 500 else _STATUS_CODES.get(error.status)
     content: dict[str, Any] = {"code": code or "invalid_parameter", "message": error.message}
     if error.errors:
@@ -121,10 +143,10 @@ def _error_answer(error: _ApiError) -> _Answer:
         headers.append((b"retry-after", _RETRY_AFTER_SECONDS))
     if error.close:
         headers.append((b"connection", b"close"))
-    return _Answer(error.status, _json_answer(content).body, tuple(headers))
+    return Answer(error.status, json_answer(content).body, tuple(headers))
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
     """The first value of the (lower-case) header ``name``, or None."""
     for key, value in scope["headers"]:
         if key == name:
@@ -146,11 +168,11 @@ def _bool_param(params: list[tuple[str, str]], name: str) -> bool:
     return any(value.lower() == "true" for value in values)
 
 
-def _decode_json(raw: bytes | str, what: str) -> Any:
+def decode_json(raw: bytes | str, what: str) -> Any:
     try:
         return loads_strict(raw)
     except ValueError as exc:
-        raise _ApiError(400, f"{what} contains malformed input document: {exc}") from None
+        raise ApiError(400, f"{what} contains malformed input document: {exc}") from None
 
 
 def _cannot_be_oversized(text_length: int, limits: ServerLimits) -> bool:
@@ -190,9 +212,18 @@ def _oversized(document: Any, limits: ServerLimits) -> str | None:
 class DataApi:
     """The request handlers, bound to one evaluator and its lanes."""
 
-    def __init__(self, evaluator: InProcessEvaluator, limits: ServerLimits) -> None:
+    def __init__(
+        self,
+        evaluator: InProcessEvaluator,
+        limits: ServerLimits,
+        routes: Mapping[str, Route] | None = None,
+        *,
+        on_close: Callable[[], None] | None = None,
+    ) -> None:
         self.evaluator = evaluator
         self.limits = limits
+        self.routes = dict(routes or {})
+        self._on_close = on_close
         self.small = Lane("small", limits.eval_threads, limits.max_evaluations)
         self.large = Lane("large", limits.max_large_requests, limits.max_large_requests)
 
@@ -203,25 +234,47 @@ class DataApi:
     def close(self) -> None:
         self.small.close()
         self.large.close()
+        if self._on_close is not None:
+            self._on_close()
 
-    async def answer(self, scope: Scope, receive: Receive) -> _Answer:
+    async def answer(self, scope: Scope, receive: Receive) -> Answer:
         """The answer to one HTTP request (every error as an OPA error document)."""
         try:
             return await self._route(scope, receive)
-        except _ApiError as error:
-            return _error_answer(error)
+        except ApiError as error:
+            return error_answer(error)
 
-    async def _route(self, scope: Scope, receive: Receive) -> _Answer:
+    async def _route(self, scope: Scope, receive: Receive) -> Answer:
         method, path = scope["method"], scope["path"]
         if path == _HEALTH:
             _check_method(method, path, _HEALTH_METHODS)
-            return _json_answer({})
+            return json_answer({})
         if path == _DATA_PREFIX or path.startswith(_DATA_PREFIX + "/"):
             _check_method(method, path, _DATA_METHODS)
             return await self._data(scope, receive, path[len(_DATA_PREFIX) + 1 :])
-        raise _ApiError(404, f"no such route: {method} {path}")
+        route = self.routes.get(path)
+        if route is not None:
+            _check_method(method, path, route.methods)
+            return await self._other(route, scope, receive)
+        raise ApiError(404, f"no such route: {method} {path}")
 
-    async def _data(self, scope: Scope, receive: Receive, path: str) -> _Answer:
+    async def _other(self, route: Route, scope: Scope, receive: Receive) -> Answer:
+        """A route of :attr:`routes`: its body read as the Data API's, handled on a lane."""
+        raw = b""
+        large = None
+        if scope["method"] not in ("GET", "HEAD"):
+            large = self._admit_declared(scope)
+            raw, large = await self._read_body(receive, large)
+        with large or self._admit(self.small, close=False) as slot:
+            try:
+                return await slot.run(self.limits.eval_timeout, _handled, route, scope, raw)
+            except EvaluationTimeout:
+                raise ApiError(
+                    503,
+                    f"no answer within {self.limits.eval_timeout:g}s (eval_timeout); try again",
+                ) from None
+
+    async def _data(self, scope: Scope, receive: Receive, path: str) -> Answer:
         params = _query(scope)
         provenance = _bool_param(params, "provenance")
         if scope["method"] != "POST":
@@ -245,13 +298,13 @@ class DataApi:
 
     def _admit_declared(self, scope: Scope) -> Slot | None:
         """Check the declared size first: a place in the large lane, if the body needs one."""
-        if (_header(scope, b"content-encoding") or "identity").lower() != "identity":
-            raise _ApiError(400, "compressed request bodies are not supported", close=True)
-        declared = _header(scope, b"content-length")
+        if (header(scope, b"content-encoding") or "identity").lower() != "identity":
+            raise ApiError(400, "compressed request bodies are not supported", close=True)
+        declared = header(scope, b"content-length")
         if declared is None or not declared.isdigit():
             return None
         if int(declared) > self.limits.max_body_bytes:
-            raise _ApiError(413, "request body too large", close=True)
+            raise ApiError(413, "request body too large", close=True)
         if int(declared) > self.limits.large_body_bytes:
             return self._admit(self.large, close=True)
         return None
@@ -265,11 +318,11 @@ class DataApi:
                 while True:
                     message = await receive()
                     if message["type"] != "http.request":  # http.disconnect: nobody to answer
-                        raise _ApiError(400, "client disconnected", close=True)
+                        raise ApiError(400, "client disconnected", close=True)
                     chunk: bytes = message.get("body", b"")
                     size += len(chunk)
                     if size > self.limits.max_body_bytes:
-                        raise _ApiError(413, "request body too large", close=True)
+                        raise ApiError(413, "request body too large", close=True)
                     if large is None and size > self.limits.large_body_bytes:
                         large = self._admit(self.large, close=True)
                     chunks.append(chunk)
@@ -279,7 +332,7 @@ class DataApi:
             if large is not None:
                 large.close()
             if isinstance(exc, TimeoutError):
-                raise _ApiError(
+                raise ApiError(
                     408,
                     f"request body not received within {self.limits.body_timeout:g}s "
                     "(body_timeout)",
@@ -290,44 +343,44 @@ class DataApi:
 
     async def _evaluate(
         self, slot: Slot, path: str, raw: bytes | str | None, provenance: bool
-    ) -> _Answer:
+    ) -> Answer:
         try:
             return await slot.run(self.limits.eval_timeout, self._answer, path, raw, provenance)
         except EvaluationTimeout:
-            raise _ApiError(
+            raise ApiError(
                 503,
                 f"no answer within {self.limits.eval_timeout:g}s (eval_timeout); try again",
             ) from None
 
-    def _answer(self, path: str, raw: bytes | str | None, provenance: bool) -> _Answer:
+    def _answer(self, path: str, raw: bytes | str | None, provenance: bool) -> Answer:
         """Parse, evaluate and encode (on a lane thread)."""
         try:
             return self._answer_or_raise(path, raw, provenance)
-        except _ApiError as error:
-            return _error_answer(error)
+        except ApiError as error:
+            return error_answer(error)
 
-    def _answer_or_raise(self, path: str, raw: bytes | str | None, provenance: bool) -> _Answer:
+    def _answer_or_raise(self, path: str, raw: bytes | str | None, provenance: bool) -> Answer:
         missing_input = False
         policy_input: Any = None
         if isinstance(raw, bytes):  # a POST body
             if raw.strip():
-                document = _decode_json(raw, "body")
+                document = decode_json(raw, "body")
                 if not isinstance(document, dict):
-                    raise _ApiError(400, "body contains malformed input document: not an object")
+                    raise ApiError(400, "body contains malformed input document: not an object")
                 policy_input = document.get("input")
             missing_input = policy_input is None
         elif raw is not None:  # a GET input parameter
-            policy_input = _decode_json(raw, "parameter")
+            policy_input = decode_json(raw, "parameter")
         small = raw is None or _cannot_be_oversized(len(raw), self.limits)
         problem = None if small else _oversized(policy_input, self.limits)
         if problem is not None:
-            raise _ApiError(400, f"input refused: it has {problem}")
+            raise ApiError(400, f"input refused: it has {problem}")
         try:
             defined, value = self.evaluator.evaluate_path(path, policy_input)
         except EvaluatorError as exc:
             if exc.code == "input.invalid":
-                raise _ApiError(400, exc.message) from None
-            raise _ApiError(
+                raise ApiError(400, exc.message) from None
+            raise ApiError(
                 500,
                 "error(s) occurred while evaluating query",
                 errors=[{"code": "eval_error", "message": exc.message}],
@@ -349,14 +402,21 @@ class DataApi:
                 "bundles": {_BUNDLE_NAME: {"revision": self.evaluator.revision}},
             }
         try:
-            return _json_answer(content)
+            return json_answer(content)
         except (TypeError, ValueError) as exc:
-            raise _ApiError(500, f"the result cannot be encoded as JSON: {exc}") from None
+            raise ApiError(500, f"the result cannot be encoded as JSON: {exc}") from None
+
+
+def _handled(route: Route, scope: Scope, raw: bytes) -> Answer:
+    try:
+        return route.handle(scope, raw)
+    except ApiError as error:
+        return error_answer(error)
 
 
 def _check_method(method: str, path: str, allowed: tuple[str, ...]) -> None:
     if method not in allowed:
-        raise _ApiError(
+        raise ApiError(
             405,
             f"method {method} is not allowed on {path}",
             headers=((b"allow", ", ".join(allowed).encode("ascii")),),
@@ -384,8 +444,8 @@ class DataApiApp:
             answer = await self.api.answer(scope, receive)
         except Exception as exc:
             _LOGGER.exception("unexpected error answering %s %s", scope["method"], scope["path"])
-            error = _ApiError(500, f"unexpected server error: {type(exc).__name__}")
-            answer = _error_answer(error)
+            error = ApiError(500, f"unexpected server error: {type(exc).__name__}")
+            answer = error_answer(error)
         await answer.send(send)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:

@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from attestpolicy.claims import ClaimSet, parse_timestamp
 from attestpolicy.config import load_config
@@ -19,6 +19,9 @@ from attestpolicy.decision import Decision
 from attestpolicy.engine.opa import OPA_INSTALL_COMMAND
 from attestpolicy.errors import AttestPolicyError
 from attestpolicy.pdp import PolicyDecisionPoint
+
+if TYPE_CHECKING:
+    from attestpolicy._server_broker import BrokerSettings
 
 __all__ = ["main"]
 
@@ -199,6 +202,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     _load_config_arg(args.config)  # validate before starting workers
     try:
+        broker = _broker_settings(args)
         run_server(
             args.addr,
             policy_dir=args.policy,
@@ -207,10 +211,40 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             engine=args.engine,
             limits=limits_from_arguments(args),
             revocations_path=args.revocations,
+            broker=broker,
         )
     except AttestPolicyError as exc:  # before anything listens: bad policy, engine, address
         _fail_usage(str(exc))
     return EXIT_ALLOW
+
+
+def _broker_settings(args: argparse.Namespace) -> BrokerSettings | None:
+    """The broker's settings from ``serve``'s flags, or None without ``--signing-key``."""
+    from attestpolicy._server_broker import BrokerSettings
+
+    named = {
+        "--issuer": args.issuer,
+        "--credentials": args.credentials,
+        "--trust": args.trust,
+    }
+    if args.signing_key is None:
+        given = [flag for flag, value in named.items() if value is not None]
+        if given or args.admin_token_file is not None:
+            _fail_usage(f"{', '.join(given) or '--admin-token-file'} needs --signing-key")
+        return None
+    missing = [flag for flag, value in named.items() if value is None]
+    if missing:
+        _fail_usage(f"--signing-key needs {', '.join(missing)}")
+    return BrokerSettings(
+        signing_key=str(Path(args.signing_key).resolve()),
+        issuer=args.issuer,
+        credentials=str(Path(args.credentials).resolve()),
+        trust=str(Path(args.trust).resolve()),
+        admin_token_file=(
+            str(Path(args.admin_token_file).resolve()) if args.admin_token_file else None
+        ),
+        nonce_lifetime_seconds=args.nonce_lifetime,
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -332,6 +366,30 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("regorus", "opa"),
         default="regorus",
         help="in-process Rego engine of every worker (default: regorus)",
+    )
+    broker = serve.add_argument_group(
+        "credential broker (docs/broker.md)",
+        "With --signing-key, serve also issues credentials: /v1/nonce, /v1/credentials, "
+        "/v1/ear, /.well-known/jwks.json and /v1/revocations (needs --revocations).",
+    )
+    broker.add_argument("--signing-key", metavar="FILE", help="PEM private key (mode 600)")
+    broker.add_argument("--issuer", metavar="URL", help="the iss of every credential")
+    broker.add_argument(
+        "--credentials", metavar="FILE", help="issued-credential registry (SQLite), shared"
+    )
+    broker.add_argument("--trust", metavar="FILE", help="trust configuration for evidence")
+    broker.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="admin bearer token for POST /v1/revocations (mode 600; default: the "
+        "ATTESTPOLICY_ADMIN_TOKEN environment variable; neither: that route is off)",
+    )
+    broker.add_argument(
+        "--nonce-lifetime",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="seconds a nonce from /v1/nonce stays usable (default 60)",
     )
     from attestpolicy._server_limits import add_limit_arguments
 

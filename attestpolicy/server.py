@@ -27,7 +27,7 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import uvicorn
 
@@ -45,7 +45,11 @@ from attestpolicy.engine._inprocess import (
 from attestpolicy.policy import PolicySource
 from attestpolicy.revocations import RevocationStore
 
+if TYPE_CHECKING:  # the broker (and its crypto and evidence stack) loads only when used
+    from attestpolicy._server_broker import BrokerRoutes, BrokerSettings
+
 __all__ = [
+    "ENV_BROKER",
     "ENV_CONFIG",
     "ENV_ENGINE",
     "ENV_LIMITS",
@@ -78,6 +82,10 @@ ENV_LIMITS: Final = "ATTESTPOLICY_SERVE_LIMITS"
 
 ENV_REVOCATIONS: Final = "ATTESTPOLICY_SERVE_REVOCATIONS"
 """The revocation store (a SQLite file) every worker shares, or empty for none."""
+
+ENV_BROKER: Final = "ATTESTPOLICY_SERVE_BROKER"
+"""The broker's settings (:class:`~attestpolicy._server_broker.BrokerSettings` as JSON),
+or empty: no broker routes."""
 
 HTTP_PARSERS: Final = {
     "httptools": HttpToolsHeadDeadlineProtocol,
@@ -114,7 +122,10 @@ def load_evaluator(
 
 
 def create_app(
-    evaluator: InProcessEvaluator | None = None, *, limits: ServerLimits | None = None
+    evaluator: InProcessEvaluator | None = None,
+    *,
+    limits: ServerLimits | None = None,
+    broker: BrokerSettings | None = None,
 ) -> DataApiApp:
     """The ASGI application, with its evaluation threads started and their engines built.
 
@@ -125,7 +136,8 @@ def create_app(
     :class:`ServerLimits`' defaults. The connection limits (``max_connections``,
     ``header_timeout``) belong to the HTTP server: :func:`run_server` applies them.
     The threads stop at the application's lifespan shutdown; ``app.state.evaluator`` is
-    the evaluator.
+    the evaluator. With ``broker`` settings (from :data:`ENV_BROKER` without
+    ``evaluator``) the credential broker's routes are served too (``docs/broker.md``).
     """
     if evaluator is None:
         evaluator = load_evaluator(
@@ -136,9 +148,25 @@ def create_app(
         )
         if limits is None and os.environ.get(ENV_LIMITS):
             limits = ServerLimits.from_json(os.environ[ENV_LIMITS])
-    api = DataApi(evaluator, limits or ServerLimits())
+        if broker is None and os.environ.get(ENV_BROKER):
+            from attestpolicy._server_broker import BrokerSettings
+
+            broker = BrokerSettings.from_json(os.environ[ENV_BROKER])
+    routes = _broker_routes(broker, evaluator) if broker is not None else None
+    api = DataApi(
+        evaluator,
+        limits or ServerLimits(),
+        routes.routes() if routes is not None else None,
+        on_close=routes.close if routes is not None else None,
+    )
     api.warm_up()
     return DataApiApp(api)
+
+
+def _broker_routes(settings: BrokerSettings, evaluator: InProcessEvaluator) -> BrokerRoutes:
+    from attestpolicy._server_broker import BrokerRoutes
+
+    return BrokerRoutes(settings, evaluator)
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -197,6 +225,7 @@ def run_server(
     engine: str = DEFAULT_ENGINE,
     limits: ServerLimits | None = None,
     revocations_path: str | Path | None = None,
+    broker: BrokerSettings | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), with ``workers`` processes.
 
@@ -204,7 +233,9 @@ def run_server(
     policy or configuration or a missing engine raises before anything listens. Workers
     re-load them, with the same engine, revocation store and ``limits`` (default:
     :class:`ServerLimits`' defaults, per worker), through :func:`create_app` from the
-    environment variables this function sets.
+    environment variables this function sets. ``broker`` adds the credential broker's
+    routes; it needs ``revocations_path``, so that a revocation reaches every worker and
+    survives restarts.
     """
     host, port = parse_addr(addr)
     if isinstance(workers, bool) or not isinstance(workers, int):
@@ -215,9 +246,20 @@ def run_server(
     policy = str(Path(policy_dir).resolve()) if policy_dir is not None else ""
     config = str(Path(config_path).resolve()) if config_path is not None else ""
     store = str(Path(revocations_path).resolve()) if revocations_path is not None else ""
-    load_evaluator(
+    if broker is not None and not store:
+        raise ServerSettingsError(
+            "the broker needs a revocation store (--revocations FILE): revocations must "
+            "reach every worker and survive restarts"
+        )
+    evaluator = load_evaluator(
         policy or None, config or None, engine=engine, revocations_path=store or None
-    ).close()
+    )
+    try:
+        if broker is not None:  # the key, trust, registry and admin token load, or fail now
+            _broker_routes(broker, evaluator).close()
+    finally:
+        evaluator.close()
+    os.environ[ENV_BROKER] = broker.to_json() if broker is not None else ""
     os.environ[ENV_REVOCATIONS] = store
     os.environ[ENV_POLICY_DIR] = policy
     os.environ[ENV_CONFIG] = config
