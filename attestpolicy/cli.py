@@ -404,6 +404,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_revoke_command(commands)
 
+    from attestpolicy._cli_broker import add_credential_command
+
+    add_credential_command(commands)
+
     demo = commands.add_parser(
         "demo", help="decide the bundled example claim sets and print a table"
     )
