@@ -1,7 +1,8 @@
 """PolicyDecisionPoint.adecide / adecide_evidence: the executor, deadlines, fail-closed paths.
 
-Slow decisions are real: a policy whose ``slow`` audience makes the engine count through a
-large range, and a real ``serve`` behind a proxy on 127.0.0.1 that holds each answer back.
+Slow decisions are real: a policy that makes the engine count through a large range
+(tests/pep/slow_policy.py), and a real ``serve`` behind a proxy on 127.0.0.1 that holds each
+answer back.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pep.slow_policy import SLOW_AUDIENCE, slow_pdp
 from serving import BackgroundServer
 
 from attestpolicy import ClaimSet, Decision, PolicyDecisionPoint
@@ -26,31 +28,6 @@ from attestpolicy.pdp import ASYNC_WORKERS, TIMEOUT_CODE
 from attestpolicy.server import create_app, load_evaluator
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "attestpolicy" / "examples"
-
-_ALLOW = (
-    '{"allow": true, "ttl_seconds": 60, "reasons": [], "ttl_bound_by": "default",'
-    ' "valid_until": null, "ttl_terms": [{"name": "default", "seconds": 60}], "revocable": []}'
-)
-SLOW_POLICY = f"""package attestpolicy.v1
-
-import rego.v1
-
-_allow := {_ALLOW}
-
-decision := _allow if input.request.audience != "slow"
-
-decision := _allow if {{
-	input.request.audience == "slow"
-	count([x | some x in numbers.range(1, {{size}}); x % 7 == 0]) > 0
-}}
-"""
-# About half a second on each engine here (OPA's is the slower at this).
-_SLOW_RANGE = {"regorus": 1_000_000, "opa": 150_000}
-
-
-def _slow_pdp(directory: Path, engine: str, *, cache: bool = True) -> PolicyDecisionPoint:
-    (directory / "policy.rego").write_text(SLOW_POLICY.replace("{size}", str(_SLOW_RANGE[engine])))
-    return PolicyDecisionPoint.local(directory, engine=engine, cache=cache)
 
 
 def _with_audience(claims: Mapping[str, Any], audience: str) -> dict[str, Any]:
@@ -190,8 +167,8 @@ def test_a_passed_deadline_denies_and_inf_waits(
 def test_deadline_passed_is_engine_timeout(
     engine: str, claims: dict[str, Any], tmp_path: Path
 ) -> None:
-    slow = _with_audience(claims, "slow")
-    with _slow_pdp(tmp_path, engine, cache=False) as pdp:
+    slow = _with_audience(claims, SLOW_AUDIENCE)
+    with slow_pdp(tmp_path, engine, cache=False) as pdp:
 
         async def main() -> tuple[Decision, Decision, Decision]:
             timed_out = await pdp.adecide(slow, deadline=0.05)
@@ -213,8 +190,10 @@ def test_the_loop_keeps_running_during_an_opa_engine_evaluation(
 ) -> None:
     """OPA's engine is called through ctypes, which lets go of the GIL. (regorus holds it
     for the whole evaluation: docs/pep.md says what that means for a service.)"""
-    with _slow_pdp(tmp_path, "opa", cache=False) as pdp:
-        ticks, started, ended = asyncio.run(_ticking_while(pdp, _with_audience(claims, "slow")))
+    with slow_pdp(tmp_path, "opa", cache=False) as pdp:
+        ticks, started, ended = asyncio.run(
+            _ticking_while(pdp, _with_audience(claims, SLOW_AUDIENCE))
+        )
     assert sum(1 for tick in ticks if started < tick < ended) >= 5
 
 
