@@ -248,6 +248,19 @@ def _broker_settings(args: argparse.Namespace) -> BrokerSettings | None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.write_evidence is not None:
+        from attestpolicy._demo_broker import write_fresh_evidence
+
+        try:
+            written = write_fresh_evidence(Path(args.write_evidence))
+        except OSError as exc:
+            _fail_usage(f"cannot write to {args.write_evidence}: {exc.strerror or exc}")
+        print(json.dumps({"written": [str(path) for path in written]}))
+        return EXIT_ALLOW
+    if args.broker:
+        from attestpolicy._demo_broker import run_broker_demo
+
+        return run_broker_demo(sys.stdout)
     from attestpolicy._demo import run_demo
 
     return run_demo(sys.stdout)
@@ -410,6 +423,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo", help="decide the bundled example claim sets and print a table"
+    )
+    flows = demo.add_mutually_exclusive_group()
+    flows.add_argument(
+        "--broker",
+        action="store_true",
+        help="run evidence -> credential -> service -> revocation over HTTP on 127.0.0.1",
+    )
+    flows.add_argument(
+        "--write-evidence",
+        metavar="DIR",
+        help="write evidence, trust and config made fresh now (valid an hour) into DIR",
     )
     demo.set_defaults(handler=_cmd_demo)
     return parser
