@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -349,3 +350,18 @@ def test_a_deeply_nested_config_is_a_one_line_usage_error(
     assert out == ""
     assert err.strip().count("\n") == 0
     assert "nested too deeply" in err
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    # The reader is gone before the command writes (``attestpolicy schema | head -c0``).
+    process = subprocess.Popen(
+        [sys.executable, "-m", "attestpolicy", "schema", "trust"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert process.stdout is not None
+    process.stdout.close()
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1
+    assert err == b""
