@@ -12,6 +12,8 @@ from typing import Any, Final
 
 import jwt
 
+from attestpolicy._json import loads_strict
+
 __all__ = [
     "Rejection",
     "TokenVerifier",
@@ -122,6 +124,18 @@ def check_binding(claims: Mapping[str, Any], certificate_der: bytes | None) -> N
         )
 
 
+def _header(token: str) -> dict[str, Any]:
+    """The token's (unverified) JOSE header: what pyjwt reads too, parsed strictly."""
+    segment = token.split(".", 1)[0]
+    try:
+        header = loads_strict(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise Rejection(401, "the token is malformed") from None
+    if not isinstance(header, dict):
+        raise Rejection(401, "the token is malformed")
+    return header
+
+
 class TokenVerifier:
     """Verifies a broker credential: header, signature (against a key of the JWKS),
     ``iss``, ``aud``, ``exp``, ``nbf`` and ``iat`` with ``leeway_seconds``, and the
@@ -150,10 +164,7 @@ class TokenVerifier:
     def verify(self, token: str, keys: Mapping[str, jwt.PyJWK]) -> dict[str, Any]:
         """The verified claims; :class:`UnknownKey` when ``keys`` lacks the token's kid,
         :class:`Rejection` (401) for every other problem."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise Rejection(401, "the token is malformed") from None
+        header = _header(token)
         algorithm, kid = header.get("alg"), header.get("kid")
         if not isinstance(algorithm, str) or algorithm not in self._algorithms:
             raise Rejection(401, "the token's algorithm is not allowed")

@@ -150,6 +150,7 @@ class Publisher(http.server.ThreadingHTTPServer):
         # (body, ETag) of the revocation list, when something else (a registry) makes it
         self.revocation_source: Callable[[], tuple[bytes, str]] | None = None
         self.status: dict[str, int] = {}  # path -> status to answer instead
+        self.delay: dict[str, float] = {}  # path -> seconds to wait before answering
         self.hits: dict[str, int] = {JWKS_PATH: 0, REVOCATIONS_PATH: 0}
         self.not_modified = 0
         self._thread: threading.Thread | None = None
@@ -193,6 +194,7 @@ class _PublisherHandler(http.server.BaseHTTPRequestHandler):
         publisher = self.server
         if path in publisher.hits:
             publisher.hits[path] += 1
+        time.sleep(publisher.delay.get(path, 0.0))
         status = publisher.status.get(path)
         if status is not None:
             self._answer(status, b'{"code":"internal_error","message":"down"}')

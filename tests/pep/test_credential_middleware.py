@@ -161,7 +161,7 @@ REFUSALS: list[tuple[str, Callable[[], str], str]] = [
         lambda: jwt.encode(_CLAIMS(), TestKey().private, "ES256", headers={"kid": ED_KEY.kid}),
         "not its key's",
     ),
-    ("critical header", lambda: KEY.sign(_CLAIMS(), crit=["exp"], exp=1), "malformed"),
+    ("critical header", lambda: KEY.sign(_CLAIMS(), crit=["exp"], exp=1), "token is invalid"),
     ("typ not JWT", lambda: KEY.sign(_CLAIMS(), typ="at+jwt"), "not a JWT"),
     ("no kid", lambda: jwt.encode(_CLAIMS(), KEY.private, "ES256"), "no key"),
     ("garbage", lambda: "abc.def.ghi", "malformed"),
@@ -261,6 +261,24 @@ def test_a_broker_that_is_down_is_503(key: TestKey) -> None:
             _refused(response, 503, "revocation list has not been fetched")
             assert response.headers["retry-after"] == "1"
         assert get(f"{url}/health").status_code == 200
+
+
+def test_a_jwks_that_comes_back_is_taken(key: TestKey) -> None:
+    with publishing(key) as publisher:
+        publisher.status[JWKS_PATH] = 500
+        with serving(service(**middleware_options(publisher))) as url:
+            token = key.sign(credential_claims())
+            _refused(get(f"{url}/whoami", token), 503, "JWKS cannot be had")
+            del publisher.status[JWKS_PATH]  # the poller tries again while it has none
+            wait_until(lambda: get(f"{url}/whoami", token).status_code == 200)
+
+
+def test_a_jwks_answered_too_slowly_is_503(key: TestKey) -> None:
+    with publishing(key) as publisher:
+        publisher.delay[JWKS_PATH] = 2.0
+        options = middleware_options(publisher, http_timeout_seconds=0.3)
+        with serving(service(**options)) as url:
+            _refused(get(f"{url}/whoami", key.sign(credential_claims())), 503, "JWKS")
 
 
 @pytest.mark.parametrize(
