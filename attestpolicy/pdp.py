@@ -8,6 +8,7 @@ import math
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
@@ -26,7 +27,7 @@ from attestpolicy.revocations import MEMBER_OF_KEYWORD, RevocationStore
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["PolicyDecisionPoint"]
+__all__ = ["EvidenceAppraisal", "PolicyDecisionPoint"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -96,6 +97,15 @@ def _check_deadline(deadline: object) -> float | None:
     if isinstance(deadline, bool) or not isinstance(deadline, int | float) or math.isnan(deadline):
         raise ValueError(f"deadline must be a number of seconds or None, not {deadline!r}")
     return float(deadline)
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceAppraisal:
+    """A decision on evidence, and the verified claim set it was made on (None when the
+    evidence could not be turned into claims)."""
+
+    decision: Decision
+    claims: ClaimSet | None
 
 
 class PolicyDecisionPoint(Closing):
@@ -352,6 +362,22 @@ class PolicyDecisionPoint(Closing):
         code; sections that fail verification are denied by the policy
         (``verified: false``) and their evidence errors are added to the reasons.
         """
+        return self.appraise_evidence(
+            document, trust, now=now, nonce=nonce, nonce_audience=nonce_audience
+        ).decision
+
+    def appraise_evidence(
+        self,
+        document: Any,
+        trust: Any,
+        *,
+        now: datetime | str | None = None,
+        nonce: bytes | None = None,
+        nonce_audience: str | None = None,
+    ) -> EvidenceAppraisal:
+        """:meth:`decide_evidence`, keeping the claim set the decision was made on (None
+        when the evidence could not be turned into claims): a credential broker builds
+        its token from exactly those claims. Never raises."""
         from attestpolicy.evidence.verify import verify_evidence_report
 
         evaluated_at = datetime.now(UTC)
@@ -364,17 +390,16 @@ class PolicyDecisionPoint(Closing):
                 nonce_audience=nonce_audience,
             )
         except AttestPolicyError as exc:
-            return self._deny(exc.code, str(exc), evaluated_at)
+            return EvidenceAppraisal(self._deny(exc.code, str(exc), evaluated_at), None)
         except Exception as exc:  # fail closed on any verifier bug
-            return self._deny(
-                "evidence.invalid", f"evidence could not be verified: {exc}", evaluated_at
-            )
+            message = f"evidence could not be verified: {exc}"
+            return EvidenceAppraisal(self._deny("evidence.invalid", message, evaluated_at), None)
         decision = self.decide(report.claims)
         if decision.allow or not report.problems:
-            return decision
+            return EvidenceAppraisal(decision, report.claims)
         extra = tuple(Reason(code=p.code, message=str(p)) for p in report.problems)
         reasons = tuple(sorted({*decision.reasons, *extra}, key=lambda r: (r.code, r.message)))
-        return decision.model_copy(update={"reasons": reasons})
+        return EvidenceAppraisal(decision.model_copy(update={"reasons": reasons}), report.claims)
 
     # --- deciding from an event loop -------------------------------------------
 

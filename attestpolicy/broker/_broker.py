@@ -41,8 +41,7 @@ from attestpolicy.evidence.document import (
     load_evidence_document,
     parse_evidence_document,
 )
-from attestpolicy.evidence.verify import verify_evidence_report
-from attestpolicy.evidence.workload.spiffe import _load_chain
+from attestpolicy.evidence.workload.spiffe import svid_chain
 from attestpolicy.pdp import PolicyDecisionPoint
 from attestpolicy.revocations import MEMBER_OF_KEYWORD
 
@@ -110,7 +109,7 @@ def _moment(now: datetime | None) -> datetime:
 def _svid_leaf(document: EvidenceDocument) -> x509.Certificate | None:
     """The leaf of the X.509-SVID the workload presented (already verified), if any."""
     section = document.runtime.x509_svid
-    return _load_chain(section)[0] if section is not None else None
+    return svid_chain(section)[0] if section is not None else None
 
 
 class CredentialBroker(Closing):
@@ -369,29 +368,20 @@ class CredentialBroker(Closing):
     def _appraise_evidence(
         self, evidence: Evidence, trust: Trust, nonce: bytes | None, moment: datetime
     ) -> _Appraisal:
-        """Verify once, decide on exactly the verified claims (as
-        ``PolicyDecisionPoint.decide_evidence`` does), keep the claims for the token."""
+        """Verify once and decide on exactly the verified claims
+        (``PolicyDecisionPoint.appraise_evidence``); keep the claims for the token."""
         try:
             document = (
                 load_evidence_document(evidence)
                 if isinstance(evidence, bytes)
                 else parse_evidence_document(evidence)
             )
-            report = verify_evidence_report(document, trust, moment, nonce=nonce)
         except AttestPolicyError as exc:
             return _Appraisal(self._deny(exc.code, str(exc)), None)
-        except Exception as exc:  # a verifier bug still fails closed
-            return _Appraisal(
-                self._deny("evidence.invalid", f"evidence could not be verified: {exc}"), None
-            )
-        decision = self._pdp.decide(report.claims, now=moment)
-        if decision.allow:
-            return _Appraisal(decision, report.claims, _svid_leaf(document))
-        if report.problems:
-            extra = tuple(Reason(code=p.code, message=str(p)) for p in report.problems)
-            reasons = sorted({*decision.reasons, *extra}, key=lambda r: (r.code, r.message))
-            decision = decision.model_copy(update={"reasons": tuple(reasons)})
-        return _Appraisal(decision, report.claims)
+        appraisal = self._pdp.appraise_evidence(document, trust, now=moment, nonce=nonce)
+        if appraisal.decision.allow:
+            return _Appraisal(appraisal.decision, appraisal.claims, _svid_leaf(document))
+        return _Appraisal(appraisal.decision, appraisal.claims)
 
     def _appraise_claims(self, claims: Claims, moment: datetime) -> _Appraisal:
         try:

@@ -63,6 +63,7 @@ __all__ = [
     "SvidResult",
     "X509SvidEvidence",
     "X509SvidTrust",
+    "svid_chain",
     "verify_jwt_svid",
     "verify_x509_svid",
 ]
@@ -163,7 +164,7 @@ def verify_x509_svid(
     ``evidence.untrusted`` (unknown trust domain, chain does not build).
     """
     now = require_utc(now)
-    chain = _load_chain(evidence)
+    chain = svid_chain(evidence)
     leaf = chain[0]
     subject, trust_domain = _leaf_identity(leaf)
     store = trust.store_for(trust_domain)
@@ -192,7 +193,8 @@ def verify_x509_svid(
     )
 
 
-def _load_chain(evidence: X509SvidEvidence) -> list[x509.Certificate]:
+def svid_chain(evidence: X509SvidEvidence) -> list[x509.Certificate]:
+    """The certificates of an X.509-SVID section, leaf first (parsed, not verified)."""
     if evidence.chain is not None:
         certs = certificates_from_pem_bundle(
             evidence.chain, "chain", max_count=MAX_CHAIN_CERTIFICATES
