@@ -5,7 +5,8 @@
 - the verification step alone (header, key, signature and claims: ``TokenVerifier``)
   and pyjwt's own ``decode`` of the same token with the same key;
 - ``await pdp.adecide()`` against ``pdp.decide()`` on a cache hit and on a miss, and the
-  hit when it is sent to the executor like a miss (the thread hop the hit path saves).
+  hit when it is sent to the executor like a miss (the thread hop the hit path saves),
+  timed interleaved (one of each per round).
 
 The JWKS and revocation list are served on 127.0.0.1 by a stdlib server (the middleware
 fetches them once, then polls in the background); the keys are made at start.
@@ -15,7 +16,6 @@ Run from the repository root: ``.venv/bin/python benchmarks/bench_pep.py [--quic
 from __future__ import annotations
 
 import asyncio
-import copy
 import http.server
 import json
 import statistics
@@ -210,65 +210,55 @@ def middleware_rows(samples: int, revoked: int) -> list[Row]:
     ]
 
 
-async def _amedian_us(operation: Callable[[], Awaitable[object]], samples: int) -> float:
-    for _ in range(samples // 10 + 5):
-        await operation()
-    timings = []
-    for _ in range(samples):
-        start = time.perf_counter_ns()
-        await operation()
-        timings.append(time.perf_counter_ns() - start)
-    return statistics.median(timings) / 1000
+async def _interleaved(
+    operations: dict[str, Callable[[], Awaitable[object]]], samples: int
+) -> list[Row]:
+    """Median of each operation, timed one of each per round (a noisy neighbour slows all
+    alike), after a short warm-up."""
+    timings: dict[str, list[int]] = {name: [] for name in operations}
+    for round_index in range(samples + samples // 10 + 5):
+        for name, operation in operations.items():
+            start = time.perf_counter_ns()
+            await operation()
+            if round_index >= samples // 10 + 5:
+                timings[name].append(time.perf_counter_ns() - start)
+    return [Row(name, statistics.median(t) / 1000, None, len(t)) for name, t in timings.items()]
 
 
 def decide_rows(samples: int) -> list[Row]:
     """adecide against decide, on a hit and on a miss (cache off), in one event loop."""
     config = json.loads((EXAMPLES / "config.json").read_text())
     claims = json.loads((EXAMPLES / "claims" / "allow-fully-attested.json").read_text())
-    misses = max(50, samples // 20)
     with (
         PolicyDecisionPoint.local(config=config) as cached,
         PolicyDecisionPoint.local(config=config, cache=False) as uncached,
         PolicyDecisionPoint.local(config=config) as hopping,
     ):
         hopping._hits_on_loop = False  # every call through the executor, as a store makes it
-        variants = []
-        for index in range(misses * 3):
-            variant = copy.deepcopy(claims)
-            variant["request"]["requested_ttl_seconds"] = 600 + index
-            variants.append(variant)
+
+        async def decide_hit() -> object:
+            return cached.decide(claims)
+
+        async def decide_miss() -> object:
+            return uncached.decide(claims)
 
         async def measure() -> list[Row]:
-            rows = [
-                Row(
-                    "decide() hit", median_us(lambda: cached.decide(claims), samples), None, samples
-                ),
-                Row(
-                    "await adecide() hit (on the loop)",
-                    await _amedian_us(lambda: cached.adecide(claims), samples),
-                    None,
-                    samples,
-                ),
-                Row(
-                    "await adecide() hit sent to the executor",
-                    await _amedian_us(lambda: hopping.adecide(claims), samples),
-                    None,
-                    samples,
-                ),
-                Row(
-                    "decide() miss",
-                    median_us(lambda: uncached.decide(claims), misses),
-                    None,
-                    misses,
-                ),
-                Row(
-                    "await adecide() miss",
-                    await _amedian_us(lambda: uncached.adecide(claims), misses),
-                    None,
-                    misses,
-                ),
-            ]
-            return rows
+            hits = await _interleaved(
+                {
+                    "decide() hit": decide_hit,
+                    "await adecide() hit (on the loop)": lambda: cached.adecide(claims),
+                    "await adecide() hit sent to the executor": lambda: hopping.adecide(claims),
+                },
+                samples,
+            )
+            misses = await _interleaved(
+                {
+                    "decide() miss (cache off)": decide_miss,
+                    "await adecide() miss (cache off)": lambda: uncached.adecide(claims),
+                },
+                max(50, samples // 20),
+            )
+            return hits + misses
 
         return asyncio.run(measure())
 
