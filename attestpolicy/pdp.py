@@ -5,13 +5,15 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, Literal, NamedTuple
 
 from attestpolicy._closing import Closing
 from attestpolicy.claims import ClaimSet, format_timestamp, parse_timestamp
@@ -21,6 +23,7 @@ from attestpolicy.engine._inprocess import DEFAULT_ENGINE, check_engine_name, ma
 from attestpolicy.engine.base import Evaluator
 from attestpolicy.engine.cache import CacheStats, CacheTicket, DecisionCache, decode_encoding
 from attestpolicy.errors import AttestPolicyError, ClaimsError
+from attestpolicy.observe import CacheOutcome, DecisionObserver, DecisionRecord, EvidenceFailure
 from attestpolicy.policy import PolicySource
 from attestpolicy.revocations import MEMBER_OF_KEYWORD, RevocationStore
 
@@ -81,6 +84,36 @@ def _pairs(
     return pairs
 
 
+def _no_input() -> Mapping[str, Any] | None:
+    return None
+
+
+def _hit_input(encoding: bytes, moment: datetime) -> dict[str, Any]:
+    """The policy input of a cached decision: its claims, decoded and normalized as on
+    the miss that cached it, at ``moment``."""
+    policy_input = ClaimSet.parse(decode_encoding(encoding)[1]).to_input()
+    policy_input["now"] = format_timestamp(moment)
+    return policy_input
+
+
+def _section(failure: Exception) -> str:
+    """The evidence section an error is about (``image.cosign``), or ``document``."""
+    parts = re.split(r"[.\[]", getattr(failure, "field", None) or "")
+    return ".".join(part for part in parts[:2] if part) or "document"
+
+
+class _Trace:
+    """What a decision went through, for its observers (only made when there are some)."""
+
+    __slots__ = ("cache", "evaluation_ns", "input", "started")
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter_ns()
+        self.cache: CacheOutcome = "off"
+        self.evaluation_ns: int | None = None
+        self.input: Callable[[], Mapping[str, Any] | None] = _no_input
+
+
 class _Pending(NamedTuple):
     """A decision the cache could not answer: the claims to decide on and, when the
     answer can be cached, the lookup's ticket and the revision it was keyed on."""
@@ -129,6 +162,7 @@ class PolicyDecisionPoint(Closing):
         # Whether the revision is read without IO (no revocation store to consult), so
         # adecide may look a decision up in the cache on the event loop itself.
         self._hits_on_loop = False
+        self._observers: tuple[DecisionObserver, ...] = ()
 
     @staticmethod
     def _make_cache(
@@ -258,7 +292,51 @@ class PolicyDecisionPoint(Closing):
         current UTC time when it has none.
         """
         evaluated_at = datetime.now(UTC)
-        return self._guarded(self._decide, claims, now, evaluated_at)
+        if not self._observers:
+            return self._guarded(self._decide, claims, now, evaluated_at)
+        trace = _Trace()
+        step = functools.partial(self._decide, trace=trace)
+        decision = self._guarded(step, claims, now, evaluated_at)
+        self._notify(decision, trace)
+        return decision
+
+    # --- observers --------------------------------------------------------------
+
+    def add_observer(self, observer: DecisionObserver) -> None:
+        """Tell ``observer`` of every decision from now on (decision logs, metrics): see
+        :mod:`attestpolicy.observe`."""
+        if not callable(getattr(observer, "on_decision", None)):
+            raise TypeError("an observer needs an on_decision(record) method")
+        self._observers = (*self._observers, observer)
+
+    def remove_observer(self, observer: DecisionObserver) -> None:
+        """Stop telling ``observer`` (no error if it was not added)."""
+        self._observers = tuple(o for o in self._observers if o is not observer)
+
+    def _notify(
+        self,
+        decision: Decision,
+        trace: _Trace,
+        *,
+        verification_ns: int | None = None,
+        failures: tuple[EvidenceFailure, ...] = (),
+        source: Literal["claims", "evidence"] = "claims",
+    ) -> None:
+        record = DecisionRecord(
+            decision=decision,
+            cache=trace.cache,
+            duration_ns=time.perf_counter_ns() - trace.started,
+            evaluation_ns=trace.evaluation_ns,
+            verification_ns=verification_ns,
+            evidence_failures=failures,
+            source=source,
+            _input=trace.input,
+        )
+        for observer in self._observers:
+            try:
+                observer.on_decision(record)
+            except Exception:  # an observer never changes a decision
+                _LOG.exception("decision observer %r failed", observer)
 
     def _guarded(
         self,
@@ -277,17 +355,19 @@ class PolicyDecisionPoint(Closing):
         claims: ClaimSet | Mapping[str, Any] | str | bytes,
         now: datetime | None,
         evaluated_at: datetime,
+        trace: _Trace | None = None,
     ) -> Decision:
-        looked_up = self._look_up(claims, now, evaluated_at)
+        looked_up = self._look_up(claims, now, evaluated_at, trace)
         if isinstance(looked_up, Decision):
             return looked_up
-        return self._decide_pending(looked_up, now, evaluated_at)
+        return self._decide_pending(looked_up, now, evaluated_at, trace)
 
     def _look_up(
         self,
         claims: ClaimSet | Mapping[str, Any] | str | bytes,
         now: datetime | None,
         evaluated_at: datetime,
+        trace: _Trace | None = None,
     ) -> Decision | _Pending:
         """The cached decision, or what to decide on (never raises)."""
         # The caller's claims are read exactly once. With the cache, that read is the
@@ -312,7 +392,12 @@ class PolicyDecisionPoint(Closing):
             revision = self._evaluator.revision
             ticket, hit = cache.lookup(raw, revision, moment)
             if hit is not None:
+                if trace is not None:
+                    trace.cache = "hit"
+                    trace.input = functools.partial(_hit_input, ticket.encoding, moment)
                 return hit
+            if trace is not None:
+                trace.cache = "miss"
             snapshot = decode_encoding(ticket.encoding)[1]
             if raw_now is not None:
                 snapshot["now"] = raw_now
@@ -321,7 +406,11 @@ class PolicyDecisionPoint(Closing):
             return _Pending(claims, None, "")  # not cacheable as given: validation says why
 
     def _decide_pending(
-        self, pending: _Pending, now: datetime | None, evaluated_at: datetime
+        self,
+        pending: _Pending,
+        now: datetime | None,
+        evaluated_at: datetime,
+        trace: _Trace | None = None,
     ) -> Decision:
         cache, ticket, revision = self._cache, pending.ticket, pending.revision
         source = pending.source
@@ -334,12 +423,18 @@ class PolicyDecisionPoint(Closing):
             return self._deny(exc.code, str(exc), evaluated_at)
         except ValueError as exc:
             return self._deny("input.invalid", f"now: {exc}", evaluated_at)
+        if trace is not None:
+            trace.input = policy_input.copy
+            started = time.perf_counter_ns()
         try:
             decision = self._evaluator.evaluate(policy_input, evaluated_at=evaluated_at)
         except AttestPolicyError as exc:
             return self._deny(exc.code, str(exc), evaluated_at)
         except Exception as exc:
             return self._deny("engine.error", f"evaluator failed: {exc}", evaluated_at)
+        finally:
+            if trace is not None:
+                trace.evaluation_ns = time.perf_counter_ns() - started
         if ticket is not None and cache is not None and decision.policy_revision == revision:
             try:
                 cache.store(ticket, decision, now=moment)
@@ -381,6 +476,7 @@ class PolicyDecisionPoint(Closing):
         from attestpolicy.evidence.verify import verify_evidence_report
 
         evaluated_at = datetime.now(UTC)
+        trace = _Trace() if self._observers else None
         try:
             report = verify_evidence_report(
                 document,
@@ -389,17 +485,33 @@ class PolicyDecisionPoint(Closing):
                 nonce=nonce,
                 nonce_audience=nonce_audience,
             )
-        except AttestPolicyError as exc:
-            return EvidenceAppraisal(self._deny(exc.code, str(exc), evaluated_at), None)
-        except Exception as exc:  # fail closed on any verifier bug
-            message = f"evidence could not be verified: {exc}"
-            return EvidenceAppraisal(self._deny("evidence.invalid", message, evaluated_at), None)
-        decision = self.decide(report.claims)
-        if decision.allow or not report.problems:
-            return EvidenceAppraisal(decision, report.claims)
-        extra = tuple(Reason(code=p.code, message=str(p)) for p in report.problems)
-        reasons = tuple(sorted({*decision.reasons, *extra}, key=lambda r: (r.code, r.message)))
-        return EvidenceAppraisal(decision.model_copy(update={"reasons": reasons}), report.claims)
+        except Exception as exc:  # fail closed, on a verifier bug too
+            if isinstance(exc, AttestPolicyError):
+                code, message = exc.code, str(exc)
+            else:
+                code, message = "evidence.invalid", f"evidence could not be verified: {exc}"
+            appraisal = EvidenceAppraisal(self._deny(code, message, evaluated_at), None)
+            if trace is not None:
+                failure = EvidenceFailure(_section(exc), code)
+                self._notify(appraisal.decision, trace, failures=(failure,), source="evidence")
+            return appraisal
+        verification_ns = time.perf_counter_ns() - trace.started if trace is not None else None
+        step = functools.partial(self._decide, trace=trace)
+        decision = self._guarded(step, report.claims, None, evaluated_at)
+        if not decision.allow and report.problems:
+            extra = tuple(Reason(code=p.code, message=str(p)) for p in report.problems)
+            reasons = sorted({*decision.reasons, *extra}, key=lambda r: (r.code, r.message))
+            decision = decision.model_copy(update={"reasons": tuple(reasons)})
+        if trace is not None:
+            failures = tuple(EvidenceFailure(_section(p), p.code) for p in report.problems)
+            self._notify(
+                decision,
+                trace,
+                verification_ns=verification_ns,
+                failures=failures,
+                source="evidence",
+            )
+        return EvidenceAppraisal(decision, report.claims)
 
     # --- deciding from an event loop -------------------------------------------
 
@@ -423,21 +535,28 @@ class PolicyDecisionPoint(Closing):
         not change ``claims`` until the call returns.
         """
         evaluated_at = datetime.now(UTC)
+        trace = _Trace() if self._observers else None
         try:
             limit = _check_deadline(deadline)
             work: Callable[[], Decision]
             if self._hits_on_loop:
-                looked_up = self._look_up(claims, now, evaluated_at)
+                looked_up = self._look_up(claims, now, evaluated_at, trace)
                 if isinstance(looked_up, Decision):
+                    if trace is not None:
+                        self._notify(looked_up, trace)
                     return looked_up
-                work = functools.partial(
-                    self._guarded, self._decide_pending, looked_up, now, evaluated_at
-                )
+                pending = functools.partial(self._decide_pending, trace=trace)
+                work = functools.partial(self._guarded, pending, looked_up, now, evaluated_at)
             else:
-                work = functools.partial(self._guarded, self._decide, claims, now, evaluated_at)
+                step = functools.partial(self._decide, trace=trace)
+                work = functools.partial(self._guarded, step, claims, now, evaluated_at)
         except ValueError as exc:
-            return self._deny("input.invalid", str(exc), evaluated_at)
-        return await self._on_executor(work, limit, evaluated_at)
+            decision = self._deny("input.invalid", str(exc), evaluated_at)
+        else:
+            decision = await self._on_executor(work, limit, evaluated_at)
+        if trace is not None:
+            self._notify(decision, trace)
+        return decision
 
     async def adecide_evidence(
         self,
