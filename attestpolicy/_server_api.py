@@ -12,10 +12,14 @@ to the lane.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -27,10 +31,13 @@ from attestpolicy.engine._inprocess import InProcessEvaluator
 from attestpolicy.errors import EvaluatorError
 
 __all__ = [
+    "ACCESS_LOGGER",
     "Answer",
     "ApiError",
     "DataApi",
     "DataApiApp",
+    "QueryOptions",
+    "QueryRecord",
     "Receive",
     "Route",
     "Scope",
@@ -58,8 +65,11 @@ _STATUS_CODES: Final = {
     413: "invalid_parameter",
 }
 _RETRY_AFTER_SECONDS: Final = b"1"
+_UNSUPPORTED_PARAMS: Final = ("explain", "instrument")
 _JSON_TYPE: Final = (b"content-type", b"application/json")
 _LOGGER = logging.getLogger("uvicorn.error")
+ACCESS_LOGGER: Final = logging.getLogger("attestpolicy.access")
+"""The access log: a JSON line per request, at INFO (``serve --access-log``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +79,8 @@ class Answer:
     status: int
     body: bytes
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    decision_id: str | None = None
+    """The decision logged for this answer, if any (for the access log)."""
 
     async def send(self, send: Send) -> None:
         headers = [_JSON_TYPE, (b"content-length", b"%d" % len(self.body)), *self.headers]
@@ -127,10 +139,14 @@ def _json_default(value: object) -> object:
 _ENCODER: Final = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
 )
+_PRETTY_ENCODER: Final = json.JSONEncoder(
+    ensure_ascii=False, allow_nan=False, indent=2, default=_json_default
+)
 
 
-def json_answer(content: Mapping[str, Any], status: int = 200) -> Answer:
-    return Answer(status, _ENCODER.encode(content).encode("utf-8"))
+def json_answer(content: Mapping[str, Any], status: int = 200, *, pretty: bool = False) -> Answer:
+    encoder = _PRETTY_ENCODER if pretty else _ENCODER
+    return Answer(status, encoder.encode(content).encode("utf-8"))
 
 
 def error_answer(error: ApiError) -> Answer:
@@ -166,6 +182,44 @@ def _bool_param(params: list[tuple[str, str]], name: str) -> bool:
     if values == [""]:
         return True
     return any(value.lower() == "true" for value in values)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryOptions:
+    """The Data API's query parameters that change an answer (as OPA reads them)."""
+
+    provenance: bool = False
+    pretty: bool = False
+    metrics: bool = False
+
+    @classmethod
+    def of(cls, params: list[tuple[str, str]]) -> QueryOptions:
+        """Read them; 400 for those this server does not support (never ignored)."""
+        for name in _UNSUPPORTED_PARAMS:
+            if any(key == name for key, _ in params):
+                raise ApiError(
+                    400,
+                    f"?{name} is not supported by attestpolicy serve"
+                    + (" (see attestpolicy decide --explain)" if name == "explain" else ""),
+                )
+        return cls(
+            provenance=_bool_param(params, "provenance"),
+            pretty=_bool_param(params, "pretty"),
+            metrics=_bool_param(params, "metrics"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueryRecord:
+    """One Data API evaluation, for the decision log: what was asked and answered."""
+
+    decision_id: str
+    path: str
+    input: Any
+    defined: bool
+    result: Any
+    revision: str
+    evaluation_ns: int
 
 
 def decode_json(raw: bytes | str, what: str) -> Any:
@@ -219,11 +273,13 @@ class DataApi:
         routes: Mapping[str, Route] | None = None,
         *,
         on_close: Callable[[], None] | None = None,
+        on_query: Callable[[QueryRecord], None] | None = None,
     ) -> None:
         self.evaluator = evaluator
         self.limits = limits
         self.routes = dict(routes or {})
         self._on_close = on_close
+        self._on_query = on_query
         self.small = Lane("small", limits.eval_threads, limits.max_evaluations)
         self.large = Lane("large", limits.max_large_requests, limits.max_large_requests)
 
@@ -276,7 +332,7 @@ class DataApi:
 
     async def _data(self, scope: Scope, receive: Receive, path: str) -> Answer:
         params = _query(scope)
-        provenance = _bool_param(params, "provenance")
+        provenance = QueryOptions.of(params)
         if scope["method"] != "POST":
             values = [value for key, value in params if key == "input"]
             param = values[-1] if values else None
@@ -342,24 +398,26 @@ class DataApi:
         return b"".join(chunks), large
 
     async def _evaluate(
-        self, slot: Slot, path: str, raw: bytes | str | None, provenance: bool
+        self, slot: Slot, path: str, raw: bytes | str | None, options: QueryOptions
     ) -> Answer:
         try:
-            return await slot.run(self.limits.eval_timeout, self._answer, path, raw, provenance)
+            return await slot.run(self.limits.eval_timeout, self._answer, path, raw, options)
         except EvaluationTimeout:
             raise ApiError(
                 503,
                 f"no answer within {self.limits.eval_timeout:g}s (eval_timeout); try again",
             ) from None
 
-    def _answer(self, path: str, raw: bytes | str | None, provenance: bool) -> Answer:
+    def _answer(self, path: str, raw: bytes | str | None, options: QueryOptions) -> Answer:
         """Parse, evaluate and encode (on a lane thread)."""
         try:
-            return self._answer_or_raise(path, raw, provenance)
+            return self._answer_or_raise(path, raw, options, time.perf_counter_ns())
         except ApiError as error:
             return error_answer(error)
 
-    def _answer_or_raise(self, path: str, raw: bytes | str | None, provenance: bool) -> Answer:
+    def _answer_or_raise(
+        self, path: str, raw: bytes | str | None, options: QueryOptions, started: int
+    ) -> Answer:
         missing_input = False
         policy_input: Any = None
         if isinstance(raw, bytes):  # a POST body
@@ -375,6 +433,7 @@ class DataApi:
         problem = None if small else _oversized(policy_input, self.limits)
         if problem is not None:
             raise ApiError(400, f"input refused: it has {problem}")
+        evaluation_started = time.perf_counter_ns()
         try:
             defined, value = self.evaluator.evaluate_path(path, policy_input)
         except EvaluatorError as exc:
@@ -385,15 +444,37 @@ class DataApi:
                 "error(s) occurred while evaluating query",
                 errors=[{"code": "eval_error", "message": exc.message}],
             ) from None
+        evaluation_ns = time.perf_counter_ns() - evaluation_started
         content: dict[str, Any] = {}
         if defined:
             content["result"] = value
+        if self._on_query is not None:  # the decision log: OPA then names the decision
+            decision_id = str(uuid.uuid4())
+            content["decision_id"] = decision_id
+            record = QueryRecord(
+                decision_id,
+                path,
+                policy_input,
+                defined,
+                value,
+                self.evaluator.revision,
+                evaluation_ns,
+            )
+            try:
+                self._on_query(record)
+            except Exception:  # logging never changes or fails an answer
+                _LOGGER.exception("the decision log hook failed")
         if missing_input:
             content["warning"] = {
                 "code": "api_usage_warning",
                 "message": "'input' key missing from the request",
             }
-        if provenance:
+        if options.metrics:
+            content["metrics"] = {
+                "timer_rego_query_eval_ns": evaluation_ns,
+                "timer_server_handler_ns": time.perf_counter_ns() - started,
+            }
+        if options.provenance:
             content["provenance"] = {
                 "version": self.evaluator.engine_version,
                 "build_commit": "",
@@ -402,9 +483,11 @@ class DataApi:
                 "bundles": {_BUNDLE_NAME: {"revision": self.evaluator.revision}},
             }
         try:
-            return json_answer(content)
+            answer = json_answer(content, pretty=options.pretty)
         except (TypeError, ValueError) as exc:
             raise ApiError(500, f"the result cannot be encoded as JSON: {exc}") from None
+        logged = content.get("decision_id")
+        return dataclasses.replace(answer, decision_id=logged) if logged else answer
 
 
 def _handled(route: Route, scope: Scope, raw: bytes) -> Answer:
@@ -423,13 +506,32 @@ def _check_method(method: str, path: str, allowed: tuple[str, ...]) -> None:
         )
 
 
+def _log_access(scope: Scope, answer: Answer, duration_ns: int) -> None:
+    """One JSON line on the ``attestpolicy.access`` logger (never the query string: it may
+    carry an input)."""
+    client = scope.get("client")
+    line: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "client": f"{client[0]}:{client[1]}" if client else None,
+        "method": scope["method"],
+        "path": scope["path"],
+        "status": answer.status,
+        "bytes": len(answer.body),
+        "duration_ms": round(duration_ns / 1e6, 3),
+    }
+    if answer.decision_id is not None:
+        line["decision_id"] = answer.decision_id
+    ACCESS_LOGGER.info(json.dumps(line, separators=(",", ":")))
+
+
 class DataApiApp:
     """The ASGI application of ``serve``: HTTP requests and the lifespan (which stops the
     lanes' threads at shutdown). ``state.evaluator`` is the evaluator it answers with."""
 
-    def __init__(self, api: DataApi) -> None:
+    def __init__(self, api: DataApi, *, access_log: bool = False) -> None:
         self.api = api
         self.state = SimpleNamespace(evaluator=api.evaluator)
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -440,6 +542,7 @@ class DataApiApp:
             raise ValueError(f"unsupported ASGI scope type {scope['type']!r}")
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter_ns()
         try:
             answer = await self.api.answer(scope, receive)
         except Exception as exc:
@@ -447,6 +550,8 @@ class DataApiApp:
             error = ApiError(500, f"unexpected server error: {type(exc).__name__}")
             answer = error_answer(error)
         await answer.send(send)
+        if self.access_log:
+            _log_access(scope, answer, time.perf_counter_ns() - started)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:

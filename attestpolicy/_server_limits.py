@@ -95,6 +95,13 @@ class ServerLimits:
         seconds=True,
     )
 
+    shutdown_timeout: float = _limit(
+        30.0,
+        "seconds a stopping worker (SIGTERM, SIGINT) waits for requests in progress to be "
+        "answered before it closes their connections",
+        seconds=True,
+    )
+
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
             value = getattr(self, item.name)

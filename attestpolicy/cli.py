@@ -23,6 +23,7 @@ from attestpolicy.pdp import PolicyDecisionPoint
 
 if TYPE_CHECKING:
     from attestpolicy._server_broker import BrokerSettings
+    from attestpolicy._server_operations import OperationsSettings
 
 __all__ = ["main"]
 
@@ -213,10 +214,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             limits=limits_from_arguments(args),
             revocations_path=args.revocations,
             broker=broker,
+            operations=_operations_settings(args),
         )
     except AttestPolicyError as exc:  # before anything listens: bad policy, engine, address
         _fail_usage(str(exc))
     return EXIT_ALLOW
+
+
+def _operations_settings(args: argparse.Namespace) -> OperationsSettings:
+    from attestpolicy._server_operations import OperationsSettings
+
+    return OperationsSettings(access_log=args.access_log, log_level=args.log_level)
 
 
 def _broker_settings(args: argparse.Namespace) -> BrokerSettings | None:
@@ -380,6 +388,18 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("regorus", "opa"),
         default="regorus",
         help="in-process Rego engine of every worker (default: regorus)",
+    )
+    operations = serve.add_argument_group("operations (docs/operations.md)")
+    operations.add_argument(
+        "--access-log",
+        action="store_true",
+        help="a JSON line per request on stderr (with the decision_id when one was logged)",
+    )
+    operations.add_argument(
+        "--log-level",
+        choices=("critical", "error", "warning", "info", "debug"),
+        default="info",
+        help="log level of the server and the attestpolicy loggers (default info)",
     )
     broker = serve.add_argument_group(
         "credential broker (docs/broker.md)",

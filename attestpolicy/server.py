@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -33,6 +34,7 @@ import uvicorn
 
 from attestpolicy._server_api import DataApi, DataApiApp
 from attestpolicy._server_limits import MAX_BODY_BYTES, ServerLimits, ServerSettingsError
+from attestpolicy._server_operations import OperationsSettings
 from attestpolicy._server_protocol import HeadDeadlineProtocol, HttpToolsHeadDeadlineProtocol
 from attestpolicy._server_workers import Workers, listen_sockets
 from attestpolicy.config import load_config
@@ -53,6 +55,7 @@ __all__ = [
     "ENV_CONFIG",
     "ENV_ENGINE",
     "ENV_LIMITS",
+    "ENV_OPERATIONS",
     "ENV_POLICY_DIR",
     "ENV_REVOCATIONS",
     "HTTP_PARSERS",
@@ -82,6 +85,10 @@ ENV_LIMITS: Final = "ATTESTPOLICY_SERVE_LIMITS"
 
 ENV_REVOCATIONS: Final = "ATTESTPOLICY_SERVE_REVOCATIONS"
 """The revocation store (a SQLite file) every worker shares, or empty for none."""
+
+ENV_OPERATIONS: Final = "ATTESTPOLICY_SERVE_OPERATIONS"
+"""The operational settings (:class:`~attestpolicy._server_operations.OperationsSettings`
+as JSON): access log, log level."""
 
 ENV_BROKER: Final = "ATTESTPOLICY_SERVE_BROKER"
 """The broker's settings (:class:`~attestpolicy._server_broker.BrokerSettings` as JSON),
@@ -126,6 +133,7 @@ def create_app(
     *,
     limits: ServerLimits | None = None,
     broker: BrokerSettings | None = None,
+    operations: OperationsSettings | None = None,
 ) -> DataApiApp:
     """The ASGI application, with its evaluation threads started and their engines built.
 
@@ -137,7 +145,9 @@ def create_app(
     ``header_timeout``) belong to the HTTP server: :func:`run_server` applies them.
     The threads stop at the application's lifespan shutdown; ``app.state.evaluator`` is
     the evaluator. With ``broker`` settings (from :data:`ENV_BROKER` without
-    ``evaluator``) the credential broker's routes are served too (``docs/broker.md``).
+    ``evaluator``) the credential broker's routes are served too (``docs/broker.md``);
+    ``operations`` (from :data:`ENV_OPERATIONS`) turns on the access log and sets the log
+    level (``docs/operations.md``).
     """
     if evaluator is None:
         evaluator = load_evaluator(
@@ -152,6 +162,10 @@ def create_app(
             from attestpolicy._server_broker import BrokerSettings
 
             broker = BrokerSettings.from_json(os.environ[ENV_BROKER])
+        if operations is None and os.environ.get(ENV_OPERATIONS):
+            operations = OperationsSettings.from_json(os.environ[ENV_OPERATIONS])
+    operations = operations or OperationsSettings()
+    operations.configure_logging()
     routes = _broker_routes(broker, evaluator) if broker is not None else None
     api = DataApi(
         evaluator,
@@ -160,7 +174,7 @@ def create_app(
         on_close=routes.close if routes is not None else None,
     )
     api.warm_up()
-    return DataApiApp(api)
+    return DataApiApp(api, access_log=operations.access_log)
 
 
 def _broker_routes(settings: BrokerSettings, evaluator: InProcessEvaluator) -> BrokerRoutes:
@@ -212,6 +226,7 @@ def uvicorn_config(
         http=HTTP_PARSERS[http_parser],
         limit_concurrency=limits.max_connections,
         timeout_keep_alive=limits.header_timeout,
+        timeout_graceful_shutdown=math.ceil(limits.shutdown_timeout),
         **settings,
     )
 
@@ -226,6 +241,7 @@ def run_server(
     limits: ServerLimits | None = None,
     revocations_path: str | Path | None = None,
     broker: BrokerSettings | None = None,
+    operations: OperationsSettings | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), with ``workers`` processes.
 
@@ -235,7 +251,7 @@ def run_server(
     :class:`ServerLimits`' defaults, per worker), through :func:`create_app` from the
     environment variables this function sets. ``broker`` adds the credential broker's
     routes; it needs ``revocations_path``, so that a revocation reaches every worker and
-    survives restarts.
+    survives restarts. ``operations``: the access log and the log level.
     """
     host, port = parse_addr(addr)
     if isinstance(workers, bool) or not isinstance(workers, int):
@@ -265,7 +281,11 @@ def run_server(
     os.environ[ENV_CONFIG] = config
     os.environ[ENV_ENGINE] = engine
     os.environ[ENV_LIMITS] = limits.to_json()
-    settings = uvicorn_config(_APP_FACTORY, limits, factory=True, workers=workers)
+    operations = operations or OperationsSettings()
+    os.environ[ENV_OPERATIONS] = operations.to_json()
+    settings = uvicorn_config(
+        _APP_FACTORY, limits, factory=True, workers=workers, log_level=operations.log_level
+    )
     sockets = listen_sockets(host, port, workers)
     bound_host, bound_port = sockets[0].getsockname()[:2]
     logging.getLogger("uvicorn.error").info(
