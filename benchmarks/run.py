@@ -6,6 +6,8 @@ Run from the repository root (after the README's set-up command)::
     .venv/bin/python benchmarks/run.py --quick    # fewer iterations
     .venv/bin/python benchmarks/run.py --scale    # ... plus decision time vs configuration
                                                   # size, regorus and OPA (benchmarks/scale.py)
+    .venv/bin/python benchmarks/run.py --services # ... plus the broker, registry, PEP and
+                                                  # operations benchmarks
 
 It ends with issue 10's goals, each PASS or FAIL against its target (the ``goals(quick)``
 of benchmarks/bench_*.py; each also runs alone: ``python benchmarks/bench_pdp.py``).
@@ -286,6 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also time decisions against configuration size (benchmarks/scale.py)",
     )
+    parser.add_argument(
+        "--services",
+        action="store_true",
+        help="also the broker, registry, PEP and operations benchmarks (issues 11 and 12)",
+    )
     args = parser.parse_args(argv)
     scale = 1 if args.quick else 5
     print(
@@ -335,6 +342,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = scale_benchmark.run(600 * scale, verbose=False)
         scale_benchmark.print_scale_table(rows)
     print_goals(args.quick)
+    if args.services:
+        print_sections(args.quick)
     return 0
 
 
@@ -351,8 +360,30 @@ def print_goals(quick: bool) -> None:
         except ModuleNotFoundError:
             print(f"  (benchmarks/{name}.py not present)")
             continue
-        for goal in module.goals(quick):
+        try:
+            goals = module.goals(quick)
+        except Exception as exc:  # one broken benchmark must not hide the other goals
+            print(f"  FAIL  benchmarks/{name}.py could not measure: {type(exc).__name__}: {exc}")
+            continue
+        for goal in goals:
             print(f"  {goal.line()}")
+
+
+SECTION_MODULES = ("bench_broker", "bench_registry", "bench_pep", "bench_ops")
+"""The modules (in benchmarks/) whose ``main(quick)`` print the broker, registry, PEP and
+operations tables (issues 11 and 12), with ``--services``."""
+
+
+def print_sections(quick: bool) -> None:
+    """The broker, registry, PEP and operations benchmarks, each as its own table."""
+    for name in SECTION_MODULES:
+        print(f"\n== benchmarks/{name}.py")
+        try:
+            importlib.import_module(name).main(quick)
+        except ModuleNotFoundError:
+            print(f"  (benchmarks/{name}.py not present)")
+        except Exception as exc:
+            print(f"  could not measure: {type(exc).__name__}: {exc}")
 
 
 if __name__ == "__main__":
