@@ -195,10 +195,14 @@ class BrokerRoutes:
 
     # --- handlers (on a lane thread) --------------------------------------------
 
-    def _nonce(self, scope: Scope, raw: bytes) -> Answer:
-        if time.monotonic() >= self._next_prune:  # expired credentials and spent nonces go
+    def _prune_now_and_then(self) -> None:
+        """Expired credentials and spent nonces leave the registry, at most once a minute."""
+        if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + _PRUNE_INTERVAL_SECONDS
             self.registry.prune()
+
+    def _nonce(self, scope: Scope, raw: bytes) -> Answer:
+        self._prune_now_and_then()
         nonce = self.registry.issue_nonce(lifetime_seconds=self.settings.nonce_lifetime_seconds)
         body = json_answer({"nonce": nonce.value, "expires_at": nonce.expires_at.isoformat()}).body
         return Answer(200, body, (_NO_STORE,))
@@ -224,6 +228,7 @@ class BrokerRoutes:
             )
 
     def _credentials(self, scope: Scope, raw: bytes) -> Answer:
+        self._prune_now_and_then()
         evidence, nonce, refused = self._evidence_request(raw)
         if refused is not None:
             return _decision_denied(refused)
