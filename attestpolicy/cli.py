@@ -438,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_revoke_command(commands)
 
+    from attestpolicy._cli_replay import add_replay_command
+
+    add_replay_command(commands)
+
     from attestpolicy._cli_broker import add_credential_command
 
     add_credential_command(commands)
