@@ -59,3 +59,13 @@ def opa_required() -> None:
 def requires_opa() -> None:
     """Use with ``@pytest.mark.usefixtures("requires_opa")``: see :func:`opa_required`."""
     opa_required()
+
+
+@pytest.fixture(params=["regorus", "opa"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each in-process engine, by name (OPA's needs its optional wheel: see
+    :func:`opa_required`)."""
+    if request.param == "opa":
+        opa_required()
+    name: str = request.param
+    return name

@@ -23,15 +23,6 @@ from attestpolicy.pdp import PolicyDecisionPoint
 SIGNATURE = "dev.cosignproject.cosign/signature"
 
 
-@pytest.fixture(params=["regorus", "opa"])
-def engine(request: pytest.FixtureRequest) -> str:
-    """Each in-process engine (OPA's only when installed, see conftest)."""
-    if request.param == "opa":
-        request.getfixturevalue("requires_opa")
-    name: str = request.param
-    return name
-
-
 @pytest.fixture(scope="module")
 def fresh() -> FreshEvidence:
     return fresh_evidence()

@@ -36,15 +36,6 @@ def _with_audience(claims: Mapping[str, Any], audience: str) -> dict[str, Any]:
     return changed
 
 
-@pytest.fixture(params=["regorus", "opa"])
-def engine(request: pytest.FixtureRequest) -> str:
-    """Each in-process engine (OPA's needs its optional wheel)."""
-    if request.param == "opa":
-        request.getfixturevalue("requires_opa")
-    name: str = request.param
-    return name
-
-
 @pytest.fixture
 def pdp(example_config: dict[str, Any]) -> Iterator[PolicyDecisionPoint]:
     with PolicyDecisionPoint.local(config=example_config) as decision_point:

@@ -88,14 +88,6 @@ def at_issue_time(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
     return verify(token, jwks, verify_exp=False)
 
 
-@pytest.fixture(params=["regorus", "opa"])
-def engine(request: pytest.FixtureRequest) -> str:
-    if request.param == "opa":
-        request.getfixturevalue("requires_opa")
-    name: str = request.param
-    return name
-
-
 @pytest.fixture(scope="module")
 def trust() -> dict[str, Any]:
     return load_json("trust.json")

@@ -74,14 +74,6 @@ def appraisal(claims: dict[str, Any]) -> tuple[str, dict[str, int]]:
     return workload["ear.status"], workload["ear.trustworthiness-vector"]
 
 
-@pytest.fixture(params=["regorus", "opa"])
-def engine(request: pytest.FixtureRequest) -> str:
-    if request.param == "opa":
-        request.getfixturevalue("requires_opa")
-    name: str = request.param
-    return name
-
-
 @pytest.fixture(scope="module")
 def trust() -> dict[str, Any]:
     return load_json("trust.json")
