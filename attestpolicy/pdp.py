@@ -30,6 +30,8 @@ from attestpolicy.revocations import MEMBER_OF_KEYWORD, RevocationStore
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
+    from attestpolicy.bundle import BundleFeed, BundleStatus
+
 __all__ = ["EvidenceAppraisal", "PolicyDecisionPoint"]
 
 _LOG = logging.getLogger(__name__)
@@ -45,6 +47,10 @@ ASYNC_WORKERS: Final = 4
 
 TIMEOUT_CODE: Final = "engine.timeout"
 """The reason code of an async decision whose deadline passed."""
+
+BUNDLE_WAIT_SECONDS: Final = 30.0
+"""How long :meth:`PolicyDecisionPoint.from_bundle` waits for the first polled or watched
+bundle (``wait``) before it raises."""
 
 
 def _purge_verified_evidence(pairs: list[tuple[str, str]]) -> None:
@@ -132,6 +138,53 @@ def _check_deadline(deadline: object) -> float | None:
     return float(deadline)
 
 
+def _bundle_feed(
+    bundle: Path | str | bytes | None,
+    url: str | None,
+    on_bundle: Callable[[Any], object],
+    *,
+    verification_key: bytes | str | None,
+    token: str | None,
+    poll_interval: float | None,
+    min_delay: float | None,
+    max_delay: float | None,
+    on_activation: Callable[[bool], object] | None,
+) -> BundleFeed:
+    """The poller (``url``) or the watcher (``bundle`` path) of ``from_bundle``."""
+    from attestpolicy.bundle import BundlePoller, BundleWatcher
+    from attestpolicy.bundle._polling import DEFAULT_MAX_DELAY, DEFAULT_MIN_DELAY
+    from attestpolicy.bundle._watching import DEFAULT_WATCH_INTERVAL
+
+    if (url is None) == (bundle is None) or isinstance(bundle, bytes):
+        raise ValueError("give url= to poll, or a bundle path with watch=True (not both)")
+    if poll_interval is not None and (min_delay is not None or max_delay is not None):
+        raise ValueError("give poll_interval or min_delay and max_delay, not both")
+    if url is None:
+        assert bundle is not None
+        if min_delay is not None or max_delay is not None or token is not None:
+            raise ValueError("min_delay, max_delay and token apply to url=, not to watch=True")
+        return BundleWatcher(
+            bundle,
+            on_bundle=on_bundle,
+            on_activation=on_activation,
+            verification_key=verification_key,
+            interval=DEFAULT_WATCH_INTERVAL if poll_interval is None else poll_interval,
+        )
+    if (min_delay is None) != (max_delay is None):
+        raise ValueError("give both min_delay and max_delay (as OPA requires)")
+    low = poll_interval if poll_interval is not None else min_delay
+    high = poll_interval if poll_interval is not None else max_delay
+    return BundlePoller(
+        url,
+        on_bundle=on_bundle,
+        on_activation=on_activation,
+        verification_key=verification_key,
+        token=token,
+        min_delay=DEFAULT_MIN_DELAY if low is None else low,
+        max_delay=DEFAULT_MAX_DELAY if high is None else high,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class EvidenceAppraisal:
     """A decision on evidence, and the verified claim set it was made on (None when the
@@ -163,6 +216,7 @@ class PolicyDecisionPoint(Closing):
         # adecide may look a decision up in the cache on the event loop itself.
         self._hits_on_loop = False
         self._observers: tuple[DecisionObserver, ...] = ()
+        self._feed: BundleFeed | None = None  # from_bundle(url=...) or watch=True
 
     @staticmethod
     def _make_cache(
@@ -212,10 +266,18 @@ class PolicyDecisionPoint(Closing):
     @classmethod
     def from_bundle(
         cls,
-        bundle: Path | str | bytes,
+        bundle: Path | str | bytes | None = None,
         *,
+        url: str | None = None,
         config: Mapping[str, Any] | None = None,
         verification_key: bytes | str | None = None,
+        token: str | None = None,
+        poll_interval: float | None = None,
+        min_delay: float | None = None,
+        max_delay: float | None = None,
+        watch: bool = False,
+        wait: float = BUNDLE_WAIT_SECONDS,
+        on_activation: Callable[[bool], object] | None = None,
         cache: bool | DecisionCache = True,
         negative_ttl_seconds: float = 0.0,
         engine: str = DEFAULT_ENGINE,
@@ -227,22 +289,64 @@ class PolicyDecisionPoint(Closing):
         ``verification_key`` (PEM) the bundle must be signed by it. The policy bundle
         carries no configuration: pass ``config`` (``data.attestpolicy.config``).
         ``engine`` and ``revocations`` are as for :meth:`local`.
+
+        ``url`` (instead of ``bundle``) polls a bundle server as OPA does
+        (:class:`~attestpolicy.bundle.BundlePoller`: ETag and 304, a random delay between
+        ``min_delay`` and ``max_delay`` seconds, default 60 and 120, or exactly
+        ``poll_interval``; ``token`` as a bearer token); ``watch=True`` re-reads the
+        ``bundle`` path when it changes (:class:`~attestpolicy.bundle.BundleWatcher`,
+        every ``poll_interval`` seconds, default 1). Each new bundle is verified, then
+        swapped in atomically (no decision mixes revisions; the decision cache is
+        cleared); a bad, tampered or unsigned one keeps the last good one and shows in
+        :meth:`bundle_status`, and ``on_activation(ok)`` hears of each. This blocks until
+        the first bundle is active and raises :class:`~attestpolicy.errors.BundleError`
+        (``bundle.unavailable``) when none is within ``wait`` seconds: there is no
+        decision point without a verified policy. :meth:`close` stops the polling.
         """
         check_engine_name(engine)  # before reading the bundle
-        from attestpolicy.bundle import load_bundle
+        static = url is None and not watch
+        if static:
+            if bundle is None:
+                raise ValueError("from_bundle needs a bundle, or url=")
+            if poll_interval is not None or min_delay is not None or max_delay is not None:
+                raise ValueError("poll_interval, min_delay and max_delay need url= or watch=True")
+            from attestpolicy.bundle import load_bundle
 
-        loaded = load_bundle(
-            bundle,
-            verification_key=verification_key,
-            require_signature=verification_key is not None,
-        )
+            loaded = load_bundle(
+                bundle,
+                verification_key=verification_key,
+                require_signature=verification_key is not None,
+            )
         checked = validate_config(config) if config is not None else None
         store = _store(revocations)
-        pdp = cls(
-            make_evaluator(engine, loaded.to_policy_source(), checked, revocations=store),
-            cache=cls._make_cache(cache, negative_ttl_seconds),
-        )
+        if static:
+            evaluator = make_evaluator(
+                engine, loaded.to_policy_source(), checked, revocations=store
+            )
+            feed = activator = None
+        else:
+            from attestpolicy.bundle import EvaluatorActivator
+
+            activator = EvaluatorActivator(
+                lambda source: make_evaluator(engine, source, checked, revocations=store)
+            )
+            feed = _bundle_feed(
+                bundle,
+                url,
+                activator,
+                verification_key=verification_key,
+                token=token,
+                poll_interval=poll_interval,
+                min_delay=min_delay,
+                max_delay=max_delay,
+                on_activation=on_activation,
+            ).start(wait=wait)
+            evaluator = activator.evaluator
+        pdp = cls(evaluator, cache=cls._make_cache(cache, negative_ttl_seconds))
         pdp._hits_on_loop = store is None
+        pdp._feed = feed
+        if activator is not None and pdp._cache is not None:
+            activator.on_swap = pdp._cache.clear
         return pdp
 
     @classmethod
@@ -697,6 +801,11 @@ class PolicyDecisionPoint(Closing):
             self._cache.clear()
         return revision
 
+    def bundle_status(self) -> BundleStatus | None:
+        """The bundle feed's status (OPA's format), or None when no bundle is polled or
+        watched."""
+        return self._feed.status() if self._feed is not None else None
+
     def cache_stats(self) -> CacheStats | None:
         """The decision cache's counters, or None when caching is off."""
         return self._cache.stats() if self._cache is not None else None
@@ -713,10 +822,13 @@ class PolicyDecisionPoint(Closing):
     def close(self) -> None:
         """Shut down the executor of :meth:`adecide` (waiting for the evaluations under
         way; queued ones end as ``engine.error`` denies) and release the evaluator's
-        resources. Later :meth:`adecide` calls deny with ``engine.error``."""
+        resources; stop polling or watching the bundle. Later :meth:`adecide` calls deny
+        with ``engine.error``."""
         with self._executor_lock:
             self._closed = True
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
+        if self._feed is not None:
+            self._feed.close()
         self._evaluator.close()
