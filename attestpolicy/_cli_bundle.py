@@ -98,9 +98,33 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_ALLOW
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from attestpolicy._server_limits import ServerLimits
+    from attestpolicy.bundle import BundleServer, load_token
+    from attestpolicy.server import parse_addr, uvicorn_config
+
+    key = _read_bytes(args.verification_key, "verification key") if args.verification_key else None
+    try:
+        host, port = parse_addr(args.addr)
+        token = load_token(args.token_file)
+        app = BundleServer(args.directory, token=token, verification_key=key)
+    except (AttestPolicyError, ValueError) as exc:
+        _fail_usage(str(exc))
+    config = uvicorn_config(app, ServerLimits(), host=host, port=port, log_level="info")
+    print(
+        f"serving the bundles of {args.directory} at /bundles/<name>"
+        + (" (bearer token required)" if token else ""),
+        file=sys.stderr,
+    )
+    uvicorn.Server(config).run()
+    return EXIT_ALLOW
+
+
 def add_bundle_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``bundle build`` and ``bundle verify`` to the command line."""
-    bundle = commands.add_parser("bundle", help="build or verify OPA bundles")
+    """Add ``bundle build``, ``bundle verify`` and ``bundle serve`` to the command line."""
+    bundle = commands.add_parser("bundle", help="build, verify or serve OPA bundles")
     actions = bundle.add_subparsers(dest="bundle_command", required=True, metavar="ACTION")
     build = actions.add_parser(
         "build",
@@ -130,3 +154,30 @@ def add_bundle_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
     verify.add_argument("bundle", metavar="PATH", help="bundle .tar.gz or directory")
     verify.add_argument("--verification-key", required=True, metavar="PEM", help="public key (PEM)")
     verify.set_defaults(handler=_cmd_verify)
+    serve = actions.add_parser(
+        "serve",
+        help="serve a directory of bundles to OPA and attestpolicy pollers",
+        description=(
+            "Serve every *.tar.gz under DIR at /bundles/<path> (also without the .tar.gz "
+            "suffix, OPA's default resource for a bundle of that name), with strong ETags "
+            "(If-None-Match -> 304), GET /health, and a clear 404 for anything else. "
+            "Replace bundle files atomically (write, then rename). docs/operations.md shows "
+            "the matching OPA configuration."
+        ),
+    )
+    serve.add_argument("directory", metavar="DIR", help="directory of built bundles")
+    serve.add_argument(
+        "--addr", default="127.0.0.1:8282", help="host:port to listen on (default 127.0.0.1:8282)"
+    )
+    serve.add_argument(
+        "--token-file",
+        metavar="FILE",
+        help="require this bearer token (mode 600; default: the ATTESTPOLICY_BUNDLE_TOKEN "
+        "environment variable; neither: no token required)",
+    )
+    serve.add_argument(
+        "--verification-key",
+        metavar="PEM",
+        help="serve only bundles signed by this key (others: 500, logged)",
+    )
+    serve.set_defaults(handler=_cmd_serve)
