@@ -34,8 +34,6 @@ def _check_logs(paths: list[str]) -> None:
                 pass
         except OSError as exc:
             _fail_usage(f"cannot read decision log {path}: {exc.strerror or exc}")
-        if Path(path).is_dir():
-            _fail_usage(f"decision log {path} is a directory")
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
