@@ -539,7 +539,8 @@ class ReplayReport:
                 out.extend(["", title])
                 out.extend(f"  {code:<40}{count:>8}" for code, count in codes.items())
         if self.by_workload:
-            out.extend(["", f"  {'workload':<56}{'a->d':>6}{'d->a':>6}{'reas':>6}{'ttl':>6}"])
+            header = f"  {'workload':<56}{'a->d':>6}{'d->a':>6}{'reas':>6}{'ttl':>6}"
+            out.extend(["", "by workload: allow->deny, deny->allow, reasons, TTL", header])
             for workload, counts in self.by_workload.items():
                 cells = "".join(f"{counts.get(change, 0):>6}" for change in CHANGES)
                 out.append(f"  {workload:<56}{cells}")
