@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from attestpolicy._json import loads_strict
-from attestpolicy._model import FrozenModel
+from attestpolicy._model import FrozenModel, error_message
 from attestpolicy.errors import ClaimsError
 
 __all__ = [
@@ -324,7 +324,7 @@ def _claims_error(exc: ValidationError) -> ClaimsError:
     errors = exc.errors(include_url=False)
     first = errors[0]
     field = ".".join(str(part) for part in first["loc"]) or "(document)"
-    message = first["msg"]
+    message = error_message(first)
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem(s))"
     return ClaimsError(message, field=field)

@@ -6,32 +6,49 @@ rather than a deny on every request. The Rego policy validates, on every decisio
 the parts that decision reads (so its cost does not grow with the configuration) and
 denies with ``config.invalid`` when they are malformed. Optional sections and fields
 that are null are absent, as in the policy.
+
+A configuration file is JSON or YAML (``.yaml``/``.yml``, or any file whose first character
+is not ``{``), read strictly: no duplicate keys, no YAML aliases. Every problem is reported
+at once, each at its location, and an unknown key is named with the keys allowed there.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+import types
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
+    BeforeValidator,
     Field,
+    StrictInt,
     StrictStr,
     ValidationError,
     model_validator,
 )
 
 from attestpolicy._json import loads_strict
-from attestpolicy._model import FrozenModel
-from attestpolicy.claims import Digest, HexValue, NodeKind, Seconds, SpiffeId, Text
+from attestpolicy._model import FrozenModel, error_message
+from attestpolicy.claims import (  # _integral_seconds: the one rule for integral floats
+    Digest,
+    HexValue,
+    NodeKind,
+    SpiffeId,
+    Text,
+    _integral_seconds,
+)
 from attestpolicy.errors import ConfigError
 
 __all__ = [
     "MAX_CONFIG_BYTES",
     "PolicyConfig",
     "TrustedSigners",
+    "config_schema",
     "load_config",
     "validate_config",
 ]
@@ -40,12 +57,19 @@ MAX_CONFIG_BYTES = 256 * 1024 * 1024
 """Largest configuration file accepted by :func:`load_config` (a fleet of 100k workloads
 is about 42 MB of JSON)."""
 
+MAX_LISTED_PROBLEMS: Final = 50
+"""The most problems a :class:`ConfigError` lists (then it counts the rest)."""
+
 _GLOB_SYNTAX = re.compile(r"[?\[\]{}\\]")
 """Glob syntax the policy refuses in signer subjects (only ``*`` is special there)."""
 
 EvidenceClass = Literal["image", "provenance", "node", "runtime"]
-_Seconds = Annotated[Seconds, Field(ge=0, le=2**31 - 1)]
-_PositiveSeconds = Annotated[Seconds, Field(gt=0, le=2**31 - 1)]
+# Seconds (claims.Seconds) with the bounds placed before the float-to-integer step, so
+# that the JSON Schema states them (minimum, exclusiveMinimum, maximum).
+_Seconds = Annotated[StrictInt, Field(ge=0, le=2**31 - 1), BeforeValidator(_integral_seconds)]
+_PositiveSeconds = Annotated[
+    StrictInt, Field(gt=0, le=2**31 - 1), BeforeValidator(_integral_seconds)
+]
 
 
 def _check_pattern(value: str) -> str:
@@ -141,20 +165,27 @@ class PolicyConfig(_Model):
 
 
 def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Validate a configuration mapping; return it unchanged or raise ConfigError."""
+    """Validate a configuration mapping; return it unchanged or raise ConfigError.
+
+    The error lists every problem found (up to :data:`MAX_LISTED_PROBLEMS`), one a line,
+    each as ``at <location>: <message>``.
+    """
     if not isinstance(config, Mapping):
         raise ConfigError(f"configuration must be a JSON object, got {type(config).__name__}")
     try:
         PolicyConfig.model_validate(dict(config))
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(document)"
-        raise ConfigError(f"invalid configuration at {where}: {first['msg']}") from None
+        raise ConfigError(_describe(exc.errors(include_url=False))) from None
     return dict(config)
 
 
 def load_config(path: Path | str, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
-    """Read and validate a JSON configuration file of at most ``max_bytes`` bytes."""
+    """Read and validate a JSON or YAML configuration file of at most ``max_bytes`` bytes.
+
+    YAML is read from a ``.yaml``/``.yml`` file, or from a file whose first character is
+    not ``{`` (JSON is parsed strictly, duplicate members refused; YAML without aliases or
+    duplicate keys).
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -162,8 +193,83 @@ def load_config(path: Path | str, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror or exc}") from None
     if len(raw) > max_bytes:
         raise ConfigError(f"configuration {path} is larger than {max_bytes} bytes")
-    try:
-        document = loads_strict(raw)
-    except ValueError as exc:
-        raise ConfigError(f"configuration {path} is not valid JSON: {exc}") from None
+    if path.suffix.lower() in (".yaml", ".yml") or not raw.lstrip().startswith(b"{"):
+        from attestpolicy._yaml import loads_strict_yaml  # only YAML pays for the parser
+
+        try:
+            document = loads_strict_yaml(raw)
+        except ValueError as exc:
+            raise ConfigError(f"configuration {path} is not valid YAML: {exc}") from None
+    else:
+        try:
+            document = loads_strict(raw)
+        except ValueError as exc:
+            raise ConfigError(f"configuration {path} is not valid JSON: {exc}") from None
     return validate_config(document)
+
+
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of the configuration document."""
+    schema = PolicyConfig.model_json_schema(mode="validation")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+# --- error messages --------------------------------------------------------------------
+
+
+def _describe(errors: Sequence[Any]) -> str:
+    lines = [f"at {_location(error['loc'])}: {_message(error)}" for error in errors]
+    if len(lines) == 1:
+        return f"invalid configuration {lines[0]}"
+    listed = lines[:MAX_LISTED_PROBLEMS]
+    if len(lines) > len(listed):
+        listed.append(f"... and {len(lines) - len(listed)} more")
+    return f"invalid configuration, {len(lines)} problems:\n  " + "\n  ".join(listed)
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    return ".".join(str(part)[:128] for part in loc) or "(document)"
+
+
+def _message(error: Any) -> str:
+    if error["type"] != "extra_forbidden":
+        return error_message(error)
+    key = str(error["loc"][-1])
+    allowed = _keys_at(error["loc"][:-1])
+    close = difflib.get_close_matches(key, allowed, n=1)
+    if close:
+        return f"unknown key {key[:128]!r} (did you mean {close[0]!r}?)"
+    return f"unknown key {key[:128]!r} (allowed: {', '.join(allowed)})"
+
+
+def _keys_at(loc: Sequence[int | str]) -> list[str]:
+    """The keys the model at ``loc`` (inside :class:`PolicyConfig`) allows."""
+    kind: Any = PolicyConfig
+    for part in loc:
+        kind = _unwrap(kind)
+        origin = typing.get_origin(kind)
+        if isinstance(kind, type) and issubclass(kind, FrozenModel):
+            field = kind.model_fields.get(str(part))
+            if field is None:
+                return []
+            kind = field.annotation
+        elif origin in (dict, tuple):
+            kind = typing.get_args(kind)[-1 if origin is dict else 0]
+        else:
+            return []
+    kind = _unwrap(kind)
+    if isinstance(kind, type) and issubclass(kind, FrozenModel):
+        return sorted(kind.model_fields)
+    return []
+
+
+def _unwrap(kind: Any) -> Any:
+    """``X`` from ``Annotated[X, ...]`` and ``X | None``."""
+    while True:
+        if typing.get_origin(kind) is Annotated:
+            kind = typing.get_args(kind)[0]
+        elif isinstance(kind, types.UnionType) or typing.get_origin(kind) is typing.Union:
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
+        else:
+            return kind

@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
+import yaml
 
-from attestpolicy.config import MAX_CONFIG_BYTES, load_config, validate_config
+from attestpolicy.config import (
+    MAX_CONFIG_BYTES,
+    MAX_LISTED_PROBLEMS,
+    config_schema,
+    load_config,
+    validate_config,
+)
 from attestpolicy.errors import ConfigError
 
 
@@ -117,3 +126,116 @@ def test_load_config_errors(tmp_path: Path) -> None:
     listed.write_text("[]")
     with pytest.raises(ConfigError, match="JSON object"):
         load_config(listed)
+
+
+def test_every_problem_is_reported_at_once(example_config: dict[str, Any]) -> None:
+    config = copy.deepcopy(example_config)
+    config["limits"]["min_ttl_seconds"] = 0
+    config["trusted_signers"]["issuers"]["i"] = ["a?b"]
+    config["limts"] = {}
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "invalid configuration, 3 problems:"
+    assert sorted(line.strip().partition(":")[0] for line in lines[1:]) == [
+        "at limits.min_ttl_seconds",
+        "at limts",
+        "at trusted_signers.issuers.i.0",
+    ]
+    assert "Value error" not in str(info.value)  # the validator's own words, no prefix
+    assert "subject patterns may use no glob syntax" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda c: c.update(limts={}), "at limts: unknown key 'limts' (did you mean 'limits'?)"),
+        (
+            lambda c: c["audiences"]["vault"].update(ttl=3),
+            "at audiences.vault.ttl: unknown key 'ttl' (allowed: max_ttl_seconds)",
+        ),
+        (
+            lambda c: next(iter(c["workloads"].values())).update(namespce="x"),
+            "namespce: unknown key 'namespce' (did you mean 'namespace'?)",
+        ),
+        (
+            lambda c: c["revoked"].update(nodes={}),
+            "at revoked.nodes: unknown key 'nodes' (did you mean 'node_ids'?)",
+        ),
+        (
+            lambda c: c.update(zzz=1),
+            "at zzz: unknown key 'zzz' (allowed: audiences, limits, node_baselines, revoked, "
+            "trusted_builders, trusted_signers, workloads)",
+        ),
+    ],
+)
+def test_unknown_keys_are_named_with_the_keys_allowed_there(
+    example_config: dict[str, Any], mutate: Any, expected: str
+) -> None:
+    config = copy.deepcopy(example_config)
+    mutate(config)
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    assert expected in str(info.value)
+
+
+def test_a_long_list_of_problems_is_cut(example_config: dict[str, Any]) -> None:
+    config = copy.deepcopy(example_config)
+    config.update({f"unknown{i}": 1 for i in range(MAX_LISTED_PROBLEMS + 7)})
+    with pytest.raises(ConfigError) as info:
+        validate_config(config)
+    lines = str(info.value).splitlines()
+    assert lines[0] == f"invalid configuration, {MAX_LISTED_PROBLEMS + 7} problems:"
+    assert len(lines) == 1 + MAX_LISTED_PROBLEMS + 1
+    assert lines[-1].strip() == "... and 7 more"
+
+
+def test_yaml_configuration(tmp_path: Path, example_config: dict[str, Any]) -> None:
+    for name in ("config.yaml", "config.yml", "config"):
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(example_config))
+        assert load_config(path) == example_config
+    # a .yaml file holding JSON is YAML too (JSON is a subset)
+    (tmp_path / "json.yaml").write_text(json.dumps(example_config))
+    assert load_config(tmp_path / "json.yaml") == example_config
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("limits: {}\nlimits: {}\n", "not valid YAML: duplicate key 'limits'"),
+        ("a: &x [1]\nb: *x\n", "not valid YAML: YAML aliases are not allowed"),
+        ("limits: [\n", "not valid YAML"),
+        ("- 1\n", "configuration must be a JSON object, got list"),
+        (
+            "limits:\n  max_evidence_age_seconds: .nan\n  clock_skew_seconds: 2026-01-01\n"
+            "  min_ttl_seconds: 1\n  default_ttl_seconds: 10\ntrusted_builders: {1: x}\n",
+            "3 problems",
+        ),
+    ],
+)
+def test_yaml_configuration_errors(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(path)
+
+
+def test_json_is_read_strictly_whatever_the_name(tmp_path: Path) -> None:
+    path = tmp_path / "config.conf"
+    path.write_text('{"limits": {}, "limits": {}}')
+    with pytest.raises(ConfigError, match="not valid JSON: duplicate member 'limits'"):
+        load_config(path)
+
+
+def test_config_schema_matches_the_examples() -> None:
+    schema = config_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    examples = Path(__file__).resolve().parent.parent / "attestpolicy" / "examples"
+    for name in ("config.json", "evidence-config.json"):
+        validator.validate(json.loads((examples / name).read_text()))
+    bad = json.loads((examples / "config.json").read_text())
+    bad["limits"]["min_ttl_seconds"] = 0  # the bounds are JSON Schema keywords
+    assert not validator.is_valid(bad)
+    assert not validator.is_valid(bad | {"limts": {}})

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from attestpolicy._json import loads_strict
-from attestpolicy._model import FrozenModel
+from attestpolicy._model import FrozenModel, error_message
 from attestpolicy.errors import EvidenceError
 
 __all__ = [
@@ -305,7 +305,7 @@ def validation_error(
     first = exc.errors(include_url=False)[0]
     loc = ".".join(str(part) for part in first["loc"])
     field = ".".join(part for part in (prefix, loc) if part) or whole
-    return EvidenceError(first["msg"], field=field, code=Code.MALFORMED)
+    return EvidenceError(error_message(first), field=field, code=Code.MALFORMED)
 
 
 def validate_mapping(

@@ -8,11 +8,10 @@ fields, and delegate each section to the verifier module that owns its format.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Final, Literal, Self, TypeVar, cast
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -24,7 +23,8 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from attestpolicy._model import FrozenModel
+from attestpolicy._model import FrozenModel, error_message
+from attestpolicy._yaml import loads_strict_yaml
 from attestpolicy.claims import Request, Text
 from attestpolicy.errors import ConfigError, EvidenceError
 from attestpolicy.evidence._common import Code, fail, load_json
@@ -247,7 +247,7 @@ def parse_evidence_document(data: EvidenceDocument | Mapping[str, Any]) -> Evide
         return _validate(EvidenceDocument, data)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        fail(Code.MALFORMED, _location(first), first["msg"])
+        fail(Code.MALFORMED, _location(first), error_message(first))
     except EvidenceError as exc:
         raise exc.within("(document)") from None
     except TypeError as exc:
@@ -261,32 +261,10 @@ def parse_trust_config(data: TrustConfig | Mapping[str, Any]) -> TrustConfig:
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         raise ConfigError(
-            f"invalid trust configuration at {_location(first)}: {first['msg']}"
+            f"invalid trust configuration at {_location(first)}: {error_message(first)}"
         ) from None
     except (EvidenceError, TypeError, ValueError) as exc:
         raise ConfigError(f"invalid trust configuration: {exc}") from None
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """Safe YAML without aliases (no "billion laughs" expansion) and without duplicate keys."""
-
-    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
-        if self.check_event(yaml.AliasEvent):
-            mark = cast(Any, self).peek_event().start_mark
-            raise yaml.composer.ComposerError(None, None, "YAML aliases are not allowed", mark)
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        seen: set[tuple[str, str]] = set()
-        for key_node, _ in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                key = (key_node.tag, key_node.value)
-                if key in seen:
-                    raise yaml.constructor.ConstructorError(
-                        None, None, f"duplicate key {key_node.value[:64]!r}", key_node.start_mark
-                    )
-                seen.add(key)
-        return super().construct_mapping(node, deep)
 
 
 def _read_limited(path: Path, limit: int) -> bytes:
@@ -331,7 +309,7 @@ def load_trust_config(source: Path | str | bytes) -> TrustConfig:
     if len(raw) > MAX_TRUST_BYTES:
         raise ConfigError(f"trust configuration is larger than {MAX_TRUST_BYTES} bytes")
     try:
-        data = yaml.load(raw, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-    except (yaml.YAMLError, RecursionError) as exc:
+        data = loads_strict_yaml(raw)
+    except ValueError as exc:
         raise ConfigError(f"trust configuration is not valid JSON or YAML: {exc}") from None
     return parse_trust_config(data)

@@ -36,7 +36,7 @@ from pydantic import (
     model_validator,
 )
 
-from attestpolicy._model import FrozenModel
+from attestpolicy._model import FrozenModel, error_message
 from attestpolicy.claims import Provenance
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
@@ -289,7 +289,7 @@ def verify_intoto_link(
             key_ids=verified.key_ids,
         )
     except ValidationError as exc:
-        fail(Code.MALFORMED, where, exc.errors(include_url=False)[0]["msg"])
+        fail(Code.MALFORMED, where, error_message(exc.errors(include_url=False)[0]))
 
 
 # --- internals -----------------------------------------------------------------
@@ -305,7 +305,7 @@ def _claim(facts: Facts, builder_id: str | None, source_repo: str | None) -> Pro
             predicate_type=facts.predicate_type,
         )
     except ValidationError as exc:
-        fail(Code.MALFORMED, "statement", exc.errors(include_url=False)[0]["msg"])
+        fail(Code.MALFORMED, "statement", error_message(exc.errors(include_url=False)[0]))
 
 
 def _verify_bundle(
@@ -317,7 +317,7 @@ def _verify_bundle(
     try:
         result = verify_sigstore_bundle(SigstoreBundleEvidence(bundle=bundle), trust, now=now)
     except ValidationError as exc:
-        fail(Code.MALFORMED, "sigstore_bundle", exc.errors(include_url=False)[0]["msg"])
+        fail(Code.MALFORMED, "sigstore_bundle", error_message(exc.errors(include_url=False)[0]))
     except EvidenceError as exc:
         message = exc.message.removeprefix(f"{exc.field}: ") if exc.field else exc.message
         fail(exc.code, _bundle_field(exc.field), message)

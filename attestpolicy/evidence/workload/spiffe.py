@@ -31,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from attestpolicy._model import FrozenModel
+from attestpolicy._model import FrozenModel, error_message
 from attestpolicy.claims import Runtime, Subject
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import (
@@ -88,7 +88,7 @@ def _spiffe_id(value: str, *, field: str) -> tuple[Subject, str]:
     try:
         subject = Subject(spiffe_id=value)
     except ValidationError as exc:
-        message = exc.errors(include_url=False)[0]["msg"]
+        message = error_message(exc.errors(include_url=False)[0])
         fail(Code.MALFORMED, field, f"invalid SPIFFE ID: {message}")
     trust_domain = subject.spiffe_id[len("spiffe://") :].partition("/")[0]
     return subject, trust_domain
