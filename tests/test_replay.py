@@ -1,8 +1,9 @@
 """attestpolicy replay: recorded decisions decided again with a candidate, at their logged time.
 
-The logs are written by a real PolicyDecisionPoint deciding real example claim sets; the
-candidates are bundles built with ``attestpolicy bundle build`` (signed with a key made
-here) and a configuration, run through ``attestpolicy.cli.main`` and the library.
+The logs are written by the decision logger (DecisionLogger, FileSink, its masks) of a
+real PolicyDecisionPoint deciding the example claim sets; the candidates are bundles built
+with ``attestpolicy bundle build`` (signed with a key made here) and a configuration, run
+through ``attestpolicy.cli.main`` and the library.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import copy
 import gzip
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from attestpolicy.bundle import BUNDLE_ROOTS, CONFIG_ROOTS, build_bundle
 from attestpolicy.cli import main
+from attestpolicy.decisionlog import (
+    DEFAULT_MASKS,
+    REDACTED,
+    DecisionLogger,
+    Erase,
+    FileSink,
+    MaskRule,
+    Upsert,
+)
 from attestpolicy.engine.local import LocalEvaluator
-from attestpolicy.observe import DecisionRecord
 from attestpolicy.pdp import PolicyDecisionPoint
 from attestpolicy.policy import DECISION_PATH, PolicySource, default_policy_dir
 from attestpolicy.replay import (
@@ -45,37 +54,6 @@ LIFTED_SIGNER = RELEASE + "v1.2.0"
 # --- the recorded log ------------------------------------------------------------------------
 
 
-class _Recorder:
-    def __init__(self) -> None:
-        self.records: list[DecisionRecord] = []
-
-    def on_decision(self, record: DecisionRecord) -> None:
-        self.records.append(record)
-
-
-def _event(record: DecisionRecord) -> dict[str, Any]:
-    """OPA's decision-log event for one decision (as a PDP's decision log writes it)."""
-    decision = record.decision
-    event: dict[str, Any] = {
-        "labels": {"id": "test-instance", "version": "test"},
-        "decision_id": decision.decision_id,
-        "path": DECISION_PATH,
-        "bundles": {"attestpolicy": {"revision": decision.policy_revision}},
-        "result": decision.to_json_dict(),
-        "timestamp": decision.evaluated_at.strftime("%Y-%m-%dT%H:%M:%S.%f000Z"),
-        "attestpolicy": {
-            "source": record.source,
-            "cache": record.cache,
-            "reason_codes": list(decision.reason_codes),
-            "evidence_failures": [],
-        },
-    }
-    policy_input = record.policy_input()
-    if policy_input is not None:
-        event["input"] = dict(policy_input)
-    return event
-
-
 def _claim_sets() -> list[dict[str, Any]]:
     """Every example claim set, and variants: another release tag (unaffected by the
     revocation), the same claims a minute later (a cache hit), a revoked signer."""
@@ -90,16 +68,21 @@ def _claim_sets() -> list[dict[str, Any]]:
     return [*claim_sets, other_tag, later, later, revoked]
 
 
-def write_log(path: Path, config: dict[str, Any], claim_sets: list[dict[str, Any]]) -> Path:
-    """Decide ``claim_sets`` with the shipped policy and ``config``, logging each decision."""
-    recorder = _Recorder()
-    with PolicyDecisionPoint.local(config=config) as pdp:
-        pdp.add_observer(recorder)
+def write_log(
+    path: Path,
+    config: dict[str, Any],
+    claim_sets: Sequence[object],
+    masks: Sequence[MaskRule] = DEFAULT_MASKS,
+) -> Path:
+    """Decide ``claim_sets`` with the shipped policy and ``config``; the decision logger
+    writes each decision to ``path``."""
+    logger = DecisionLogger(FileSink(path, max_bytes=None), masks=masks, close_timeout=60)
+    with logger, PolicyDecisionPoint.local(config=config) as pdp:
+        pdp.add_observer(logger)
         for claims in claim_sets:
-            pdp.decide(claims)
-    with path.open("w") as log:
-        for record in recorder.records:
-            log.write(json.dumps(_event(record)) + "\n")
+            pdp.decide(claims)  # type: ignore[arg-type]  # a claim set, or bytes that are not
+    stats = logger.stats()
+    assert (stats.written, stats.dropped, stats.failed) == (len(claim_sets), 0, 0)
     return path
 
 
@@ -110,7 +93,8 @@ def events(path: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = json.loads((EXAMPLES / "config.json").read_text())
-    return write_log(tmp_path_factory.mktemp("logs") / "decisions.log", config, _claim_sets())
+    claim_sets = [*_claim_sets(), b"{not a claim set"]  # the last: no input to log
+    return write_log(tmp_path_factory.mktemp("logs") / "decisions.log", config, claim_sets)
 
 
 # --- candidates --------------------------------------------------------------------------------
@@ -180,8 +164,13 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[
     return code, report
 
 
+def replayable(path: Path) -> list[dict[str, Any]]:
+    """The logged events that have an input (all but the unreadable claim set)."""
+    return [event for event in events(path) if "input" in event]
+
+
 def _signers(event: dict[str, Any]) -> set[str]:
-    image = event["input"].get("image") or {}
+    image = event.get("input", {}).get("image") or {}
     return {signature.get("subject") for signature in image.get("signatures", [])}
 
 
@@ -199,7 +188,7 @@ def test_revoking_one_signer_reports_exactly_the_affected_decisions(
 ) -> None:
     if engine == "opa":
         opa_required()
-    logged = events(recorded)
+    logged = replayable(recorded)
     affected = {e["decision_id"] for e in logged if REVOKED_SIGNER in _signers(e)}
     allowed = {e["decision_id"] for e in logged if e["result"]["allow"]}
     assert affected & allowed  # a real mix: affected allows and denies, unaffected allows
@@ -216,6 +205,7 @@ def test_revoking_one_signer_reports_exactly_the_affected_decisions(
     assert code == 0
     assert not report["widening"]
     assert report["replayed"] == len(logged)
+    assert report["not_replayable"]["by_reason"] == {"input.absent": 1}
     changes = report["changes"]
     assert {c["decision_id"] for c in changes} == affected
     assert not report["changes_truncated"]
@@ -277,7 +267,7 @@ def test_the_same_policy_changes_nothing_at_the_logged_time(
     # at any other time (the wall clock), every allow would be a deny.
     code, report = run_json(capsys, "--logs", str(recorded), "--config", str(configs["same"]))
     assert code == 0
-    assert report["counts"]["unchanged"] == report["replayed"] == len(events(recorded))
+    assert report["counts"]["unchanged"] == report["replayed"] == len(replayable(recorded))
     assert report["changes"] == []
     assert report["warnings"] == []
 
@@ -329,47 +319,52 @@ def test_the_table_names_the_changes(
 # --- what is not replayed ---------------------------------------------------------------------
 
 
-def test_masked_erased_and_inputless_records_are_not_replayable(
-    capsys: pytest.CaptureFixture[str], recorded: Path, configs: dict[str, Path], tmp_path: Path
+_WITH_PROVENANCE = sum("provenance" in claims for claims in _claim_sets())
+_MASKINGS: list[tuple[tuple[MaskRule, ...], dict[str, int], str]] = [
+    ((Erase("/input/provenance"),), {"input.erased": _WITH_PROVENANCE}, "/input/provenance"),
+    ((Upsert("/input/runtime/pod", REDACTED),), {"input.masked": -1}, "/input/runtime/pod"),
+    ((Erase("/input"),), {"input.erased": -1}, "/input"),
+    ((Upsert("/result/allow", True),), {"result.masked": -1}, "/result/allow"),
+]
+
+
+@pytest.mark.parametrize(("masks", "expected", "pointer"), _MASKINGS)
+def test_masked_and_erased_records_are_not_replayable(
+    capsys: pytest.CaptureFixture[str],
+    configs: dict[str, Path],
+    tmp_path: Path,
+    masks: tuple[MaskRule, ...],
+    expected: dict[str, int],
+    pointer: str,
 ) -> None:
-    logged = events(recorded)
-    erased = copy.deepcopy(logged[0])
-    del erased["input"]["node"]
-    erased["erased"] = ["/input/node"]
-    masked = copy.deepcopy(logged[1])
-    masked["input"]["subject"]["spiffe_id"] = "spiffe://prod.example.com/masked"
-    masked["masked"] = ["/input/subject/spiffe_id"]
-    whole = copy.deepcopy(logged[2])
-    del whole["input"]
-    whole["erased"] = ["/input"]
-    inputless = copy.deepcopy(logged[3])
-    del inputless["input"]
-    result_masked = copy.deepcopy(logged[4])
-    result_masked["masked"] = ["/result/reasons"]
-    no_now = copy.deepcopy(logged[5])
-    del no_now["input"]["now"]
-    log = tmp_path / "masked.log"
-    log.write_text(
-        "".join(
-            json.dumps(e) + "\n" for e in (erased, masked, whole, inputless, result_masked, no_now)
-        )
-    )
+    claim_sets = _claim_sets()
+    log = write_log(tmp_path / "masked.log", _config("same"), claim_sets, (*DEFAULT_MASKS, *masks))
+    (reason, count), *_ = expected.items()
+    count = len(claim_sets) if count < 0 else count  # -1: every record
 
     code, report = run_json(capsys, "--logs", str(log), "--config", str(configs["revoke"]))
 
     assert code == 0
-    assert report["replayed"] == 0
-    assert report["not_replayable"]["by_reason"] == {
-        "input.erased": 2,
-        "input.masked": 1,
-        "input.absent": 1,
-        "input.no_now": 1,
-        "result.masked": 1,
-    }
+    assert report["not_replayable"]["by_reason"] == {reason: count}
+    assert report["replayed"] == len(claim_sets) - count
+    touched = [e for e in events(log) if pointer in (*e.get("erased", ()), *e.get("masked", ()))]
     records = report["not_replayable"]["records"]
-    assert [r["where"] for r in records] == [f"{log}:{n}" for n in range(1, 7)]
-    assert records[0]["detail"] == "masking changed /input/node"
-    assert records[0]["decision_id"] == erased["decision_id"]
+    assert [r["decision_id"] for r in records] == [e["decision_id"] for e in touched]
+    assert records[0]["detail"] == f"masking changed {pointer}"
+    assert records[0]["where"] == f"{log}:{events(log).index(touched[0]) + 1}"
+
+
+def test_a_decision_without_an_input_is_not_replayable(
+    capsys: pytest.CaptureFixture[str], recorded: Path, configs: dict[str, Path]
+) -> None:
+    inputless = [e for e in events(recorded) if "input" not in e]
+    assert len(inputless) == 1  # the unreadable claim set: denied before the policy ran
+    code, report = run_json(capsys, "--logs", str(recorded), "--config", str(configs["same"]))
+    assert code == 0
+    assert report["not_replayable"]["by_reason"] == {"input.absent": 1}
+    (record,) = report["not_replayable"]["records"]
+    assert record["decision_id"] == inputless[0]["decision_id"]
+    assert record["where"] == f"{recorded}:{len(events(recorded))}"
 
 
 def test_other_paths_are_skipped_and_bad_lines_counted_with_their_numbers(
@@ -437,8 +432,9 @@ def test_gzip_logs_and_rotated_files_are_read_in_order(
     compressed = tmp_path / "decisions.log.1.gz"
     compressed.write_bytes(gzip.compress(recorded.read_bytes()))
     truncated = tmp_path / "decisions.log.2.gz"
-    truncated.write_bytes(gzip.compress(recorded.read_bytes())[:-40])
-    count = len(events(recorded))
+    whole = gzip.compress(recorded.read_bytes())
+    truncated.write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    count = len(replayable(recorded))
 
     code, report = run_json(
         capsys,
@@ -589,14 +585,17 @@ def test_an_opa_fleet_log_is_replayed_too(tmp_path: Path) -> None:
         )
     lines.append({"decision_id": "opa-undefined", "path": DECISION_PATH, "input": claims[0]})
     lines.append({"decision_id": "opa-other", "path": "system/health", "result": True})
+    no_now = {key: value for key, value in claims[0].items() if key != "now"}
+    lines.append({"decision_id": "opa-no-now", "path": DECISION_PATH, "input": no_now})
     report = replay(
         (LogLine("opa.log", n, event=e) for n, e in enumerate(lines, 1)),
         load_candidate(config=_config("revoke")).evaluator,
     )
-    affected = {e["decision_id"] for e in lines if "input" in e and REVOKED_SIGNER in _signers(e)}
+    affected = {e["decision_id"] for e in lines if REVOKED_SIGNER in _signers(e)} - {"opa-no-now"}
     # the undefined one was a deny (engine.undefined): replayed, now denied for its reasons
     assert {c.decision_id for c in report.changes} == affected
     assert report.other_paths == {"system/health": 1}
+    assert report.not_replayable == {"input.no_now": 1}
     undefined = next(c for c in report.changes if c.decision_id == "opa-undefined")
     assert undefined.before == Outcome(False, ("engine.undefined",))
 
