@@ -8,6 +8,7 @@ through ``attestpolicy.cli.main`` and the library.
 
 from __future__ import annotations
 
+import base64
 import copy
 import gzip
 import json
@@ -20,6 +21,7 @@ from conftest import EXAMPLES, opa_required
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from attestpolicy._demo_evidence import fresh_evidence
 from attestpolicy.bundle import BUNDLE_ROOTS, CONFIG_ROOTS, build_bundle
 from attestpolicy.cli import main
 from attestpolicy.decisionlog import (
@@ -47,6 +49,7 @@ from attestpolicy.replay import (
 RELEASE = "https://github.com/example-org/payments-api/.github/workflows/release.yml@refs/tags/"
 REVOKED_SIGNER = RELEASE + "v1.4.2"
 """The signer the narrowing candidate revokes (it signed most example images)."""
+COSIGN_SIGNATURE = "dev.cosignproject.cosign/signature"
 LIFTED_SIGNER = RELEASE + "v1.2.0"
 """The signer the example configuration revokes and the widening candidate no longer does."""
 
@@ -615,3 +618,37 @@ def test_a_candidate_reading_the_clock_is_flagged(tmp_path: Path) -> None:
         assert "time.now_ns (attestpolicy/v1/clock.rego)" in candidate.warnings[0]
     with load_candidate(config=_config("same")) as shipped:
         assert shipped.warnings == ()
+
+
+def test_evidence_decisions_replay_with_their_evidence_problems(tmp_path: Path) -> None:
+    """A decide_evidence deny carries the evidence problems beside the policy's reasons
+    (the event's evidence_failures): replayed, they are kept, so nothing changes by itself."""
+    fresh = fresh_evidence()
+    tampered = copy.deepcopy(fresh.document)
+    annotations = tampered["image"]["cosign"][0]["signature"]["annotations"]
+    signature = bytearray(base64.b64decode(annotations[COSIGN_SIGNATURE]))
+    signature[-1] ^= 0x01
+    annotations[COSIGN_SIGNATURE] = base64.b64encode(signature).decode()
+    log = tmp_path / "evidence.log"
+    logger = DecisionLogger(FileSink(log), close_timeout=60)
+    with logger, PolicyDecisionPoint.local(config=fresh.config) as pdp:
+        pdp.add_observer(logger)
+        allowed = pdp.decide_evidence(fresh.document, fresh.trust)
+        denied = pdp.decide_evidence(tampered, fresh.trust)
+        pdp.decide_evidence({"version": 99}, fresh.trust)  # no claims: no input
+    assert allowed.allow
+    assert "evidence.signature_invalid" in denied.reason_codes
+
+    same = replay(read_decision_log(log), load_candidate(config=fresh.config).evaluator)
+    assert same.counts == {"unchanged": 2}
+    assert same.not_replayable == {"input.absent": 1}
+
+    revoking = copy.deepcopy(fresh.config)
+    revoking.setdefault("revoked", {}).setdefault("signer_subjects", {})[fresh.signer_key_id] = (
+        "key leaked"
+    )
+    report = replay(read_decision_log(log), load_candidate(config=revoking).evaluator)
+    assert report.counts == {"unchanged": 1, "allow_to_deny": 1}
+    (change,) = report.changes
+    assert change.decision_id == allowed.decision_id
+    assert change.after.reason_codes == ("image.untrusted_signer",)
