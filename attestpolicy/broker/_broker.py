@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from cryptography import x509
 
@@ -44,6 +44,9 @@ from attestpolicy.evidence.document import (
 from attestpolicy.evidence.workload.spiffe import svid_chain
 from attestpolicy.pdp import PolicyDecisionPoint
 from attestpolicy.revocations import MEMBER_OF_KEYWORD
+
+if TYPE_CHECKING:
+    from attestpolicy.metrics import Metrics
 
 __all__ = ["REVOKE_REASON", "CredentialBroker", "RevocationOutcome"]
 
@@ -118,8 +121,8 @@ class CredentialBroker(Closing):
     ``signing_key`` is one :class:`SigningKey` or a :class:`KeySet` (rotation: see
     :attr:`keys`). ``issuer`` is the ``iss`` of every credential and EAR. ``registry``
     records each credential with the revocable values it rests on. ``max_ttl_seconds``
-    caps every credential's lifetime below what the policy allows.
-    Closing the broker closes the registry (not the PDP).
+    caps every credential's lifetime below what the policy allows. ``metrics`` counts the
+    credentials issued and revoked. Closing the broker closes the registry (not the PDP).
     """
 
     def __init__(
@@ -130,6 +133,7 @@ class CredentialBroker(Closing):
         registry: CredentialRegistry | None = None,
         *,
         max_ttl_seconds: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if not isinstance(issuer, str) or not issuer:
             raise BrokerError("issuer must be a non-empty string")
@@ -146,6 +150,7 @@ class CredentialBroker(Closing):
         self._issuer = issuer
         self._registry = registry
         self._max_ttl = max_ttl_seconds
+        self._metrics = metrics
 
     @property
     def keys(self) -> KeySet:
@@ -231,9 +236,12 @@ class CredentialBroker(Closing):
             confirmed = self._record(self._registry, decision, claims, moment, issued, expires)
             if not confirmed.allow:
                 return Credential(decision=confirmed)
+        token = self._keys.active.sign(payload)
+        if self._metrics is not None:
+            self._metrics.credential_issued()
         return Credential(
             decision=decision,
-            token=self._keys.active.sign(payload),
+            token=token,
             jti=decision.decision_id,
             subject=claims.subject.spiffe_id,
             audience=claims.request.audience,
@@ -438,6 +446,8 @@ class CredentialBroker(Closing):
         for value in signers[1:]:
             dropped += self._pdp.revoke(signer_subject=value, reason=reason)
         marked = self._registry.revoke(pairs, reason=reason) if self._registry else []
+        if self._metrics is not None:
+            self._metrics.credentials_revoked(len(marked))
         return RevocationOutcome(cache_entries_dropped=dropped, credentials=tuple(marked))
 
     def close(self) -> None:
