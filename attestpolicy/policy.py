@@ -114,6 +114,10 @@ class PolicySource:
         Test files (``*_test.rego``) are left out: they are for ``attestpolicy test``.
         """
         root = Path(directory) if directory is not None else default_policy_dir()
+        if root.is_file():
+            raise PolicyError(
+                f"policy path {root} is a file: name the directory that holds the .rego files"
+            )
         if not root.is_dir():
             raise PolicyError(f"policy directory not found: {root}")
         modules: dict[str, str] = {}
