@@ -182,10 +182,11 @@ class BundleServer:
             fd = os.open(target, flags)
         except OSError:
             return _not_found(path)
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            os.close(fd)
+            return _not_found(path)
         with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                return _not_found(path)
             if info.st_size > self._limits.max_bundle_bytes:
                 return _error(
                     500,
