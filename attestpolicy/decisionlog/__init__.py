@@ -17,9 +17,11 @@ from attestpolicy.decisionlog._event import (
     BUNDLE_NAME,
     DECISION_PATH,
     BundleInfo,
+    DecisionExtras,
     DecisionLogEvent,
     EventExtras,
     LoggedEvidenceFailure,
+    QueryExtras,
     event_json_schema,
 )
 from attestpolicy.decisionlog._http import HttpSink
@@ -47,6 +49,7 @@ __all__ = [
     "REDACTED",
     "TOKEN_FIELDS",
     "BundleInfo",
+    "DecisionExtras",
     "DecisionLogConfigError",
     "DecisionLogEvent",
     "DecisionLogStats",
@@ -59,6 +62,7 @@ __all__ = [
     "LoggedEvidenceFailure",
     "MaskConfigError",
     "MaskRule",
+    "QueryExtras",
     "RedactTokenSignatures",
     "Sink",
     "SinkStats",

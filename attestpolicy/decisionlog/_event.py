@@ -7,6 +7,7 @@ strict model of what is written (masks applied), for readers of the log and for 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
@@ -20,9 +21,11 @@ __all__ = [
     "BUNDLE_NAME",
     "DECISION_PATH",
     "BundleInfo",
+    "DecisionExtras",
     "DecisionLogEvent",
     "EventExtras",
     "LoggedEvidenceFailure",
+    "QueryExtras",
     "decision_event",
     "event_json_schema",
     "format_timestamp_ns",
@@ -147,28 +150,24 @@ class LoggedEvidenceFailure(FrozenModel):
     code: Annotated[str, Field(min_length=1)]
 
 
-class EventExtras(FrozenModel):
-    """The ``attestpolicy`` member: what OPA's event has no field for.
+class DecisionExtras(FrozenModel):
+    """The ``attestpolicy`` member of a decision: what OPA's event has no field for."""
 
-    A decision (``source`` ``claims`` or ``evidence``) has every field; a Data API query
-    (``source`` ``query``) has only ``source``.
-    """
+    source: Literal["claims", "evidence"]
+    cache: Literal["hit", "miss", "off"]
+    reason_codes: tuple[str, ...]
+    ttl_bound_by: str | None
+    evidence_failures: tuple[LoggedEvidenceFailure, ...]
 
-    source: Literal["claims", "evidence", "query"]
-    cache: Literal["hit", "miss", "off"] | None = None
-    reason_codes: tuple[str, ...] | None = None
-    ttl_bound_by: str | None = None
-    evidence_failures: tuple[LoggedEvidenceFailure, ...] | None = None
 
-    @model_validator(mode="after")
-    def _fields_of_the_source(self) -> EventExtras:
-        decision_fields = (self.cache, self.reason_codes, self.evidence_failures)
-        if self.source == "query":
-            if any(value is not None for value in (*decision_fields, self.ttl_bound_by)):
-                raise ValueError("a query event has only a source")
-        elif any(value is None for value in decision_fields):
-            raise ValueError("a decision event has cache, reason_codes and evidence_failures")
-        return self
+class QueryExtras(FrozenModel):
+    """The ``attestpolicy`` member of a Data API query."""
+
+    source: Literal["query"]
+
+
+EventExtras = Annotated[DecisionExtras | QueryExtras, Field(discriminator="source")]
+"""The ``attestpolicy`` member, by its ``source``."""
 
 
 Pointer = Annotated[str, Field(pattern=_POINTER)]
@@ -183,7 +182,7 @@ class DecisionLogEvent(FrozenModel):
     for an undefined query or when erased.
     """
 
-    labels: dict[str, str]
+    labels: Annotated[dict[str, str], Field(json_schema_extra={"required": ["id", "version"]})]
     decision_id: Annotated[str, Field(min_length=1)]
     bundles: dict[str, BundleInfo] | None = None
     path: Annotated[str, Field(min_length=1)]
@@ -191,15 +190,20 @@ class DecisionLogEvent(FrozenModel):
     result: JsonValue = None
     requested_by: str | None = None
     timestamp: Annotated[str, Field(pattern=_RFC3339_NANOS)]
-    metrics: dict[Annotated[str, Field(pattern=_METRIC)], Annotated[int, Field(ge=0)]]
+    metrics: Annotated[
+        dict[str, Annotated[int, Field(ge=0)]],
+        Field(json_schema_extra={"propertyNames": {"pattern": _METRIC}}),
+    ]
     erased: tuple[Pointer, ...] | None = None
     masked: tuple[Pointer, ...] | None = None
     attestpolicy: EventExtras
 
     @model_validator(mode="after")
-    def _instance_labels(self) -> DecisionLogEvent:
+    def _labels_and_metric_names(self) -> DecisionLogEvent:
         if not self.labels.get("id") or not self.labels.get("version"):
             raise ValueError("labels need the instance id and version")
+        if not all(re.match(_METRIC, name) for name in self.metrics):
+            raise ValueError(f"metric names match {_METRIC}")
         return self
 
     @property

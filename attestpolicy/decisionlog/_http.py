@@ -233,6 +233,7 @@ class HttpSink(Sink):
                 self._dropped += len(self._buffer) + self._inflight
                 self._buffer.clear()
                 self._buffered_bytes = 0
+                self._inflight = 0
                 self._cond.notify_all()
         if not self._thread.is_alive():
             self._pool.close()
