@@ -115,6 +115,18 @@ class _Job:
     evidence_codes: tuple[str, ...] = ()
 
 
+def _job_of(record: DecisionRecord) -> _Job:
+    """What to compare for a PolicyDecisionPoint's decision: a decision on evidence was
+    denied for its evidence problems too (``decide_evidence`` adds them to the policy's)."""
+    codes = {failure.code for failure in record.evidence_failures}
+    return _Job(
+        record.decision.decision_id,
+        Outcome.of(record.decision),
+        record.policy_input,
+        tuple(sorted(codes)) if record.source == "evidence" else (),
+    )
+
+
 class Shadow(Closing):
     """Decides every active decision again with ``candidate``, in the background.
 
@@ -135,7 +147,7 @@ class Shadow(Closing):
             raise ValueError("queue_size must be a whole number >= 1")
         self._candidate = candidate
         self._listener = listener
-        self._queue: queue.Queue[_Job | object] = queue.Queue(queue_size)
+        self._queue: queue.Queue[_Job | DecisionRecord | object] = queue.Queue(queue_size)
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._closed = False
@@ -154,17 +166,9 @@ class Shadow(Closing):
     # --- the request path: enqueue only -----------------------------------------------
 
     def on_decision(self, record: DecisionRecord) -> None:
-        """A decision observer: shadow a PolicyDecisionPoint's decision (its input is
-        built on the shadow's thread)."""
-        codes = tuple(sorted({failure.code for failure in record.evidence_failures}))
-        self._enqueue(
-            _Job(
-                record.decision.decision_id,
-                Outcome.of(record.decision),
-                record.policy_input,
-                codes if record.source == "evidence" else (),
-            )
-        )
+        """A decision observer: shadow a PolicyDecisionPoint's decision (the record is
+        read, and its input built, on the shadow's thread)."""
+        self._enqueue(record)
 
     def submit(
         self,
@@ -194,7 +198,7 @@ class Shadow(Closing):
             return False
         return self._enqueue(_Job(decision_id, outcome, lambda: policy_input))
 
-    def _enqueue(self, job: _Job) -> bool:
+    def _enqueue(self, job: _Job | DecisionRecord) -> bool:
         with self._lock:
             self._submitted += 1
             if self._closed:
@@ -213,7 +217,9 @@ class Shadow(Closing):
     def _run(self) -> None:
         while (job := self._queue.get()) is not _STOP:
             try:
-                if isinstance(job, _Job):
+                if isinstance(job, DecisionRecord):
+                    self._shadow(_job_of(job))
+                elif isinstance(job, _Job):
                     self._shadow(job)
             except Exception:
                 with self._lock:

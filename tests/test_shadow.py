@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import logging
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import EXAMPLES, opa_required
 
+from attestpolicy._demo_evidence import fresh_evidence
 from attestpolicy.decision import Decision
 from attestpolicy.engine.local import LocalEvaluator
 from attestpolicy.pdp import PolicyDecisionPoint
@@ -20,6 +22,7 @@ from attestpolicy.policy import DECISION_PATH, PolicySource
 from attestpolicy.replay import Outcome, load_candidate
 from attestpolicy.shadow import SHADOW_LOGGER, Shadow, ShadowComparison
 
+COSIGN_SIGNATURE = "dev.cosignproject.cosign/signature"
 REVOKED_SIGNER = (
     "https://github.com/example-org/payments-api/.github/workflows/release.yml@refs/tags/v1.4.2"
 )
@@ -230,3 +233,25 @@ def test_an_idle_shadow_closes_cleanly() -> None:
         assert shadow.flush(1)
         assert shadow.stats().submitted == 0
         assert shadow.revision.startswith("sha256:")
+
+
+def test_evidence_decisions_agree_with_the_same_policy() -> None:
+    """A decide_evidence deny carries its evidence problems; the shadow keeps them."""
+    fresh = fresh_evidence()
+    tampered = copy.deepcopy(fresh.document)
+    annotations = tampered["image"]["cosign"][0]["signature"]["annotations"]
+    signature = bytearray(base64.b64decode(annotations[COSIGN_SIGNATURE]))
+    signature[-1] ^= 0x01
+    annotations[COSIGN_SIGNATURE] = base64.b64encode(signature).decode()
+    with (
+        PolicyDecisionPoint.local(config=fresh.config) as pdp,
+        Shadow(load_candidate(config=fresh.config).evaluator) as shadow,
+    ):
+        pdp.add_observer(shadow)
+        assert pdp.decide_evidence(fresh.document, fresh.trust).allow
+        denied = pdp.decide_evidence(tampered, fresh.trust)
+        pdp.decide_evidence({"version": 99}, fresh.trust)  # no claims: nothing to compare
+        assert shadow.flush(60)
+        stats = shadow.stats()
+    assert "evidence.signature_invalid" in denied.reason_codes
+    assert (stats.compared, stats.agreed, stats.skipped) == (2, 2, 1)
