@@ -296,7 +296,7 @@ class BundleFeed(Closing, abc.ABC):
             load_ns = time.perf_counter_ns() - load_started
             message = COMPILE_ERROR_MESSAGE if isinstance(exc, PolicyError) else _describe(exc)
             _LOG.warning(
-                "bundle %s from %s not activated, %s stays: %s",
+                "bundle %s from %s not activated (active: %s): %s",
                 loaded.revision or "(no revision)",
                 self.source,
                 self.revision or "none",
@@ -351,7 +351,7 @@ class BundleFeed(Closing, abc.ABC):
             else _timers(request_ns, elapsed)
         )
         _LOG.warning(
-            "bundle from %s refused, %s stays: %s",
+            "bundle from %s refused (active: %s): %s",
             self.source,
             self.revision or "none",
             _describe(exc),
