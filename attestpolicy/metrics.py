@@ -1,10 +1,10 @@
 """Prometheus metrics: decisions, latencies, the decision cache, evidence, credentials,
 bundles and decision-log drops (prometheus-client).
 
-A :class:`Metrics` is a decision observer (``pdp.add_observer(metrics)``) with a few more
-counters for what a decision does not show (credentials, bundle activations, log drops);
-:meth:`Metrics.render` gives the exposition ``GET /metrics`` answers and
-:meth:`Metrics.asgi_app` an ASGI application answering it.
+A :class:`Metrics` is a decision observer (``metrics.observe(pdp)``: its decisions, its
+decision cache and its bundle revision) with counters for what a decision does not show
+(credentials, bundle activations, decision log drops); :meth:`Metrics.render` gives what
+``GET /metrics`` answers and :meth:`Metrics.asgi_app` an ASGI application answering it.
 
 Label values always come from bounded sets: ``result``, ``source`` and ``cache`` are
 fixed; reason codes must look like one (``image.untrusted_signer``) and at most
@@ -102,7 +102,7 @@ EVIDENCE_FORMATS: Final = frozenset(
 """The evidence formats failures are counted by; a failure elsewhere counts under its
 section (``image``, ``node``, ``runtime``) or ``document``."""
 
-_SECTIONS: Final = ("image", "provenance", "node", "runtime")
+_SECTIONS: Final = ("image", "node", "runtime")
 _CODE: Final = re.compile(r"[a-z][a-z0-9_]{0,31}(?:\.[a-z0-9_]{1,48}){1,3}")
 _MAX_REVISION_CHARS: Final = 128
 _RESULTS: Final = ("allow", "deny")
