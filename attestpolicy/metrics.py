@@ -111,6 +111,8 @@ _CACHE_OUTCOMES: Final = ("hit", "miss", "off")
 _EVICTION_CAUSES: Final = ("capacity", "expired", "revoked")
 _ENGINE_PREFIXES: Final = ("engine.", "remote.")
 _NS: Final = 1e-9
+_shared_by_pid: set[int] = set()  # processes that made their multiprocess-mode Metrics
+_shared_lock = threading.Lock()
 
 
 class DataQuery(Protocol):
@@ -285,6 +287,11 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.multiprocess = multiprocess_mode()
+        if self.multiprocess:  # a second one would overwrite the first one's values
+            with _shared_lock:
+                if os.getpid() in _shared_by_pid:
+                    raise RuntimeError("multiprocess mode: make one Metrics per process")
+                _shared_by_pid.add(os.getpid())
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
         decisions = Counter(

@@ -514,19 +514,26 @@ def test_undefined_and_engine_errors_from_the_data_api(metrics: Metrics) -> None
 
 def _worker(allows: int, render_after: bool, results: Any) -> None:
     """A worker process: real decisions counted into the shared directory; the second
-    one then answers a scrape for both."""
-    metrics = Metrics()
-    assert multiprocess_mode()
-    with PolicyDecisionPoint.local(config=example("config")) as pdp:
-        pdp.add_observer(metrics)
-        metrics.watch_cache(pdp)
-        for _ in range(allows):
-            pdp.decide(example("claims/allow-fully-attested"))
-        pdp.decide(example("claims/deny-unregistered"))
-        metrics.bundle_activation(True, revision="rev-1")
-        metrics.credential_issued()
-        metrics.close()
-        results.put(metrics.render()[0] if render_after else b"")
+    one then answers a scrape for both (a failure: its exit code, and no answer)."""
+    body = b""
+    try:
+        metrics = Metrics()
+        assert multiprocess_mode()
+        with pytest.raises(RuntimeError, match="one Metrics per process"):
+            Metrics()  # it would overwrite the first one's values in the files
+        with PolicyDecisionPoint.local(config=example("config")) as pdp:
+            pdp.add_observer(metrics)
+            metrics.watch_cache(pdp)
+            for _ in range(allows):
+                pdp.decide(example("claims/allow-fully-attested"))
+            pdp.decide(example("claims/deny-unregistered"))
+            metrics.bundle_activation(True, revision="rev-1")
+            metrics.credential_issued()
+            metrics.close()
+            if render_after:
+                body = metrics.render()[0]
+    finally:
+        results.put(body)
 
 
 def test_two_processes_one_scrape() -> None:
