@@ -7,54 +7,81 @@ Metadata is intent; attestation is proof. Verified evidence becomes a typed
 
 import typing
 
-from attestpolicy.claims import (
-    ClaimSet,
-    Image,
-    ImageSignature,
-    Node,
-    Provenance,
-    Request,
-    Runtime,
-    Subject,
-)
-from attestpolicy.decision import Decision, Reason, TtlTerm
-from attestpolicy.errors import (
-    AttestPolicyError,
-    BundleError,
-    ClaimsError,
-    ConfigError,
-    EvaluatorError,
-    EvidenceError,
-    PolicyError,
-)
-from attestpolicy.pdp import PolicyDecisionPoint
-
 __version__ = "0.1.0"
 
-# The evidence verifiers load sigstore and the crypto stack (hundreds of modules, most of
-# a second): they are imported on first use (PEP 562), so a PDP-only import stays light.
-_EVIDENCE_NAMES = frozenset({"EvidenceReport", "verify_evidence", "verify_evidence_report"})
+# Every name loads on first use (PEP 562): ``import attestpolicy`` (and so the command
+# line's ``--help``) costs nothing, the PDP loads pydantic and the engine when asked for,
+# and the evidence verifiers (sigstore and the crypto stack, most of a second) only when
+# they are.
+_LAZY: typing.Final = {
+    "AttestPolicyError": "attestpolicy.errors",
+    "BundleError": "attestpolicy.errors",
+    "ClaimSet": "attestpolicy.claims",
+    "ClaimsError": "attestpolicy.errors",
+    "ConfigError": "attestpolicy.errors",
+    "Decision": "attestpolicy.decision",
+    "EvaluatorError": "attestpolicy.errors",
+    "EvidenceError": "attestpolicy.errors",
+    "EvidenceReport": "attestpolicy.evidence.verify",
+    "Image": "attestpolicy.claims",
+    "ImageSignature": "attestpolicy.claims",
+    "Node": "attestpolicy.claims",
+    "PolicyDecisionPoint": "attestpolicy.pdp",
+    "PolicyError": "attestpolicy.errors",
+    "Provenance": "attestpolicy.claims",
+    "Reason": "attestpolicy.decision",
+    "Request": "attestpolicy.claims",
+    "Runtime": "attestpolicy.claims",
+    "Subject": "attestpolicy.claims",
+    "TtlTerm": "attestpolicy.decision",
+    "verify_evidence": "attestpolicy.evidence.verify",
+    "verify_evidence_report": "attestpolicy.evidence.verify",
+}
 
 
 def __getattr__(name: str) -> object:
-    """Load the evidence API on first use."""
-    if name in _EVIDENCE_NAMES:
-        from attestpolicy.evidence import verify
+    """Load a public name on first use."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'attestpolicy' has no attribute {name!r}")
+    import importlib
 
-        return getattr(verify, name)
-    raise AttributeError(f"module 'attestpolicy' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _EVIDENCE_NAMES)
+    return sorted(set(globals()) | set(_LAZY))
 
 
 if typing.TYPE_CHECKING:  # the lazily loaded names, for type checkers
+    from attestpolicy.claims import (
+        ClaimSet,
+        Image,
+        ImageSignature,
+        Node,
+        Provenance,
+        Request,
+        Runtime,
+        Subject,
+    )
+    from attestpolicy.decision import Decision, Reason, TtlTerm
+    from attestpolicy.errors import (
+        AttestPolicyError,
+        BundleError,
+        ClaimsError,
+        ConfigError,
+        EvaluatorError,
+        EvidenceError,
+        PolicyError,
+    )
     from attestpolicy.evidence.verify import (
         EvidenceReport,
         verify_evidence,
         verify_evidence_report,
     )
+    from attestpolicy.pdp import PolicyDecisionPoint
 
 __all__ = [
     "AttestPolicyError",

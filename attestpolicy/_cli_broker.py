@@ -26,7 +26,6 @@ from attestpolicy.cli import (
     _read_bytes,
 )
 from attestpolicy.errors import AttestPolicyError
-from attestpolicy.pdp import PolicyDecisionPoint
 
 if TYPE_CHECKING:
     from attestpolicy.broker import CredentialBroker
@@ -46,6 +45,7 @@ def _keys(paths: list[str]) -> Any:
 
 def _broker(args: argparse.Namespace) -> CredentialBroker:
     from attestpolicy.broker import CredentialBroker, CredentialRegistry
+    from attestpolicy.pdp import PolicyDecisionPoint
 
     keys = _keys(args.signing_key)
     config = _load_config_arg(args.config)

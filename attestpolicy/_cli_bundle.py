@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from attestpolicy.cli import EXIT_ALLOW, EXIT_DENY, _fail_usage, _read_bytes
-from attestpolicy.config import load_config
 from attestpolicy.errors import AttestPolicyError, BundleError
 
 __all__ = ["add_bundle_command", "build_repo_bundles"]
@@ -28,6 +27,7 @@ def build_repo_bundles(repo_root: str | os.PathLike[str]) -> tuple[Path, Path]:
     """
     from attestpolicy.bundle import build_bundle, write_config_bundle
     from attestpolicy.bundle._building import write_atomic
+    from attestpolicy.config import load_config
 
     root = Path(repo_root)
     config_path = root / "attestpolicy" / "examples" / "config.json"
@@ -42,6 +42,7 @@ def build_repo_bundles(repo_root: str | os.PathLike[str]) -> tuple[Path, Path]:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from attestpolicy.bundle import build_bundle, write_config_bundle
+    from attestpolicy.config import load_config
     from attestpolicy.policy import default_policy_dir
 
     try:

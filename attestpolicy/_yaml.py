@@ -40,5 +40,7 @@ def loads_strict_yaml(text: str | bytes) -> Any:
     """Parse strict YAML (see the module docstring); raise ``ValueError`` naming the problem."""
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
-    except (yaml.YAMLError, RecursionError) as exc:
+    except yaml.YAMLError as exc:
         raise ValueError(str(exc)) from None
+    except RecursionError:
+        raise ValueError("nested too deeply") from None

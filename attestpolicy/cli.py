@@ -2,6 +2,11 @@
 
 Exit codes: 0 allow (or success), 1 deny (including fail-closed denies) or failed
 tests, 2 usage errors (bad flag, missing or unreadable file, invalid configuration).
+A usage error is reported on stderr (a line, or one per configuration problem), never
+as a traceback.
+
+Modules load when a command needs them (``--help`` loads neither pydantic nor an engine):
+keep imports of the library inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -14,16 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from attestpolicy.claims import ClaimSet, parse_timestamp
-from attestpolicy.config import load_config
-from attestpolicy.decision import Decision
-from attestpolicy.engine.opa import OPA_INSTALL_COMMAND
 from attestpolicy.errors import AttestPolicyError
-from attestpolicy.pdp import PolicyDecisionPoint
 
 if TYPE_CHECKING:
     from attestpolicy._server_broker import BrokerSettings
     from attestpolicy._server_operations import OperationsSettings
+    from attestpolicy.decision import Decision
+    from attestpolicy.pdp import PolicyDecisionPoint
 
 __all__ = ["main"]
 
@@ -50,6 +52,8 @@ def _read_bytes(path: str, what: str) -> bytes:
 def _load_config_arg(path: str | None) -> dict[str, Any] | None:
     if path is None:
         return None
+    from attestpolicy.config import load_config
+
     try:
         return load_config(path)
     except AttestPolicyError as exc:
@@ -59,6 +63,8 @@ def _load_config_arg(path: str | None) -> dict[str, Any] | None:
 def _now_arg(value: str | None) -> Any:
     if value is None:
         return None
+    from attestpolicy.claims import parse_timestamp
+
     try:
         return parse_timestamp(value)
     except ValueError as exc:
@@ -71,7 +77,17 @@ def _print_decision(decision: Decision) -> int:
 
 
 def _make_pdp(args: argparse.Namespace) -> PolicyDecisionPoint:
+    if args.remote:
+        if args.config is not None:
+            _fail_usage("--config is for the in-process engine: the server at --remote has its own")
+    elif args.config is None:
+        _fail_usage(
+            f"{args.command} needs --config FILE, the configuration the policy reads "
+            "(JSON or YAML; e.g. attestpolicy/examples/config.json), or --remote URL"
+        )
     config = _load_config_arg(args.config)
+    from attestpolicy.pdp import PolicyDecisionPoint
+
     try:
         if args.remote:
             if args.engine is not None:
@@ -104,7 +120,13 @@ def _cmd_decide(args: argparse.Namespace) -> int:
 
 def _cmd_schema(args: argparse.Namespace) -> int:
     if args.kind == "claims":
+        from attestpolicy.claims import ClaimSet
+
         schema = ClaimSet.json_schema()
+    elif args.kind == "config":
+        from attestpolicy.config import config_schema
+
+        schema = config_schema()
     else:
         from attestpolicy.evidence.document import EvidenceDocument, TrustConfig
 
@@ -146,12 +168,19 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(f"attestpolicy: evidence rejected [{exc.code}]: {exc}", file=sys.stderr)
         return EXIT_DENY
     print(json.dumps(report.claims.to_input(), indent=2))
+    if report.claims.node is not None and options["nonce"] is None:
+        print(
+            "attestpolicy: warning: no --nonce: the node evidence's freshness is unproven "
+            "(nonce_verified is false; a policy requiring it denies with node.nonce)",
+            file=sys.stderr,
+        )
     for problem in report.problems:
         print(f"attestpolicy: not verified [{problem.code}]: {problem}", file=sys.stderr)
     return EXIT_DENY if report.problems else EXIT_ALLOW
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from attestpolicy.decision import Decision
     from attestpolicy.evidence.document import load_evidence_document
 
     evidence_path, trust, options = _evidence_inputs(args)
@@ -165,7 +194,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
-    from attestpolicy.engine.opa import opa_available
+    from attestpolicy.engine.opa import OPA_INSTALL_COMMAND, opa_available
     from attestpolicy.regotest import default_policy_dir, run_tests
 
     paths = [Path(p) for p in args.paths] or [default_policy_dir()]
@@ -215,6 +244,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             revocations_path=args.revocations,
             broker=broker,
             operations=_operations_settings(args),
+            ready_file=args.ready_file,
         )
     except AttestPolicyError as exc:  # before anything listens: bad policy, engine, address
         _fail_usage(str(exc))
@@ -323,13 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     schema = commands.add_parser(
         "schema",
-        help="print a JSON Schema (claim set, evidence document or trust configuration)",
+        help="print a JSON Schema (claim set, evidence document, trust or policy configuration)",
     )
     schema.add_argument(
         "kind",
         nargs="?",
         default="claims",
-        choices=("claims", "evidence", "trust"),
+        choices=("claims", "evidence", "trust", "config"),
         help="which document (default: claims)",
     )
     schema.set_defaults(handler=_cmd_schema)
@@ -378,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="JSON document placed at data.attestpolicy.config"
     )
     serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve.add_argument(
+        "--ready-file",
+        metavar="FILE",
+        help="write the server's URL to FILE once it answers /health, remove it on exit "
+        "(a script waits with: until [ -f FILE ]; do sleep 0.1; done)",
+    )
     serve.add_argument(
         "--revocations",
         metavar="FILE",
@@ -466,13 +502,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         code: int = args.handler(args)
-    except UsageError as exc:
+    except (UsageError, AttestPolicyError) as exc:  # AttestPolicyError: one no handler expected
         print(f"attestpolicy: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:  # Ctrl-C: the shell's convention, no traceback
+        return 130
     except BrokenPipeError:  # the reader went away (``| head``): stop quietly, as Unix tools do
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush is quiet

@@ -7,14 +7,13 @@ the parts that decision reads (so its cost does not grow with the configuration)
 denies with ``config.invalid`` when they are malformed. Optional sections and fields
 that are null are absent, as in the policy.
 
-A configuration file is JSON or YAML (``.yaml``/``.yml``, or any file whose first character
-is not ``{``), read strictly: no duplicate keys, no YAML aliases. Every problem is reported
+A configuration file is JSON or YAML (``.yaml``/``.yml``, or any other file that does not
+start like JSON), read strictly: no duplicate keys, no YAML aliases. Every problem is reported
 at once, each at its location, and an unknown key is named with the keys allowed there.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 import types
 import typing
@@ -182,9 +181,9 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
 def load_config(path: Path | str, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[str, Any]:
     """Read and validate a JSON or YAML configuration file of at most ``max_bytes`` bytes.
 
-    YAML is read from a ``.yaml``/``.yml`` file, or from a file whose first character is
-    not ``{`` (JSON is parsed strictly, duplicate members refused; YAML without aliases or
-    duplicate keys).
+    A ``.yaml``/``.yml`` file is YAML, a ``.json`` file or one that starts with ``{`` or
+    ``[`` JSON, any other YAML. JSON is parsed strictly (no duplicate members), YAML without
+    aliases or duplicate keys.
     """
     path = Path(path)
     try:
@@ -193,7 +192,9 @@ def load_config(path: Path | str, *, max_bytes: int = MAX_CONFIG_BYTES) -> dict[
         raise ConfigError(f"cannot read configuration {path}: {exc.strerror or exc}") from None
     if len(raw) > max_bytes:
         raise ConfigError(f"configuration {path} is larger than {max_bytes} bytes")
-    if path.suffix.lower() in (".yaml", ".yml") or not raw.lstrip().startswith(b"{"):
+    if path.suffix.lower() in (".yaml", ".yml") or not (
+        path.suffix.lower() == ".json" or raw.lstrip()[:1] in (b"{", b"[")
+    ):
         from attestpolicy._yaml import loads_strict_yaml  # only YAML pays for the parser
 
         try:
@@ -235,6 +236,8 @@ def _location(loc: Sequence[int | str]) -> str:
 def _message(error: Any) -> str:
     if error["type"] != "extra_forbidden":
         return error_message(error)
+    import difflib  # only an invalid configuration pays for it
+
     key = str(error["loc"][-1])
     allowed = _keys_at(error["loc"][:-1])
     close = difflib.get_close_matches(key, allowed, n=1)

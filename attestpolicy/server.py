@@ -36,6 +36,7 @@ from attestpolicy._server_api import DataApi, DataApiApp
 from attestpolicy._server_limits import MAX_BODY_BYTES, ServerLimits, ServerSettingsError
 from attestpolicy._server_operations import OperationsSettings
 from attestpolicy._server_protocol import HeadDeadlineProtocol, HttpToolsHeadDeadlineProtocol
+from attestpolicy._server_ready import ReadyFile
 from attestpolicy._server_workers import Workers, listen_sockets
 from attestpolicy.config import load_config
 from attestpolicy.engine._inprocess import (
@@ -186,8 +187,10 @@ def _broker_routes(settings: BrokerSettings, evaluator: InProcessEvaluator) -> B
 def parse_addr(addr: str) -> tuple[str, int]:
     """Split ``host:port`` (``[v6]:port`` for IPv6); port 0 picks a free port."""
     host, sep, port_text = addr.strip().rpartition(":")
-    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+    if not sep or not port_text.isascii() or not port_text.isdigit():
         raise ServerSettingsError(f"address must be host:port, got {addr!r}")
+    if int(port_text) > 65535:
+        raise ServerSettingsError(f"port {int(port_text)} is out of range (0-65535) in {addr!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     if not host:
@@ -242,6 +245,7 @@ def run_server(
     revocations_path: str | Path | None = None,
     broker: BrokerSettings | None = None,
     operations: OperationsSettings | None = None,
+    ready_file: str | Path | None = None,
 ) -> None:
     """Serve until interrupted (SIGINT/SIGTERM), with ``workers`` processes.
 
@@ -251,7 +255,9 @@ def run_server(
     :class:`ServerLimits`' defaults, per worker), through :func:`create_app` from the
     environment variables this function sets. ``broker`` adds the credential broker's
     routes; it needs ``revocations_path``, so that a revocation reaches every worker and
-    survives restarts. ``operations``: the access log and the log level.
+    survives restarts. ``operations``: the access log and the log level. ``ready_file``
+    is written with the server's URL once it answers ``GET /health``, and removed when it
+    stops (:mod:`attestpolicy._server_ready`).
     """
     host, port = parse_addr(addr)
     if isinstance(workers, bool) or not isinstance(workers, int):
@@ -286,16 +292,21 @@ def run_server(
     settings = uvicorn_config(
         _APP_FACTORY, limits, factory=True, workers=workers, log_level=operations.log_level
     )
+    ready = ReadyFile(ready_file) if ready_file is not None else None
     sockets = listen_sockets(host, port, workers)
     bound_host, bound_port = sockets[0].getsockname()[:2]
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", bound_host, bound_port
     )
     try:
+        if ready is not None:
+            ready.announce(bound_host, bound_port)
         if workers == 1:
             uvicorn.Server(settings).run(sockets=sockets)
         else:
             Workers(settings, sockets).run()
     finally:
+        if ready is not None:
+            ready.remove()
         for sock in sockets:
             sock.close()

@@ -330,7 +330,16 @@ def test_evaluate_usage_and_malformed(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "version" in err
     garbage = tmp_path / "doc.json"
     garbage.write_text('{"version": 1, "request": 5}')
-    code, out, _ = _run(capsys, "evaluate", "--evidence", str(garbage), "--trust", TRUST)
+    code, out, _ = _run(
+        capsys,
+        "evaluate",
+        "--evidence",
+        str(garbage),
+        "--trust",
+        TRUST,
+        "--config",
+        EVIDENCE_CONFIG,
+    )
     assert code == 1
     assert json.loads(out)["reasons"][0]["code"] == "evidence.malformed"
 

@@ -207,6 +207,7 @@ def test_yaml_configuration(tmp_path: Path, example_config: dict[str, Any]) -> N
         ("a: &x [1]\nb: *x\n", "not valid YAML: YAML aliases are not allowed"),
         ("limits: [\n", "not valid YAML"),
         ("- 1\n", "configuration must be a JSON object, got list"),
+        ("[" * 50_000 + "]" * 50_000, "not valid YAML: nested too deeply"),
         (
             "limits:\n  max_evidence_age_seconds: .nan\n  clock_skew_seconds: 2026-01-01\n"
             "  min_ttl_seconds: 1\n  default_ttl_seconds: 10\ntrusted_builders: {1: x}\n",

@@ -225,8 +225,9 @@ def test_missing_opa_engine_error_says_how_to_install() -> None:
 def test_cli_without_opa_engine() -> None:
     cli = "from attestpolicy.cli import main; sys.exit(main(sys.argv[1:]))"
     claims = str(EXAMPLES / "claims" / "allow-fully-attested.json")
+    config = str(EXAMPLES / "config.json")
     for argv in (
-        ["decide", "--claims", claims, "--engine", "opa"],
+        ["decide", "--claims", claims, "--config", config, "--engine", "opa"],
         ["test", "--engine", "opa"],
         ["test", "--engine", "both"],
         ["serve", "--engine", "opa", "--addr", "127.0.0.1:0"],

@@ -3,7 +3,8 @@
 Both implementations behave identically and run the same tests; the compiled one
 (:mod:`attestpolicy.engine._cache_ext`) is used when it is importable, the twin
 otherwise (with a :class:`RuntimeWarning`). ``ATTESTPOLICY_CACHE_IMPL=cython|python``
-selects one explicitly (``cython`` then fails loudly if the extension is missing).
+selects one explicitly; any other value, or ``cython`` without the extension, raises
+:class:`CacheImplementationError` on import.
 
 Entries are matched on the canonical encoding of ``(revision, claims without the
 top-level "now")``, compared byte for byte, so no hash collision can ever serve another
@@ -43,10 +44,12 @@ from attestpolicy.engine._cache_entry import (
     revocation_targets,
     ttl_at,
 )
+from attestpolicy.errors import AttestPolicyError
 
 __all__ = [
     "IMPL_ENV_VAR",
     "CacheImplementation",
+    "CacheImplementationError",
     "CacheStats",
     "CacheTicket",
     "DecisionCache",
@@ -304,15 +307,28 @@ def load_implementation(name: str) -> CacheImplementation:
     return compiled
 
 
+class CacheImplementationError(AttestPolicyError, ImportError):
+    """:data:`IMPL_ENV_VAR` names no implementation, or one that cannot be used (raised
+    when this module is imported)."""
+
+    code = "cache.unavailable"
+
+
 def _select() -> CacheImplementation:
     choice = os.environ.get(IMPL_ENV_VAR, "").strip().lower()
+    if choice and choice not in ("cython", "python"):
+        raise CacheImplementationError(
+            f"{IMPL_ENV_VAR} must be cython or python (or unset: cython when it is "
+            f"built, else python), got {os.environ[IMPL_ENV_VAR][:64]!r}"
+        )
     if choice == "cython":
         try:
             return load_implementation(choice)
         except ImportError as exc:
-            raise ImportError(
-                f"{IMPL_ENV_VAR}=cython but the compiled cache cannot be used: {exc}"
-            ) from exc
+            raise CacheImplementationError(
+                f"{IMPL_ENV_VAR}=cython but the compiled cache cannot be used: {exc} "
+                f"(reinstall to build it, or set {IMPL_ENV_VAR}=python)"
+            ) from None
     if choice:
         return load_implementation(choice)
     try:
