@@ -16,7 +16,7 @@ SCHEMAS = ROOT / "docs" / "schemas"
 EXAMPLES = ROOT / "attestpolicy" / "examples"
 
 
-@pytest.mark.parametrize("kind", ["claims", "evidence", "trust"])
+@pytest.mark.parametrize("kind", ["claims", "evidence", "trust", "config"])
 def test_published_schema_is_current(kind: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", kind]) == 0
     generated = capsys.readouterr().out
