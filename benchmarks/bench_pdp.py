@@ -95,9 +95,11 @@ def deny_against_hit(samples: int) -> Goal:
 
 
 def import_time() -> Goal:
-    """``import attestpolicy`` in a fresh interpreter (the median of 5)."""
+    """``from attestpolicy import PolicyDecisionPoint`` in a fresh interpreter (the median of
+    5): ``import attestpolicy`` alone loads nothing (its names load on first use)."""
     code = (
-        "import time; t = time.perf_counter(); import attestpolicy; print(time.perf_counter() - t)"
+        "import time; t = time.perf_counter(); from attestpolicy import PolicyDecisionPoint; "
+        "print(time.perf_counter() - t)"
     )
     seconds = statistics.median(
         float(
@@ -107,7 +109,7 @@ def import_time() -> Goal:
         )
         for _ in range(5)
     )
-    return Goal("import attestpolicy", seconds, 0.2, unit=" s")
+    return Goal("import PolicyDecisionPoint", seconds, 0.2, unit=" s")
 
 
 def _rss_mib() -> float:
