@@ -53,22 +53,15 @@ def format_timestamp_ns(nanoseconds: int) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{fraction:09d}Z"
 
 
-def _nanoseconds(moment: datetime) -> int:
-    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-
-
-def _json_copy(value: Any) -> Any:
-    """A copy of a JSON tree (objects and arrays copied, scalars shared)."""
-    if isinstance(value, Mapping):
-        return {key: _json_copy(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_copy(item) for item in value]
-    return value
+def _format_datetime(moment: datetime) -> str:
+    """An aware datetime as :func:`format_timestamp_ns` writes it (microseconds, padded)."""
+    moment = moment.astimezone(UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond:06d}000Z"
 
 
 def decision_event(record: DecisionRecord, labels: Mapping[str, str]) -> dict[str, Any]:
-    """The event of one decision, unmasked (its input is the logger's own copy)."""
+    """The event of one decision, unmasked (its input is the record's: copy before a
+    change)."""
     decision = record.decision
     event: dict[str, Any] = {
         "labels": labels,
@@ -79,9 +72,9 @@ def decision_event(record: DecisionRecord, labels: Mapping[str, str]) -> dict[st
         event["bundles"] = {BUNDLE_NAME: {"revision": decision.policy_revision}}
     policy_input = record.policy_input()
     if policy_input is not None:
-        event["input"] = _json_copy(policy_input)
+        event["input"] = policy_input
     event["result"] = decision.to_json_dict()
-    event["timestamp"] = format_timestamp_ns(_nanoseconds(decision.evaluated_at))
+    event["timestamp"] = _format_datetime(decision.evaluated_at)
     metrics = {"timer_attestpolicy_decide_ns": record.duration_ns}
     if record.evaluation_ns is not None:
         metrics["timer_rego_query_eval_ns"] = record.evaluation_ns
@@ -114,7 +107,8 @@ def query_event(
     requested_by: str | None,
     timestamp_ns: int,
 ) -> dict[str, Any]:
-    """The event of one Data API query, unmasked (input and result are copies)."""
+    """The event of one Data API query, unmasked (input and result are the caller's: copy
+    before a change)."""
     event: dict[str, Any] = {
         "labels": labels,
         "decision_id": decision_id,
@@ -123,9 +117,9 @@ def query_event(
     if revision:
         event["bundles"] = {BUNDLE_NAME: {"revision": revision}}
     if policy_input is not None:
-        event["input"] = _json_copy(policy_input)
+        event["input"] = policy_input
     if defined:
-        event["result"] = _json_copy(result)
+        event["result"] = result
     if requested_by:
         event["requested_by"] = requested_by
     event["timestamp"] = format_timestamp_ns(timestamp_ns)

@@ -2,7 +2,8 @@
 
 The deciding thread only enqueues (a lock, a deque append, at most an event set). A
 writer thread builds each event (the record's policy input, the decision as JSON),
-applies the masks, encodes it and hands the batch to every sink. The queue is bounded:
+applies the masks (to its own copy of the input and result, made only when a mask
+applies), encodes it and hands the batch to every sink. The queue is bounded:
 when the writer falls behind, the oldest waiting events are dropped and counted. Nothing
 here raises into a decision or changes one.
 """
@@ -75,6 +76,20 @@ class _Query:
     eval_ns: int | None
     requested_by: str | None
     timestamp_ns: int
+
+
+def _json_copy(value: Any) -> Any:
+    """A copy of a JSON tree (objects and arrays copied, scalars shared)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _json_copy(item) for key, item in value.items()}
+    if kind is list:
+        return [_json_copy(item) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _json_copy(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [_json_copy(item) for item in value]
+    return value
 
 
 def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
@@ -247,6 +262,11 @@ class DecisionLogger(Closing):
         erased: list[str] = []
         masked: list[str] = []
         try:
+            if not any(rule.applies_to(event) for rule in self._masks):
+                return  # written as it is: no copy needed
+            for part in ("input", "result"):  # the record's and the caller's stay as they are
+                if part in event:
+                    event[part] = _json_copy(event[part])
             for rule in self._masks:
                 rule.apply(event, erased, masked)
         except Exception:  # a broken mask: keep nothing it may have been meant to hide

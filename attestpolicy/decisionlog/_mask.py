@@ -12,10 +12,10 @@ array index; segments are percent-decoded (``%2F`` for a ``/`` inside a member n
 
 As in OPA, a pointer to nothing (an absent member, an index past the end, a path through
 a string) changes nothing and is not listed, and an upsert below ``/input`` needs the input
-to be an object. Two rules of attestpolicy's own find attestation material wherever it is
-in the input: :class:`EraseFields` erases members by name (nonces, signature, quote and
-report bytes, certificates) and :class:`RedactTokenSignatures` replaces the signature of a
-compact JWS token (or erases a token that is not one). :data:`DEFAULT_MASKS` holds both.
+to be an object. attestpolicy's own rule, :class:`AttestationMaterial` (the one rule of
+:data:`DEFAULT_MASKS`), finds attestation material wherever it is in the input: it erases
+members by name (nonces, signature, quote and report bytes, certificates) and replaces
+the signature of a compact JWS token (or erases a token that is not one).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -37,10 +37,9 @@ __all__ = [
     "DEFAULT_MASKS",
     "REDACTED",
     "TOKEN_FIELDS",
+    "AttestationMaterial",
     "Erase",
-    "EraseFields",
     "MaskRule",
-    "RedactTokenSignatures",
     "Upsert",
     "load_masks",
     "parse_masks",
@@ -77,12 +76,12 @@ ATTESTATION_MATERIAL_FIELDS: Final = frozenset(
         "signedentrytimestamp",
     }
 )
-"""Member names :class:`EraseFields` erases by default (compared in lower case; for a name
+"""Member names :class:`AttestationMaterial` erases by default (compared in lower case; for a name
 with a ``/``, such as a cosign annotation, its last part). None is a claim set member, so
 the input of ``decide()`` (a claim set) is logged whole."""
 
 TOKEN_FIELDS: Final = frozenset({"token", "jwt", "id_token", "access_token"})
-"""Member names whose token :class:`RedactTokenSignatures` redacts by default."""
+"""Member names whose token :class:`AttestationMaterial` redacts by default."""
 
 _ROOTS: Final = ("input", "result")
 _PATH_SAFE: Final = "$&+,:;=@"  # left as they are in a segment (as Go's url.PathEscape)
@@ -143,13 +142,19 @@ def _child(node: Any, key: str) -> tuple[bool, Any]:
 
 
 class MaskRule(abc.ABC):
-    """One masking rule. Subclass it for a rule of your own: :meth:`apply` runs on the
-    decision log's writer thread, on an event the logger owns (plain JSON values)."""
+    """One masking rule. Subclass it for a rule of your own: both methods run on the
+    decision log's writer thread."""
+
+    def applies_to(self, event: Mapping[str, Any]) -> bool:
+        """Whether :meth:`apply` may change ``event`` (read it, change nothing). When no
+        rule applies, the logger writes the event without copying its input and result."""
+        return True
 
     @abc.abstractmethod
     def apply(self, event: dict[str, Any], erased: list[str], masked: list[str]) -> None:
-        """Change ``event`` in place; append the pointer of each value removed to
-        ``erased`` and of each value set to ``masked``."""
+        """Change ``event`` in place (its input and result are the logger's own copies,
+        plain JSON values); append the pointer of each value removed to ``erased`` and of
+        each value set to ``masked``."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +166,16 @@ class Erase(MaskRule):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_parts", _parse_pointer(self.path))
+
+    def applies_to(self, event: Mapping[str, Any]) -> bool:
+        """Whether the value is there."""
+        root, *rest = self._parts
+        found, node = root in event, event.get(root)
+        for key in rest:
+            if not found:
+                break
+            found, node = _child(node, key)
+        return found
 
     def apply(self, event: dict[str, Any], erased: list[str], masked: list[str]) -> None:
         """Erase the value if it is there."""
@@ -204,6 +219,11 @@ class Upsert(MaskRule):
             raise MaskConfigError(f"upsert {self.path}: the value is not JSON: {exc}") from None
         object.__setattr__(self, "_encoded", encoded)
 
+    def applies_to(self, event: Mapping[str, Any]) -> bool:
+        """Whether the path's start is there (the rest may be made)."""
+        root = self._parts[0]
+        return root in event and (len(self._parts) == 1 or isinstance(event[root], dict))
+
     def _fresh_value(self) -> Any:
         """A copy of the value for one event (later rules may change the event)."""
         return json.loads(self._encoded)
@@ -239,83 +259,101 @@ class Upsert(MaskRule):
 
 def _names(names: Iterable[str], what: str) -> frozenset[str]:
     if isinstance(names, str):
-        raise MaskConfigError(f"{what} takes a collection of member names, not one string")
+        raise MaskConfigError(f"{what} is a collection of member names, not one string")
     checked = frozenset(names)
-    if not checked or not all(isinstance(name, str) and name for name in checked):
-        raise MaskConfigError(f"{what} needs at least one name, each a non-empty string")
+    if not all(isinstance(name, str) and name for name in checked):
+        raise MaskConfigError(f"{what}: each name must be a non-empty string")
     return frozenset(name.lower() for name in checked)
+
+
+_NAME_CACHE: dict[str, str] = {}
+_NAME_CACHE_SIZE: Final = 4096
 
 
 def _member_name(key: str) -> str:
     """How a member is matched: in lower case, the part after its last ``/``."""
-    return key.rpartition("/")[2].lower()
+    name = _NAME_CACHE.get(key)
+    if name is None:
+        name = key.rpartition("/")[2].lower()
+        if len(_NAME_CACHE) < _NAME_CACHE_SIZE:  # member names repeat from event to event
+            _NAME_CACHE[key] = name
+    return name
 
 
-def _containers(node: Any, parts: list[str]) -> Iterable[tuple[dict[str, Any], list[str]]]:
-    """Every object in ``node`` (depth first) with the pointer parts leading to it."""
-    if isinstance(node, dict):
-        yield node, parts
-        for key, child in node.items():
-            if isinstance(child, dict | list):
-                yield from _containers(child, [*parts, key])
-    elif isinstance(node, list):
-        for index, child in enumerate(node):
-            if isinstance(child, dict | list):
-                yield from _containers(child, [*parts, str(index)])
-
-
-@dataclass(frozen=True)
-class EraseFields(MaskRule):
-    """Erase every member of the input whose name is in ``names``, at any depth
-    (compared in lower case; for a name with a ``/``, its last part)."""
-
-    names: frozenset[str]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "names", _names(self.names, "EraseFields"))
-
-    def apply(self, event: dict[str, Any], erased: list[str], masked: list[str]) -> None:
-        """Erase the matching members (their values are not searched further)."""
-        names = self.names
-        for node, parts in _containers(event.get("input"), ["input"]):
-            for key in [key for key in node if _member_name(key) in names]:
-                del node[key]
-                erased.append(_pointer([*parts, key]))
+def _containers(root: Any, first: str) -> Iterable[tuple[dict[str, Any], tuple[str, ...]]]:
+    """Every object in ``root`` (depth first), with the pointer parts leading to it."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(root, (first,))]
+    while stack:
+        node, parts = stack.pop()
+        if type(node) is dict:
+            yield node, parts
+            children: Iterable[tuple[str, Any]] = node.items()
+        elif type(node) is list:
+            children = ((str(index), child) for index, child in enumerate(node))
+        else:
+            continue
+        found = [
+            (child, (*parts, key))
+            for key, child in children
+            if type(child) is dict or type(child) is list
+        ]
+        stack.extend(reversed(found))  # in document order
 
 
 @dataclass(frozen=True)
-class RedactTokenSignatures(MaskRule):
-    """For every member of the input named one of ``names``, at any depth: replace the
-    signature of a compact JWS (``header.payload.signature``) with :data:`REDACTED`
-    (listed in ``masked``), and erase any other non-empty value (listed in ``erased``):
-    a token that is not a JWS may be a secret whole."""
+class AttestationMaterial(MaskRule):
+    """Attestation material wherever it is in the input, in one pass: every member named
+    one of ``fields`` is erased (listed in ``erased``); a member named one of ``tokens``
+    that holds a compact JWS (``header.payload.signature``) keeps its header and payload
+    and has its signature replaced by :data:`REDACTED` (listed in ``masked``), and one that
+    holds anything else but null or ``""`` is erased (a token that is not a JWS may be a
+    secret whole). Names are compared in lower case; for a name with a ``/`` (a cosign
+    annotation), its last part."""
 
-    names: frozenset[str]
+    fields: frozenset[str] = ATTESTATION_MATERIAL_FIELDS
+    tokens: frozenset[str] = TOKEN_FIELDS
+    _kinds: dict[str, bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "names", _names(self.names, "RedactTokenSignatures"))
+        fields = _names(self.fields, "fields")
+        tokens = _names(self.tokens, "tokens")
+        if not fields and not tokens:
+            raise MaskConfigError("AttestationMaterial needs at least one field or token name")
+        object.__setattr__(self, "fields", fields)
+        object.__setattr__(self, "tokens", tokens)
+        # name -> is it a token (a field named in both is erased)
+        object.__setattr__(
+            self, "_kinds", {**dict.fromkeys(tokens, True), **dict.fromkeys(fields, False)}
+        )
+
+    def applies_to(self, event: Mapping[str, Any]) -> bool:
+        """Whether the input has a member by one of the names."""
+        kinds = self._kinds
+        return any(
+            _member_name(key) in kinds
+            for node, _ in _containers(event.get("input"), "input")
+            for key in node
+        )
 
     def apply(self, event: dict[str, Any], erased: list[str], masked: list[str]) -> None:
-        """Redact or erase the matching members."""
-        names = self.names
-        for node, parts in _containers(event.get("input"), ["input"]):
-            for key in [key for key in node if _member_name(key) in names]:
+        """Erase or redact the matching members (an erased value is not searched)."""
+        kinds = self._kinds
+        for node, parts in _containers(event.get("input"), "input"):
+            for key in [key for key in node if _member_name(key) in kinds]:
                 value = node[key]
-                if value is None or value == "":
-                    continue
-                jws = _COMPACT_JWS.fullmatch(value) if isinstance(value, str) else None
-                if jws is not None:
-                    node[key] = f"{jws.group(1)}.{REDACTED}"
-                    masked.append(_pointer([*parts, key]))
-                else:
-                    del node[key]
-                    erased.append(_pointer([*parts, key]))
+                if kinds[_member_name(key)]:
+                    if value is None or value == "":
+                        continue
+                    jws = _COMPACT_JWS.fullmatch(value) if isinstance(value, str) else None
+                    if jws is not None:
+                        node[key] = f"{jws.group(1)}.{REDACTED}"
+                        masked.append(_pointer((*parts, key)))
+                        continue
+                del node[key]
+                erased.append(_pointer((*parts, key)))
 
 
-DEFAULT_MASKS: Final[tuple[MaskRule, ...]] = (
-    EraseFields(ATTESTATION_MATERIAL_FIELDS),
-    RedactTokenSignatures(TOKEN_FIELDS),
-)
+DEFAULT_MASKS: Final[tuple[MaskRule, ...]] = (AttestationMaterial(),)
 """The rules a :class:`~attestpolicy.decisionlog.DecisionLogger` applies unless told
 otherwise: attestation material is erased, token signatures are redacted."""
 

@@ -14,17 +14,17 @@ from decisionlog.helpers import read_log
 from attestpolicy import ClaimSet, PolicyDecisionPoint
 from attestpolicy._demo_evidence import fresh_evidence
 from attestpolicy.decisionlog import (
+    ATTESTATION_MATERIAL_FIELDS,
     DEFAULT_MASKS,
     REDACTED,
+    AttestationMaterial,
     DecisionLogConfigError,
     DecisionLogEvent,
     DecisionLogger,
     Erase,
-    EraseFields,
     FileSink,
     MaskConfigError,
     MaskRule,
-    RedactTokenSignatures,
     Upsert,
     load_masks,
     parse_masks,
@@ -213,9 +213,11 @@ def test_python_rules_are_checked_when_made() -> None:
     with pytest.raises(MaskConfigError, match="must start with /input"):
         Erase("/labels/id")
     with pytest.raises(MaskConfigError, match="not one string"):
-        EraseFields("nonce")  # type: ignore[arg-type]
-    with pytest.raises(MaskConfigError, match="at least one name"):
-        RedactTokenSignatures(frozenset())
+        AttestationMaterial(fields="nonce")  # type: ignore[arg-type]
+    with pytest.raises(MaskConfigError, match="at least one field or token name"):
+        AttestationMaterial(fields=frozenset(), tokens=frozenset())
+    with pytest.raises(MaskConfigError, match="non-empty string"):
+        AttestationMaterial(tokens=frozenset({""}))
 
 
 def test_load_masks_from_a_file(tmp_path: Path) -> None:
@@ -328,6 +330,58 @@ def test_the_defaults_find_material_anywhere_and_match_names_loosely() -> None:
         ]
     )
     assert masked == []
+
+
+def test_applies_to_says_whether_a_rule_would_change_the_event() -> None:
+    event = _event()
+    assert Erase("/input/user/keys/2").applies_to(event)
+    assert not Erase("/input/user/keys/3").applies_to(event)
+    assert not Erase("/input/text/inner").applies_to(event)
+    assert not Erase("/input/x").applies_to({"result": {}})
+    assert Upsert("/input/anything/new", 1).applies_to(event)
+    assert not Upsert("/input/x", 1).applies_to({"input": [1]})
+    assert Upsert("/input", 1).applies_to({"input": [1]})
+    assert not AttestationMaterial().applies_to(event)
+    assert AttestationMaterial(fields=frozenset({"SECRET"})).applies_to(event)
+    assert event == _event()  # only read
+    custom = AttestationMaterial(fields=ATTESTATION_MATERIAL_FIELDS | {"password"})
+    masked_event, erased, _ = _apply(custom)
+    assert erased == ["/input/user/password"]
+    assert "password" not in masked_event["input"]["user"]
+
+
+def test_masks_change_copies_never_the_callers_input_or_another_observers(
+    tmp_path: Path, claims: dict[str, Any], example_config: dict[str, Any]
+) -> None:
+    class Recorder:
+        def __init__(self) -> None:
+            self.inputs: list[Any] = []
+
+        def on_decision(self, record: Any) -> None:
+            self.inputs.append(record.policy_input)
+
+    recorder = Recorder()
+    log = tmp_path / "log.jsonl"
+    given = {"nonce": "n", "inner": {"signature": "s"}}
+    masks = (*DEFAULT_MASKS, Erase("/input/runtime/pod"), Upsert("/input/subject/x", 1))
+    with (
+        DecisionLogger(FileSink(log), masks=masks) as logger,
+        PolicyDecisionPoint.local(config=example_config) as pdp,
+    ):
+        pdp.add_observer(logger)
+        pdp.add_observer(recorder)
+        pdp.decide(claims)
+        pdp.decide(claims)
+        logger.log_query("p", given, given, revision="", eval_ns=None)
+        assert logger.flush(10)
+    assert given == {"nonce": "n", "inner": {"signature": "s"}}
+    expected = ClaimSet.parse(claims).to_input()
+    assert [read() for read in recorder.inputs] == [expected, expected]  # miss and hit
+    miss, hit, query = read_log(log)
+    assert "pod" not in miss["input"]["runtime"]
+    assert "pod" not in hit["input"]["runtime"]
+    assert query["input"] == {"inner": {}, "subject": {"x": 1}}  # the upsert made its way
+    assert query["result"] == given  # the defaults look at the input only
 
 
 def test_masks_apply_before_the_sink_and_user_masks_add_to_the_defaults(
