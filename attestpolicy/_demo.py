@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Final, TextIO
 
+from attestpolicy._output import DECISION_HEADER, Format, decision_row, table
 from attestpolicy.decision import Decision
 from attestpolicy.pdp import PolicyDecisionPoint
 
@@ -31,30 +32,10 @@ def _examples() -> resources.abc.Traversable:
 
 def format_table(rows: list[tuple[str, Decision]]) -> str:
     """Render (scenario, decision) rows as a plain-text table."""
-    header = ("scenario", "decision", "ttl", "bound by", "valid until", "reasons")
-    lines = [header]
-    for name, decision in rows:
-        lines.append(
-            (
-                name,
-                "ALLOW" if decision.allow else "DENY",
-                str(decision.ttl_seconds),
-                decision.ttl_bound_by or "-",
-                decision.to_json_dict()["valid_until"] or "-",
-                ", ".join(decision.reason_codes) or "-",
-            )
-        )
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
-    out = []
-    for index, line in enumerate(lines):
-        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
-        out.append("  ".join([*cells, line[-1]]).rstrip())
-        if index == 0:
-            out.append("  ".join("-" * width for width in [*widths, len(header[-1])]))
-    return "\n".join(out)
+    return table(("scenario", *DECISION_HEADER), [[name, *decision_row(d)] for name, d in rows])
 
 
-def _evidence_rows(stream: TextIO) -> list[tuple[str, Decision]]:
+def _evidence_rows() -> list[tuple[str, Decision]]:
     from attestpolicy.evidence.document import load_evidence_document, load_trust_config
 
     folder = _examples() / "evidence"
@@ -77,22 +58,17 @@ def _evidence_rows(stream: TextIO) -> list[tuple[str, Decision]]:
     return rows
 
 
-def _write_section(stream: TextIO, title: str, rows: list[tuple[str, Decision]]) -> None:
-    stream.write(f"{title}\n\n{format_table(rows)}\n\nreasons:\n")
-    for name, decision in rows:
-        for reason in decision.reasons:
-            stream.write(f"  {name}: [{reason.code}] {reason.message}\n")
-    stream.write("\n")
+Section = tuple[str, list[tuple[str, Decision]]]
+"""A titled list of (scenario, decision) rows."""
 
 
-def run_demo(stream: TextIO) -> int:
-    """Verify and decide the example evidence, then the example claim sets; return 0."""
-    _write_section(
-        stream,
+def _sections() -> tuple[list[Section], str]:
+    """The demo's sections and the policy revision they were decided with."""
+    evidence = (
         "1. From real evidence, verified at "
         f"{EVIDENCE_TIME.isoformat().replace('+00:00', 'Z')} with nonce "
         f"{EVIDENCE_NONCE.hex()} (last row: the same evidence at the current time)",
-        _evidence_rows(stream),
+        _evidence_rows(),
     )
     examples = _examples()
     config = json.loads((examples / "config.json").read_text(encoding="utf-8"))
@@ -106,6 +82,38 @@ def run_demo(stream: TextIO) -> int:
             decision = pdp.decide(entry.read_text(encoding="utf-8"))
             rows.append((entry.name.removesuffix(".json"), decision))
         revision = pdp.revision
-    _write_section(stream, "2. From example claim sets (the policy's rules one by one)", rows)
+    claims = ("2. From example claim sets (the policy's rules one by one)", rows)
+    return [evidence, claims], revision
+
+
+def run_demo(stream: TextIO, fmt: Format = "pretty") -> int:
+    """Verify and decide the example evidence, then the example claim sets, and write
+    them in ``fmt`` (pretty: tables and reason messages; table: the tables; json: every
+    decision); return 0."""
+    sections, revision = _sections()
+    if fmt == "json":
+        document = {
+            "sections": [
+                {
+                    "title": title,
+                    "rows": [
+                        {"scenario": name, "decision": decision.to_json_dict()}
+                        for name, decision in rows
+                    ],
+                }
+                for title, rows in sections
+            ],
+            "policy_revision": revision,
+        }
+        stream.write(json.dumps(document, indent=2) + "\n")
+        return 0
+    for title, rows in sections:
+        stream.write(f"{title}\n\n{format_table(rows)}\n\n")
+        if fmt == "pretty":
+            stream.write("reasons:\n")
+            for name, decision in rows:
+                for reason in decision.reasons:
+                    stream.write(f"  {name}: [{reason.code}] {reason.message}\n")
+            stream.write("\n")
     stream.write(f"policy revision {revision}\n")
     return 0

@@ -1,7 +1,8 @@
 """The ``attestpolicy`` command.
 
-Exit codes: 0 allow (or success), 1 deny (including fail-closed denies) or failed
-tests, 2 usage errors (bad flag, missing or unreadable file, invalid configuration).
+Exit codes: 0 allow (or success), 1 deny (including fail-closed denies), 2 usage errors
+(bad flag, missing or unreadable file, invalid configuration); ``test`` exits as ``opa
+test`` does (0 passed, 2 a test failed, 1 nothing could be loaded or run).
 A usage error is reported on stderr (a line, or one per configuration problem), never
 as a traceback.
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from attestpolicy.errors import AttestPolicyError
 
 if TYPE_CHECKING:
+    from attestpolicy._output import Format
     from attestpolicy._server_broker import BrokerSettings
     from attestpolicy._server_operations import OperationsSettings
     from attestpolicy.decision import Decision
@@ -71,8 +73,10 @@ def _now_arg(value: str | None) -> Any:
         _fail_usage(f"--now: {exc}")
 
 
-def _print_decision(decision: Decision) -> int:
-    print(json.dumps(decision.to_json_dict(), indent=2))
+def _print_decision(decision: Decision, fmt: Format = "json") -> int:
+    from attestpolicy._output import render_decision
+
+    print(render_decision(decision, fmt))
     return EXIT_ALLOW if decision.allow else EXIT_DENY
 
 
@@ -114,8 +118,33 @@ def _add_engine_arg(parser: argparse.ArgumentParser, *, both: bool = False) -> N
 def _cmd_decide(args: argparse.Namespace) -> int:
     raw = _read_bytes(args.claims, "claims file")
     now = _now_arg(args.now)
+    if args.explain:
+        return _explain_decision(args, raw, now)
     with _make_pdp(args) as pdp:
-        return _print_decision(pdp.decide(raw, now=now))
+        return _print_decision(pdp.decide(raw, now=now), args.format)
+
+
+def _explain_decision(args: argparse.Namespace, raw: bytes, now: Any) -> int:
+    """``decide --explain``: the decision and why, from the policy in this process."""
+    if args.remote:
+        _fail_usage("--explain evaluates the policy in this process: not with --remote")
+    from attestpolicy._explain import decide_and_explain, render_explanation
+    from attestpolicy.policy import PolicySource
+
+    with _make_pdp(args) as pdp:
+        try:
+            explanation = decide_and_explain(
+                pdp,
+                raw,
+                now=now,
+                source=PolicySource.from_directory(args.policy),
+                config=_load_config_arg(args.config),
+                engine=args.engine or "regorus",
+            )
+        except AttestPolicyError as exc:
+            _fail_usage(str(exc))
+    print(render_explanation(explanation, args.format))
+    return EXIT_ALLOW if explanation.decision.allow else EXIT_DENY
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
@@ -167,7 +196,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except AttestPolicyError as exc:
         print(f"attestpolicy: evidence rejected [{exc.code}]: {exc}", file=sys.stderr)
         return EXIT_DENY
-    print(json.dumps(report.claims.to_input(), indent=2))
+    from attestpolicy._output import render_claims
+
+    print(render_claims(report.claims.to_input(), args.format))
     if report.claims.node is not None and options["nonce"] is None:
         print(
             "attestpolicy: warning: no --nonce: the node evidence's freshness is unproven "
@@ -189,42 +220,58 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         try:
             document: Any = load_evidence_document(evidence_path)
         except AttestPolicyError as exc:
-            return _print_decision(Decision.deny(exc.code, str(exc)))
-        return _print_decision(pdp.decide_evidence(document, trust, now=now, **options))
+            return _print_decision(Decision.deny(exc.code, str(exc)), args.format)
+        decision = pdp.decide_evidence(document, trust, now=now, **options)
+        return _print_decision(decision, args.format)
 
 
 def _cmd_test(args: argparse.Namespace) -> int:
+    import re
+
     from attestpolicy.engine.opa import OPA_INSTALL_COMMAND, opa_available
-    from attestpolicy.regotest import default_policy_dir, run_tests
+    from attestpolicy.regotest import default_policy_dir, exit_code, run_tests
 
     paths = [Path(p) for p in args.paths] or [default_policy_dir()]
     for path in paths:
         if not path.exists():
             _fail_usage(f"no such file or directory: {path}")
+    try:
+        pattern = re.compile(args.run) if args.run is not None else None
+    except re.error as exc:
+        _fail_usage(f"--run {args.run!r} is not a valid regular expression: {exc}")
     if args.engine is None:
         engines = ["regorus", "opa"] if opa_available() else ["regorus"]
         if len(engines) == 1:
             print(
                 "OPA's engine is not available, testing with regorus only "
-                f"(install it with: {OPA_INSTALL_COMMAND})"
+                f"(install it with: {OPA_INSTALL_COMMAND})",
+                file=sys.stderr,
             )
     elif args.engine == "both":
         engines = ["regorus", "opa"]
     else:
         engines = [args.engine]
     try:
-        reports = [run_tests(paths, engine=engine) for engine in engines]
+        reports = [
+            run_tests(paths, engine=engine, run=pattern, coverage=args.coverage)
+            for engine in engines
+        ]
     except AttestPolicyError as exc:
         _fail_usage(str(exc))
+    code = exit_code(reports)
+    if args.format == "json":
+        document = {"ok": code == 0, "engines": [report.to_json() for report in reports]}
+        print(json.dumps(document, indent=2, default=str))
+        return code
     for report in reports:
         print(report.header())
-        print(report.text())
+        print(report.text(verbose=args.verbose))
     if len(reports) > 1:
         summary = ", ".join(
             f"{report.engine} {'PASS' if report.ok else 'FAIL'}" for report in reports
         )
         print(f"engines: {summary}")
-    return EXIT_ALLOW if all(report.ok for report in reports) else EXIT_DENY
+    return code
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -287,6 +334,8 @@ def _broker_settings(args: argparse.Namespace) -> BrokerSettings | None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.format != "pretty" and (args.broker or args.write_evidence is not None):
+        _fail_usage("--format is for the demo's decisions: not with --broker or --write-evidence")
     if args.write_evidence is not None:
         from attestpolicy._demo_broker import write_fresh_evidence
 
@@ -302,7 +351,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         return run_broker_demo(sys.stdout)
     from attestpolicy._demo import run_demo
 
-    return run_demo(sys.stdout)
+    return run_demo(sys.stdout, args.format)
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    from attestpolicy._version import render_version, version_info
+
+    print(render_version(version_info(), args.format))
+    return EXIT_ALLOW
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: the versions, worked out only when asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, help=kwargs.get("help"))
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: Any) -> NoReturn:
+        from attestpolicy._version import render_version, version_info
+
+        print(render_version(version_info(), "pretty"))
+        parser.exit()
 
 
 # --- parser ----------------------------------------------------------------------
@@ -313,6 +382,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="attestpolicy",
         description="Policy decision point for attestation-based workload identity.",
+    )
+    from attestpolicy._output import add_format_argument
+
+    parser.add_argument(
+        "--version",
+        action=_VersionAction,
+        help="print the versions of attestpolicy, its engines and the shipped policy",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -335,20 +411,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     decide.add_argument("--now", metavar="TS", help="evaluate at this RFC 3339 time")
     _add_engine_arg(decide)
+    decide.add_argument(
+        "--explain",
+        action="store_true",
+        help="also say why: the rule (file:line, METADATA title) and the values behind "
+        "each reason, or every check passed and the TTL terms (docs/explain.md)",
+    )
+    add_format_argument(decide, "json")
     decide.set_defaults(handler=_cmd_decide)
 
     test = commands.add_parser(
         "test",
         help="run Rego unit tests (test_* rules in *_test.rego)",
         description=(
-            "Run Rego tests in-process, like `opa test -v`, with regorus, OPA's Go "
-            "evaluator, or both (exit 1 if any engine fails a test)."
+            "Run Rego tests in-process, like `opa test`, with regorus, OPA's Go evaluator, "
+            "or both. A failing test shows its location and the statement that does not "
+            "hold, with values. Exit codes as opa test: 0 every test passed, 2 a test "
+            "failed or raised an error, 1 a file could not be loaded or no test ran "
+            "(2 also for usage errors)."
         ),
     )
     test.add_argument(
-        "paths", nargs="*", metavar="DIR", help="policy directories (default: shipped)"
+        "paths", nargs="*", metavar="DIR", help="policy directories or files (default: shipped)"
     )
     _add_engine_arg(test, both=True)
+    test.add_argument("-v", "--verbose", action="store_true", help="list every test with its time")
+    test.add_argument(
+        "--run",
+        metavar="REGEX",
+        help="run only the tests whose full name (data.pkg.test_x) matches REGEX",
+    )
+    test.add_argument(
+        "--coverage",
+        action="store_true",
+        help="report line coverage of the policy files, per file and in total",
+    )
+    test.add_argument(
+        "--format", choices=("pretty", "json"), default="pretty", help="output format"
+    )
     test.set_defaults(handler=_cmd_test)
 
     schema = commands.add_parser(
@@ -395,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
                 help="remote read timeout (seconds)",
             )
             _add_engine_arg(command)
+        add_format_argument(command, "json")
         command.set_defaults(handler=handler)
 
     serve = commands.add_parser(
@@ -496,7 +597,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write evidence, trust and config made fresh now (valid an hour) into DIR",
     )
+    add_format_argument(demo, "pretty")
     demo.set_defaults(handler=_cmd_demo)
+
+    version = commands.add_parser(
+        "version", help="print the versions of attestpolicy, its engines and the shipped policy"
+    )
+    add_format_argument(version, "pretty")
+    version.set_defaults(handler=_cmd_version)
     return parser
 
 
