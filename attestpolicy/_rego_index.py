@@ -103,7 +103,9 @@ def read_annotations(file: str, text: str) -> list[Annotation]:
         try:
             document = yaml.safe_load("\n".join(body)) or {}
         except yaml.YAMLError as exc:
-            raise PolicyError(f"{file}:{start + 1}: METADATA is not YAML: {exc}") from None
+            raise PolicyError(
+                f"{file}:{start + 1}: METADATA is not YAML: {_yaml_problem(exc)}"
+            ) from None
         if not isinstance(document, dict):
             raise PolicyError(f"{file}:{start + 1}: METADATA must be a YAML mapping")
         title = document.get("title")
@@ -120,6 +122,14 @@ def read_annotations(file: str, text: str) -> list[Annotation]:
             )
         )
     return annotations
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """One line: what is wrong, and where in the block."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1} of the block, column {mark.column + 1})" if mark else ""
+    return f"{problem}{where}"
 
 
 # --- rules -------------------------------------------------------------------------
@@ -799,9 +809,11 @@ class PathResolver:
             return self._paths(fields["refr"], env, (str(fields["field"][1]), *suffix), depth)
         if kind == "RefBrack":
             index = fields["index"]
-            literal = _literal(index, env)
-            if literal is not None:
-                return self._paths(fields["refr"], env, (literal, *suffix), depth)
+            literals = _literals(index, env)
+            if literals:
+                return frozenset().union(
+                    *(self._paths(fields["refr"], env, (key, *suffix), depth) for key in literals)
+                )
             keys = self._paths(index, env, (), depth)
             segment: Segment = IndexBy(next(iter(keys))) if len(keys) == 1 else ANY
             return self._paths(fields["refr"], env, (segment, *suffix), depth) | keys
@@ -892,10 +904,11 @@ class PathResolver:
         params = list(fields["params"])
         function = _ref_names(fields["fcn"])
         if function == ["object", "get"] and len(params) == 3:
-            key = _literal(params[1], env)
-            if key is not None:
-                return self._paths(params[0], env, (key, *suffix), depth) | self._paths(
-                    params[2], env, suffix, depth
+            keys = _literals(params[1], env)
+            if keys:
+                default = self._paths(params[2], env, suffix, depth)
+                return default.union(
+                    *(self._paths(params[0], env, (key, *suffix), depth) for key in keys)
                 )
         if len(function) == 1:
             definitions = [
@@ -936,15 +949,33 @@ def _index_into(node: Node, position: tuple[str, ...]) -> Node:
     return node
 
 
-def _literal(node: Node, env: _Env) -> str | None:
-    """The key a literal (or a variable bound to one) names, as a path segment."""
+def _literals(node: Node, env: _Env) -> tuple[str, ...]:
+    """The keys an index names when they are written in the policy: a literal, or a
+    variable bound to one or to the elements (at one position) of a literal array."""
     kind, fields = _kind(node)
     if kind in ("String", "RawString"):
-        return str(fields["value"])
+        return (str(fields["value"]),)
     if kind == "Number" and isinstance(fields["value"], int):
-        return str(fields["value"])
-    if kind == "Var":
-        bound = env.get(str(fields["value"]))
-        if bound is not None and bound.element is None:
-            return _literal(bound.node, bound.env)
-    return None
+        return (str(fields["value"]),)
+    if kind != "Var":
+        return ()
+    bound = env.get(str(fields["value"]))
+    if bound is None or bound.is_key:
+        return ()
+    if bound.element is None:
+        return _literals(bound.node, bound.env)
+    collection_kind, collection = _kind(bound.node)
+    if collection_kind not in ("Array", "Set"):
+        return ()
+    out: list[str] = []
+    for item in collection["items"]:
+        for position in bound.element:
+            item_kind, item_fields = _kind(item)
+            if item_kind != "Array" or not 0 <= int(position) < len(item_fields["items"]):
+                return ()
+            item = item_fields["items"][int(position)]
+        keys = _literals(item, {})
+        if len(keys) != 1:
+            return ()
+        out.append(keys[0])
+    return tuple(out)
