@@ -24,7 +24,7 @@ from attestpolicy.engine.base import Evaluator
 from attestpolicy.engine.cache import CacheStats, CacheTicket, DecisionCache, decode_encoding
 from attestpolicy.errors import AttestPolicyError, ClaimsError
 from attestpolicy.observe import CacheOutcome, DecisionObserver, DecisionRecord, EvidenceFailure
-from attestpolicy.policy import PolicySource
+from attestpolicy.policy import PolicyDirs, PolicySource
 from attestpolicy.revocations import MEMBER_OF_KEYWORD, RevocationStore
 
 if TYPE_CHECKING:
@@ -233,7 +233,7 @@ class PolicyDecisionPoint(Closing):
     @classmethod
     def local(
         cls,
-        policy_dir: Path | str | None = None,
+        policy_dir: PolicyDirs | None = None,
         config: Mapping[str, Any] | None = None,
         *,
         cache: bool | DecisionCache = True,
@@ -241,7 +241,9 @@ class PolicyDecisionPoint(Closing):
         engine: str = DEFAULT_ENGINE,
         revocations: Path | str | RevocationStore | None = None,
     ) -> PolicyDecisionPoint:
-        """Evaluate in-process; ``policy_dir=None`` uses the policy shipped in the package.
+        """Evaluate in-process; ``policy_dir=None`` uses the policy shipped in the package,
+        and a sequence of directories loads them as one policy (the shipped one and an
+        organisation's own rules: docs/custom-policies.md).
 
         ``config`` is the document placed at ``data.attestpolicy.config``; without one
         every request is denied (no workload is registered). ``cache`` turns the
@@ -785,7 +787,7 @@ class PolicyDecisionPoint(Closing):
     def reload(
         self,
         *,
-        policy_dir: Path | str | None = None,
+        policy_dir: PolicyDirs | None = None,
         config: Mapping[str, Any] | None = None,
     ) -> str:
         """Atomically swap in a new policy directory and/or configuration (in-process).

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from attestpolicy.errors import PolicyError
 
@@ -22,6 +22,7 @@ __all__ = [
     "DECISION_PATH",
     "MAX_POLICY_BYTES",
     "POLICY_REASON_CODES",
+    "PolicyDirs",
     "PolicySource",
     "config_revision",
     "content_revision",
@@ -32,6 +33,10 @@ DECISION_PATH: Final = "attestpolicy/v1/decision"
 """Data API path of the decision rule (``data.attestpolicy.v1.decision``)."""
 
 MAX_POLICY_BYTES: Final = 16 * 1024 * 1024
+
+PolicyDirs: TypeAlias = Path | str | Sequence[Path | str]
+"""A policy directory, or several loaded as one policy (the shipped one and an
+organisation's own rules, say: docs/custom-policies.md)."""
 
 POLICY_REASON_CODES: Final = frozenset(
     {
@@ -108,34 +113,61 @@ class PolicySource:
     data: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_directory(cls, directory: Path | str | None = None) -> PolicySource:
+    def from_directory(cls, directory: PolicyDirs | None = None) -> PolicySource:
         """Load every ``.rego`` file under ``directory`` (default: the shipped policy).
 
-        Test files (``*_test.rego``) are left out: they are for ``attestpolicy test``.
+        ``directory`` may be a sequence of directories: their files are loaded as one
+        policy (as ``opa eval -d DIR -d DIR`` does), each named by its path below its
+        directory. A file reached twice is loaded once; two different files with the
+        same name are a PolicyError. Test files (``*_test.rego``) are left out: they
+        are for ``attestpolicy test``.
         """
-        root = Path(directory) if directory is not None else default_policy_dir()
-        if root.is_file():
-            raise PolicyError(
-                f"policy path {root} is a file: name the directory that holds the .rego files"
-            )
-        if not root.is_dir():
-            raise PolicyError(f"policy directory not found: {root}")
+        if directory is None:
+            roots = [default_policy_dir()]
+        elif isinstance(directory, str | Path):
+            roots = [Path(directory)]
+        else:
+            roots = [Path(item) for item in directory]
+            if not roots:
+                raise PolicyError("no policy directory given")
         modules: dict[str, str] = {}
+        origins: dict[str, Path] = {}
         total = 0
-        for path in sorted(root.rglob("*.rego")):
-            if path.name.endswith("_test.rego"):
-                continue
-            try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise PolicyError(f"cannot read policy file {path}: {exc}") from None
-            total += len(text)
-            if total > MAX_POLICY_BYTES:
-                raise PolicyError(f"policy under {root} is larger than {MAX_POLICY_BYTES} bytes")
-            modules[path.relative_to(root).as_posix()] = text
-        if not modules:
-            raise PolicyError(f"no .rego files under {root}")
+        for root in roots:
+            for name, path in _policy_files(root):
+                if name in origins:
+                    if origins[name].resolve() == path.resolve():
+                        continue
+                    raise PolicyError(
+                        f"two policy files are named {name}: {origins[name]} and {path}"
+                    )
+                modules[name], origins[name] = _read_policy_file(path), path
+                total += len(modules[name])
+                if total > MAX_POLICY_BYTES:
+                    raise PolicyError(f"the policy is larger than {MAX_POLICY_BYTES} bytes")
         return cls(modules=modules, revision=content_revision(modules))
+
+
+def _policy_files(root: Path) -> list[tuple[str, Path]]:
+    """The policy files under ``root`` (no ``*_test.rego``), each with its name (its path
+    below ``root``), in name order; a PolicyError when there are none."""
+    if not root.is_dir():
+        raise PolicyError(f"policy directory not found: {root}")
+    files = [
+        (path.relative_to(root).as_posix(), path)
+        for path in sorted(root.rglob("*.rego"))
+        if not path.name.endswith("_test.rego")
+    ]
+    if not files:
+        raise PolicyError(f"no .rego files under {root}")
+    return files
+
+
+def _read_policy_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc}") from None
 
 
 def config_revision(config: Mapping[str, Any] | None) -> str:
