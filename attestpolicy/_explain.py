@@ -273,7 +273,6 @@ class Explanation:
 class _Instrumented:
     """The generated rules of one reason rule and how to read their values."""
 
-    number: int
     fired_terms: tuple[str, ...]
     step_terms: tuple[tuple[str, ...], ...]
     """Per statement: the expressions shown when evaluation stopped there."""
@@ -282,10 +281,12 @@ class _Instrumented:
 class _Instrumentation:
     """A copy of the policy with, for every reason rule, a rule giving the reasons it
     emits with the values of its body's expressions (``__explain_fired_N``) and one
-    giving, statement by statement, whether it held (``__explain_steps_N``)."""
+    giving, statement by statement, whether it held (``__explain_steps_N``); without
+    the values when ``with_values`` is false (a fallback when they do not load)."""
 
-    def __init__(self, index: PolicyIndex) -> None:
+    def __init__(self, index: PolicyIndex, *, with_values: bool = True) -> None:
         self.index = index
+        self._with_values = with_values
         self.rules: dict[int, _Instrumented] = {}
         self.errors: dict[int, str] = {}
         self.modules: dict[str, str] = {}
@@ -317,7 +318,7 @@ class _Instrumentation:
         step_rules = []
         step_terms = []
         for step, statement in enumerate(statements):
-            terms = _showable(statement_terms(statement), names, bound, rule.source)
+            terms = self._showable(statement_terms(statement), names, bound, rule.source)
             step_terms.append(tuple(terms))
             prefix = texts[:step] or ["true"]
             held = (
@@ -328,7 +329,7 @@ class _Instrumentation:
                 f'"values": {_values(terms)}}} if {{\n\t' + "\n\t".join(prefix) + "\n}"
             )
             bound = bound_after(statement, names, bound)
-        fired_terms = _showable(
+        fired_terms = self._showable(
             [term for statement in statements for term in statement_terms(statement)],
             names,
             bound,
@@ -340,22 +341,21 @@ class _Instrumentation:
             "if {\n\t" + "\n\t".join(texts or ["true"]) + "\n}"
         )
         text = "\n\n".join([fired, *step_rules])
-        return text, _Instrumented(number, tuple(fired_terms), tuple(step_terms))
+        return text, _Instrumented(tuple(fired_terms), tuple(step_terms))
 
-
-def _showable(
-    terms: Iterable[Node], names: frozenset[str], bound: frozenset[str], source: bytes
-) -> list[str]:
-    """The distinct texts of ``terms`` that can be evaluated with ``bound`` variables."""
-    out: list[str] = []
-    for term in terms:
-        local = free_vars(term, names)
-        if local is None or not local <= bound:
-            continue
-        text = render(term, source)
-        if text not in out:
-            out.append(text)
-    return out
+    def _showable(
+        self, terms: Iterable[Node], names: frozenset[str], bound: frozenset[str], source: bytes
+    ) -> list[str]:
+        """The distinct texts of ``terms`` that can be evaluated with ``bound`` variables."""
+        out: list[str] = []
+        for term in terms if self._with_values else ():
+            local = free_vars(term, names)
+            if local is None or not local <= bound:
+                continue
+            text = render(term, source)
+            if text not in out:
+                out.append(text)
+        return out
 
 
 def _values(terms: Sequence[str]) -> str:
@@ -507,9 +507,15 @@ def explain(
     if policy_input is not None:
         try:
             evaluation = _Evaluation(instrumentation, source, config, engine, policy_input)
+        except AttestPolicyError as exc:  # the values do not load: try the bodies alone
+            notes.append(f"the values of the rules' expressions could not be evaluated: {exc}")
+            instrumentation = _Instrumentation(index, with_values=False)
+            try:
+                evaluation = _Evaluation(instrumentation, source, config, engine, policy_input)
+            except AttestPolicyError as again:
+                notes.append(f"the rules could not be evaluated: {again}")
+        if evaluation is not None:
             engine_version = evaluation.engine_version
-        except AttestPolicyError as exc:
-            notes.append(f"the explanation could not be evaluated: {exc}")
     try:
         if decision.allow:
             checks = tuple(_checks(instrumentation, evaluation, documents))

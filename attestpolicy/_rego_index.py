@@ -68,7 +68,6 @@ class Annotation:
     target_line: int
     """The first line after the block: the rule or package it belongs to."""
     title: str | None
-    scope: str | None
     custom: Mapping[str, Any]
 
     @property
@@ -109,7 +108,6 @@ def read_annotations(file: str, text: str) -> list[Annotation]:
         if not isinstance(document, dict):
             raise PolicyError(f"{file}:{start + 1}: METADATA must be a YAML mapping")
         title = document.get("title")
-        scope = document.get("scope")
         custom = document.get("custom")
         annotations.append(
             Annotation(
@@ -117,7 +115,6 @@ def read_annotations(file: str, text: str) -> list[Annotation]:
                 line=start + 1,
                 target_line=index + 1,
                 title=title if isinstance(title, str) else None,
-                scope=scope if isinstance(scope, str) else None,
                 custom=custom if isinstance(custom, dict) else {},
             )
         )
@@ -288,12 +285,11 @@ class _Module:
 
 @dataclass(frozen=True)
 class PolicyIndex:
-    """The rules, annotations and reason rules of a set of Rego modules."""
+    """The rules (with their annotations) and reason rules of a set of Rego modules."""
 
     modules: Mapping[str, str]
     rules: tuple[Rule, ...]
     reason_rules: tuple[ReasonRule, ...]
-    annotations: tuple[Annotation, ...]
     _imports: Mapping[str, Mapping[str, Node]] = field(repr=False)
     _packages: Mapping[str, tuple[str, ...]] = field(repr=False)
 
@@ -308,15 +304,14 @@ class PolicyIndex:
         except Exception as exc:  # regorus raises its own RuntimeError subclasses
             raise PolicyError(f"policy failed to parse: {str(exc).strip()[:500]}") from None
         rules: list[Rule] = []
-        annotations: list[Annotation] = []
         imports: dict[str, dict[str, Node]] = {}
         packages: dict[str, tuple[str, ...]] = {}
         for entry in parsed:
             file = str(entry["source"]["file"])
             text = modules[file]
-            module_annotations = read_annotations(file, text)
-            annotations.extend(module_annotations)
-            by_line = {annotation.target_line: annotation for annotation in module_annotations}
+            by_line = {
+                annotation.target_line: annotation for annotation in read_annotations(file, text)
+            }
             module = _module(file, entry["ast"], text.encode("utf-8"))
             imports[file] = module.imports
             packages[file] = module.package
@@ -327,7 +322,6 @@ class PolicyIndex:
             modules=dict(modules),
             rules=tuple(rules),
             reason_rules=reason_rules,
-            annotations=tuple(annotations),
             _imports=imports,
             _packages=packages,
         )

@@ -18,6 +18,7 @@ import pytest
 from attestpolicy._explain import (
     OUTSIDE_POLICY,
     Explanation,
+    _Instrumentation,
     decide_and_explain,
     explain,
     render_explanation,
@@ -324,6 +325,26 @@ def test_a_check_that_stopped_names_the_statement(config: dict[str, Any]) -> Non
     (stale,) = [c for c in explanation.checks if c.codes == ("node.stale",)]
     assert stale.stopped_at is not None
     assert stale.stopped_at.line == rule_lines("node.stale")[0][1] + 1
+
+
+def test_values_that_do_not_load_leave_the_rules(
+    config: dict[str, Any], engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = _Instrumentation._showable
+
+    def broken(self: _Instrumentation, *args: Any) -> list[str]:
+        shown = real(self, *args)
+        return [*shown, "1 +"] if shown else shown  # not Rego: the module does not load
+
+    monkeypatch.setattr(_Instrumentation, "_showable", broken)
+    explanation = explained(EXAMPLES / "claims" / "deny-stale-node.json", config, engine)
+    (reason,) = explanation.reasons
+    assert reason.rule is not None
+    assert [(reason.rule.file, reason.rule.line)] == rule_lines("node.stale")
+    assert reason.body
+    assert all(not statement.values for statement in reason.body)
+    (note,) = explanation.notes
+    assert note.startswith("the values of the rules' expressions could not be evaluated")
 
 
 def test_a_reason_from_outside_the_policy(config: dict[str, Any]) -> None:
