@@ -102,6 +102,14 @@ def _make_pdp(args: argparse.Namespace) -> PolicyDecisionPoint:
         _fail_usage(str(exc))
 
 
+_POLICY_ARG: dict[str, Any] = {
+    "action": "append",
+    "metavar": "DIR",
+    "help": "Rego policy directory (default: shipped); repeat it to load several as one policy",
+}
+"""``--policy``: each directory given is loaded, as one policy (docs/custom-policies.md)."""
+
+
 def _add_engine_arg(parser: argparse.ArgumentParser, *, both: bool = False) -> None:
     choices = ("regorus", "opa", "both") if both else ("regorus", "opa")
     default = "both when OPA's engine is installed, else regorus" if both else "regorus"
@@ -402,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="FILE", help="JSON document placed at data.attestpolicy.config"
     )
     where = decide.add_mutually_exclusive_group()
-    where.add_argument("--policy", metavar="DIR", help="Rego policy directory (default: shipped)")
+    where.add_argument("--policy", **_POLICY_ARG)
     where.add_argument(
         "--remote", metavar="URL", help="OPA server base URL, e.g. http://127.0.0.1:8181"
     )
@@ -485,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--config", metavar="FILE", help="JSON document placed at data.attestpolicy.config"
             )
             where = command.add_mutually_exclusive_group()
-            where.add_argument("--policy", metavar="DIR", help="Rego policy directory")
+            where.add_argument("--policy", **_POLICY_ARG)
             where.add_argument("--remote", metavar="URL", help="OPA server base URL")
             command.add_argument(
                 "--timeout",
@@ -504,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="An OPA-compatible Data API server (POST /v1/data/{path}, GET /health).",
     )
     serve.add_argument("--addr", default="127.0.0.1:8181", help="host:port to listen on")
-    serve.add_argument("--policy", metavar="DIR", help="Rego policy directory (default: shipped)")
+    serve.add_argument("--policy", **_POLICY_ARG)
     serve.add_argument(
         "--config", metavar="FILE", help="JSON document placed at data.attestpolicy.config"
     )

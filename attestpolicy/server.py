@@ -45,7 +45,7 @@ from attestpolicy.engine._inprocess import (
     check_engine_name,
     make_evaluator,
 )
-from attestpolicy.policy import PolicySource
+from attestpolicy.policy import PolicyDirs, PolicySource
 from attestpolicy.revocations import RevocationStore
 
 if TYPE_CHECKING:  # the broker (and its crypto and evidence stack) loads only when used
@@ -72,7 +72,8 @@ __all__ = [
 ]
 
 ENV_POLICY_DIR: Final = "ATTESTPOLICY_SERVE_POLICY_DIR"
-"""Environment variable :func:`create_app` reads the policy directory from (unset: shipped)."""
+"""Environment variable :func:`create_app` reads the policy directory from (unset: shipped);
+several directories (one policy) are separated by :data:`os.pathsep`."""
 
 ENV_CONFIG: Final = "ATTESTPOLICY_SERVE_CONFIG"
 """Environment variable :func:`create_app` reads the configuration file path from."""
@@ -109,13 +110,14 @@ _MAX_WORKERS: Final = 256
 
 
 def load_evaluator(
-    policy_dir: str | Path | None = None,
+    policy_dir: PolicyDirs | None = None,
     config_path: str | Path | None = None,
     *,
     engine: str = DEFAULT_ENGINE,
     revocations_path: str | Path | None = None,
 ) -> InProcessEvaluator:
-    """Load and compile the policy (default: shipped) and the JSON configuration, if any.
+    """Load and compile the policy (default: shipped; several directories are one policy)
+    and the JSON configuration, if any.
 
     ``engine`` is ``"regorus"`` (default) or ``"opa"``; ``revocations_path`` a revocation
     store (SQLite) shared with other processes. Raises
@@ -152,7 +154,7 @@ def create_app(
     """
     if evaluator is None:
         evaluator = load_evaluator(
-            os.environ.get(ENV_POLICY_DIR) or None,
+            _env_policy_dirs(),
             os.environ.get(ENV_CONFIG) or None,
             engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
             revocations_path=os.environ.get(ENV_REVOCATIONS) or None,
@@ -237,7 +239,7 @@ def uvicorn_config(
 def run_server(
     addr: str,
     *,
-    policy_dir: str | Path | None = None,
+    policy_dir: PolicyDirs | None = None,
     config_path: str | Path | None = None,
     workers: int = 1,
     engine: str = DEFAULT_ENGINE,
@@ -265,7 +267,7 @@ def run_server(
     if not 1 <= workers <= _MAX_WORKERS:
         raise ServerSettingsError(f"workers must be between 1 and {_MAX_WORKERS}")
     limits = limits or ServerLimits()
-    policy = str(Path(policy_dir).resolve()) if policy_dir is not None else ""
+    policy = _resolved_policy_dirs(policy_dir)
     config = str(Path(config_path).resolve()) if config_path is not None else ""
     store = str(Path(revocations_path).resolve()) if revocations_path is not None else ""
     if broker is not None and not store:
@@ -283,7 +285,7 @@ def run_server(
         evaluator.close()
     os.environ[ENV_BROKER] = broker.to_json() if broker is not None else ""
     os.environ[ENV_REVOCATIONS] = store
-    os.environ[ENV_POLICY_DIR] = policy
+    os.environ[ENV_POLICY_DIR] = os.pathsep.join(policy)
     os.environ[ENV_CONFIG] = config
     os.environ[ENV_ENGINE] = engine
     os.environ[ENV_LIMITS] = limits.to_json()
@@ -310,3 +312,24 @@ def run_server(
             ready.remove()
         for sock in sockets:
             sock.close()
+
+
+def _resolved_policy_dirs(policy_dir: PolicyDirs | None) -> list[str]:
+    """The policy directories as absolute paths, for the workers' :data:`ENV_POLICY_DIR`
+    ([] for the shipped policy)."""
+    if policy_dir is None:
+        return []
+    dirs = [policy_dir] if isinstance(policy_dir, str | Path) else list(policy_dir)
+    resolved = [str(Path(directory).resolve()) for directory in dirs]
+    for directory in resolved:
+        if os.pathsep in directory:
+            raise ServerSettingsError(
+                f"a policy directory's path may not contain {os.pathsep!r}: {directory}"
+            )
+    return resolved
+
+
+def _env_policy_dirs() -> list[str] | None:
+    """The policy directories :func:`run_server` passed its workers (None: shipped)."""
+    value = os.environ.get(ENV_POLICY_DIR)
+    return value.split(os.pathsep) if value else None
