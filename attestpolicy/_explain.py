@@ -782,11 +782,9 @@ def _pretty(explanation: Explanation) -> str:
             lines.append(f"  {', '.join(check.codes)}: {_rule_text(check.rule)}")
             if check.stopped_at is not None:
                 at = check.stopped_at
-                lines.append(
-                    f"    {'fired' if not check.passed else 'stopped'} at {at.line}: {at.text}"
-                    f"  (held for none of {check.bindings} binding"
-                    f"{'s' if check.bindings != 1 else ''})"
-                )
+                several = f" (for none of {check.bindings} bindings)" if check.bindings > 1 else ""
+                verdict = f"does not hold{several}" if check.passed else "holds: the rule fired"
+                lines.append(f"    {at.line}: {at.text}  {verdict}")
                 lines.extend(f"      {_value_text(value)}" for value in at.values)
             if check.note:
                 lines.append(f"    note: {check.note}")
@@ -839,10 +837,10 @@ def _tables(explanation: Explanation) -> str:
         parts.append(table(("reason", "rule", "location", "message"), rows))
     if decision.allow:
         terms = [
-            [term.name, str(term.seconds), term.until or "-", "binds" if term.binds else ""]
+            [term.name, str(term.seconds), term.until or "-", "yes" if term.binds else "-"]
             for term in explanation.ttl_terms
         ]
-        parts.append(table(("ttl term", "seconds", "until", ""), terms))
+        parts.append(table(("ttl term", "seconds", "until", "binds"), terms))
         checks = [
             [
                 ", ".join(check.codes),
