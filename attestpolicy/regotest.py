@@ -1,48 +1,67 @@
-"""Run Rego unit tests in process, the way ``opa test -v`` does.
+"""Run Rego unit tests in process, the way ``opa test`` does, in regorus or OPA's engine.
 
 Every ``.rego`` file under the given paths is loaded into one engine, regorus or OPA's
 own Go evaluator (``engine="opa"``, from the optional ``opa-golib-python-bindings``
 wheel), with ``data.json`` files placed at the data path named by their directory (as
 OPA does). Each rule named ``test_*`` in the package of a ``*_test.rego`` file (listed
-from regorus's syntax tree, for both engines) is evaluated: it passes when its value is
+from regorus's syntax tree, for both engines) is a test: it passes when its value is
 exactly ``true``, fails when it is false or undefined, and is an error when the engine
-raises. ``attestpolicy test [DIR] [--engine regorus|opa|both]`` prints
-:meth:`RegoTestReport.text` per engine and exits non-zero unless every report is
-:attr:`RegoTestReport.ok`.
+raises. A test that is undefined is explained: the first statement of its body that
+does not hold, with the values of its terms, replayed in the same engine
+(:mod:`attestpolicy._regotest_explain`). With ``coverage=True`` the run also reports
+line coverage of the policy files from the engine's own tracer
+(:mod:`attestpolicy._regotest_coverage`).
 
-A regorus engine is bound to the thread that made it: :func:`run_tests` creates,
-uses and drops its engines within the calling thread.
+:func:`run_tests` runs a directory's tests and returns a :class:`RegoTestReport`
+(``attestpolicy test``); :class:`RegoTestSuite` loads once and runs tests one by one
+(the pytest plugin, :mod:`attestpolicy.pytest_plugin`).
+
+A regorus engine is bound to the thread that made it: a suite is used, and closed, in
+the thread that loaded it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
-import functools
 import json
 import os
+import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, Protocol
 
 import regorus
 
+from attestpolicy._rego_index import PolicyIndex
+from attestpolicy._regotest_coverage import CoverageReport, OpaCoverage, regorus_coverage
+from attestpolicy._regotest_explain import FailureExplanation, explain_undefined, index_modules
+from attestpolicy.errors import PolicyError
 from attestpolicy.policy import default_policy_dir
 
 __all__ = [
+    "CoverageReport",
+    "FailureExplanation",
     "Outcome",
+    "RegoTest",
     "RegoTestReport",
     "RegoTestResult",
+    "RegoTestSuite",
     "default_policy_dir",
+    "exit_code",
+    "list_tests",
     "run_tests",
 ]
 
-_TEST_FILE_SUFFIX: Final = "_test.rego"
+TEST_FILE_SUFFIX: Final = "_test.rego"
 _TEST_PREFIX: Final = "test_"
 _DATA_FILE: Final = "data.json"
 _RULER: Final = "-" * 80
 _OPA_PATH_KEY: Final = "__attestpolicy_test_rule__"
+_REPLAY_LIMITS: Final = {"max_col": 1 << 20, "max_file_bytes": 1 << 26, "max_lines": 1 << 20}
 
 
 class Outcome(enum.Enum):
@@ -54,18 +73,80 @@ class Outcome(enum.Enum):
 
 
 @dataclass(frozen=True)
+class RegoTest:
+    """One test rule: ``name`` is its full path (``data.pkg_test.test_x``), ``line`` the
+    line of its (first) definition in ``file``."""
+
+    name: str
+    file: str
+    line: int
+
+    @property
+    def package(self) -> str:
+        """The rule's package path, ``data.pkg_test``."""
+        return self.name.rpartition(".")[0]
+
+    @property
+    def rule(self) -> str:
+        """The rule's name, ``test_x``."""
+        return self.name.rpartition(".")[2]
+
+
+@dataclass(frozen=True)
 class RegoTestResult:
-    """One evaluated test rule: ``name`` is its full path, e.g. ``data.pkg_test.test_x``."""
+    """One evaluated test rule: ``name`` is its full path, e.g. ``data.pkg_test.test_x``.
+
+    ``message`` says in a few words what went wrong (``undefined``, ``value: 1``, the
+    engine's error); ``explanation`` is there for an undefined test.
+    """
 
     name: str
     file: str
     outcome: Outcome
     duration_ns: int
     message: str = ""
+    row: int = 0
+    """The line of the test rule in ``file`` (0: unknown)."""
+    explanation: FailureExplanation | None = None
 
     def line(self) -> str:
         """The ``opa test -v`` line for this test."""
         return f"{self.name}: {self.outcome.value} ({self.duration_ns / 1e6:.3f}ms)"
+
+    def details(self) -> list[str]:
+        """For a test that did not pass: where it is, what it was, and why."""
+        if self.outcome is Outcome.PASS:
+            return []
+        where = f"{self.file}:{self.row}" if self.row else self.file
+        if self.outcome is Outcome.ERROR:
+            return [f"{where}: error: {row}" for row in self.message.splitlines()[:1]] + [
+                f"  {row}" for row in self.message.splitlines()[1:]
+            ]
+        what = "is undefined" if self.message == "undefined" else f"is not true ({self.message})"
+        out = [f"{where}: {self.name} {what}"]
+        if self.explanation is not None:
+            out.extend(self.explanation.lines())
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """The result in the shape of ``opa test --format json`` (plus ``outcome``,
+        ``message`` and ``explanation``)."""
+        package, _, rule = self.name.rpartition(".")
+        out: dict[str, Any] = {
+            "location": {"file": self.file, "row": self.row},
+            "package": package,
+            "name": rule,
+            "outcome": self.outcome.value.lower(),
+            "duration": self.duration_ns,
+        }
+        if self.outcome is Outcome.FAIL:
+            out["fail"] = True
+            out["message"] = self.message
+        if self.outcome is Outcome.ERROR:
+            out["error"] = {"message": self.message}
+        if self.explanation is not None:
+            out["explanation"] = self.explanation.to_json()
+        return out
 
 
 @dataclass(frozen=True)
@@ -78,6 +159,10 @@ class RegoTestReport:
     """The engine the tests ran in: ``regorus`` or ``opa``."""
     engine_version: str = ""
     """The engine and its version, e.g. ``opa-0.4.4``."""
+    coverage: CoverageReport | None = None
+    """Line coverage of the policy files (with ``coverage=True``)."""
+    run: str | None = None
+    """The ``--run`` pattern that selected the tests, if any."""
 
     def count(self, outcome: Outcome) -> int:
         """How many tests had ``outcome``."""
@@ -96,106 +181,237 @@ class RegoTestReport:
         """One line naming the engine, for reports of several engines."""
         return f"engine: {self.engine} ({self.engine_version or self.engine})"
 
-    def text(self) -> str:
-        """The report formatted like ``opa test -v``: one line per test, then a summary."""
+    def text(self, *, verbose: bool = True) -> str:
+        """The report formatted like ``opa test``: with ``verbose`` (``-v``) one line per
+        test, grouped by file, with its time; without, only the tests that did not pass.
+        Each of those shows where it is and why; a summary closes the report."""
         lines = [f"error: {error}" for error in self.load_errors]
+        if self.load_errors:
+            lines.append(_RULER)
+            lines.append(f"{len(self.load_errors)} file(s) could not be loaded; no test was run")
+            return "\n".join(lines) + "\n"
+        if not self.results:
+            matched = f" matched --run {self.run!r}" if self.run is not None else " found"
+            return f"no tests{matched}\n"
+        listed = [r for r in self.results if verbose or r.outcome is not Outcome.PASS]
         current_file = None
-        for result in self.results:
+        for result in listed:
             if result.file != current_file:
                 if current_file is not None:
                     lines.append("")
                 lines.append(f"{result.file}:")
                 current_file = result.file
             lines.append(result.line())
-            if result.message:
-                lines.extend(f"  {row}" for row in result.message.splitlines())
+            lines.extend(f"  {row}" for row in result.details())
         total = len(self.results)
-        if self.load_errors:
+        if listed:
             lines.append(_RULER)
-            lines.append(f"{len(self.load_errors)} file(s) could not be loaded; no test was run")
-            return "\n".join(lines) + "\n"
-        if not total:
-            lines.append("no tests found")
-            return "\n".join(lines) + "\n"
-        lines.append(_RULER)
         lines.append(f"PASS: {self.count(Outcome.PASS)}/{total}")
         for outcome in (Outcome.FAIL, Outcome.ERROR):
             if self.count(outcome):
                 lines.append(f"{outcome.value}: {self.count(outcome)}/{total}")
-        return "\n".join(lines) + "\n"
+        text = "\n".join(lines) + "\n"
+        if self.coverage is not None:
+            text += self.coverage.text()
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as JSON: the engine, load errors, one entry per test, the counts,
+        and the coverage when it was measured."""
+        out: dict[str, Any] = {
+            "engine": self.engine,
+            "version": self.engine_version,
+            "load_errors": list(self.load_errors),
+            "tests": [result.to_json() for result in self.results],
+            "summary": {
+                "total": len(self.results),
+                **{outcome.value.lower(): self.count(outcome) for outcome in Outcome},
+            },
+        }
+        if self.coverage is not None:
+            out["coverage"] = self.coverage.to_json()
+        return out
 
 
-def run_tests(paths: Sequence[Path | str] = (), engine: str = "regorus") -> RegoTestReport:
-    """Load the Rego files and ``data.json`` files under ``paths`` and run their tests.
+# --- engines -----------------------------------------------------------------------
 
-    ``paths`` are directories or single files; empty means the shipped policy
-    (:func:`default_policy_dir`). ``engine`` is ``"regorus"`` or ``"opa"`` (OPA's Go
-    evaluator; :class:`~attestpolicy.errors.EngineUnavailableError` when it is not
-    installed, ValueError for another name). The tests are listed the same way for both
-    engines (from regorus's syntax tree). Engine errors never escape: a file that cannot be
-    loaded is a load error (and then, as with OPA, no test runs); a test whose evaluation
-    raises is an ``ERROR`` result.
+Values = Callable[[str], list[Any]]
+
+
+class _Backend(Protocol):
+    """One engine holding the loaded modules and data."""
+
+    def evaluate(self, path: str) -> tuple[bool, Any]:
+        """(defined, value) of the rule at ``path``; raises what the engine raises."""
+
+    def replay(self, file: str, text: str) -> contextlib.AbstractContextManager[Values]:
+        """The engine with one more module, answering the members of its set rules."""
+
+    def coverage(self) -> CoverageReport | None:
+        """The run's coverage, when it is measured."""
+
+    def close(self) -> None:
+        """Release the engine."""
+
+
+def _json_query_value(engine: regorus.Engine, path: str) -> tuple[bool, Any]:
+    rows = json.loads(engine.eval_query_as_json(f"x := {path}")).get("result") or []
+    return (True, rows[0]["bindings"]["x"]) if rows else (False, None)
+
+
+class _Regorus:
+    def __init__(self, engine: regorus.Engine, coverage: bool) -> None:
+        self._engine = engine
+        self._coverage = coverage
+        engine.set_enable_coverage(coverage)
+
+    def evaluate(self, path: str) -> tuple[bool, Any]:
+        try:
+            if self._engine.eval_rule(path) is True:
+                return True, True
+        except TypeError:  # a value Python cannot hold (a set of objects): read it as JSON
+            pass
+        return _json_query_value(self._engine, path)
+
+    @contextlib.contextmanager
+    def replay(self, file: str, text: str) -> Iterator[Values]:
+        engine = self._engine.clone()
+        engine.set_enable_coverage(False)  # the replay is not part of the run's coverage
+        # A replay module renders each statement on one line: lift regorus's line limits.
+        engine.set_policy_length_config(**_REPLAY_LIMITS)
+        engine.add_policy(file, text)
+
+        def values(path: str) -> list[Any]:
+            defined, value = _json_query_value(engine, path)
+            return list(value) if defined and isinstance(value, list) else []
+
+        yield values
+
+    def coverage(self) -> CoverageReport | None:
+        if not self._coverage:
+            return None
+        return regorus_coverage(self._engine.get_coverage_report_as_json())
+
+    def close(self) -> None:
+        """regorus engines are freed with their last reference."""
+
+
+def _opa_query(depth: int) -> str:
+    ref = "".join(f"[p[{index}]]" for index in range(depth))
+    return f"p := input.{_OPA_PATH_KEY}; x := data{ref}"
+
+
+def _opa_value(opa_engine: Any, path: str, coverage: bool = False) -> tuple[bool, Any]:
+    """Evaluate a rule in OPA.
+
+    Every distinct query text costs OPA a compilation (about 0.1 s with the shipped
+    policy), so the rule's path is passed as input to one fixed query per path depth.
+    The test therefore sees ``input`` as that small object rather than undefined (as
+    under ``opa test``); tests set their input with ``with input as ...`` anyway.
     """
-    from attestpolicy.engine._inprocess import check_engine_name
-
-    engine_name = check_engine_name(engine)
-    opa_engine = None
-    if engine_name == "opa":
-        from attestpolicy.engine.opa import load_opa_bindings, opa_engine_version
-
-        opa_engine = load_opa_bindings().OpaEngine()
-        version = opa_engine_version()
-    else:
-        from attestpolicy.engine.local import ENGINE_VERSION as version
-    try:
-        return _run(paths, engine_name, version, opa_engine)
-    finally:
-        if opa_engine is not None:
-            opa_engine.close()
+    segments = path.split(".")[1:]
+    rows = opa_engine.eval_query(
+        _opa_query(len(segments)), {_OPA_PATH_KEY: segments}, coverage=coverage
+    )
+    return (True, rows[0]["x"]) if rows else (False, None)
 
 
-def _run(
-    paths: Sequence[Path | str], engine_name: str, version: str, opa_engine: Any
-) -> RegoTestReport:
+def _new_opa_engine(
+    sources: Sequence[tuple[str, str]], documents: Sequence[tuple[str, dict[str, Any]]]
+) -> Any:
+    from attestpolicy.engine.opa import load_opa_bindings
+
+    opa_engine = load_opa_bindings().OpaEngine()
+    for display, text in sources:
+        opa_engine.add_policy(display, text)
+    for _file, document in documents:
+        # Each document is already nested at its directory's path and merged at the root,
+        # as OPA does; a dotted add_data path could not hold a directory name with a dot.
+        opa_engine.add_data(document)
+    return opa_engine
+
+
+class _Opa:
+    def __init__(
+        self,
+        sources: Sequence[tuple[str, str]],
+        documents: Sequence[tuple[str, dict[str, Any]]],
+        coverage: bool,
+    ) -> None:
+        self._sources = tuple(sources)
+        self._documents = tuple(documents)
+        self._engine = _new_opa_engine(sources, documents)
+        self._coverage = OpaCoverage(name for name, _ in sources) if coverage else None
+
+    def compile_errors(self) -> list[str]:
+        """OPA compiles the modules together on the first query: its errors, if any."""
+        try:
+            self._engine.eval_query("x := true")
+        except Exception as exc:
+            return [f"OPA could not compile the modules: {_clean(exc)}"]
+        return []
+
+    def evaluate(self, path: str) -> tuple[bool, Any]:
+        result = _opa_value(self._engine, path, coverage=self._coverage is not None)
+        if self._coverage is not None:
+            self._coverage.add(self._engine.last_coverage)
+        return result
+
+    @contextlib.contextmanager
+    def replay(self, file: str, text: str) -> Iterator[Values]:
+        engine = _new_opa_engine((*self._sources, (file, text)), self._documents)
+        try:
+
+            def values(path: str) -> list[Any]:
+                defined, value = _opa_value(engine, path)
+                return list(value) if defined and isinstance(value, list) else []
+
+            yield values
+        finally:
+            engine.close()
+
+    def coverage(self) -> CoverageReport | None:
+        return self._coverage.report() if self._coverage is not None else None
+
+    def close(self) -> None:
+        self._engine.close()
+
+
+# --- loading -----------------------------------------------------------------------
+
+
+@dataclass
+class _Loaded:
+    """What was read from the paths: modules (in a regorus engine too) and data."""
+
+    parser: regorus.Engine = field(default_factory=regorus.Engine)
+    errors: list[str] = field(default_factory=list)
+    test_files: dict[str, str] = field(default_factory=dict)  # display name -> package
+    sources: list[tuple[str, str]] = field(default_factory=list)
+    documents: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+
+def _load(paths: Sequence[Path | str]) -> _Loaded:
     # regorus (anyhow) attaches a Rust backtrace to its errors when RUST_BACKTRACE is
     # set; RUST_LIB_BACKTRACE=0 turns that off for library errors only.
     os.environ.setdefault("RUST_LIB_BACKTRACE", "0")
     roots = [Path(path) for path in paths] or [default_policy_dir()]
-    engine = regorus.Engine()
-    load_errors: list[str] = []
-    test_files: dict[str, str] = {}  # display name -> package path
-    loaded: set[Path] = set()
-    sources: list[tuple[str, str]] = []  # (display name, text) of every loaded module
-    documents: list[tuple[str, dict[str, Any]]] = []  # (file, document at the data root)
+    loaded = _Loaded()
+    seen: set[Path] = set()
     for root in roots:
         if not root.exists():
-            load_errors.append(f"{root}: no such file or directory")
+            loaded.errors.append(f"{root}: no such file or directory")
             continue
         for rego_file, display in _rego_files(root):
-            if rego_file.resolve() in loaded:
+            if rego_file.resolve() in seen:
                 continue
-            loaded.add(rego_file.resolve())
-            package = _add_policy(engine, rego_file, display, load_errors, sources)
-            if package is not None and rego_file.name.endswith(_TEST_FILE_SUFFIX):
-                test_files[display] = package
+            seen.add(rego_file.resolve())
+            package = _add_policy(loaded, rego_file, display)
+            if package is not None and rego_file.name.endswith(TEST_FILE_SUFFIX):
+                loaded.test_files[display] = package
         for data_file, data_path in _data_files(root):
-            _add_data(engine, data_file, data_path, load_errors, documents)
-    report = functools.partial(RegoTestReport, engine=engine_name, engine_version=version)
-    if opa_engine is not None and not load_errors:
-        _load_into_opa(opa_engine, sources, documents, load_errors)
-    if load_errors:
-        return report(results=(), load_errors=tuple(load_errors))
-    try:
-        tests = _test_rules(engine, test_files)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # pyo3 panics derive from BaseException
-        return report(results=(), load_errors=(f"cannot list tests: {_clean(exc)}",))
-    if opa_engine is not None:
-        results = tuple(_run_one_opa(opa_engine, name, file) for file, name in tests)
-    else:
-        results = tuple(_run_one(engine, name, file) for file, name in tests)
-    return report(results=results)
+            _add_data(loaded, data_file, data_path)
+    return loaded
 
 
 def _rego_files(root: Path) -> Iterator[tuple[Path, str]]:
@@ -218,61 +434,49 @@ def _data_files(root: Path) -> Iterator[tuple[Path, tuple[str, ...]]]:
             yield path, path.parent.relative_to(root).parts
 
 
-def _add_policy(
-    engine: regorus.Engine,
-    path: Path,
-    display: str,
-    errors: list[str],
-    sources: list[tuple[str, str]],
-) -> str | None:
+def _add_policy(loaded: _Loaded, path: Path, display: str) -> str | None:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        errors.append(f"{display}: cannot read: {exc}")
+        loaded.errors.append(f"{display}: cannot read: {exc}")
         return None
     try:
-        package = engine.add_policy(display, text)
+        package = loaded.parser.add_policy(display, text)
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # pyo3 panics derive from BaseException
-        errors.append(f"{display}: {_clean(exc)}")
+        loaded.errors.append(f"{display}: {_clean(exc)}")
         return None
-    sources.append((display, text))
+    loaded.sources.append((display, text))
     return str(package)
 
 
-def _add_data(
-    engine: regorus.Engine,
-    path: Path,
-    data_path: tuple[str, ...],
-    errors: list[str],
-    documents: list[tuple[str, dict[str, Any]]],
-) -> None:
+def _add_data(loaded: _Loaded, path: Path, data_path: tuple[str, ...]) -> None:
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        errors.append(f"{path.as_posix()}: cannot read JSON: {exc}")
+        loaded.errors.append(f"{path.as_posix()}: cannot read JSON: {exc}")
         return
     for segment in reversed(data_path):
         document = {segment: document}
     if not isinstance(document, Mapping):
-        errors.append(f"{path.as_posix()}: data at the root must be a JSON object")
+        loaded.errors.append(f"{path.as_posix()}: data at the root must be a JSON object")
         return
     try:
-        engine.add_data(dict(document))
+        loaded.parser.add_data(dict(document))
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # pyo3 panics derive from BaseException
-        errors.append(f"{path.as_posix()}: {_clean(exc)}")
+        loaded.errors.append(f"{path.as_posix()}: {_clean(exc)}")
         return
-    documents.append((path.as_posix(), dict(document)))
+    loaded.documents.append((path.as_posix(), dict(document)))
 
 
-def _test_rules(engine: regorus.Engine, test_files: Mapping[str, str]) -> list[tuple[str, str]]:
-    """(file, full rule path) of every ``test_*`` rule, in file and source order."""
-    modules: list[Any] = json.loads(engine.get_ast_as_json())
+def _tests_in(parser: regorus.Engine, test_files: Mapping[str, str]) -> list[RegoTest]:
+    """Every ``test_*`` rule of the test files, in file and source order."""
+    modules: list[Any] = json.loads(parser.get_ast_as_json())
     by_file = {module["source"]["file"]: module["ast"] for module in modules}
-    tests: list[tuple[str, str]] = []
+    tests: list[RegoTest] = []
     for file in sorted(test_files):
         package = test_files[file]
         seen: set[str] = set()
@@ -280,7 +484,8 @@ def _test_rules(engine: regorus.Engine, test_files: Mapping[str, str]) -> list[t
             name = _test_rule_name(rule)
             if name is not None and name not in seen:
                 seen.add(name)
-                tests.append((file, f"{package}.{name}"))
+                line = int(rule["Spec"]["span"]["line"])
+                tests.append(RegoTest(f"{package}.{name}", file, line))
     return tests
 
 
@@ -299,75 +504,194 @@ def _test_rule_name(rule: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _run_one(engine: regorus.Engine, name: str, file: str) -> RegoTestResult:
-    start = time.perf_counter_ns()
-    try:
-        value = engine.eval_rule(name)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # pyo3 panics derive from BaseException
-        elapsed = time.perf_counter_ns() - start
-        return RegoTestResult(name, file, Outcome.ERROR, elapsed, _clean(exc))
-    elapsed = time.perf_counter_ns() - start
-    if value is True:
-        return RegoTestResult(name, file, Outcome.PASS, elapsed)
-    detail = "undefined" if value is None else f"value: {json.dumps(value, default=str)[:200]}"
-    return RegoTestResult(name, file, Outcome.FAIL, elapsed, detail)
+def list_tests(path: Path | str) -> tuple[RegoTest, ...]:
+    """The test rules of one ``*_test.rego`` file, in source order (nothing else is
+    loaded). Raises :class:`~attestpolicy.errors.PolicyError` when it cannot be read or
+    parsed."""
+    loaded = _Loaded()
+    display = Path(path).as_posix()
+    package = _add_policy(loaded, Path(path), display)
+    if package is None:
+        raise PolicyError(loaded.errors[0])
+    return tuple(_tests_in(loaded.parser, {display: package}))
 
 
-def _load_into_opa(
-    opa_engine: Any,
-    sources: Sequence[tuple[str, str]],
-    documents: Sequence[tuple[str, dict[str, Any]]],
-    errors: list[str],
-) -> None:
-    """Load the same modules and data into OPA; its compile errors are load errors."""
-    for display, text in sources:
-        try:
-            opa_engine.add_policy(display, text)
-        except Exception as exc:
-            errors.append(f"{display}: {_clean(exc)}")
-    for file, document in documents:
-        # Each document is already nested at its directory's path and merged at the root,
-        # as OPA does; a dotted add_data path could not hold a directory name with a dot.
-        try:
-            opa_engine.add_data(document)
-        except Exception as exc:
-            errors.append(f"{file}: {_clean(exc)}")
-    if errors:
-        return
-    try:  # OPA compiles the modules together on the first query
-        opa_engine.eval_query("x := true")
-    except Exception as exc:
-        errors.append(f"OPA could not compile the modules: {_clean(exc)}")
+# --- running -----------------------------------------------------------------------
 
 
-def _opa_test_query(depth: int) -> str:
-    ref = "".join(f"[p[{index}]]" for index in range(depth))
-    return f"p := input.{_OPA_PATH_KEY}; x := data{ref}"
+class RegoTestSuite:
+    """Rego modules and data loaded into one engine, and the tests among them.
 
-
-def _run_one_opa(opa_engine: Any, name: str, file: str) -> RegoTestResult:
-    """Evaluate one test rule in OPA.
-
-    Every distinct query text costs OPA a compilation (about 0.1 s with the shipped
-    policy), so the rule's path is passed as input to one fixed query per path depth.
-    The test therefore sees ``input`` as that small object rather than undefined (as
-    under ``opa test``); tests set their input with ``with input as ...`` anyway.
+    Made by :meth:`load`; use it (and :meth:`close` it) in the thread that loaded it.
     """
-    segments = name.split(".")[1:]
-    start = time.perf_counter_ns()
-    try:
-        rows = opa_engine.eval_query(_opa_test_query(len(segments)), {_OPA_PATH_KEY: segments})
-    except Exception as exc:
+
+    def __init__(
+        self,
+        engine: str,
+        engine_version: str,
+        loaded: _Loaded,
+        backend: _Backend | None,
+        load_errors: Sequence[str],
+    ) -> None:
+        self.engine = engine
+        """``regorus`` or ``opa``."""
+        self.engine_version = engine_version
+        """The engine and its version, e.g. ``regorus-0.13.0``."""
+        self.load_errors = tuple(load_errors)
+        """Files that could not be loaded or compiled: then no test can run."""
+        self._loaded = loaded
+        self._backend = backend
+        self._index: PolicyIndex | FailureExplanation | None = None
+        self.tests: tuple[RegoTest, ...] = ()
+        """Every test rule of the loaded ``*_test.rego`` files."""
+        if backend is not None and not self.load_errors:
+            try:
+                self.tests = tuple(_tests_in(loaded.parser, loaded.test_files))
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException as exc:  # pyo3 panics derive from BaseException
+                self.load_errors = (f"cannot list tests: {_clean(exc)}",)
+
+    @classmethod
+    def load(
+        cls, paths: Sequence[Path | str] = (), engine: str = "regorus", *, coverage: bool = False
+    ) -> RegoTestSuite:
+        """Load the Rego and ``data.json`` files under ``paths`` (directories or files;
+        empty means the shipped policy) into ``engine`` (``"regorus"`` or ``"opa"``).
+
+        Raises :class:`~attestpolicy.errors.EngineUnavailableError` when OPA's engine is
+        asked for and not installed, ValueError for another engine name. Files that do
+        not load are :attr:`load_errors`, not exceptions. ``coverage`` measures line
+        coverage over the tests run (:meth:`coverage`).
+        """
+        from attestpolicy.engine._inprocess import check_engine_name
+
+        engine_name = check_engine_name(engine)
+        if engine_name == "opa":
+            from attestpolicy.engine.opa import load_opa_bindings, opa_engine_version
+
+            load_opa_bindings()  # EngineUnavailableError before reading anything
+            version = opa_engine_version()
+        else:
+            from attestpolicy.engine.local import ENGINE_VERSION as version
+        loaded = _load(paths)
+        errors = list(loaded.errors)
+        backend: _Backend | None = None
+        if not errors and engine_name == "opa":
+            try:
+                opa = _Opa(loaded.sources, loaded.documents, coverage)
+            except Exception as exc:
+                errors.append(f"OPA could not load the modules: {_clean(exc)}")
+            else:
+                errors.extend(opa.compile_errors())
+                backend = opa
+        elif not errors:
+            backend = _Regorus(loaded.parser, coverage)
+        return cls(engine_name, version, loaded, backend, errors)
+
+    def run(self, test: RegoTest) -> RegoTestResult:
+        """Evaluate one test (an undefined one is explained). Engine errors never
+        escape: they are an ``ERROR`` result."""
+        if self._backend is None or self.load_errors:
+            raise RuntimeError("the suite did not load: see load_errors")
+        start = time.perf_counter_ns()
+        try:
+            defined, value = self._backend.evaluate(test.name)
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # pyo3 panics derive from BaseException
+            elapsed = time.perf_counter_ns() - start
+            return self._result(test, Outcome.ERROR, elapsed, _clean(exc))
         elapsed = time.perf_counter_ns() - start
-        return RegoTestResult(name, file, Outcome.ERROR, elapsed, _clean(exc))
-    elapsed = time.perf_counter_ns() - start
-    value = rows[0]["x"] if rows else None
-    if value is True:
-        return RegoTestResult(name, file, Outcome.PASS, elapsed)
-    detail = "undefined" if not rows else f"value: {json.dumps(value, default=str)[:200]}"
-    return RegoTestResult(name, file, Outcome.FAIL, elapsed, detail)
+        if defined and value is True:
+            return self._result(test, Outcome.PASS, elapsed)
+        if defined:
+            return self._result(
+                test, Outcome.FAIL, elapsed, f"value: {json.dumps(value, default=str)[:200]}"
+            )
+        return self._result(test, Outcome.FAIL, elapsed, "undefined", self._explain(test))
+
+    def _explain(self, test: RegoTest) -> FailureExplanation:
+        assert self._backend is not None  # checked by run()
+        if self._index is None:  # once per suite: indexing parses every module again
+            self._index = index_modules(dict(self._loaded.sources))
+        if isinstance(self._index, FailureExplanation):
+            return self._index
+        return explain_undefined(self._index, test.file, test.name, self._backend.replay)
+
+    @staticmethod
+    def _result(
+        test: RegoTest,
+        outcome: Outcome,
+        elapsed: int,
+        message: str = "",
+        explanation: FailureExplanation | None = None,
+    ) -> RegoTestResult:
+        return RegoTestResult(
+            test.name, test.file, outcome, elapsed, message, test.line, explanation
+        )
+
+    def coverage(self) -> CoverageReport | None:
+        """Line coverage of the policy files over the tests run so far (None unless the
+        suite was loaded with ``coverage=True``)."""
+        return self._backend.coverage() if self._backend is not None else None
+
+    def close(self) -> None:
+        """Release the engine."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+    def __enter__(self) -> RegoTestSuite:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def run_tests(
+    paths: Sequence[Path | str] = (),
+    engine: str = "regorus",
+    *,
+    run: str | re.Pattern[str] | None = None,
+    coverage: bool = False,
+) -> RegoTestReport:
+    """Load the Rego files and ``data.json`` files under ``paths`` and run their tests.
+
+    ``paths`` are directories or single files; empty means the shipped policy
+    (:func:`default_policy_dir`). ``engine`` is ``"regorus"`` or ``"opa"`` (OPA's Go
+    evaluator; :class:`~attestpolicy.errors.EngineUnavailableError` when it is not
+    installed, ValueError for another name). ``run`` keeps the tests whose full name
+    (``data.pkg_test.test_x``) it matches anywhere (``re.search``, as ``opa test --run``);
+    a pattern that does not compile is ``re.error``. ``coverage`` adds line coverage of the
+    policy files. Engine errors never escape: a file that cannot be loaded is a load error
+    (and then, as with OPA, no test runs); a test whose evaluation raises is an ``ERROR``.
+    """
+    pattern = re.compile(run) if isinstance(run, str) else run
+    with RegoTestSuite.load(paths, engine, coverage=coverage) as suite:
+        report = RegoTestReport(
+            results=(),
+            load_errors=suite.load_errors,
+            engine=suite.engine,
+            engine_version=suite.engine_version,
+            run=pattern.pattern if pattern is not None else None,
+        )
+        if suite.load_errors:
+            return report
+        selected = [t for t in suite.tests if pattern is None or pattern.search(t.name)]
+        results = tuple(suite.run(test) for test in selected)
+        return RegoTestReport(
+            results=results,
+            engine=report.engine,
+            engine_version=report.engine_version,
+            coverage=suite.coverage(),
+            run=report.run,
+        )
 
 
 def _clean(exc: BaseException) -> str:
@@ -378,3 +702,14 @@ def _clean(exc: BaseException) -> str:
         message = message[:cut]
     message = message.strip()
     return message or type(exc).__name__
+
+
+def exit_code(reports: Sequence[RegoTestReport]) -> int:
+    """The exit code of ``opa test`` for these reports: 1 when a file could not be loaded
+    or no test ran (``opa test --fail-on-empty``), else 2 when a test failed or raised an
+    error, else 0."""
+    if any(report.load_errors or not report.results for report in reports):
+        return 1
+    if any(not report.ok for report in reports):
+        return 2
+    return 0

@@ -131,7 +131,7 @@ def test_rego_test_command(capsys: pytest.CaptureFixture[str], tmp_path: Path) -
     failing = tmp_path / "p_test.rego"
     failing.write_text("package p_test\n\nimport rego.v1\n\ntest_false if { 1 == 2 }\n")
     code, out, _ = _run(capsys, "test", str(tmp_path))
-    assert code == 1
+    assert code == 2  # as opa test: 2 when a test fails
     assert "FAIL" in out
 
 
