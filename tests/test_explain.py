@@ -529,3 +529,49 @@ def test_explaining_does_not_change_the_decision(config: dict[str, Any]) -> None
             k: getattr(explained_decision, k) for k in keep
         }
     assert copy.deepcopy(config) == config
+
+
+ORGANISATION_RULE = """package attestpolicy.v1
+
+import rego.v1
+
+# METADATA
+# title: Payments needs provenance
+# custom:
+#   code: org.payments_provenance
+violation contains {"code": "org.payments_provenance", "message": "payments needs provenance"} if {
+	_field(_runtime, "namespace") == "payments"
+	_provenance == null
+}
+"""
+
+
+def test_explain_with_several_policy_directories(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, engine: str
+) -> None:
+    (tmp_path / "org").mkdir()
+    (tmp_path / "org" / "org.rego").write_text(ORGANISATION_RULE)
+    claims = json.loads((EXAMPLES / "claims" / "allow-fully-attested.json").read_text())
+    del claims["provenance"]
+    claims_path = tmp_path / "claims.json"
+    claims_path.write_text(json.dumps(claims))
+    code, out, err = run(
+        capsys,
+        *("decide", "--claims", str(claims_path), "--config", str(CONFIG_PATH)),
+        *("--policy", str(default_policy_dir()), "--policy", str(tmp_path / "org")),
+        *("--explain", "--engine", engine),
+    )
+    assert code == 1, err
+    reasons = {r["code"]: r for r in json.loads(out)["explanation"]["reasons"]}
+    assert set(reasons) == {"evidence.missing", "org.payments_provenance"}
+    assert reasons["org.payments_provenance"]["rule"] == {
+        "file": "org.rego",
+        "line": 9,
+        "title": "Payments needs provenance",
+        "titled_at": "org.rego:5",
+    }
+    assert {read["path"] for read in reasons["org.payments_provenance"]["reads"]} == {
+        "input.provenance",
+        "input.runtime",  # _field's argument
+        "input.runtime.namespace",
+    }
