@@ -204,7 +204,7 @@ def writer_rows(count: int, folder: Path) -> list[Row]:
 def throughput_row(rounds: int, folder: Path) -> tuple[float, str]:
     """Misses in blocks, the writer's work included: each round decides a block without a
     decision log, then a block with one and flushes it; the median block times compared."""
-    block = 20
+    block = 100
     variants = _variants(2 * block * rounds)
     config = _config()
     plain_times, logged_times = [], []
@@ -247,7 +247,7 @@ def measure(quick: bool) -> tuple[list[Row], list[Goal], list[str]]:
         misses, miss_detail = miss_rows(rounds, folder)
         hits, hit_detail = hit_rows(hit_rounds, folder)
         writer = writer_rows(200 if quick else 1000, folder)
-        throughput, throughput_detail = throughput_row(5 if quick else 25, folder)
+        throughput, throughput_detail = throughput_row(3 if quick else 10, folder)
     miss, logged_miss = _median(misses, "decide() miss"), _median(misses, misses[1].name)
     hit = _median(hits, "decide() hit")
     observed = _median(hits, "decide() hit, an observer doing nothing")
