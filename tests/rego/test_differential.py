@@ -31,7 +31,7 @@ import copy
 import importlib
 import json
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -54,25 +54,27 @@ from policy_model import (
     model_decision,
     timestamp_ns,
 )
-from test_policy_properties import (
-    BASE_NOW,
+from test_policy_properties import example, example_config
+
+from attestpolicy.policy import PolicySource
+from attestpolicy.testing._generators import (
+    DELETE,
     DIGESTS,
     ISSUERS,
+    JSON_VALUES,
     KEY_IDS,
     NODE_IDS,
     SIGNER_SUBJECTS,
+    SPECIAL_FIELDS,
     SPIFFE_IDS,
+    JSONPath,
     allow_leaning_scenarios,
-    example,
-    example_config,
+    corruptions_of,
+    json_paths,
     scenarios,
+    set_path,
 )
-
-from attestpolicy.claims import ClaimSet, format_timestamp
-from attestpolicy.policy import PolicySource
-
-Draw = Callable[[st.SearchStrategy[Any]], Any]
-JSONPath = tuple[str | int, ...]
+from attestpolicy.testing._generators import engine_input as pdp_input
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 DECISION_RULE: Final = "data.attestpolicy.v1.decision"
@@ -302,219 +304,11 @@ def assert_model(config: Any, policy_input: Any, decision: Mapping[str, Any], wh
     assert seen.revocable == expected.revocable, why
 
 
-# --- raw values ---------------------------------------------------------------------
-
-# Strings OPA can receive: no lone surrogates (not UTF-8) and no NUL (its C strings).
-SAFE_CHARACTERS: Final = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
-SAFE_TEXT: Final = st.text(SAFE_CHARACTERS, max_size=12)
-UNICODE_SAMPLES: Final = (
-    "é",
-    "e\u0301",  # combining accent
-    "日本語",
-    "🔐",
-    "\u202e",  # right-to-left override
-    "\ufeff",
-    "\u2028",
-    "Ω" * 4096,
-    "🔐" * 4096,
-    "🔐" * 4097,
-    "x" * 4097,
-    " ",
-    "\n",
-    "\t",
-    "\\",
-    '"',
-    "%v %d %s",
-    "%!",
-)
-HUGE_NUMBERS: Final = (
-    10**30,
-    -(10**30),
-    2**63,
-    2**63 - 1,
-    -(2**63),
-    -(2**63) - 1,
-    2**64,
-    2**53 + 1,
-    1e308,
-    -1e308,
-    5e-324,
-    1e-7,
-)
-TTL_NUMBERS: Final = (
-    2,
-    2.0,
-    2.5,
-    0,
-    0.0,
-    -0.0,
-    -1,
-    1,
-    1.0,
-    0.5,
-    59,
-    60,
-    60.0,
-    61.5,
-    2147483646.9,
-    2147483647,
-    2147483647.0,
-    2147483647.5,
-    2147483648,
-    2147483648.0,
-    *HUGE_NUMBERS,
-)
-TIMESTAMPS: Final = (
-    "2026-11-22T10:00:00Z",
-    "2026-11-22T10:00:00.000000001Z",
-    "2026-11-22T09:59:59.999999999Z",
-    "2026-11-22T10:00:00.123456789+05:30",
-    "2026-11-22T10:00:00-00:00",
-    "2026-11-22T10:00:00+23:59",
-    "2026-11-22T10:00:00+24:00",
-    "2026-11-22T10:00:00.1234567891Z",
-    "2026-11-22T10:00:00.Z",
-    "2026-11-22t10:00:00z",
-    "2026-11-22 10:00:00Z",
-    "2026-11-22T10:00:00",
-    "2026-11-22T10:00:60Z",
-    "2026-11-22T24:00:00Z",
-    "2024-02-29T00:00:00Z",
-    "2026-02-29T00:00:00Z",
-    "2100-01-01T00:00:00Z",
-    "1900-01-01T00:00:00Z",
-    "1899-12-31T23:59:59Z",
-    "2000-02-29T00:00:00Z",
-    "1900-02-29T00:00:00Z",
-    "2099-12-31T23:59:59.999999999Z",
-    "0001-01-01T00:00:00Z",
-    "9999-12-31T23:59:59Z",
-    "\uff12\uff10\uff12\uff16-11-22T10:00:00Z",  # full-width digits
-    "2026-11-22T10:00:00Z\n",
-)
-SCALARS: Final = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.sampled_from(HUGE_NUMBERS + TTL_NUMBERS),
-    st.floats(allow_nan=False, allow_infinity=False),
-    SAFE_TEXT,
-    st.sampled_from(UNICODE_SAMPLES + TIMESTAMPS + DIGESTS + SPIFFE_IDS),
-)
-GARBAGE: Final = st.recursive(
-    SCALARS,
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(SAFE_TEXT, children, max_size=3)
-    ),
-    max_leaves=6,
-)
-_DELETE: Final = object()
-
-
-def _paths(value: Any, prefix: JSONPath = ()) -> list[JSONPath]:
-    """Every path into a JSON document (object keys and array indices)."""
-    paths: list[JSONPath] = [prefix] if prefix else []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            paths.extend(_paths(item, (*prefix, key)))
-    elif isinstance(value, list):
-        for index, item in enumerate(value[:4]):  # long lists: their head is enough
-            paths.extend(_paths(item, (*prefix, index)))
-    return paths
-
-
-def _get(document: Any, path: JSONPath) -> Any:
-    for step in path:
-        document = document[step]
-    return document
-
-
-def _set(document: Any, path: JSONPath, value: Any) -> None:
-    parent = _get(document, path[:-1])
-    if value is _DELETE:
-        del parent[path[-1]]
-    else:
-        parent[path[-1]] = copy.deepcopy(value)
-
-
-@st.composite
-def near_values(draw: Draw, value: Any) -> Any:
-    """A value close to ``value``: same kind but just outside (or inside) the contract."""
-    if isinstance(value, bool):
-        return draw(st.sampled_from([not value, int(value), None, "true"]))
-    if isinstance(value, int | float):
-        options: list[Any] = [float(value), value + 0.5, -value, str(value), *TTL_NUMBERS]
-        if isinstance(value, float) and value.is_integer():
-            options.append(int(value))
-        return draw(st.sampled_from(options))
-    if isinstance(value, str):
-        options = [
-            "",
-            value + " ",
-            value.upper(),
-            value[:-1],
-            value + draw(st.sampled_from(UNICODE_SAMPLES[:8])),
-            value * 2,
-            draw(st.sampled_from(TIMESTAMPS)),
-            draw(st.sampled_from(UNICODE_SAMPLES)),
-        ]
-        if value.startswith("sha256:"):
-            options += ["sha512:" + value[7:], value[:-1] + "G", "SHA256:" + value[7:]]
-        if value.startswith("spiffe://"):
-            options += [value + "/", value + "/./x", value + "/../x", value.upper()]
-        if value.startswith("http"):
-            options += [value.replace("example-org", "example-orgX")]
-        return draw(st.sampled_from(options))
-    if isinstance(value, list):
-        return draw(st.sampled_from([[], None, [None], value * 2, {"0": value}]))
-    if isinstance(value, dict):
-        return draw(st.sampled_from([{}, None, [value], list(value)]))
-    return draw(GARBAGE)
-
-
-@st.composite
-def mutated(draw: Draw, document: dict[str, Any], times: int = 3) -> dict[str, Any]:
-    """``document`` with 1..times edits: delete, null, near value, garbage, unknown key."""
-    document = copy.deepcopy(document)
-    for _ in range(draw(st.integers(1, times))):
-        paths = _paths(document)
-        kind = draw(st.sampled_from(("delete", "null", "near", "near", "garbage", "unknown")))
-        if kind == "unknown":
-            targets = [(), *[p for p in paths if isinstance(_get(document, p), dict)]]
-            target = draw(st.sampled_from(targets))
-            key = draw(st.sampled_from(["extra", "Now", "verified ", "🔐", "kind"]) | SAFE_TEXT)
-            container = _get(document, target)
-            if key not in container:
-                container[key] = draw(GARBAGE)
-            continue
-        if not paths:
-            break
-        path = draw(st.sampled_from(paths))
-        if kind == "delete":
-            _set(document, path, _DELETE)
-        elif kind == "null":
-            _set(document, path, None)
-        elif kind == "near":
-            _set(document, path, draw(near_values(_get(document, path))))
-        else:
-            _set(document, path, draw(GARBAGE))
-    return document
-
-
 # --- policy inputs ------------------------------------------------------------------
 
 
-def pdp_input(claims: Mapping[str, Any]) -> dict[str, Any]:
-    """Exactly what PolicyDecisionPoint.decide passes to its evaluator (pdp.py)."""
-    claim_set = ClaimSet.parse(dict(claims))
-    moment = claim_set.now or BASE_NOW
-    policy_input = claim_set.to_input()
-    policy_input["now"] = format_timestamp(moment)
-    return policy_input
-
-
 @st.composite
-def base_cases(draw: Draw) -> tuple[dict[str, Any], dict[str, Any]]:
+def base_cases(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     """A valid configuration and a valid claim set document (mostly near an allow)."""
     kind = draw(st.integers(0, 3))
     if kind == 0:
@@ -539,72 +333,11 @@ def base_cases(draw: Draw) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @st.composite
-def raw_cases(draw: Draw) -> tuple[dict[str, Any], Any]:
-    """A valid configuration and a raw input: a PDP input (claims form or engine form)
-    with edits anywhere, or a special value in a field the contract constrains."""
+def raw_cases(draw: st.DrawFn) -> tuple[dict[str, Any], Any]:
+    """A valid configuration and a raw input made from a valid claim set
+    (:func:`corruptions_of`, what ``attestpolicy.testing.strategies.raw_inputs`` draws)."""
     config, claims = draw(base_cases())
-    document = pdp_input(claims) if draw(st.booleans()) else claims
-    if "now" not in document:
-        document["now"] = format_timestamp(BASE_NOW)
-    form = draw(st.integers(0, 9))
-    if form == 0:
-        return config, draw(GARBAGE)  # not even an object, most of the time
-    if form <= 3:
-        return config, draw(special_edits(document))
-    return config, draw(mutated(document))
-
-
-# A field the contract constrains, and values on (and just past) its edges.
-SPECIAL_FIELDS: Final[tuple[tuple[JSONPath, tuple[Any, ...]], ...]] = (
-    (("request", "requested_ttl_seconds"), (*TTL_NUMBERS, True, "60", None, [60])),
-    (("now",), (*TIMESTAMPS, None, 0, "")),
-    (("node", "issued_at"), TIMESTAMPS),
-    (("node", "expires_at"), (*TIMESTAMPS, None)),
-    (("runtime", "expires_at"), (*TIMESTAMPS, None)),
-    (
-        ("subject", "spiffe_id"),
-        (
-            "spiffe://prod.example.com",
-            "spiffe://prod.example.com/",
-            "spiffe://Prod.example.com/a",
-            "spiffe://prod.example.com/a//b",
-            "spiffe://prod.example.com/./a",
-            "spiffe://prod.example.com/a/..",
-            "spiffe://prod.example.com/a/...",
-            "spiffe://prod.example.com/a b",
-            "spiffe://prod.example.com/é",
-            "spiffe://prod.example.com/" + "a" * 2022,
-            "spiffe://prod.example.com/" + "a" * 2023,
-            "spiffe:/prod.example.com/a",
-            "SPIFFE://prod.example.com/a",
-        ),
-    ),
-    (("request", "audience"), ("", "x" * 4096, "x" * 4097, "🔐" * 4096, "🔐" * 4097)),
-    (("node", "kind"), ("tpm", "Tpm", "tpm-2", "_tpm", "t" * 64, "t" * 65, "", "9tpm")),
-    (("node", "id"), ("", "x" * 4096, "x" * 4097, "🔐", "🔐" * 2049)),
-    (
-        ("node", "measurements"),
-        (None, {}, {"pcr.sha256.0": "AB"}, {"pcr": "abc"}, {"": "ab"}, {"🔐" * 2049: "ab"}),
-    ),
-    (("image", "digest"), (None, "sha256:" + "A" * 64, "sha256:" + "a" * 63, "sha512:" + "a" * 64)),
-    (("image", "signatures"), (None, [], [None], [{"verified": True}], [{"verified": "true"}])),
-    (("provenance", "subject_digests"), (None, [], [None], ["sha256:" + "0" * 64] * 4097)),
-    (("node", "verified"), (1, 0, "true", None)),
-    (("runtime", "image_digest"), (None, "", DIGESTS[0], DIGESTS[0].upper())),
-)
-
-
-@st.composite
-def special_edits(draw: Draw, document: dict[str, Any]) -> dict[str, Any]:
-    document = copy.deepcopy(document)
-    for _ in range(draw(st.integers(1, 2))):
-        path, values = draw(st.sampled_from(SPECIAL_FIELDS))
-        parent: Any = document
-        for step in path[:-1]:
-            parent = parent.get(step) if isinstance(parent, dict) else None
-        if isinstance(parent, dict):
-            parent[path[-1]] = copy.deepcopy(draw(st.sampled_from(values)))
-    return document
+    return config, draw(corruptions_of(claims))
 
 
 # --- corrupted configurations -------------------------------------------------------
@@ -661,7 +394,7 @@ CONFIG_SPECIALS: Final[tuple[tuple[str, tuple[Any, ...]], ...]] = (
 
 
 @st.composite
-def corrupted_config_cases(draw: Draw) -> tuple[Any, dict[str, Any]]:
+def corrupted_config_cases(draw: st.DrawFn) -> tuple[Any, dict[str, Any]]:
     """A valid (PDP) input under a configuration with 1-2 corrupted parts."""
     config, claims = draw(base_cases())
     policy_input = pdp_input(claims)
@@ -673,10 +406,10 @@ def corrupted_config_cases(draw: Draw) -> tuple[Any, dict[str, Any]]:
     }
     for _ in range(draw(st.integers(1, 2))):
         if draw(st.integers(0, 4)) == 0:  # anywhere at all (mostly parts not read)
-            paths = _paths(config)
+            paths = json_paths(config)
             if paths:
                 path = draw(st.sampled_from(paths))
-                _set(config, path, draw(GARBAGE | st.just(_DELETE)))
+                set_path(config, path, draw(JSON_VALUES | st.just(DELETE)))
             continue
         dotted, values = draw(st.sampled_from(CONFIG_SPECIALS))
         *parents, last = dotted.format(**names).split("|")
