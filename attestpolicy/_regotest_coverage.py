@@ -1,13 +1,15 @@
 """Line coverage of the policy files by a Rego test run, from each engine's own tracer.
 
-regorus counts the lines of the statements it evaluated (``set_enable_coverage`` and
-``get_coverage_report_as_json``: covered and not-covered line numbers per file, for the
-whole engine). OPA's Go evaluator reports, per evaluation (``coverage=True``, then
-``last_coverage``), covered and not-covered row ranges over every module, rule heads
-included, as ``opa test --coverage`` does; a run's report is the union over its tests, a
-line covered by any test being covered. The two engines draw lines differently (OPA
-counts a rule's head and skips rules its index rules out), so each report names its
-engine and the numbers are not compared across engines.
+regorus counts the lines of the statements and rule values it evaluated
+(``set_enable_coverage``, ``get_coverage_report_as_json``: covered and not-covered line
+numbers per file, for the whole engine). It lists a file only once something in it was
+evaluated, so the lines of a file no test reached are read from a copy of the engine
+that evaluated its package. OPA's Go evaluator reports, per evaluation
+(``coverage=True``, then ``last_coverage``), covered and not-covered row ranges over
+every module, rule heads included, as ``opa test --coverage`` does; a run's report is the
+union over its tests, a line covered by any test being covered. The two engines draw
+lines differently (OPA counts a rule's head and skips rules its index rules out), so
+each report names its engine and the numbers are not compared across engines.
 
 Test files (``*_test.rego``) are left out: the report is about the policy under test.
 """
@@ -137,10 +139,15 @@ def _report(engine: str, by_file: Mapping[str, tuple[set[int], set[int]]]) -> Co
     return CoverageReport(engine=engine, files=files)
 
 
-def regorus_coverage(report_json: str) -> CoverageReport:
-    """The report from regorus's ``get_coverage_report_as_json``."""
+def regorus_coverage(
+    report_json: str, unvisited: Mapping[str, Iterable[int]] | None = None
+) -> CoverageReport:
+    """The report from regorus's ``get_coverage_report_as_json``, plus the files no test
+    reached (``unvisited``: file -> its lines, all not covered), which regorus leaves out."""
     document = json.loads(report_json)
-    by_file: dict[str, tuple[set[int], set[int]]] = {}
+    by_file: dict[str, tuple[set[int], set[int]]] = {
+        file: (set(), {int(line) for line in lines}) for file, lines in (unvisited or {}).items()
+    }
     for entry in document.get("files", []):
         covered = {int(line) for line in entry.get("covered", [])}
         not_covered = {int(line) for line in entry.get("not_covered", [])}

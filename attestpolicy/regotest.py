@@ -260,8 +260,9 @@ def _json_query_value(engine: regorus.Engine, path: str) -> tuple[bool, Any]:
 
 
 class _Regorus:
-    def __init__(self, engine: regorus.Engine, coverage: bool) -> None:
+    def __init__(self, engine: regorus.Engine, packages: Mapping[str, str], coverage: bool) -> None:
         self._engine = engine
+        self._packages = packages
         self._coverage = coverage
         engine.set_enable_coverage(coverage)
 
@@ -290,7 +291,27 @@ class _Regorus:
     def coverage(self) -> CoverageReport | None:
         if not self._coverage:
             return None
-        return regorus_coverage(self._engine.get_coverage_report_as_json())
+        report = self._engine.get_coverage_report_as_json()
+        reported = {str(entry["path"]) for entry in json.loads(report).get("files", [])}
+        unvisited = {
+            file: self._lines_of(file, package)
+            for file, package in self._packages.items()
+            if file not in reported
+        }
+        return regorus_coverage(report, unvisited)
+
+    def _lines_of(self, file: str, package: str) -> list[int]:
+        """The lines regorus counts in a file no test reached: regorus reports a file
+        only once a rule of it is evaluated (then with all its lines), so its package is
+        evaluated once in a copy of the engine, errors and all, and the lines read back."""
+        engine = self._engine.clone()
+        engine.clear_coverage_data()
+        with contextlib.suppress(Exception):
+            engine.eval_query(f"x := {package}")
+        for entry in json.loads(engine.get_coverage_report_as_json()).get("files", []):
+            if entry["path"] == file:
+                return [*entry.get("covered", []), *entry.get("not_covered", [])]
+        return []
 
     def close(self) -> None:
         """regorus engines are freed with their last reference."""
@@ -386,7 +407,8 @@ class _Loaded:
 
     parser: regorus.Engine = field(default_factory=regorus.Engine)
     errors: list[str] = field(default_factory=list)
-    test_files: dict[str, str] = field(default_factory=dict)  # display name -> package
+    packages: dict[str, str] = field(default_factory=dict)  # display name -> package
+    test_files: dict[str, str] = field(default_factory=dict)  # the test files' packages
     sources: list[tuple[str, str]] = field(default_factory=list)
     documents: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -448,6 +470,7 @@ def _add_policy(loaded: _Loaded, path: Path, display: str) -> str | None:
         loaded.errors.append(f"{display}: {_clean(exc)}")
         return None
     loaded.sources.append((display, text))
+    loaded.packages[display] = str(package)
     return str(package)
 
 
@@ -586,7 +609,7 @@ class RegoTestSuite:
                 errors.extend(opa.compile_errors())
                 backend = opa
         elif not errors:
-            backend = _Regorus(loaded.parser, coverage)
+            backend = _Regorus(loaded.parser, loaded.packages, coverage)
         return cls(engine_name, version, loaded, backend, errors)
 
     def run(self, test: RegoTest) -> RegoTestResult:
