@@ -12,6 +12,11 @@ in a temporary directory), each timed interleaved against the same decision with
   the deciding thread but on the same GIL, and the throughput of misses with the writer
   included (N logged decisions and the flush, against N plain ones).
 
+Metrics (``attestpolicy.metrics.Metrics`` observing the PDP) the same way, alone and with
+the decision log: on a miss <= 1.05x; on a hit, against the hit with a record (with the
+decision log: plus the enqueue), <= 1.10x: a hit is only noted in a deque on the deciding
+thread; the metrics thread's work per hit (counting what was noted) is measured apart.
+
 Run from the repository root: ``.venv/bin/python benchmarks/bench_ops.py [--quick]``.
 """
 
@@ -36,6 +41,7 @@ from goals import Goal  # noqa: E402  (after the path set-up)
 
 from attestpolicy import PolicyDecisionPoint  # noqa: E402
 from attestpolicy.decisionlog import DecisionLogger, FileSink  # noqa: E402
+from attestpolicy.metrics import Metrics  # noqa: E402
 from attestpolicy.observe import DecisionRecord  # noqa: E402
 
 EXAMPLES = ROOT / "attestpolicy" / "examples"
@@ -119,21 +125,34 @@ def miss_rows(rounds: int, folder: Path) -> tuple[list[Row], str]:
     """decide() on a miss, with and without a decision log (interleaved)."""
     variants = _variants(2 * (rounds + rounds // 10 + 5))
     config = _config()
+    metrics, both_metrics = Metrics(), Metrics()
     with (
         PolicyDecisionPoint.local(config=config) as plain,
         PolicyDecisionPoint.local(config=config) as logged,
+        PolicyDecisionPoint.local(config=config) as counted,
+        PolicyDecisionPoint.local(config=config) as both,
         _logger(folder, "miss") as logger,
+        _logger(folder, "miss-both") as both_logger,
     ):
         logged.add_observer(logger)
+        metrics.observe(counted)
+        both.add_observer(both_logger)
+        both_metrics.observe(both)
         rows = _interleaved(
             {
                 "decide() miss": lambda i: plain.decide(variants[2 * i]),
                 "decide() miss, decision log on": lambda i: logged.decide(variants[2 * i + 1]),
+                "decide() miss, metrics on": lambda i: counted.decide(variants[2 * i]),
+                "decide() miss, decision log and metrics on": (
+                    lambda i: both.decide(variants[2 * i + 1])
+                ),
             },
             rounds,
         )
         logger.flush(120)
         stats = logger.stats()
+    metrics.close()
+    both_metrics.close()
     return rows, f"{stats.written} events written, {stats.dropped} dropped"
 
 
@@ -143,17 +162,24 @@ def hit_rows(rounds: int, folder: Path) -> tuple[list[Row], str]:
     claims = _claims()
     config = _config()
     recorder = _Recorder()
+    metrics, both_metrics = Metrics(), Metrics()
     with (
         PolicyDecisionPoint.local(config=config) as plain,
         PolicyDecisionPoint.local(config=config) as observed,
         PolicyDecisionPoint.local(config=config) as logged,
+        PolicyDecisionPoint.local(config=config) as counted,
+        PolicyDecisionPoint.local(config=config) as both,
         _logger(folder, "hit") as logger,
         _logger(folder, "enqueue") as enqueue_only,
+        _logger(folder, "hit-both") as both_logger,
     ):
         observed.add_observer(_Nothing())
         logged.add_observer(logger)
         logged.add_observer(recorder)
-        for pdp in (plain, observed, logged):
+        metrics.observe(counted)
+        both.add_observer(both_logger)
+        both_metrics.observe(both)
+        for pdp in (plain, observed, logged, counted, both):
             pdp.decide(claims)  # cached from now on
         record = recorder.records[-1]
         logged.remove_observer(recorder)
@@ -163,11 +189,15 @@ def hit_rows(rounds: int, folder: Path) -> tuple[list[Row], str]:
                 "decide() hit, an observer doing nothing": lambda _: observed.decide(claims),
                 "decide() hit, decision log on": lambda _: logged.decide(claims),
                 "on_decision() alone (the enqueue)": lambda _: enqueue_only.on_decision(record),
+                "decide() hit, metrics on": lambda _: counted.decide(claims),
+                "decide() hit, decision log and metrics on": lambda _: both.decide(claims),
             },
             rounds,
         )
         logger.flush(120)
         stats = logger.stats()
+    metrics.close()
+    both_metrics.close()
     detail = f"{stats.written} events written, {stats.dropped} dropped"
     if stats.dropped:
         detail += " (back-to-back hits outran the writer: the oldest were dropped, as designed)"
@@ -199,6 +229,33 @@ def writer_rows(count: int, folder: Path) -> list[Row]:
             per_event = (time.perf_counter_ns() - start) / len(records) / 1000
         rows.append(Row(f"writer thread, per event ({name} record)", per_event, None, len(records)))
     return rows
+
+
+def metrics_thread_rows(count: int) -> list[Row]:
+    """A hit's cost to the metrics: noting it (``on_decision``, on the deciding thread)
+    and counting it (``close`` counts what was noted: the thread's work), per hit."""
+    recorder = _Recorder()
+    claims = _claims()
+    with PolicyDecisionPoint.local(config=_config()) as pdp:
+        pdp.add_observer(recorder)
+        pdp.decide(claims)
+        pdp.decide(claims)
+    hit = recorder.records[-1]  # the first was a miss
+    metrics = Metrics()
+    start = time.perf_counter_ns()
+    for _ in range(count):
+        metrics.on_decision(hit)
+    noted = time.perf_counter_ns()
+    metrics.close()
+    counted = time.perf_counter_ns()
+    return [
+        Row(
+            "metrics, per hit: noted (deciding thread)", (noted - start) / count / 1000, None, count
+        ),
+        Row(
+            "metrics, per hit: counted (its thread)", (counted - noted) / count / 1000, None, count
+        ),
+    ]
 
 
 def throughput_row(rounds: int, folder: Path) -> tuple[float, str]:
@@ -247,6 +304,7 @@ def measure(quick: bool) -> tuple[list[Row], list[Goal], list[str]]:
         misses, miss_detail = miss_rows(rounds, folder)
         hits, hit_detail = hit_rows(hit_rounds, folder)
         writer = writer_rows(200 if quick else 1000, folder)
+        writer += metrics_thread_rows(2000 if quick else 20000)
         throughput, throughput_detail = throughput_row(3 if quick else 10, folder)
     miss, logged_miss = _median(misses, "decide() miss"), _median(misses, misses[1].name)
     hit = _median(hits, "decide() hit")
@@ -269,13 +327,42 @@ def measure(quick: bool) -> tuple[list[Row], list[Goal], list[str]]:
                 f" logged {logged_hit:.2f} us"
             ),
         ),
-        # Metrics (helper F): the same two goals for attestpolicy.metrics go here.
+        *_metrics_goals(misses, hits),
     ]
     notes = [
         f"hits: {hit_detail}",
         f"misses with the writer's work included: {throughput:.2f}x ({throughput_detail})",
     ]
     return [*misses, *hits, *writer], goals, notes
+
+
+def _metrics_goals(misses: list[Row], hits: list[Row]) -> list[Goal]:
+    """The goals of the metrics, alone and with the decision log."""
+    miss = _median(misses, "decide() miss")
+    observed = _median(hits, "decide() hit, an observer doing nothing")
+    enqueue = _median(hits, "on_decision() alone (the enqueue)")
+    measured = []
+    for what, parts, extra in (
+        ("metrics", "", 0.0),
+        ("decision log and metrics", " + enqueue", enqueue),
+    ):
+        with_miss = _median(misses, f"decide() miss, {what} on")
+        with_hit = _median(hits, f"decide() hit, {what} on")
+        measured += [
+            Goal(
+                f"{what} on a cache miss",
+                with_miss / miss,
+                1.05,
+                detail=f"miss {miss:.0f} us, with {what} {with_miss:.0f} us",
+            ),
+            Goal(
+                f"{what} on a cache hit / (hit + record{parts})",
+                with_hit / (observed + extra),
+                1.10,
+                detail=f"hit + record{parts} {observed + extra:.2f} us, with it {with_hit:.2f} us",
+            ),
+        ]
+    return measured
 
 
 def goals(quick: bool) -> list[Goal]:
