@@ -60,6 +60,7 @@ __all__ = [
     "compare",
     "decide_with",
     "load_candidate",
+    "normalized_path",
     "read_decision_log",
     "recorded_outcome",
     "replay",
