@@ -43,6 +43,7 @@ from attestpolicy.errors import PolicyError
 from attestpolicy.policy import default_policy_dir
 
 __all__ = [
+    "MAX_EXPLAINED",
     "CoverageReport",
     "FailureExplanation",
     "Outcome",
@@ -61,6 +62,9 @@ _TEST_PREFIX: Final = "test_"
 _DATA_FILE: Final = "data.json"
 _RULER: Final = "-" * 80
 _OPA_PATH_KEY: Final = "__attestpolicy_test_rule__"
+MAX_EXPLAINED: Final = 25
+"""Undefined tests explained per suite: a replay in OPA's engine recompiles the policy
+(about 0.5 s with the shipped one), so a run where everything fails stays quick."""
 _REPLAY_LIMITS: Final = {"max_col": 1 << 20, "max_file_bytes": 1 << 26, "max_lines": 1 << 20}
 
 
@@ -565,6 +569,7 @@ class RegoTestSuite:
         self._loaded = loaded
         self._backend = backend
         self._index: PolicyIndex | FailureExplanation | None = None
+        self._explained = 0
         self.tests: tuple[RegoTest, ...] = ()
         """Every test rule of the loaded ``*_test.rego`` files."""
         if backend is not None and not self.load_errors:
@@ -636,6 +641,14 @@ class RegoTestSuite:
 
     def _explain(self, test: RegoTest) -> FailureExplanation:
         assert self._backend is not None  # checked by run()
+        if self._explained >= MAX_EXPLAINED:
+            return FailureExplanation(
+                notes=(
+                    f"not explained: a run explains its first {MAX_EXPLAINED} undefined "
+                    "tests (select fewer tests to see this one's values)",
+                )
+            )
+        self._explained += 1
         if self._index is None:  # once per suite: indexing parses every module again
             self._index = index_modules(dict(self._loaded.sources))
         if isinstance(self._index, FailureExplanation):

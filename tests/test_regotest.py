@@ -13,6 +13,7 @@ from conftest import opa_required
 
 from attestpolicy.cli import main
 from attestpolicy.regotest import (
+    MAX_EXPLAINED,
     Outcome,
     RegoTestReport,
     RegoTestResult,
@@ -432,3 +433,13 @@ def test_cli_load_error_exit_1(capsys: pytest.CaptureFixture[str], tmp_path: Pat
     code, out, _ = _run_cli(capsys, "test", "--engine", "regorus", str(tmp_path))
     assert code == 1
     assert "could not be loaded" in out
+
+
+def test_a_run_explains_a_bounded_number_of_failures(tmp_path: Path) -> None:
+    rules = "\n".join(f"test_{n} if data.nothing_{n}" for n in range(MAX_EXPLAINED + 2))
+    _write(tmp_path / "many_test.rego", f"package many_test\n\nimport rego.v1\n\n{rules}\n")
+    results = run_tests([tmp_path], "regorus").results
+    explained = [r for r in results if r.explanation is not None and r.explanation.statements]
+    assert len(explained) == MAX_EXPLAINED
+    (note,) = results[-1].details()[1:]
+    assert note.startswith(f"not explained: a run explains its first {MAX_EXPLAINED} ")
