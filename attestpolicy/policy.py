@@ -151,6 +151,10 @@ class PolicySource:
 def _policy_files(root: Path) -> list[tuple[str, Path]]:
     """The policy files under ``root`` (no ``*_test.rego``), each with its name (its path
     below ``root``), in name order; a PolicyError when there are none."""
+    if root.is_file():
+        raise PolicyError(
+            f"policy path {root} is a file: name the directory that holds the .rego files"
+        )
     if not root.is_dir():
         raise PolicyError(f"policy directory not found: {root}")
     files = [
