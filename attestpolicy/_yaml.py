@@ -40,7 +40,13 @@ def loads_strict_yaml(text: str | bytes) -> Any:
     """Parse strict YAML (see the module docstring); raise ``ValueError`` naming the problem."""
     try:
         return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as exc:  # one line: what, and where
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ValueError(f"{exc.problem or exc.context}{where}") from None
+    except yaml.reader.ReaderError as exc:
+        raise ValueError(f"not UTF-8 text: {exc.reason} at byte {exc.position}") from None
     except yaml.YAMLError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(" ".join(str(exc).split())) from None
     except RecursionError:
         raise ValueError("nested too deeply") from None

@@ -170,7 +170,8 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     each as ``at <location>: <message>``.
     """
     if not isinstance(config, Mapping):
-        raise ConfigError(f"configuration must be a JSON object, got {type(config).__name__}")
+        got = "nothing (an empty document)" if config is None else type(config).__name__
+        raise ConfigError(f"configuration must be a JSON object, got {got}")
     try:
         PolicyConfig.model_validate(dict(config))
     except ValidationError as exc:
