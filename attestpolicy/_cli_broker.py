@@ -115,8 +115,10 @@ def _cmd_keygen(args: argparse.Namespace) -> int:
     try:
         key = SigningKey.generate(args.algorithm)
         key.save(out)
-    except (AttestPolicyError, OSError) as exc:
-        _fail_usage(f"cannot write {out}: {exc}")
+    except AttestPolicyError as exc:  # its message names the file
+        _fail_usage(str(exc))
+    except OSError as exc:
+        _fail_usage(f"cannot write {out}: {exc.strerror or exc}")
     print(json.dumps({"kid": key.kid, "algorithm": key.algorithm, "path": str(out)}))
     return EXIT_ALLOW
 
