@@ -619,8 +619,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     try:
-        args = build_parser().parse_args(argv)
-        code: int = args.handler(args)
+        try:
+            args = build_parser().parse_args(argv)
+            code: int = args.handler(args)
+        finally:  # the last bytes now, so that a closed pipe is caught below, not at exit
+            sys.stdout.flush()
     except (UsageError, AttestPolicyError) as exc:  # AttestPolicyError: one no handler expected
         print(f"attestpolicy: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
