@@ -44,6 +44,7 @@ from attestpolicy.policy import default_policy_dir
 
 __all__ = [
     "MAX_EXPLAINED",
+    "TEST_FILE_SUFFIX",
     "CoverageReport",
     "FailureExplanation",
     "Outcome",

@@ -7,6 +7,7 @@ import importlib
 import json
 import sys
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -111,6 +112,22 @@ def test_a_scratch_project_runs_its_rego_tests_in_both_engines(scratch: pytest.P
             ]
         )
     assert "Traceback" not in result.stdout.str()
+
+
+def test_the_plugin_is_the_packages_pytest11_entry_point(pytestconfig: pytest.Config) -> None:
+    import attestpolicy.pytest_plugin
+
+    # As pytest loads plugins: from every distribution's entry points (a stale egg-info in
+    # the working directory may shadow the installed metadata for entry_points()).
+    declared = {
+        ep.value
+        for dist in metadata.distributions()
+        if dist.metadata["Name"] == "attestpolicy"
+        for ep in dist.entry_points
+        if (ep.group, ep.name) == ("pytest11", "attestpolicy")
+    }
+    assert declared == {"attestpolicy.pytest_plugin"}
+    assert pytestconfig.pluginmanager.get_plugin("attestpolicy") is attestpolicy.pytest_plugin
 
 
 def test_engines_from_the_option_and_the_ini(scratch: pytest.Pytester) -> None:
