@@ -11,7 +11,6 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
-from conftest import opa_required
 
 pytest_plugins = ["pytester"]
 
@@ -79,9 +78,9 @@ def scratch(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+@pytest.mark.usefixtures("requires_opa")
 def test_a_scratch_project_runs_its_rego_tests_in_both_engines(scratch: pytest.Pytester) -> None:
     # A subprocess, so the plugin comes from the installed entry point, as for a user.
-    opa_required()
     result = scratch.runpytest_subprocess("-v", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4, failed=2)
     result.stdout.fnmatch_lines_random(
@@ -244,8 +243,8 @@ def test_items_have_the_rule_location(scratch: pytest.Pytester) -> None:
 # --- fixtures -----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("requires_opa")
 def test_rego_pdp_in_both_engines_and_with_a_config(pytester: pytest.Pytester) -> None:
-    opa_required()
     pytester.makepyfile(
         """
 import json

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import opa_required
 
 from attestpolicy.cli import main
 from attestpolicy.regotest import (
@@ -101,7 +100,7 @@ def authz(tmp_path: Path) -> Path:
 def engine(request: pytest.FixtureRequest) -> str:
     """Each in-process engine (OPA's is required unless ATTESTPOLICY_REGORUS_ONLY=1)."""
     if request.param == "opa":
-        opa_required()
+        request.getfixturevalue("requires_opa")
     name: str = request.param
     return name
 
@@ -231,8 +230,8 @@ def test_every_shipped_test_replays_statement_by_statement() -> None:
             )
 
 
+@pytest.mark.usefixtures("requires_opa")
 def test_shipped_tests_replay_in_opa_too() -> None:
-    opa_required()
     wanted = {"test_workload_entry_fields_ill_typed", "test_fully_attested_allows"}
     with RegoTestSuite.load([default_policy_dir()], "opa") as suite:
         chosen = [test for test in suite.tests if test.rule in wanted]
@@ -359,8 +358,8 @@ def test_cli_run_engine_and_exit_0(
     assert "PASS: 1/1" in out
 
 
+@pytest.mark.usefixtures("requires_opa")
 def test_cli_both_engines(capsys: pytest.CaptureFixture[str], authz: Path) -> None:
-    opa_required()
     code, out, _ = _run_cli(capsys, "test", "--engine", "both", "--run", "post", str(authz))
     assert code == 2
     assert "engine: regorus (" in out
