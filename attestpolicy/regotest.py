@@ -641,7 +641,6 @@ class RegoTestSuite:
         return self._result(test, Outcome.FAIL, elapsed, "undefined", self._explain(test))
 
     def _explain(self, test: RegoTest) -> FailureExplanation:
-        assert self._backend is not None  # checked by run()
         if self._explained >= MAX_EXPLAINED:
             return FailureExplanation(
                 notes=(
@@ -650,6 +649,15 @@ class RegoTestSuite:
                 )
             )
         self._explained += 1
+        return self.explain(test)
+
+    def explain(self, test: RegoTest) -> FailureExplanation:
+        """Replay the test's body statement by statement in this suite's engine
+        (:mod:`attestpolicy._regotest_explain`). :meth:`run` does it for the first
+        :data:`MAX_EXPLAINED` undefined tests; on a test that passes every statement
+        holds, which the explanation's note says."""
+        if self._backend is None or self.load_errors:
+            raise RuntimeError("the suite did not load: see load_errors")
         if self._index is None:  # once per suite: indexing parses every module again
             self._index = index_modules(dict(self._loaded.sources))
         if isinstance(self._index, FailureExplanation):

@@ -222,7 +222,7 @@ def test_every_shipped_test_replays_statement_by_statement() -> None:
     with RegoTestSuite.load([default_policy_dir()], "regorus") as suite:
         assert len(suite.tests) >= 100
         for test in suite.tests:
-            explanation = suite._explain(test)
+            explanation = suite.explain(test)
             assert explanation.statements == (), test.name
             assert all("every statement holds" in note for note in explanation.notes), (
                 test.name,
@@ -237,7 +237,7 @@ def test_shipped_tests_replay_in_opa_too() -> None:
         chosen = [test for test in suite.tests if test.rule in wanted]
         assert chosen
         for test in chosen:
-            explanation = suite._explain(test)
+            explanation = suite.explain(test)
             assert explanation.statements == (), test.name
             assert all("every statement holds" in note for note in explanation.notes)
 
