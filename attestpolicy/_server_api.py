@@ -66,7 +66,6 @@ _STATUS_CODES: Final = {
 }
 _RETRY_AFTER_SECONDS: Final = b"1"
 _UNSUPPORTED_PARAMS: Final = ("explain", "instrument")
-_JSON_TYPE: Final = (b"content-type", b"application/json")
 _LOGGER = logging.getLogger("uvicorn.error")
 ACCESS_LOGGER: Final = logging.getLogger("attestpolicy.access")
 """The access log: a JSON line per request, at INFO (``serve --access-log``)."""
@@ -81,9 +80,14 @@ class Answer:
     headers: tuple[tuple[bytes, bytes], ...] = ()
     decision_id: str | None = None
     """The decision logged for this answer, if any (for the access log)."""
+    content_type: bytes = b"application/json"
 
     async def send(self, send: Send) -> None:
-        headers = [_JSON_TYPE, (b"content-length", b"%d" % len(self.body)), *self.headers]
+        headers = [
+            (b"content-type", self.content_type),
+            (b"content-length", b"%d" % len(self.body)),
+            *self.headers,
+        ]
         await send({"type": "http.response.start", "status": self.status, "headers": headers})
         await send({"type": "http.response.body", "body": self.body})
 
@@ -274,12 +278,14 @@ class DataApi:
         *,
         on_close: Callable[[], None] | None = None,
         on_query: Callable[[QueryRecord], None] | None = None,
+        decision_ids: bool = True,
     ) -> None:
         self.evaluator = evaluator
         self.limits = limits
         self.routes = dict(routes or {})
         self._on_close = on_close
         self._on_query = on_query
+        self._decision_ids = decision_ids
         self.small = Lane("small", limits.eval_threads, limits.max_evaluations)
         self.large = Lane("large", limits.max_large_requests, limits.max_large_requests)
 
@@ -448,9 +454,10 @@ class DataApi:
         content: dict[str, Any] = {}
         if defined:
             content["result"] = value
-        if self._on_query is not None:  # the decision log: OPA then names the decision
+        if self._on_query is not None:
             decision_id = str(uuid.uuid4())
-            content["decision_id"] = decision_id
+            if self._decision_ids:  # OPA names the decision when it logs decisions
+                content["decision_id"] = decision_id
             record = QueryRecord(
                 decision_id,
                 path,

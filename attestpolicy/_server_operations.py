@@ -29,12 +29,56 @@ class OperationsSettings:
     access_log: bool = False
     """A JSON line per request on the ``attestpolicy.access`` logger."""
     log_level: str = "info"
+    metrics: bool = True
+    """``GET /metrics`` (Prometheus; every worker's counts together)."""
+    decision_log: str | None = None
+    """Where decision log events go: ``-`` (stdout), a file (JSON lines, rotated), or an
+    ``http(s)://`` decision log service (OPA's API: gzip batches to ``<url>/logs``)."""
+    decision_log_per_worker: bool = False
+    """Several workers: each writes ``<file>.<pid>`` (a file has one writer)."""
+    decision_log_masks: str | None = None
+    """A JSON file of erase/upsert masks, applied after the default ones."""
+    decision_log_token_file: str | None = None
+    """The bearer token of the decision log service (mode 600)."""
+    bundle_url: str | None = None
+    """Poll the policy bundle from this URL (OPA's bundle protocol) instead of --policy."""
+    bundle_token_file: str | None = None
+    bundle_verification_key: str | None = None
+    """PEM public key every bundle (polled, watched or shadow) must be signed with."""
+    bundle_min_delay: float = 60.0
+    bundle_max_delay: float = 120.0
+    watch: bool = False
+    """Re-load the policy directory (or bundle) whenever it changes."""
+    shadow_bundle: str | None = None
+    """A candidate bundle decided beside the active policy; disagreements logged and
+    counted, answers unchanged."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.access_log, bool):
-            raise ServerSettingsError("access_log must be true or false")
+        for name in ("access_log", "metrics", "watch", "decision_log_per_worker"):
+            if not isinstance(getattr(self, name), bool):
+                raise ServerSettingsError(f"{name} must be true or false")
         if self.log_level not in LOG_LEVELS:
             raise ServerSettingsError(f"log_level must be one of {', '.join(LOG_LEVELS)}")
+        for name in (
+            "decision_log",
+            "decision_log_masks",
+            "decision_log_token_file",
+            "bundle_url",
+            "bundle_token_file",
+            "bundle_verification_key",
+            "shadow_bundle",
+        ):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ServerSettingsError(f"{name} must be a non-empty string")
+        if self.bundle_url is not None and self.watch:
+            raise ServerSettingsError("--watch re-reads local files: not with --bundle-url")
+        for name in ("bundle_min_delay", "bundle_max_delay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ServerSettingsError(f"{name} must be a positive number of seconds")
+        if self.bundle_max_delay < self.bundle_min_delay:
+            raise ServerSettingsError("bundle_max_delay must be >= bundle_min_delay")
 
     def configure_logging(self) -> None:
         """Send the ``attestpolicy`` loggers (access log, broker, decision logs...) to

@@ -24,6 +24,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Final
@@ -143,8 +144,15 @@ class _Worker:
 class Workers:
     """``config.workers`` worker processes, worker ``i`` on ``sockets[i % len(sockets)]``."""
 
-    def __init__(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        sockets: list[socket.socket],
+        *,
+        on_exit: Callable[[int], None] | None = None,
+    ) -> None:
         self.config = config
+        self._on_exit = on_exit
         self.sockets = sockets
         self.count = config.workers
         self.workers: list[_Worker] = []
@@ -172,10 +180,20 @@ class Workers:
             for worker in self.workers:
                 worker.stop()
             for worker in self.workers:
-                worker.join()
+                self._join(worker)
             for number, handler in previous.items():
                 signal.signal(number, handler)
             _LOGGER.info("Stopping parent process [%d]", os.getpid())
+
+    def _join(self, worker: _Worker) -> None:
+        """Wait for a stopping worker, then tell ``on_exit`` (its metrics files go)."""
+        worker.join()
+        pid = worker.process.pid
+        if self._on_exit is not None and pid is not None:
+            try:
+                self._on_exit(pid)
+            except Exception:
+                _LOGGER.exception("cleaning up after worker [%d] failed", pid)
 
     def _on_signal(self, number: int, frame: object) -> None:
         self._signals.append(number)
@@ -190,7 +208,7 @@ class Workers:
                     if self._exit.is_set():
                         return
                     worker.stop()
-                    worker.join()
+                    self._join(worker)
                     self.workers[index] = self._start(index)
 
     def _replace_unhealthy(self) -> None:
@@ -198,7 +216,7 @@ class Workers:
             if self._exit.is_set() or worker.healthy(self._health_timeout):
                 continue
             worker.kill()  # gone, or hung
-            worker.join()
+            self._join(worker)
             if worker.process.exitcode == STARTUP_FAILURE:
                 # It failed before serving: the app or the socket is broken, and a new
                 # worker would fail the same way.

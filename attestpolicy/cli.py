@@ -309,7 +309,32 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _operations_settings(args: argparse.Namespace) -> OperationsSettings:
     from attestpolicy._server_operations import OperationsSettings
 
-    return OperationsSettings(access_log=args.access_log, log_level=args.log_level)
+    if args.bundle_url is not None and args.policy:
+        _fail_usage("--bundle-url serves the polled bundle's policy: not with --policy")
+    if args.watch and args.bundle_url is not None:
+        _fail_usage("--watch re-reads local files: not with --bundle-url")
+
+    def resolved(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path is not None else None
+
+    log = args.decision_log
+    if log is not None and log != "-" and not log.startswith(("http://", "https://")):
+        log = resolved(log)
+    return OperationsSettings(
+        access_log=args.access_log,
+        log_level=args.log_level,
+        metrics=args.metrics,
+        decision_log=log,
+        decision_log_masks=resolved(args.decision_log_masks),
+        decision_log_token_file=resolved(args.decision_log_token_file),
+        bundle_url=args.bundle_url,
+        bundle_token_file=resolved(args.bundle_token_file),
+        bundle_verification_key=resolved(args.bundle_verification_key),
+        bundle_min_delay=args.bundle_min_delay,
+        bundle_max_delay=args.bundle_max_delay,
+        watch=args.watch,
+        shadow_bundle=resolved(args.shadow_bundle),
+    )
 
 
 def _broker_settings(args: argparse.Namespace) -> BrokerSettings | None:
@@ -545,6 +570,53 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("critical", "error", "warning", "info", "debug"),
         default="info",
         help="log level of the server and the attestpolicy loggers (default info)",
+    )
+    operations.add_argument(
+        "--no-metrics",
+        dest="metrics",
+        action="store_false",
+        help="no GET /metrics (Prometheus; on by default, every worker's counts together)",
+    )
+    operations.add_argument(
+        "--decision-log",
+        metavar="TARGET",
+        help="log every decision (OPA's event format, masked): - for stdout, a file (JSON "
+        "lines, rotated; with several workers each writes FILE.<pid>), or an http(s) URL "
+        "of a decision log service (gzip batches to URL/logs)",
+    )
+    operations.add_argument(
+        "--decision-log-masks", metavar="FILE", help="erase/upsert masks (JSON) after the defaults"
+    )
+    operations.add_argument(
+        "--decision-log-token-file", metavar="FILE", help="bearer token of the log service"
+    )
+    operations.add_argument(
+        "--bundle-url",
+        metavar="URL",
+        help="poll the policy bundle from URL as OPA does (ETag, 304, backoff) instead of --policy",
+    )
+    operations.add_argument("--bundle-token-file", metavar="FILE", help="bundle server token")
+    operations.add_argument(
+        "--bundle-verification-key",
+        metavar="PEM",
+        help="public key every polled, watched or shadow bundle must be signed with",
+    )
+    operations.add_argument(
+        "--bundle-min-delay", type=float, default=60.0, metavar="S", help="(default 60)"
+    )
+    operations.add_argument(
+        "--bundle-max-delay", type=float, default=120.0, metavar="S", help="(default 120)"
+    )
+    operations.add_argument(
+        "--watch",
+        action="store_true",
+        help="re-load the --policy directory (or bundle) when it changes, atomically",
+    )
+    operations.add_argument(
+        "--shadow-bundle",
+        metavar="FILE",
+        help="decide with this candidate bundle too: log and count disagreements, "
+        "answer with the active policy",
     )
     broker = serve.add_argument_group(
         "credential broker (docs/broker.md)",

@@ -23,6 +23,7 @@ the GIL while it evaluates.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import math
@@ -37,6 +38,7 @@ from attestpolicy._server_limits import MAX_BODY_BYTES, ServerLimits, ServerSett
 from attestpolicy._server_operations import OperationsSettings
 from attestpolicy._server_protocol import HeadDeadlineProtocol, HttpToolsHeadDeadlineProtocol
 from attestpolicy._server_ready import ReadyFile
+from attestpolicy._server_services import WorkerServices
 from attestpolicy._server_workers import Workers, listen_sockets
 from attestpolicy.config import load_config
 from attestpolicy.engine._inprocess import (
@@ -149,16 +151,17 @@ def create_app(
     The threads stop at the application's lifespan shutdown; ``app.state.evaluator`` is
     the evaluator. With ``broker`` settings (from :data:`ENV_BROKER` without
     ``evaluator``) the credential broker's routes are served too (``docs/broker.md``);
-    ``operations`` (from :data:`ENV_OPERATIONS`) turns on the access log and sets the log
-    level (``docs/operations.md``).
+    ``operations`` (from :data:`ENV_OPERATIONS`) turns on the access log, metrics,
+    decision logs, bundle polling or watching and a shadow bundle (``docs/operations.md``).
     """
+    policy_dir: PolicyDirs | None = None
+    config_path = revocations_path = None
+    engine: str = DEFAULT_ENGINE
     if evaluator is None:
-        evaluator = load_evaluator(
-            _env_policy_dirs(),
-            os.environ.get(ENV_CONFIG) or None,
-            engine=os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE,
-            revocations_path=os.environ.get(ENV_REVOCATIONS) or None,
-        )
+        policy_dir = _env_policy_dirs()
+        config_path = os.environ.get(ENV_CONFIG) or None
+        engine = os.environ.get(ENV_ENGINE) or DEFAULT_ENGINE
+        revocations_path = os.environ.get(ENV_REVOCATIONS) or None
         if limits is None and os.environ.get(ENV_LIMITS):
             limits = ServerLimits.from_json(os.environ[ENV_LIMITS])
         if broker is None and os.environ.get(ENV_BROKER):
@@ -169,21 +172,50 @@ def create_app(
             operations = OperationsSettings.from_json(os.environ[ENV_OPERATIONS])
     operations = operations or OperationsSettings()
     operations.configure_logging()
-    routes = _broker_routes(broker, evaluator) if broker is not None else None
+    services = WorkerServices(
+        operations,
+        evaluator=evaluator,
+        engine=engine,
+        policy_dir=policy_dir,
+        config_path=config_path,
+        revocations_path=revocations_path,
+    )
+    try:
+        routes = services.routes()
+        broker_routes = None
+        if broker is not None:
+            broker_routes = _broker_routes(broker, services.evaluator, services)
+            routes.update(broker_routes.routes())
+    except BaseException:
+        services.close()
+        raise
+
+    def close() -> None:
+        if broker_routes is not None:
+            broker_routes.close()
+        services.close()
+
     api = DataApi(
-        evaluator,
+        services.evaluator,
         limits or ServerLimits(),
-        routes.routes() if routes is not None else None,
-        on_close=routes.close if routes is not None else None,
+        routes,
+        on_close=close,
+        on_query=services.on_query,
+        decision_ids=services.logs_decisions,
     )
     api.warm_up()
     return DataApiApp(api, access_log=operations.access_log)
 
 
-def _broker_routes(settings: BrokerSettings, evaluator: InProcessEvaluator) -> BrokerRoutes:
+def _broker_routes(
+    settings: BrokerSettings, evaluator: InProcessEvaluator, services: WorkerServices | None
+) -> BrokerRoutes:
     from attestpolicy._server_broker import BrokerRoutes
 
-    return BrokerRoutes(settings, evaluator)
+    routes = BrokerRoutes(settings, evaluator)
+    if services is not None:
+        services.observe(routes.pdp)
+    return routes
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -275,21 +307,33 @@ def run_server(
             "the broker needs a revocation store (--revocations FILE): revocations must "
             "reach every worker and survive restarts"
         )
-    evaluator = load_evaluator(
-        policy or None, config or None, engine=engine, revocations_path=store or None
+    operations = operations or OperationsSettings()
+    if workers > 1 and operations.decision_log is not None:
+        operations = dataclasses.replace(operations, decision_log_per_worker=True)
+    # Everything loads here first (policy or first bundle, configuration, broker keys,
+    # masks, shadow bundle), so that a mistake is an error before anything listens.
+    services = WorkerServices(
+        dataclasses.replace(operations, metrics=False, decision_log=None),
+        engine=engine,
+        policy_dir=policy or None,
+        config_path=config or None,
+        revocations_path=store or None,
     )
     try:
-        if broker is not None:  # the key, trust, registry and admin token load, or fail now
-            _broker_routes(broker, evaluator).close()
+        if broker is not None:
+            _broker_routes(broker, services.evaluator, None).close()
+        if operations.decision_log_masks is not None:
+            from attestpolicy.decisionlog import load_masks
+
+            load_masks(operations.decision_log_masks)
     finally:
-        evaluator.close()
+        services.close()
     os.environ[ENV_BROKER] = broker.to_json() if broker is not None else ""
     os.environ[ENV_REVOCATIONS] = store
     os.environ[ENV_POLICY_DIR] = os.pathsep.join(policy)
     os.environ[ENV_CONFIG] = config
     os.environ[ENV_ENGINE] = engine
     os.environ[ENV_LIMITS] = limits.to_json()
-    operations = operations or OperationsSettings()
     os.environ[ENV_OPERATIONS] = operations.to_json()
     settings = uvicorn_config(
         _APP_FACTORY, limits, factory=True, workers=workers, log_level=operations.log_level
@@ -305,6 +349,11 @@ def run_server(
             ready.announce(bound_host, bound_port)
         if workers == 1:
             uvicorn.Server(settings).run(sockets=sockets)
+        elif operations.metrics:  # every worker's counts in one /metrics
+            from attestpolicy.metrics import mark_process_dead, multiprocess_directory
+
+            with multiprocess_directory():
+                Workers(settings, sockets, on_exit=mark_process_dead).run()
         else:
             Workers(settings, sockets).run()
     finally:

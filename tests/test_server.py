@@ -278,7 +278,7 @@ def test_body_limit_is_exact_and_applies_to_chunked_bodies(
 
 def test_engine_error_is_500(http: requests.Session, url: str) -> None:
     response = http.post(url + DECISION, json={"input": {"mode": "type_error", "number": 1}})
-    assert response.status_code == 500
+    assert response.status_code == 500, response.text
     body = response.json()
     assert body["code"] == "internal_error"
     assert body["message"] == "error(s) occurred while evaluating query"

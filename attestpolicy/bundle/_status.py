@@ -16,12 +16,13 @@ reached is written as Go writes its zero time, as OPA does.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
+
+from attestpolicy._instance import instance_labels as _process_labels
 
 __all__ = [
     "COMPILE_ERROR_MESSAGE",
@@ -41,14 +42,10 @@ COMPILE_ERROR_MESSAGE: Final = "error(s) occurred while compiling module(s)"
 ZERO_TIME: Final = "0001-01-01T00:00:00Z"
 """How OPA writes a time never reached (Go's zero ``time.Time``)."""
 
-_INSTANCE_ID: Final = str(uuid.uuid4())
-
 
 def instance_labels() -> dict[str, str]:
     """OPA's default labels: ``id`` (this process, a UUID made at import) and ``version``."""
-    from attestpolicy import __version__
-
-    return {"id": _INSTANCE_ID, "version": __version__}
+    return _process_labels()
 
 
 def go_time(moment: datetime | None) -> str:

@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from attestpolicy import __version__
 from attestpolicy._closing import Closing
+from attestpolicy._instance import instance_labels
 from attestpolicy.decisionlog._errors import (
     DecisionLogConfigError,
     check_count,
@@ -100,7 +100,7 @@ def _labels(labels: Mapping[str, str] | None) -> dict[str, str]:
             raise DecisionLogConfigError(f"labels are non-empty strings to strings: {key!r}")
         if key in _RESERVED_LABELS:
             raise DecisionLogConfigError(f"label {key!r} is set by the logger itself")
-    return {"id": str(uuid.uuid4()), "version": __version__, **extra}
+    return {**instance_labels(), **extra}
 
 
 def _sinks(sinks: Sink | Sequence[Sink]) -> tuple[Sink, ...]:
