@@ -157,17 +157,18 @@ def edit_path(document: dict[str, Any], dotted: str, value: Any) -> bool:
     """Set (or, for :data:`DELETE`, remove) the "|"-separated path; False when it has no
     parent.
 
-    Only a missing ``revoked`` or ``trusted_signers`` map is created: an edit never
-    invents a partial evidence class or workload entry.
+    Only a missing ``revoked`` or ``trusted_signers`` map, or a member of ``revoked``, is
+    created: an edit never invents a partial evidence class or workload entry.
     """
     *parents, last = dotted.split("|")
+    previous = None
     for step in parents:
         child = document.get(step)
-        if child is None and step in ("revoked", "trusted_signers"):
+        if child is None and (step in ("revoked", "trusted_signers") or previous == "revoked"):
             child = document[step] = {}
         if not isinstance(child, dict):
             return False
-        document = child
+        document, previous = child, step
     if value is DELETE:
         document.pop(last, None)
     else:
@@ -427,7 +428,8 @@ def claims_for(draw: st.DrawFn, config: Mapping[str, Any]) -> dict[str, Any]:
     return claims
 
 
-# One fault: (document, "|" path with {spiffe_id}/{audience}/{kind} placeholders, values).
+# One fault: (document, "|" path with {spiffe_id}/{audience}/{kind}/{node_id}/{digest}
+# placeholders, the values it may take).
 FAULTS: Final[tuple[tuple[str, str, tuple[Any, ...]], ...]] = (
     ("claims", "subject|spiffe_id", SPIFFE_IDS),
     ("config", "revoked|spiffe_ids", tuple({s: "compromised"} for s in SPIFFE_IDS)),
@@ -479,13 +481,22 @@ FAULTS: Final[tuple[tuple[str, str, tuple[Any, ...]], ...]] = (
     ("claims", "node|verified", (False,)),
     ("claims", "node|nonce_verified", (False,)),
     ("claims", "node|kind", NODE_KINDS),
+    (
+        "claims",
+        "node|issued_at",
+        tuple(format_timestamp(BASE_NOW + timedelta(hours=h)) for h in (-24, 1)),
+    ),
+    ("claims", "node|expires_at", (format_timestamp(BASE_NOW - timedelta(seconds=1)),)),
     ("claims", "node|measurements", ({}, {MEASUREMENT_NAMES[0]: MEASUREMENT_VALUES[0]})),
     ("config", "node_baselines|{kind}", ({}, {MEASUREMENT_NAMES[2]: MEASUREMENT_VALUES[1]})),
     ("config", "revoked|node_ids", tuple({n: "decommissioned"} for n in NODE_IDS)),
+    ("config", "revoked|node_ids|{node_id}", ("decommissioned",)),
+    ("config", "revoked|image_digests|{digest}", ("CVE",)),
     ("claims", "runtime|verified", (False,)),
     ("claims", "runtime|namespace", (None, *NAMESPACES)),
     ("claims", "runtime|service_account", (None, *ACCOUNTS)),
     ("claims", "runtime|image_digest", (None, *DIGESTS)),
+    ("claims", "runtime|expires_at", (format_timestamp(BASE_NOW - timedelta(seconds=1)),)),
 )
 """Every fault kind the generated scenarios inject; each keeps both documents valid."""
 
@@ -501,10 +512,13 @@ def inject_faults(
     """Zero to four faults among ``choices`` (plus FAULTS[fault] when given) into
     ``documents`` ({"config": ..., "claims": ...} or only "claims")."""
     claims = documents["claims"]
+    node, image = claims.get("node") or {}, claims.get("image") or {}
     names = {
         "spiffe_id": claims["subject"]["spiffe_id"],
         "audience": claims["request"]["audience"],
-        "kind": (claims.get("node") or {}).get("kind", "tpm"),
+        "kind": node.get("kind", "tpm"),
+        "node_id": node.get("id", NODE_IDS[0]),
+        "digest": image.get("digest") or DIGESTS[0],
     }
     chosen = [one_of(draw, choices) for _ in range(draw(st.integers(0, 4)))]
     if fault is not None:
