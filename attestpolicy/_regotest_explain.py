@@ -277,18 +277,31 @@ class _Explainer:
         self._replay = replay
 
     def explain(self, definitions: Sequence[Rule], outer: str, depth: int) -> FailureExplanation:
-        """Replay each definition's first body under the ``outer`` modifiers."""
-        bodies = [rule for rule in definitions if rule.bodies and rule.bodies[0].statements]
-        if not bodies:
+        """Replay each definition's first body under the ``outer`` modifiers (one replay
+        module per file: a module takes its file's package and imports)."""
+        by_file: dict[str, list[Rule]] = {}
+        for rule in definitions:
+            if rule.bodies and rule.bodies[0].statements:
+                by_file.setdefault(rule.file, []).append(rule)
+        if not by_file:
             return FailureExplanation(notes=("no body to explain",))
-        package = bodies[0].package
-        same = [rule for rule in bodies if rule.package == package]
+        statements: list[FailedStatement] = []
+        notes: list[str] = []
+        for file, rules in by_file.items():
+            found = self._explain_file(file, rules, outer, depth)
+            statements.extend(found.statements)
+            notes.extend(found.notes)
+        return FailureExplanation(statements=tuple(statements), notes=tuple(notes))
+
+    def _explain_file(
+        self, file: str, rules: Sequence[Rule], outer: str, depth: int
+    ) -> FailureExplanation:
         try:
-            plans = [self._plan(number, rule, outer) for number, rule in enumerate(same)]
+            plans = [self._plan(number, rule, outer) for number, rule in enumerate(rules)]
         except UnsupportedRego as exc:
             return FailureExplanation(notes=(f"no values: {exc}",))
-        header = self._header(same[0].file)
-        prefix = "data." + ".".join(package) + "."
+        header = self._header(file)
+        prefix = "data." + ".".join(rules[0].package) + "."
         problem = ""
         for with_terms in (True, False):
             text = header + "".join(plan.rules(with_terms) for plan in plans)

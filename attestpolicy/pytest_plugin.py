@@ -62,19 +62,10 @@ from typing import TYPE_CHECKING, Any, Final
 
 import pytest
 
-from attestpolicy.errors import AttestPolicyError
-from attestpolicy.regotest import (
-    TEST_FILE_SUFFIX,
-    Outcome,
-    RegoTest,
-    RegoTestResult,
-    RegoTestSuite,
-    list_tests,
-)
-
 if TYPE_CHECKING:
     from attestpolicy.claims import ClaimSet
     from attestpolicy.pdp import PolicyDecisionPoint
+    from attestpolicy.regotest import RegoTest, RegoTestResult, RegoTestSuite
 
 __all__ = [
     "ClaimSetFactory",
@@ -89,6 +80,7 @@ __all__ = [
     "rego_pdp",
 ]
 
+_TEST_FILE_SUFFIX: Final = "_test.rego"  # attestpolicy.regotest.TEST_FILE_SUFFIX
 _ENGINES: Final = ("regorus", "opa")
 _DEFAULT_ENGINES: Final = "regorus,opa"
 _EXAMPLES: Final = "examples"
@@ -176,6 +168,8 @@ class _Settings:
 
     def suite(self, test_file: Path, engine: str) -> RegoTestSuite:
         """The loaded suite for a test file in an engine (loaded on first use)."""
+        from attestpolicy.regotest import RegoTestSuite
+
         key = (self.roots(test_file), engine)
         if key not in self.suites:
             self.suites[key] = RegoTestSuite.load(key[0], engine)
@@ -232,7 +226,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> RegoFile | None:
     """Collect ``*_test.rego`` files."""
-    if file_path.name.endswith(TEST_FILE_SUFFIX):
+    if file_path.name.endswith(_TEST_FILE_SUFFIX):
         file: RegoFile = RegoFile.from_parent(parent, path=file_path)
         return file
     return None
@@ -243,6 +237,9 @@ class RegoFile(pytest.File):
 
     def collect(self) -> Iterator[RegoItem]:
         """The file's tests (a file that does not parse is a collection error)."""
+        from attestpolicy.errors import AttestPolicyError
+        from attestpolicy.regotest import list_tests
+
         settings = self.config.stash[_SETTINGS]
         try:
             tests = list_tests(self.path)
@@ -281,6 +278,8 @@ class RegoItem(pytest.Item):
 
     def runtest(self) -> None:
         """Run the test in its engine; raise :class:`RegoTestFailure` unless it passes."""
+        from attestpolicy.regotest import Outcome
+
         settings = self.config.stash[_SETTINGS]
         suite = settings.suite(self.path.resolve(), self.engine)
         if suite.load_errors:

@@ -442,3 +442,30 @@ def test_a_run_explains_a_bounded_number_of_failures(tmp_path: Path) -> None:
     assert len(explained) == MAX_EXPLAINED
     (note,) = results[-1].details()[1:]
     assert note.startswith(f"not explained: a run explains its first {MAX_EXPLAINED} ")
+
+
+def test_a_rule_defined_in_two_files_is_replayed_with_each_files_imports(
+    tmp_path: Path, engine: str
+) -> None:
+    _write(tmp_path / "lib.rego", "package lib\n\nimport rego.v1\n\nx := 1\n\ny := 2\n")
+    _write(
+        tmp_path / "a.rego",
+        "package p\n\nimport rego.v1\n\nimport data.lib as l\n\nallow if {\n\tl.x == 2\n}\n",
+    )
+    _write(
+        tmp_path / "b.rego",
+        "package p\n\nimport rego.v1\n\nimport data.lib as k\n\nallow if {\n\tk.y == 3\n}\n",
+    )
+    _write(
+        tmp_path / "p_test.rego", "package p_test\n\nimport rego.v1\n\ntest_allow if data.p.allow\n"
+    )
+    (result,) = run_tests([tmp_path], engine).results
+    details = result.details()
+    assert details[1:] == [
+        f"{(tmp_path / 'p_test.rego').as_posix()}:5: data.p.allow",
+        "  data.p.allow: undefined",
+        f"    {(tmp_path / 'a.rego').as_posix()}:8: l.x == 2",
+        "      l.x: 1",
+        f"    {(tmp_path / 'b.rego').as_posix()}:8: k.y == 3",
+        "      k.y: 2",
+    ]
