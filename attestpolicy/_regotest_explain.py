@@ -485,7 +485,7 @@ def _evaluate(
             line=int(plan.statements[failed]["span"]["line"]),
             text=plan.texts[failed],
             terms=terms,
-            bindings=tuple(b for b in previous if isinstance(b, Mapping)),
+            bindings=tuple(b for b in previous if isinstance(b, Mapping) and b),
         )
         modifiers = plan.cause_modifiers(failed, values, prefix) if with_terms else None
         found.append((plan, failed, statement, modifiers))

@@ -180,6 +180,7 @@ def test_explanations_as_json(authz: Path, engine: str) -> None:
     assert term["values"] == [False]
     causes = term["cause"]["statements"]
     assert [cause["location"]["row"] for cause in causes] == [8, 16]
+    assert [cause["bindings"] for cause in causes] == [[], []]  # no local variables there
     assert causes[1]["terms"][0] == {"text": "count(input.path)", "defined": True, "values": [2]}
 
 
