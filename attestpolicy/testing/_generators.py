@@ -27,8 +27,6 @@ from attestpolicy.claims import ClaimSet, format_timestamp
 from attestpolicy.config import validate_config
 
 __all__ = [
-    "ACCOUNTS",
-    "AUDIENCES",
     "BASE_NOW",
     "BUILDERS",
     "DELETE",
@@ -38,33 +36,22 @@ __all__ = [
     "ISSUERS",
     "JSON_VALUES",
     "KEY_IDS",
-    "MEASUREMENT_NAMES",
-    "MEASUREMENT_VALUES",
-    "NAMESPACES",
     "NODE_IDS",
-    "NODE_KINDS",
     "SIGNER_SUBJECTS",
-    "SOURCES",
     "SPECIAL_FIELDS",
     "SPIFFE_IDS",
-    "TIMESTAMPS",
-    "TTL_NUMBERS",
-    "UNICODE_SAMPLES",
     "JSONPath",
     "Scenario",
     "allow_leaning_scenarios",
-    "claims_for",
+    "claim_documents",
     "configs",
     "corruptions_of",
     "edit_path",
     "engine_input",
-    "get_path",
     "json_paths",
     "mutated",
-    "one_of",
     "scenarios",
     "set_path",
-    "signer_patterns",
     "special_edits",
 ]
 
@@ -177,7 +164,7 @@ def edit_path(document: dict[str, Any], dotted: str, value: Any) -> bool:
 
 
 @st.composite
-def signer_patterns(draw: st.DrawFn) -> str:
+def _signer_patterns(draw: st.DrawFn) -> str:
     """A subject glob made from a known subject: literal, or with slices turned into "*"."""
     pattern = one_of(draw, SIGNER_SUBJECTS)
     for _ in range(draw(st.integers(0, 2))):
@@ -216,7 +203,7 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
     issuers: dict[str, list[str]] = {}
     for _ in range(draw(st.integers(0, 3))):
         issuer = _mostly(draw, ISSUERS[0], ISSUERS[1:])
-        issuers.setdefault(issuer, []).append(draw(signer_patterns()))
+        issuers.setdefault(issuer, []).append(draw(_signer_patterns()))
     signers: dict[str, Any] = {}
     _maybe_absent(draw, signers, "issuers", issuers or None)
     key_ids = one_of(draw, (None, {KEY_IDS[0]: "release key"}, {}))
@@ -356,7 +343,7 @@ def _signatures(draw: st.DrawFn, config: Mapping[str, Any]) -> list[dict[str, An
 
 
 @st.composite
-def claims_for(draw: st.DrawFn, config: Mapping[str, Any]) -> dict[str, Any]:
+def _claims_for(draw: st.DrawFn, config: Mapping[str, Any]) -> dict[str, Any]:
     """A valid claim set document (``now`` included) consistent with ``config``.
 
     A registered subject, a known audience, an allowed and trusted-signed image,
@@ -503,7 +490,7 @@ FAULTS: Final[tuple[tuple[str, str, tuple[Any, ...]], ...]] = (
 _CLAIM_FAULTS: Final = tuple(index for index, fault in enumerate(FAULTS) if fault[0] == "claims")
 
 
-def inject_faults(
+def _inject_faults(
     draw: st.DrawFn,
     documents: dict[str, dict[str, Any]],
     choices: tuple[int, ...],
@@ -533,8 +520,8 @@ def inject_faults(
 def claim_documents(draw: st.DrawFn, config: Mapping[str, Any]) -> dict[str, Any]:
     """A valid claim set document near ``config``: consistent, then with zero to four
     claim faults (unregistered subject, unsigned image, stale node...)."""
-    claims = draw(claims_for(config))
-    inject_faults(draw, {"claims": claims}, _CLAIM_FAULTS)
+    claims = draw(_claims_for(config))
+    _inject_faults(draw, {"claims": claims}, _CLAIM_FAULTS)
     return claims
 
 
@@ -542,14 +529,14 @@ def claim_documents(draw: st.DrawFn, config: Mapping[str, Any]) -> dict[str, Any
 def scenarios(draw: st.DrawFn, fault: int | None = None) -> Scenario:
     """A configuration and a valid claim set document (JSON form, ``now`` included).
 
-    The claim set starts out consistent with the configuration (:func:`claims_for`),
+    The claim set starts out consistent with the configuration (:func:`_claims_for`),
     then FAULTS[fault] (when given) and zero to four random faults of either document
     are injected.
     """
     config: dict[str, Any] = draw(configs())
-    claims = draw(claims_for(config))
+    claims = draw(_claims_for(config))
     documents = {"config": config, "claims": claims}
-    inject_faults(draw, documents, tuple(range(len(FAULTS))), fault)
+    _inject_faults(draw, documents, tuple(range(len(FAULTS))), fault)
     validate_config(config)
     return config, claims
 
@@ -733,7 +720,7 @@ def json_paths(value: Any, prefix: JSONPath = ()) -> list[JSONPath]:
     return paths
 
 
-def get_path(document: Any, path: JSONPath) -> Any:
+def _get_path(document: Any, path: JSONPath) -> Any:
     """The value at ``path``."""
     for step in path:
         document = document[step]
@@ -742,7 +729,7 @@ def get_path(document: Any, path: JSONPath) -> Any:
 
 def set_path(document: Any, path: JSONPath, value: Any) -> None:
     """Set the value at ``path`` to a copy of ``value`` (or delete it, for DELETE)."""
-    parent = get_path(document, path[:-1])
+    parent = _get_path(document, path[:-1])
     if value is DELETE:
         del parent[path[-1]]
     else:
@@ -792,10 +779,10 @@ def mutated(draw: st.DrawFn, document: dict[str, Any], times: int = 3) -> dict[s
         paths = json_paths(document)
         kind = draw(st.sampled_from(("delete", "null", "near", "near", "garbage", "unknown")))
         if kind == "unknown":
-            targets = [(), *[p for p in paths if isinstance(get_path(document, p), dict)]]
+            targets = [(), *[p for p in paths if isinstance(_get_path(document, p), dict)]]
             target = draw(st.sampled_from(targets))
             key = draw(st.sampled_from(["extra", "Now", "verified ", "🔐", "kind"]) | _SAFE_TEXT)
-            container = get_path(document, target)
+            container = _get_path(document, target)
             if key not in container:
                 container[key] = draw(JSON_VALUES)
             continue
@@ -807,7 +794,7 @@ def mutated(draw: st.DrawFn, document: dict[str, Any], times: int = 3) -> dict[s
         elif kind == "null":
             set_path(document, path, None)
         elif kind == "near":
-            set_path(document, path, draw(_near_values(get_path(document, path))))
+            set_path(document, path, draw(_near_values(_get_path(document, path))))
         else:
             set_path(document, path, draw(JSON_VALUES))
     return document
