@@ -119,7 +119,8 @@ class DecisionLogger(Closing):
     event). ``masks`` are applied in order before any sink sees an event (default
     :data:`DEFAULT_MASKS`; pass ``(*DEFAULT_MASKS, *load_masks(path))`` to add yours,
     ``()`` for none). ``labels`` are added to the event's ``labels`` beside the
-    instance ``id`` (a UUID per logger) and attestpolicy's ``version``. At most
+    instance ``id`` (a UUID per process, as in ``serve``'s status document) and
+    attestpolicy's ``version``. At most
     ``buffer_size`` events wait for the writer thread; when it falls behind, the oldest
     are dropped and counted. :meth:`close` (or the ``with`` block's end) delivers what
     is left, for at most ``close_timeout`` seconds.

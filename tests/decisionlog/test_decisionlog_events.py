@@ -20,6 +20,7 @@ from pydantic import ValidationError
 import attestpolicy
 from attestpolicy import ClaimSet, PolicyDecisionPoint
 from attestpolicy._demo_evidence import DEMO_SPIFFE_ID, fresh_evidence
+from attestpolicy._instance import INSTANCE_ID
 from attestpolicy.claims import parse_timestamp
 from attestpolicy.decisionlog import (
     DECISION_PATH,
@@ -207,6 +208,9 @@ def test_user_labels_and_their_checks(tmp_path: Path) -> None:
     assert event["labels"] == labels
     assert labels["app"] == "payments"
     assert set(labels) == {"id", "version", "app", "region"}
+    assert labels["id"] == INSTANCE_ID  # one per process, as serve's status document
+    with DecisionLogger(FileSink(tmp_path / "second.jsonl")) as second:
+        assert second.labels == {"id": INSTANCE_ID, "version": attestpolicy.__version__}
     for bad in ({"id": "mine"}, {"version": "9"}, {"": "x"}, {"k": 1}):
         with pytest.raises(DecisionLogConfigError, match="label"):
             DecisionLogger(FileSink(tmp_path / "other.jsonl"), labels=bad)  # type: ignore[arg-type]
