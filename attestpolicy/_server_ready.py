@@ -27,7 +27,7 @@ _WILDCARDS: Final = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}  # no
 
 
 class ReadyFile:
-    """The ready file at ``path`` for a server bound to ``host:port``."""
+    """The ready file at ``path``: :meth:`announce` writes it, :meth:`remove` removes it."""
 
     def __init__(self, path: str | Path) -> None:
         """Check that the file can be written (its directory exists) and remove a stale one.
