@@ -108,7 +108,7 @@ _GLOB_FILLERS: Final = ("x", "", "a/b", "v1.2.3", "/.", "refs/tags/v1")
 """What a "*" of a configured signer pattern stands for in a generated subject."""
 
 
-def one_of(draw: st.DrawFn, values: tuple[T, ...] | list[T]) -> T:
+def _one_of(draw: st.DrawFn, values: tuple[T, ...] | list[T]) -> T:
     """Any of ``values`` (shrinks towards the first)."""
     value: T = draw(st.sampled_from(values))
     return value
@@ -118,7 +118,7 @@ def _mostly(draw: st.DrawFn, good: T, bad: tuple[T, ...]) -> T:
     """``good`` eleven times in twelve, else one of ``bad`` (shrinks towards ``good``)."""
     if draw(st.integers(0, 11)) < 11 or not bad:
         return good
-    return one_of(draw, bad)
+    return _one_of(draw, bad)
 
 
 def _maybe_absent(draw: st.DrawFn, target: dict[str, Any], key: str, value: Any) -> None:
@@ -166,7 +166,7 @@ def edit_path(document: dict[str, Any], dotted: str, value: Any) -> bool:
 @st.composite
 def _signer_patterns(draw: st.DrawFn) -> str:
     """A subject glob made from a known subject: literal, or with slices turned into "*"."""
-    pattern = one_of(draw, SIGNER_SUBJECTS)
+    pattern = _one_of(draw, SIGNER_SUBJECTS)
     for _ in range(draw(st.integers(0, 2))):
         start = draw(st.integers(0, len(pattern)))
         end = draw(st.integers(start, len(pattern)))
@@ -178,10 +178,10 @@ def _signer_patterns(draw: st.DrawFn) -> str:
 def configs(draw: st.DrawFn) -> dict[str, Any]:
     """A valid configuration document (it passes attestpolicy.config)."""
     limits = {
-        "max_evidence_age_seconds": one_of(draw, (300, 0, 1, 30, 3600)),
-        "clock_skew_seconds": one_of(draw, (30, 0, 1, 5)),
-        "min_ttl_seconds": one_of(draw, (60, 1, 59, 300)),
-        "default_ttl_seconds": one_of(draw, (900, 60, 300, 3600)),
+        "max_evidence_age_seconds": _one_of(draw, (300, 0, 1, 30, 3600)),
+        "clock_skew_seconds": _one_of(draw, (30, 0, 1, 5)),
+        "min_ttl_seconds": _one_of(draw, (60, 1, 59, 300)),
+        "default_ttl_seconds": _one_of(draw, (900, 60, 300, 3600)),
     }
     ttls = (900, 1800, 300, 3600, limits["min_ttl_seconds"], limits["min_ttl_seconds"] + 1)
     workloads: dict[str, Any] = {}
@@ -193,11 +193,11 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
             "service_account": ACCOUNTS[index % 2],
             "require": draw(st.lists(st.sampled_from(EVIDENCE_CLASSES), max_size=5)),
         }
-        _maybe_absent(draw, entry, "source_repo", one_of(draw, (SOURCES[index % 2], None)))
-        digests = one_of(draw, (None, *[list(DIGESTS[:k]) for k in (3, 1)]))
+        _maybe_absent(draw, entry, "source_repo", _one_of(draw, (SOURCES[index % 2], None)))
+        digests = _one_of(draw, (None, *[list(DIGESTS[:k]) for k in (3, 1)]))
         _maybe_absent(draw, entry, "image_digests", digests)
-        _maybe_absent(draw, entry, "max_ttl_seconds", one_of(draw, (None, *ttls)))
-        kinds = one_of(draw, (None, ["tpm"], ["tpm", "aws_iid"], ["k8s_psat"]))
+        _maybe_absent(draw, entry, "max_ttl_seconds", _one_of(draw, (None, *ttls)))
+        kinds = _one_of(draw, (None, ["tpm"], ["tpm", "aws_iid"], ["k8s_psat"]))
         _maybe_absent(draw, entry, "node_kinds", kinds)
         workloads[spiffe_id] = entry
     issuers: dict[str, list[str]] = {}
@@ -206,7 +206,7 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         issuers.setdefault(issuer, []).append(draw(_signer_patterns()))
     signers: dict[str, Any] = {}
     _maybe_absent(draw, signers, "issuers", issuers or None)
-    key_ids = one_of(draw, (None, {KEY_IDS[0]: "release key"}, {}))
+    key_ids = _one_of(draw, (None, {KEY_IDS[0]: "release key"}, {}))
     _maybe_absent(draw, signers, "key_ids", key_ids)
     config: dict[str, Any] = {
         "trusted_signers": signers,
@@ -214,13 +214,13 @@ def configs(draw: st.DrawFn) -> dict[str, Any]:
         "workloads": workloads,
         "node_baselines": {
             kind: {
-                name: one_of(draw, MEASUREMENT_VALUES)
+                name: _one_of(draw, MEASUREMENT_VALUES)
                 for name in draw(st.lists(st.sampled_from(MEASUREMENT_NAMES), max_size=3))
             }
             for kind in draw(st.lists(st.sampled_from(NODE_KINDS[:2]), max_size=2, unique=True))
         },
         "audiences": {
-            name: {"max_ttl_seconds": one_of(draw, ttls)}
+            name: {"max_ttl_seconds": _one_of(draw, ttls)}
             for name in AUDIENCES[:2]
             if draw(st.integers(0, 5)) < 5
         },
@@ -269,8 +269,8 @@ def _expiry(
     """
     if draw(st.integers(1, null_in)) == 1:
         return None
-    seconds = one_of(draw, [*targets, min_ttl, 0, 3600 * 24 * 400])
-    offset = one_of(draw, (0, 999_999, 500_000, 1, -1, -1_000_000))
+    seconds = _one_of(draw, [*targets, min_ttl, 0, 3600 * 24 * 400])
+    offset = _one_of(draw, (0, 999_999, 500_000, 1, -1, -1_000_000))
     return format_timestamp(now + timedelta(seconds=seconds) + _microseconds(offset))
 
 
@@ -278,7 +278,7 @@ def _issued_at(draw: st.DrawFn, now: datetime, limits: Mapping[str, Any]) -> str
     """An issued_at on a boundary: age exactly at the limit, skew exactly at the limit."""
     max_age_us = int(limits["max_evidence_age_seconds"]) * 1_000_000
     skew_us = int(limits["clock_skew_seconds"]) * 1_000_000
-    age_us = one_of(
+    age_us = _one_of(
         draw,
         (
             0,
@@ -312,13 +312,13 @@ def _subject_matching(draw: st.DrawFn, pattern: str) -> str:
     regex = _glob_regex(pattern)
     known = [subject for subject in SIGNER_SUBJECTS if regex.fullmatch(subject)]
     parts = pattern.split("*")
-    fillers = [one_of(draw, _GLOB_FILLERS) for _ in parts[1:]]
+    fillers = [_one_of(draw, _GLOB_FILLERS) for _ in parts[1:]]
     made = parts[0] + "".join(
         filler + part for filler, part in zip(fillers, parts[1:], strict=True)
     )
     if not made or len(made) > 4096:  # outside the claim set's text: the bare pattern
         made = pattern.replace("*", "") or "x"
-    return one_of(draw, [*known, made])
+    return _one_of(draw, [*known, made])
 
 
 def _signatures(draw: st.DrawFn, config: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -352,27 +352,27 @@ def _claims_for(draw: st.DrawFn, config: Mapping[str, Any]) -> dict[str, Any]:
     An evidence class that the workload does not require may be absent or null.
     """
     limits = config["limits"]
-    now = BASE_NOW + _microseconds(one_of(draw, (0, 500_000, 999_999, 1, 123_456)))
-    spiffe_id = one_of(draw, list(_section(config, "workloads")) or list(SPIFFE_IDS))
-    audience = one_of(draw, list(_section(config, "audiences")) or list(AUDIENCES))
+    now = BASE_NOW + _microseconds(_one_of(draw, (0, 500_000, 999_999, 1, 123_456)))
+    spiffe_id = _one_of(draw, list(_section(config, "workloads")) or list(SPIFFE_IDS))
+    audience = _one_of(draw, list(_section(config, "audiences")) or list(AUDIENCES))
     workload = _section(config, "workloads").get(spiffe_id) or {
         "namespace": "x",
         "service_account": "y",
     }
     targets = _ttl_targets(config, spiffe_id, audience)
     request: dict[str, Any] = {"audience": audience}
-    _maybe_absent(draw, request, "requested_ttl_seconds", one_of(draw, (None, *targets)))
+    _maybe_absent(draw, request, "requested_ttl_seconds", _one_of(draw, (None, *targets)))
     claims: dict[str, Any] = {
         "now": format_timestamp(now),
         "subject": {"spiffe_id": spiffe_id},
         "request": request,
     }
     required = set(workload.get("require") or ())
-    digest = one_of(draw, workload.get("image_digests") or DIGESTS)
+    digest = _one_of(draw, workload.get("image_digests") or DIGESTS)
     present = {name: name in required or draw(st.booleans()) for name in EVIDENCE_CLASSES}
     if present["image"]:
         claims["image"] = {
-            "reference": one_of(
+            "reference": _one_of(
                 draw, (f"registry.example.com/app@{digest}", f"registry.example.com/a:1@{digest}")
             ),
             "digest": digest,
@@ -381,14 +381,14 @@ def _claims_for(draw: st.DrawFn, config: Mapping[str, Any]) -> dict[str, Any]:
     if present["provenance"]:
         claims["provenance"] = {
             "verified": True,
-            "builder_id": one_of(draw, list(_section(config, "trusted_builders")) or BUILDERS),
+            "builder_id": _one_of(draw, list(_section(config, "trusted_builders")) or BUILDERS),
             "source_repo": workload.get("source_repo"),
             "subject_digests": [digest],
             "predicate_type": "https://slsa.dev/provenance/v1",
         }
     baselines = _section(config, "node_baselines")
     kinds = workload.get("node_kinds") or [*NODE_KINDS, *baselines]
-    kind = one_of(draw, kinds)
+    kind = _one_of(draw, kinds)
     if present["node"]:
         claims["node"] = {
             "kind": kind,
@@ -405,7 +405,7 @@ def _claims_for(draw: st.DrawFn, config: Mapping[str, Any]) -> dict[str, Any]:
             "verified": True,
             "namespace": workload["namespace"],
             "service_account": workload["service_account"],
-            "pod": one_of(draw, (None, "api-7d9f8b6c5-x2k4q")),
+            "pod": _one_of(draw, (None, "api-7d9f8b6c5-x2k4q")),
             "image_digest": digest,
             "expires_at": _expiry(draw, now, targets, int(limits["min_ttl_seconds"]), null_in=2),
         }
@@ -507,13 +507,13 @@ def _inject_faults(
         "node_id": node.get("id", NODE_IDS[0]),
         "digest": image.get("digest") or DIGESTS[0],
     }
-    chosen = [one_of(draw, choices) for _ in range(draw(st.integers(0, 4)))]
+    chosen = [_one_of(draw, choices) for _ in range(draw(st.integers(0, 4)))]
     if fault is not None:
         chosen.insert(draw(st.integers(0, len(chosen))), fault)
     for index in chosen:
         target, path, values = FAULTS[index]
         if target in documents:
-            edit_path(documents[target], path.format(**names), one_of(draw, values))
+            edit_path(documents[target], path.format(**names), _one_of(draw, values))
 
 
 @st.composite
@@ -551,9 +551,9 @@ def allow_leaning_scenarios(draw: st.DrawFn) -> Scenario:
         "namespace": "payments",
         "service_account": "api",
         "require": list(EVIDENCE_CLASSES),
-        "max_ttl_seconds": one_of(draw, ttls),
+        "max_ttl_seconds": _one_of(draw, ttls),
     }
-    config["audiences"]["vault"] = {"max_ttl_seconds": one_of(draw, ttls[1:])}
+    config["audiences"]["vault"] = {"max_ttl_seconds": _one_of(draw, ttls[1:])}
     config["trusted_signers"] = {"issuers": {ISSUERS[0]: ["*"]}}
     config["trusted_builders"] = {BUILDERS[0]: "SLSA generator"}
     config["node_baselines"] = {  # no measurements, but the kinds workloads accept
@@ -561,12 +561,12 @@ def allow_leaning_scenarios(draw: st.DrawFn) -> Scenario:
     }
     config["revoked"] = {}
     limits = config["limits"]
-    limits["min_ttl_seconds"] = one_of(draw, (60, 1, 300))
-    now = BASE_NOW + _microseconds(one_of(draw, (0, 500_000, 999_999, 1)))
+    limits["min_ttl_seconds"] = _one_of(draw, (60, 1, 300))
+    now = BASE_NOW + _microseconds(_one_of(draw, (0, 500_000, 999_999, 1)))
     targets = _ttl_targets(config, spiffe_id, "vault")
     digest = DIGESTS[1]
     request: dict[str, Any] = {"audience": "vault"}
-    _maybe_absent(draw, request, "requested_ttl_seconds", one_of(draw, (None, *targets)))
+    _maybe_absent(draw, request, "requested_ttl_seconds", _one_of(draw, (None, *targets)))
     claims: dict[str, Any] = {
         "now": format_timestamp(now),
         "subject": {"spiffe_id": spiffe_id},

@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 from policy_model import CONFIG_ONLY_CODES, assert_well_formed, input_is_valid
 
 from attestpolicy.claims import ClaimSet
+from attestpolicy.testing._generators import JSON_VALUES
 
 EXAMPLES = Path(str(resources.files("attestpolicy") / "examples"))
 
@@ -31,18 +32,6 @@ Decide = Callable[[Mapping[str, Any], Mapping[str, Any]], Any]
 # generated examples is safe.
 REUSE_ENGINE = [HealthCheck.function_scoped_fixture]
 Path_ = tuple[str | int, ...]
-
-JSON_VALUES = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**53), max_value=2**53)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=24),
-    lambda children: (
-        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
-    ),
-    max_leaves=6,
-)
 
 
 def _allowed_input() -> dict[str, Any]:
