@@ -1694,13 +1694,26 @@ def test_explicit_python_selection_is_silent() -> None:
 def test_explicit_cython_selection_fails_without_the_extension() -> None:
     result = run_python(BLOCK_EXTENSION + REPORT, env_value="cython")
     assert result.returncode != 0
-    assert f"ImportError: {IMPL_ENV_VAR}=cython but the compiled cache cannot" in result.stderr
+    assert (
+        f"CacheImplementationError: {IMPL_ENV_VAR}=cython but the compiled cache cannot"
+        in result.stderr
+    )
+    assert f"set {IMPL_ENV_VAR}=python" in result.stderr
 
 
 def test_unknown_selection_is_an_error() -> None:
     result = run_python(REPORT, env_value="rust")
     assert result.returncode != 0
-    assert "must be 'cython' or 'python'" in result.stderr
+    assert f"CacheImplementationError: {IMPL_ENV_VAR} must be cython or python" in result.stderr
+    assert "got 'rust'" in result.stderr
+
+
+def test_the_selection_error_is_an_import_error_and_an_attestpolicy_error() -> None:
+    from attestpolicy.engine.cache import CacheImplementationError
+    from attestpolicy.errors import AttestPolicyError
+
+    assert issubclass(CacheImplementationError, ImportError)
+    assert issubclass(CacheImplementationError, AttestPolicyError)
 
 
 def test_the_extension_is_built_and_selected() -> None:
