@@ -278,6 +278,7 @@ class DataApi:
         *,
         on_close: Callable[[], None] | None = None,
         on_query: Callable[[QueryRecord], None] | None = None,
+        on_engine_error: Callable[[str], None] | None = None,
         decision_ids: bool = True,
     ) -> None:
         self.evaluator = evaluator
@@ -286,6 +287,7 @@ class DataApi:
         self._on_close = on_close
         self._on_query = on_query
         self._decision_ids = decision_ids
+        self._on_engine_error = on_engine_error
         self.small = Lane("small", limits.eval_threads, limits.max_evaluations)
         self.large = Lane("large", limits.max_large_requests, limits.max_large_requests)
 
@@ -445,6 +447,11 @@ class DataApi:
         except EvaluatorError as exc:
             if exc.code == "input.invalid":
                 raise ApiError(400, exc.message) from None
+            if self._on_engine_error is not None:
+                try:
+                    self._on_engine_error(exc.code)
+                except Exception:  # counting never changes an answer
+                    _LOGGER.exception("the engine error hook failed")
             raise ApiError(
                 500,
                 "error(s) occurred while evaluating query",

@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from attestpolicy._server_api import (
     Answer,
@@ -52,6 +52,9 @@ from attestpolicy.engine._inprocess import InProcessEvaluator
 from attestpolicy.engine.cache import DecisionCache
 from attestpolicy.errors import AttestPolicyError
 from attestpolicy.pdp import PolicyDecisionPoint
+
+if TYPE_CHECKING:
+    from attestpolicy.metrics import Metrics
 
 __all__ = ["ADMIN_TOKEN_ENV", "BrokerRoutes", "BrokerSettings"]
 
@@ -162,7 +165,13 @@ def _decision_denied(decision: Decision, status: int = 403) -> Answer:
 class BrokerRoutes:
     """The broker's routes for one worker: its broker, registry, trust and admin token."""
 
-    def __init__(self, settings: BrokerSettings, evaluator: InProcessEvaluator) -> None:
+    def __init__(
+        self,
+        settings: BrokerSettings,
+        evaluator: InProcessEvaluator,
+        *,
+        metrics: Metrics | None = None,
+    ) -> None:
         # The evidence stack loads now, not within the first request's eval_timeout.
         importlib.import_module("attestpolicy.evidence.verify")
         from attestpolicy.evidence.document import load_trust_config
@@ -177,7 +186,10 @@ class BrokerRoutes:
             raise ServerSettingsError(str(exc)) from None
         self.pdp = PolicyDecisionPoint(evaluator, cache=DecisionCache())
         self._next_prune = 0.0
-        self.broker = CredentialBroker(self.pdp, KeySet(key), settings.issuer, self.registry)
+        self._metrics = metrics
+        self.broker = CredentialBroker(
+            self.pdp, KeySet(key), settings.issuer, self.registry, metrics=metrics
+        )
 
     def routes(self) -> dict[str, Route]:
         """Path -> route."""
@@ -296,7 +308,10 @@ class BrokerRoutes:
                 dropped += outcome.cache_entries_dropped
                 revoked.extend(outcome.credentials)
             if jtis:
-                revoked.extend(self.registry.revoke_jti(jtis, reason=reason))
+                by_jti = self.registry.revoke_jti(jtis, reason=reason)
+                if self._metrics is not None:
+                    self._metrics.credentials_revoked(len(by_jti))
+                revoked.extend(by_jti)
         except (AttestPolicyError, TypeError, ValueError) as exc:
             raise ApiError(400, str(exc)) from None
         content = {

@@ -201,6 +201,7 @@ def create_app(
         routes,
         on_close=close,
         on_query=services.on_query,
+        on_engine_error=services.metrics.engine_error if services.metrics is not None else None,
         decision_ids=services.logs_decisions,
     )
     api.warm_up()
@@ -212,7 +213,9 @@ def _broker_routes(
 ) -> BrokerRoutes:
     from attestpolicy._server_broker import BrokerRoutes
 
-    routes = BrokerRoutes(settings, evaluator)
+    routes = BrokerRoutes(
+        settings, evaluator, metrics=services.metrics if services is not None else None
+    )
     if services is not None:
         services.observe(routes.pdp)
     return routes

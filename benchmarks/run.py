@@ -6,8 +6,8 @@ Run from the repository root (after the README's set-up command)::
     .venv/bin/python benchmarks/run.py --quick    # fewer iterations
     .venv/bin/python benchmarks/run.py --scale    # ... plus decision time vs configuration
                                                   # size, regorus and OPA (benchmarks/scale.py)
-    .venv/bin/python benchmarks/run.py --services # ... plus the broker, registry, PEP and
-                                                  # operations benchmarks
+    .venv/bin/python benchmarks/run.py --services # ... plus the broker, registry and PEP
+                                                  # benchmarks (issue 11)
 
 It ends with issue 10's goals, each PASS or FAIL against its target (the ``goals(quick)``
 of benchmarks/bench_*.py; each also runs alone: ``python benchmarks/bench_pdp.py``).
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--services",
         action="store_true",
-        help="also the broker, registry, PEP and operations benchmarks (issues 11 and 12)",
+        help="also the broker, registry and PEP benchmarks (issue 11)",
     )
     args = parser.parse_args(argv)
     scale = 1 if args.quick else 5
@@ -353,15 +353,16 @@ GOAL_MODULES = (
     "bench_evidence",
     "bench_remote",
     "bench_serve",
+    "bench_ops",
     "bench_startup",
 )
-"""The modules (in benchmarks/) whose ``goals(quick)`` give the goal rows (issue 10's, and
-issue 13's command-line start-up)."""
+"""The modules (in benchmarks/) whose ``goals(quick)`` give the goal rows (issue 10's,
+issue 12's cost of logs and metrics, and issue 13's command-line start-up)."""
 
 
 def print_goals(quick: bool) -> None:
     """Every performance goal from this run, PASS or FAIL against its target."""
-    print("\ngoals (issues 10 and 13; one run, medians)")
+    print("\ngoals (issues 10, 12 and 13; one run, medians)")
     for name in GOAL_MODULES:
         try:
             module = importlib.import_module(name)
@@ -377,13 +378,13 @@ def print_goals(quick: bool) -> None:
             print(f"  {goal.line()}")
 
 
-SECTION_MODULES = ("bench_broker", "bench_registry", "bench_pep", "bench_ops")
-"""The modules (in benchmarks/) whose ``main(quick)`` print the broker, registry, PEP and
-operations tables (issues 11 and 12), with ``--services``."""
+SECTION_MODULES = ("bench_broker", "bench_registry", "bench_pep")
+"""The modules (in benchmarks/) whose ``main(quick)`` print the broker, registry and PEP
+tables (issue 11), with ``--services``."""
 
 
 def print_sections(quick: bool) -> None:
-    """The broker, registry, PEP and operations benchmarks, each as its own table."""
+    """The broker, registry and PEP benchmarks, each as its own table."""
     for name in SECTION_MODULES:
         print(f"\n== benchmarks/{name}.py")
         try:

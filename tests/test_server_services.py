@@ -225,3 +225,18 @@ def test_unusable_operations_settings_exit_2(
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
     assert fragment in result.stderr
+
+
+def test_engine_errors_are_counted(tmp_path: Path) -> None:
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "p.rego").write_text(
+        'package attestpolicy.v1\n\ndecision := startswith(input.number, "x")\n'
+    )
+    evaluator = load_evaluator(policy)
+    with BackgroundServer(create_app(evaluator)) as server:
+        answer = requests.post(f"{server.url}{DECISION}", json={"input": {"number": 1}}, timeout=30)
+        assert answer.status_code == 500
+        counted = _samples(server.url, "attestpolicy_engine_errors_total")
+    evaluator.close()
+    assert counted == {(("code", "engine.error"),): 1.0}
