@@ -238,8 +238,9 @@ def test_cli_without_opa_engine() -> None:
         assert "Traceback" not in result.stderr, argv
     result = _python_without_opa(f"sys.argv = ['x', 'test']\n{cli}")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "OPA's engine is not available, testing with regorus only" in result.stdout
-    assert INSTALL in result.stdout
+    # on stderr, so that --format json keeps stdout one JSON document
+    assert "OPA's engine is not available, testing with regorus only" in result.stderr
+    assert INSTALL in result.stderr
     assert "engine: regorus (regorus-" in result.stdout
     assert "engine: opa" not in result.stdout
 
@@ -307,10 +308,10 @@ def test_cli_test_engines(capsys: pytest.CaptureFixture[str], tmp_path: Path) ->
         'package d_test\n\nimport rego.v1\n\ntest_sprintf if sprintf("%d", [-1]) == "--1"\n'
     )
     code, out, _ = _cli(capsys, "test", str(tmp_path), "--engine", "both")
-    assert code == 1
+    assert code == 2  # as opa test: 2 when a test fails or errors
     assert out.strip().splitlines()[-1] == "engines: regorus PASS, opa FAIL"
     assert _cli(capsys, "test", str(tmp_path), "--engine", "regorus")[0] == 0
-    assert _cli(capsys, "test", str(tmp_path), "--engine", "opa")[0] == 1
+    assert _cli(capsys, "test", str(tmp_path), "--engine", "opa")[0] == 2
 
 
 def test_cli_decide_with_opa(capsys: pytest.CaptureFixture[str]) -> None:
