@@ -31,11 +31,11 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Final, Protocol
 
 import regorus
 
+from attestpolicy._closing import Closing
 from attestpolicy._rego_index import PolicyIndex
 from attestpolicy._regotest_coverage import CoverageReport, OpaCoverage, regorus_coverage
 from attestpolicy._regotest_explain import FailureExplanation, explain_undefined, index_modules
@@ -547,7 +547,7 @@ def list_tests(path: Path | str) -> tuple[RegoTest, ...]:
 # --- running -----------------------------------------------------------------------
 
 
-class RegoTestSuite:
+class RegoTestSuite(Closing):
     """Rego modules and data loaded into one engine, and the tests among them.
 
     Made by :meth:`load`; use it (and :meth:`close` it) in the thread that loaded it.
@@ -686,17 +686,6 @@ class RegoTestSuite:
         if self._backend is not None:
             self._backend.close()
             self._backend = None
-
-    def __enter__(self) -> RegoTestSuite:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 def run_tests(

@@ -19,12 +19,13 @@ from urllib.parse import urlsplit
 
 import urllib3
 
+from attestpolicy._http_body import BodyLimitError, read_body
+
 __all__ = ["ACCEPT", "DownloadError", "Downloaded", "HttpDownloader", "check_url"]
 
 ACCEPT: Final = (
     "application/vnd.openpolicyagent.bundles, application/gzip, application/octet-stream"
 )
-_CHUNK: Final = 64 * 1024
 
 
 class DownloadError(Exception):
@@ -135,21 +136,21 @@ class HttpDownloader:
                         http_code=status,
                     )
                 raise DownloadError(f"server replied with {_status_text(status)}", http_code=status)
-            announced = response.headers.get("Content-Length")
-            if announced is not None and announced.isdigit() and int(announced) > self._max_bytes:
-                raise DownloadError(
-                    f"bundle of {announced} bytes announced, over the {self._max_bytes} "
-                    "bytes accepted"
-                )
-            body = bytearray()
-            for chunk in response.stream(_CHUNK):
-                body += chunk
-                if len(body) > self._max_bytes:
-                    raise DownloadError(f"bundle is over the {self._max_bytes} bytes accepted")
-                if time.monotonic() > deadline:
-                    raise DownloadError(f"bundle not received within {self._timeout:g} s")
+            try:
+                body = read_body(response, max_bytes=self._max_bytes, deadline=deadline)
+            except BodyLimitError as exc:
+                if exc.announced is not None:
+                    raise DownloadError(
+                        f"bundle of {exc.announced} bytes announced, over the "
+                        f"{self._max_bytes} bytes accepted"
+                    ) from None
+                if exc.too_large:
+                    raise DownloadError(
+                        f"bundle is over the {self._max_bytes} bytes accepted"
+                    ) from None
+                raise DownloadError(f"bundle not received within {self._timeout:g} s") from None
             complete = True
-            return Downloaded(bytes(body), response.headers.get("ETag"))
+            return Downloaded(body, response.headers.get("ETag"))
         except urllib3.exceptions.HTTPError as exc:
             raise DownloadError(f"request failed: {_reason(exc)}") from None
         finally:

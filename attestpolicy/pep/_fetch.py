@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Final
 from urllib.parse import urlsplit
 
 import urllib3
 
+from attestpolicy._http_body import BodyLimitError, read_body
+
 __all__ = ["FetchError", "Fetched", "Fetcher", "check_url"]
 
-_CHUNK: Final = 64 * 1024
 
 
 class FetchError(Exception):
@@ -85,18 +85,18 @@ class Fetcher:
                 return Fetched(b"", etag, not_modified=True)
             if response.status != 200:
                 raise FetchError(f"GET {url} answered HTTP {response.status}")
-            announced = response.headers.get("Content-Length")
-            if announced is not None and announced.isdigit() and int(announced) > max_bytes:
-                raise FetchError(f"GET {url}: {announced} bytes announced, over {max_bytes}")
-            body = bytearray()
-            for chunk in response.stream(_CHUNK):
-                body += chunk
-                if len(body) > max_bytes:
-                    raise FetchError(f"GET {url}: the answer is over {max_bytes} bytes")
-                if time.monotonic() > deadline:
-                    raise FetchError(f"GET {url}: not answered within {self._timeout:g} s")
+            try:
+                body = read_body(response, max_bytes=max_bytes, deadline=deadline)
+            except BodyLimitError as exc:
+                if exc.announced is not None:
+                    message = f"{exc.announced} bytes announced, over {max_bytes}"
+                elif exc.too_large:
+                    message = f"the answer is over {max_bytes} bytes"
+                else:
+                    message = f"not answered within {self._timeout:g} s"
+                raise FetchError(f"GET {url}: {message}") from None
             complete = True
-            return Fetched(bytes(body), response.headers.get("ETag"))
+            return Fetched(body, response.headers.get("ETag"))
         except urllib3.exceptions.HTTPError as exc:
             raise FetchError(f"GET {url} failed: {type(exc).__name__}") from None
         finally:
