@@ -14,7 +14,6 @@ from attestpolicy._http_body import BodyLimitError, read_body
 __all__ = ["FetchError", "Fetched", "Fetcher", "check_url"]
 
 
-
 class FetchError(Exception):
     """The document could not be had: the message says why (never a body or a header)."""
 
