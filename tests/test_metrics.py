@@ -419,6 +419,8 @@ def test_bundle_activations_from_a_watched_bundle(tmp_path: Path, metrics: Metri
         path, watch=True, poll_interval=0.05, config=CONFIG, on_activation=metrics.bundle_activation
     ) as pdp:
         metrics.observe(pdp)  # the first activation came before the PDP: shown now
+        # The feed reports an activation from its own thread, just after it is active.
+        wait_for(lambda: value(scrape(metrics), activations) == 1)
         first = scrape(metrics)
         replace_file(path, b"not a bundle")
         wait_for(lambda: value(scrape(metrics), "attestpolicy_bundle_failures_total") == 1)
