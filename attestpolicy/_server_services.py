@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 from attestpolicy._server_api import Answer, QueryRecord, Route, Scope, header, json_answer
+from attestpolicy._server_limits import ServerSettingsError
 from attestpolicy._server_operations import OperationsSettings
 from attestpolicy.config import load_config
 from attestpolicy.engine._inprocess import InProcessEvaluator, make_evaluator
@@ -38,7 +39,15 @@ _WATCH_INTERVAL_SECONDS: Final = 1.0
 
 
 def _read_key(path: str | None) -> bytes | None:
-    return Path(path).read_bytes() if path is not None else None
+    """The bundle verification key's PEM, or None; ServerSettingsError if unreadable."""
+    if path is None:
+        return None
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ServerSettingsError(
+            f"cannot read the bundle verification key {path}: {exc.strerror or exc}"
+        ) from None
 
 
 class WorkerServices:
@@ -130,8 +139,6 @@ class WorkerServices:
         else:
             directories = [policy_dir] if isinstance(policy_dir, str | os.PathLike) else policy_dir
             if not directories or len(directories) != 1:
-                from attestpolicy._server_limits import ServerSettingsError
-
                 raise ServerSettingsError("--watch needs exactly one --policy directory or bundle")
             feed = BundleWatcher(
                 directories[0],

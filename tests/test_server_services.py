@@ -208,6 +208,7 @@ def test_watch_reloads_the_policy_directory(tmp_path: Path) -> None:
         (["--bundle-url", "http://127.0.0.1:9/x", "--policy", "."], "--policy"),
         (["--watch", "--bundle-url", "http://127.0.0.1:9/x"], "--watch"),
         (["--shadow-bundle", "{missing}"], "missing"),
+        (["--watch", "--bundle-verification-key", "{missing}"], "verification key"),
     ],
 )
 def test_unusable_operations_settings_exit_2(
