@@ -1,7 +1,5 @@
 """``python -m attestpolicy``: the same as the ``attestpolicy`` command."""
 
-import sys
+from attestpolicy.cli import run
 
-from attestpolicy.cli import main
-
-sys.exit(main())
+run()

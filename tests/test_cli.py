@@ -240,6 +240,40 @@ def test_console_script_help_everywhere() -> None:
         assert "usage: attestpolicy" in result.stdout
 
 
+def test_console_script_is_run_and_keeps_exit_codes_and_output() -> None:
+    """The installed ``attestpolicy`` command is :func:`attestpolicy.cli.run` (main, then exit
+    without the final collection): its exit codes and complete output are main's."""
+    from importlib import metadata
+
+    (script,) = (
+        entry
+        for entry in metadata.distribution("attestpolicy").entry_points
+        if entry.group == "console_scripts"
+    )
+    assert (script.name, script.value) == ("attestpolicy", "attestpolicy.cli:run")
+    decide = [sys.executable, "-m", "attestpolicy", "decide", "--config", CONFIG, "--claims"]
+    for claims, code, allow in ((ALLOW, 0, True), (DENY, 1, False)):
+        result = subprocess.run(
+            [*decide, claims],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == code, result.stderr
+        assert json.loads(result.stdout)["allow"] is allow
+        assert result.stderr == ""
+    usage = subprocess.run(
+        [sys.executable, "-m", "attestpolicy", "decide", "--claims", ALLOW],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert usage.returncode == 2
+    assert usage.stderr.startswith("attestpolicy: error: decide needs --config FILE")
+
+
 EVIDENCE = EXAMPLES / "evidence"
 TRUST = str(EXAMPLES / "trust.json")
 EVIDENCE_CONFIG = str(EXAMPLES / "evidence-config.json")
