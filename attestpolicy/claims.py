@@ -46,7 +46,7 @@ MAX_CLAIMS_BYTES: Final = 1024 * 1024
 
 _MAX_TEXT = 4096
 _MAX_ITEMS = 256
-_MAX_TTL_SECONDS = 2**31 - 1
+_MAX_SECONDS = 2**31 - 1
 
 # RFC 3339 with an explicit offset, at most nanosecond precision, on a real calendar day
 # of the years 1900-2099: the pattern the policy checks (lib.rego: _rfc3339), so that a
@@ -175,8 +175,16 @@ NodeKind = Annotated[
 ]
 
 
-Seconds = Annotated[StrictInt, BeforeValidator(_integral_seconds)]
-"""A number of seconds: an integer, or a float with no fractional part (2.0 is 2)."""
+# The bounds sit before the float-to-integer step so that the JSON Schema states them
+# (minimum, exclusiveMinimum, maximum); after it, pydantic would publish "gt"/"le", which
+# JSON Schema validators ignore.
+Seconds = Annotated[StrictInt, Field(ge=0, le=_MAX_SECONDS), BeforeValidator(_integral_seconds)]
+"""A number of seconds, 0 to 2**31 - 1: an integer, or a float with no fractional part
+(2.0 is 2)."""
+PositiveSeconds = Annotated[
+    StrictInt, Field(gt=0, le=_MAX_SECONDS), BeforeValidator(_integral_seconds)
+]
+"""A number of seconds, as :data:`Seconds`, greater than 0."""
 
 
 # --- claim parts -------------------------------------------------------------
@@ -192,7 +200,7 @@ class Request(FrozenModel):
     """What is asked for."""
 
     audience: Text
-    requested_ttl_seconds: Annotated[Seconds, Field(gt=0, le=_MAX_TTL_SECONDS)] | None = None
+    requested_ttl_seconds: PositiveSeconds | None = None
 
 
 class ImageSignature(FrozenModel):

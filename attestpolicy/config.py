@@ -23,9 +23,7 @@ from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     AfterValidator,
-    BeforeValidator,
     Field,
-    StrictInt,
     StrictStr,
     ValidationError,
     model_validator,
@@ -33,13 +31,14 @@ from pydantic import (
 
 from attestpolicy._json import loads_strict
 from attestpolicy._model import FrozenModel, error_message
-from attestpolicy.claims import (  # _integral_seconds: the one rule for integral floats
+from attestpolicy.claims import (
     Digest,
     HexValue,
     NodeKind,
+    PositiveSeconds,
+    Seconds,
     SpiffeId,
     Text,
-    _integral_seconds,
 )
 from attestpolicy.errors import ConfigError
 
@@ -63,12 +62,6 @@ _GLOB_SYNTAX = re.compile(r"[?\[\]{}\\]")
 """Glob syntax the policy refuses in signer subjects (only ``*`` is special there)."""
 
 EvidenceClass = Literal["image", "provenance", "node", "runtime"]
-# Seconds (claims.Seconds) with the bounds placed before the float-to-integer step, so
-# that the JSON Schema states them (minimum, exclusiveMinimum, maximum).
-_Seconds = Annotated[StrictInt, Field(ge=0, le=2**31 - 1), BeforeValidator(_integral_seconds)]
-_PositiveSeconds = Annotated[
-    StrictInt, Field(gt=0, le=2**31 - 1), BeforeValidator(_integral_seconds)
-]
 
 
 def _check_pattern(value: str) -> str:
@@ -111,7 +104,7 @@ class Workload(_Model):
     source_repo: Text | None = None
     image_digests: Annotated[tuple[Digest, ...], Field(max_length=4096)] | None = None
     require: tuple[EvidenceClass, ...] = ()
-    max_ttl_seconds: _PositiveSeconds | None = None
+    max_ttl_seconds: PositiveSeconds | None = None
     node_kinds: Annotated[tuple[NodeKind, ...], Field(max_length=64)] | None = None
     """The node kinds accepted (each needs a ``node_baselines`` entry); None: any kind."""
 
@@ -119,16 +112,16 @@ class Workload(_Model):
 class Audience(_Model):
     """A credential audience and its TTL cap."""
 
-    max_ttl_seconds: _PositiveSeconds
+    max_ttl_seconds: PositiveSeconds
 
 
 class Limits(_Model):
     """Time limits, in seconds."""
 
-    max_evidence_age_seconds: _Seconds
-    clock_skew_seconds: _Seconds
-    min_ttl_seconds: _PositiveSeconds
-    default_ttl_seconds: _PositiveSeconds
+    max_evidence_age_seconds: Seconds
+    clock_skew_seconds: Seconds
+    min_ttl_seconds: PositiveSeconds
+    default_ttl_seconds: PositiveSeconds
 
 
 class Revoked(_Model):
