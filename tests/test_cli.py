@@ -207,6 +207,32 @@ def test_bundle_build_and_verify(capsys: pytest.CaptureFixture[str], tmp_path: P
     assert "bundle rejected" in err
 
 
+def test_bundle_build_refuses_an_algorithm_that_does_not_fit_the_key(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """docs/bundles.md: --signing-alg defaults to RS256 (as opa build), so an EC key needs
+    ES256; the mismatch is a usage error naming the fitting algorithm, and nothing is written."""
+    private = tmp_path / "key.pem"
+    private.write_bytes(
+        ec.generate_private_key(ec.SECP384R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    out_path = tmp_path / "bundle.tar.gz"
+    build = ["bundle", "build", "--out", str(out_path), "--signing-key", str(private)]
+    code, out, err = _run(capsys, *build)
+    assert (code, out) == (2, "")
+    assert err == (
+        "attestpolicy: error: signing algorithm 'RS256' does not fit this key (use one of ES384)\n"
+    )
+    assert not out_path.exists()
+    code, _, err = _run(capsys, *build, "--signing-alg", "ES384")
+    assert (code, err) == (0, "")
+    assert out_path.stat().st_size > 0
+
+
 def test_demo_shows_allows_and_denies(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "demo")
     assert code == 0
