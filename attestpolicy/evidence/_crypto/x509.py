@@ -102,11 +102,16 @@ def _cached_pem(pem: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate(pem.encode("ascii"))
 
 
+_LOAD_ERRORS: Final = (ValueError, x509.InvalidVersion)
+"""What cryptography raises for bytes that are not a certificate (a bad version field is
+:class:`~cryptography.x509.InvalidVersion`, not a ``ValueError``)."""
+
+
 def certificate_from_pem(pem: str, field: str) -> x509.Certificate:
     """Load one PEM certificate; raise ``evidence.malformed`` for anything else."""
     try:
         return _cached_pem(pem)
-    except (ValueError, UnicodeEncodeError) as exc:
+    except (*_LOAD_ERRORS, UnicodeEncodeError) as exc:
         fail(Code.MALFORMED, field, f"not a PEM certificate: {exc}")
 
 
@@ -116,7 +121,7 @@ def certificate_from_der(der: bytes, field: str) -> x509.Certificate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except _LOAD_ERRORS as exc:
         fail(Code.MALFORMED, field, f"not a DER certificate: {exc}")
 
 

@@ -52,6 +52,7 @@ from attestpolicy.evidence._crypto.jose import (
 )
 from attestpolicy.evidence._crypto.tokens import TokenSection
 from attestpolicy.evidence._crypto.x509 import (
+    certificate_from_der,
     certificates_from_pem_bundle,
     check_validity,
     load_pem_certificates,
@@ -208,9 +209,10 @@ def svid_chain(evidence: X509SvidEvidence) -> list[x509.Certificate]:
             allow_empty=False,
         )
         try:
-            certs = [x509.load_der_x509_certificate(part) for part in _split_der(der)]
-        except Exception as exc:  # cryptography raises ValueError, InvalidVersion, ... here
+            parts = _split_der(der)
+        except ValueError as exc:
             fail(Code.MALFORMED, "chain", f"not a certificate chain: {exc}")
+        certs = [certificate_from_der(part, "chain") for part in parts]
     else:
         fail(Code.MALFORMED, "(section)", "give 'chain' or 'chain_der'")
     if not 0 < len(certs) <= MAX_CHAIN_CERTIFICATES:
