@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 __all__ = [
+    "CERTIFICATE_ERRORS",
     "MIN_RSA_BITS",
     "PrivateKey",
     "PublicKey",
@@ -33,6 +34,9 @@ PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519
 """The private halves of :data:`PublicKey`."""
 
 MIN_RSA_BITS: Final = 2048
+CERTIFICATE_ERRORS: Final = (ValueError, x509.InvalidVersion)
+"""What cryptography raises for bytes that are not an X.509 certificate: a bad version
+field is :class:`~cryptography.x509.InvalidVersion`, which is not a ``ValueError``."""
 _EC_JWS_ALGORITHM: Final = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _RSA_JWS_ALGORITHMS: Final = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
 
@@ -87,7 +91,7 @@ def load_public_key(
             raise ValueError(f"{what} is not {kind}") from None
         try:
             loaded = x509.load_pem_x509_certificate(pem).public_key()
-        except (ValueError, UnsupportedAlgorithm):
+        except (*CERTIFICATE_ERRORS, UnsupportedAlgorithm):
             raise ValueError(f"{what} is not {kind}") from None
     return accepted_public_key(loaded)
 

@@ -63,13 +63,16 @@ def certificate_thumbprint(certificate: bytes | x509.Certificate) -> str:
     if isinstance(certificate, x509.Certificate):
         der = certificate.public_bytes(serialization.Encoding.DER)
     elif isinstance(certificate, bytes):
-        if certificate.lstrip().startswith(b"-----BEGIN"):
-            der = x509.load_pem_x509_certificate(certificate).public_bytes(
-                serialization.Encoding.DER
-            )
-        else:
-            x509.load_der_x509_certificate(certificate)  # refuses anything else
-            der = certificate
+        try:
+            if certificate.lstrip().startswith(b"-----BEGIN"):
+                der = x509.load_pem_x509_certificate(certificate).public_bytes(
+                    serialization.Encoding.DER
+                )
+            else:
+                x509.load_der_x509_certificate(certificate)  # refuses anything else
+                der = certificate
+        except x509.InvalidVersion as exc:  # not a ValueError: keep this function's contract
+            raise ValueError(f"not an X.509 certificate: {exc}") from None
     else:
         raise ValueError(f"a certificate is PEM or DER bytes, not {type(certificate).__name__}")
     return _b64url(hashlib.sha256(der).digest())

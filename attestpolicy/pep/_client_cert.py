@@ -10,6 +10,7 @@ from urllib.parse import unquote
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from attestpolicy._keys import CERTIFICATE_ERRORS
 from attestpolicy.pep._tokens import Rejection
 
 __all__ = ["check_header_name", "presented_certificate"]
@@ -31,7 +32,7 @@ def check_header_name(name: str | None) -> bytes | None:
 def _der_of_pem(pem: str) -> bytes:
     try:
         return x509.load_pem_x509_certificate(pem.encode("ascii")).public_bytes(Encoding.DER)
-    except (ValueError, UnicodeError):
+    except (*CERTIFICATE_ERRORS, UnicodeError):
         raise Rejection(401, "the client certificate presented cannot be read") from None
 
 

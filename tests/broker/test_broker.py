@@ -17,7 +17,7 @@ import jwt
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from evidence.helpers import cert_pem, dn, ec_key, issue, key_usage
+from evidence.helpers import cert_pem, dn, ec_key, issue, key_usage, with_x509_version
 
 from attestpolicy import PolicyDecisionPoint
 from attestpolicy._demo import EVIDENCE_NONCE, EVIDENCE_TIME
@@ -532,7 +532,17 @@ def test_verified_claims_bind_to_the_given_client_certificate(
     assert "cnf" not in at_issue_time(unbound.token, broker.jwks())
 
 
-@pytest.mark.parametrize("garbage", [b"", b"not a certificate", b"-----BEGIN CERTIFICATE-----\n"])
+def _bad_version_certificate() -> bytes:
+    """A DER certificate with version 5: cryptography raises InvalidVersion, not ValueError."""
+    signer = ec_key()
+    good = issue("client", signer.public_key(), signer).public_bytes(serialization.Encoding.DER)
+    return with_x509_version(good, 5)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"", b"not a certificate", b"-----BEGIN CERTIFICATE-----\n", _bad_version_certificate()],
+)
 def test_an_unreadable_client_certificate_mints_nothing(
     claims_pdp: PolicyDecisionPoint, key: SigningKey, garbage: bytes
 ) -> None:
@@ -541,6 +551,8 @@ def test_an_unreadable_client_certificate_mints_nothing(
     )
     assert not credential.issued
     assert credential.decision.reason_codes == ("broker.error",)
+    (reason,) = credential.decision.reasons
+    assert reason.message == "the client certificate is not one PEM or DER X.509 certificate"
 
 
 # --- the registry and revocation --------------------------------------------------------------

@@ -133,6 +133,17 @@ def cert_pem(*certs: x509.Certificate) -> str:
     return "".join(cert.public_bytes(serialization.Encoding.PEM).decode() for cert in certs)
 
 
+_VERSION_3 = bytes([0xA0, 0x03, 0x02, 0x01, 0x02])
+"""[0] EXPLICIT INTEGER 2: a v3 certificate's version field, as DER encodes it."""
+
+
+def with_x509_version(der: bytes, version: int) -> bytes:
+    """A DER certificate with its version field set to ``version`` (0-255): cryptography
+    raises ``InvalidVersion`` (not a ``ValueError``) on loading one it does not know."""
+    at = der.index(_VERSION_3) + len(_VERSION_3) - 1
+    return der[:at] + bytes([version]) + der[at + 1 :]
+
+
 def der_to_pem(der: bytes) -> str:
     """A DER certificate as PEM, wrapped at 64 characters (without parsing it)."""
     body = "\n".join(re.findall(".{1,64}", b64(der)))

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import jwt
 import pytest
+from evidence.helpers import der_to_pem, with_x509_version
 from pep.helpers import (
     JWKS_PATH,
     REVOCATIONS_PATH,
@@ -409,6 +410,8 @@ def test_a_bound_credential_needs_its_certificate(publisher: Publisher, key: Tes
         _refused(get(whoami, bound), 401, "none was presented")
         _refused(get(whoami, bound, **{"X-Client-Cert": ""}), 401, "none was presented")
         _refused(get(whoami, bound, **{"X-Client-Cert": "garbage"}), 401, "cannot be read")
+        bad_version = quote(der_to_pem(with_x509_version(mine, 5)))  # InvalidVersion on load
+        _refused(get(whoami, bound, **{"X-Client-Cert": bad_version}), 401, "cannot be read")
         assert get(whoami, unbound, **{"X-Client-Cert": _pem_header(theirs)}).status_code == 200
         assert get(whoami, unbound).status_code == 200
         odd = key.sign(credential_claims(cnf={"jkt": "abc"}))

@@ -24,7 +24,7 @@ from sigstore.models import TrustedRoot
 from sigstore.verify import Verifier
 from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootMessage
 
-from attestpolicy._keys import PublicKey, accepted_public_key
+from attestpolicy._keys import CERTIFICATE_ERRORS, PublicKey, accepted_public_key
 from attestpolicy.claims import parse_timestamp
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import decode_base64
@@ -48,7 +48,7 @@ def load_trusted_root(text: str) -> TrustedRoot:
     try:
         root = TrustedRoot(TrustedRootMessage.from_json(text))
         Verifier(trusted_root=root)  # fails on a root without logs or Fulcio CAs
-    except (SigstoreError, ValueError, TypeError) as exc:
+    except (SigstoreError, *CERTIFICATE_ERRORS, TypeError) as exc:
         raise ValueError(f"trusted_root is not a usable Sigstore trusted root: {exc}") from None
     return root
 
@@ -120,6 +120,7 @@ def parse_trusted_root(document: Mapping[str, Any]) -> SigstoreRoot:
         TypeError,
         AttributeError,
         binascii.Error,
+        x509.InvalidVersion,
         UnsupportedAlgorithm,
         EvidenceError,
     ) as exc:

@@ -38,7 +38,12 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from attestpolicy._keys import PublicKey, UnsupportedKeyError, load_public_key
+from attestpolicy._keys import (
+    CERTIFICATE_ERRORS,
+    PublicKey,
+    UnsupportedKeyError,
+    load_public_key,
+)
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import Code, fail, sha256_digest
 from attestpolicy.evidence._validity import valid_until
@@ -102,16 +107,11 @@ def _cached_pem(pem: str) -> x509.Certificate:
         return x509.load_pem_x509_certificate(pem.encode("ascii"))
 
 
-_LOAD_ERRORS: Final = (ValueError, x509.InvalidVersion)
-"""What cryptography raises for bytes that are not a certificate (a bad version field is
-:class:`~cryptography.x509.InvalidVersion`, not a ``ValueError``)."""
-
-
 def certificate_from_pem(pem: str, field: str) -> x509.Certificate:
     """Load one PEM certificate; raise ``evidence.malformed`` for anything else."""
     try:
         return _cached_pem(pem)
-    except (*_LOAD_ERRORS, UnicodeEncodeError) as exc:
+    except (*CERTIFICATE_ERRORS, UnicodeEncodeError) as exc:
         fail(Code.MALFORMED, field, f"not a PEM certificate: {exc}")
 
 
@@ -121,7 +121,7 @@ def certificate_from_der(der: bytes, field: str) -> x509.Certificate:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return x509.load_der_x509_certificate(der)
-    except _LOAD_ERRORS as exc:
+    except CERTIFICATE_ERRORS as exc:
         fail(Code.MALFORMED, field, f"not a DER certificate: {exc}")
 
 

@@ -31,6 +31,7 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from attestpolicy._keys import CERTIFICATE_ERRORS
 from attestpolicy.errors import EvidenceError
 from attestpolicy.evidence._common import Code, decode_base64, fail
 from attestpolicy.evidence._crypto import rekor
@@ -314,7 +315,7 @@ def _check_body(
         logged_cert = x509.load_pem_x509_certificate(
             base64.b64decode(logged["publicKey"], validate=True)
         )
-    except (KeyError, TypeError, ValueError, binascii.Error):
+    except (KeyError, TypeError, *CERTIFICATE_ERRORS, binascii.Error):
         fail(Code.MALFORMED, field, "logged signature is malformed")
     if logged_sig != signature:
         fail(Code.UNTRUSTED, field, "logged signature differs")
