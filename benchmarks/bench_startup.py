@@ -18,7 +18,6 @@ idle machine. ``--imports`` lists the modules that ``decide`` spends its import 
 
 from __future__ import annotations
 
-import os
 import resource
 import statistics
 import subprocess
@@ -28,7 +27,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from goals import Goal
+from goals import Goal, installed_bytecode_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "attestpolicy" / "examples"
@@ -51,12 +50,6 @@ def commands() -> dict[str, list[str]]:
     }
 
 
-def _environment(cache: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["PYTHONPYCACHEPREFIX"] = cache
-    return env
-
-
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
@@ -73,7 +66,7 @@ def measure(rounds: int) -> dict[str, list[tuple[float, float]]]:
     warm-up."""
     timed = commands()
     with tempfile.TemporaryDirectory(prefix="attestpolicy-pycache-") as cache:
-        env = _environment(cache)
+        env = installed_bytecode_environment(cache)
         for argv in timed.values():  # the warm-up fills the bytecode cache
             result = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, check=False)
             if result.returncode not in (0, 1):
@@ -111,7 +104,7 @@ def import_profile(limit: int = 15) -> list[tuple[str, float]]:
     """The top-level and pydantic modules ``decide`` imports, by cumulative milliseconds."""
     argv = [sys.executable, "-X", "importtime", "-m", "attestpolicy", *_decide_arguments()]
     with tempfile.TemporaryDirectory(prefix="attestpolicy-pycache-") as cache:
-        env = _environment(cache)
+        env = installed_bytecode_environment(cache)
         subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, check=False)  # warm-up
         lines = subprocess.run(
             argv, env=env, cwd=ROOT, capture_output=True, text=True, check=False

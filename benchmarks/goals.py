@@ -6,6 +6,7 @@ with PASS/FAIL. Nothing is asserted: the machine is shared and noisy.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -52,3 +53,13 @@ def median_us(operation: Callable[[], object], samples: int) -> float:
         operation()
         timings.append(time.perf_counter_ns() - start)
     return statistics.median(timings) / 1000
+
+
+def installed_bytecode_environment(cache: str) -> dict[str, str]:
+    """This process's environment for a new interpreter that reads and writes bytecode as
+    after a normal install (``PYTHONDONTWRITEBYTECODE`` removed, the cache kept in the
+    directory ``cache``, as ``PYTHONPYCACHEPREFIX``): without it, a shell that sets
+    ``PYTHONDONTWRITEBYTECODE`` would time the compilation of every module, every run."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = cache
+    return env
