@@ -12,6 +12,7 @@ Nothing here can change an answer: the hook's consumers only enqueue or count.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -62,10 +63,14 @@ class WorkerServices:
         policy_dir: PolicyDirs | None,
         config_path: str | Path | None,
         revocations_path: str | Path | None,
+        freeze_heap: bool = False,
     ) -> None:
         """``evaluator``: answer with this one (no bundle feed); else build it from
-        ``policy_dir`` or the bundle feed, with ``config_path`` and ``revocations_path``."""
+        ``policy_dir`` or the bundle feed, with ``config_path`` and ``revocations_path``.
+        ``freeze_heap``: freeze the heap (``gc.freeze``) after each bundle activated after
+        the first (the application freezes it once built)."""
         self.settings = settings
+        self._freeze_heap = freeze_heap
         self._config = load_config(config_path) if config_path is not None else None
         self._store = RevocationStore(revocations_path) if revocations_path is not None else None
         self._engine = engine
@@ -123,6 +128,8 @@ class WorkerServices:
         )
 
         activator = EvaluatorActivator(self._build)
+        if self._freeze_heap:
+            activator.on_swap = gc.freeze
         on_activation = self.metrics.bundle_activation if self.metrics is not None else None
         key = _read_key(settings.bundle_verification_key)
         feed: BundleFeed

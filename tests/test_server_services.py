@@ -241,3 +241,81 @@ def test_engine_errors_are_counted(tmp_path: Path) -> None:
         counted = _samples(server.url, "attestpolicy_engine_errors_total")
     evaluator.close()
     assert counted == {(("code", "engine.error"),): 1.0}
+
+
+# --- the heap of a serve process ----------------------------------------------------------
+
+_FROZEN_HEAP = r"""
+import gc, json, sys, time
+from pathlib import Path
+from attestpolicy._server_operations import OperationsSettings
+from attestpolicy.server import create_app, create_serve_app
+
+policy = Path(sys.argv[1])
+
+
+def tracked(evaluator):
+    # The configuration the evaluator holds: frozen objects are not in gc.get_objects().
+    config = evaluator.config
+    return any(o is config for o in gc.get_objects())
+
+
+plain = create_app()  # the library's application: the caller's collector is left alone
+report = {"create_app": tracked(plain.state.evaluator)}
+plain.state.evaluator.close()
+served = create_serve_app()  # what each serve process runs
+report["create_serve_app"] = tracked(served.state.evaluator)
+served.state.evaluator.close()
+gc.unfreeze()
+watched = create_app(freeze_heap=True, operations=OperationsSettings(watch=True))
+evaluator = watched.state.evaluator
+first = evaluator.revision
+report["watched"] = tracked(evaluator)
+(policy / "attestpolicy" / "v1" / "zz_extra.rego").write_text(
+    "package attestpolicy.v1\n\nextra_rule := true\n"
+)
+deadline = time.monotonic() + 60
+while evaluator.revision == first and time.monotonic() < deadline:
+    time.sleep(0.05)
+report["swapped"] = evaluator.revision != first
+report["after the swap"] = tracked(evaluator)
+print(json.dumps(report))
+"""
+
+
+def test_a_serve_process_freezes_its_heap_once_built_and_after_each_bundle(
+    tmp_path: Path,
+) -> None:
+    """create_serve_app (each serve process) and create_app(freeze_heap=True) move the
+    loaded configuration out of the collector's full collections, again after a bundle
+    swap; create_app alone (a library caller's process) does not. In a new process: a
+    frozen heap must never be pytest's."""
+    policy = tmp_path / "policy"
+    shutil.copytree(default_policy_dir(), policy)
+    env = {
+        **os.environ,
+        "ATTESTPOLICY_SERVE_POLICY_DIR": str(policy),
+        ENV_CONFIG: str(EXAMPLES / "config.json"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _FROZEN_HEAP, str(policy)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "create_app": True,
+        "create_serve_app": False,
+        "watched": False,
+        "swapped": True,
+        "after the swap": False,
+    }
+
+
+def test_serve_starts_its_processes_from_create_serve_app() -> None:
+    from attestpolicy import server
+
+    assert server._APP_FACTORY == "attestpolicy.server:create_serve_app"
