@@ -2,7 +2,9 @@
 
 - goal 1: a cache miss against the raw engine evaluation of the same engine input;
 - goal 3: ``PolicyDecisionPoint.local()`` and ``revoke()`` with 100k workloads, and the
-  memory an extra deciding thread costs there;
+  memory an extra deciding thread costs there; beside it, the pause of a full garbage
+  collection there, with the heap frozen as ``serve`` freezes it (target 10 ms, ours) and
+  without (a library process that does not freeze it);
 - goal 8: ``import attestpolicy`` (a PDP-only import), in a fresh interpreter;
 - goal 9: a repeated deny with ``negative_ttl_seconds`` against a cache hit.
 
@@ -12,6 +14,7 @@ Run from the repository root: ``.venv/bin/python benchmarks/bench_pdp.py [--quic
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import statistics
 import subprocess
@@ -123,8 +126,31 @@ def _rss_mib() -> float:
     return float("nan")
 
 
+def _full_collection_ms() -> float:
+    start = time.perf_counter()
+    gc.collect()
+    return (time.perf_counter() - start) * 1000
+
+
+def collection_pause(pdp: PolicyDecisionPoint, label: str) -> Goal:
+    """One full garbage collection with ``pdp`` loaded: the pause the decision that
+    triggers it waits out, as a library process has it and with the heap frozen as each
+    ``serve`` process freezes it (``create_serve_app``). The heap is unfrozen after."""
+    assert pdp.revision  # alive and loaded
+    unfrozen = statistics.median(_full_collection_ms() for _ in range(3))
+    gc.freeze()
+    try:
+        frozen = statistics.median(_full_collection_ms() for _ in range(3))
+    finally:
+        gc.unfreeze()
+    detail = f"not frozen (a library process): {unfrozen:.0f} ms"
+    name = f"full GC pause with {label}, heap frozen as serve does"
+    return Goal(name, frozen, 10, unit=" ms", detail=detail)
+
+
 def at_scale(workloads: int) -> list[Goal]:
-    """local(), revoke() and an extra thread's memory with ``workloads`` workloads."""
+    """local(), revoke(), a full collection's pause and an extra thread's memory with
+    ``workloads`` workloads."""
     config = with_workloads(workloads)
     claims = _claims("allow-fully-attested")
     start = time.perf_counter()
@@ -135,6 +161,8 @@ def at_scale(workloads: int) -> list[Goal]:
     pdp.revoke(node_id="tpm-ek:sha256:" + "0" * 64, reason="benchmark")
     pdp.decide(claims)  # the revocation is in force on this thread's next decision
     revoke_ms = (time.perf_counter() - start) * 1000
+    label = f"{workloads // 1000}k workloads"
+    pause = collection_pause(pdp, label)
     before = _rss_mib()
     decided, measured = threading.Event(), threading.Event()
 
@@ -152,10 +180,10 @@ def at_scale(workloads: int) -> list[Goal]:
     measured.set()
     thread.join()
     pdp.close()
-    label = f"{workloads // 1000}k workloads"
     return [
         Goal(f"local() with {label}", local_s, 1.0, unit=" s"),
         Goal(f"revoke() with {label}", revoke_ms, 50, unit=" ms"),
+        pause,
         Goal(f"memory of an extra deciding thread, {label}", per_thread, 10, unit=" MiB"),
     ]
 
