@@ -11,16 +11,13 @@ import json
 import subprocess
 import sys
 import warnings
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-from evidence.helpers import TEST_ASSETS, der_to_pem, with_x509_version
+from evidence.helpers import TEST_ASSETS, der_to_pem, ec_key, issue, with_x509_version
 
 from attestpolicy._keys import load_public_key
 from attestpolicy.cli import main
@@ -35,19 +32,8 @@ BAD_VERSION = "5 is not a valid X509 version"
 
 
 def _certificate_der() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "loading")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(0x0102)
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    key = ec_key()
+    certificate = issue("loading", key.public_key(), key, serial=0x0102)
     return certificate.public_bytes(serialization.Encoding.DER)
 
 
