@@ -230,6 +230,20 @@ class BundleFeed(Closing, abc.ABC):
             self._status = dataclasses.replace(self._status, **changes)  # type: ignore[arg-type]
             return self._status
 
+    def _nothing_new(self, requested: datetime, request_ns: int, **changes: object) -> None:
+        """Record a successful request that brought nothing to activate (not modified, or
+        the active bundle's content again), with ``changes`` to the status besides."""
+        self._update(
+            last_request=requested,
+            last_successful_request=requested,
+            code="",
+            message="",
+            http_code=None,
+            errors=(),
+            metrics=MappingProxyType({"timer_bundle_request_ns": request_ns}),
+            **changes,
+        )
+
     def _attempt(self) -> bool:
         """One fetch-verify-activate round; True when it failed."""
         requested = _now()
@@ -248,15 +262,7 @@ class BundleFeed(Closing, abc.ABC):
         if fetched is None:
             return False
         if fetched == NOT_MODIFIED:
-            self._update(
-                last_request=requested,
-                last_successful_request=requested,
-                code="",
-                message="",
-                http_code=None,
-                errors=(),
-                metrics=MappingProxyType({"timer_bundle_request_ns": request_ns}),
-            )
+            self._nothing_new(requested, request_ns)
             return False
         assert isinstance(fetched, Fetched)
         return self._load_and_activate(fetched, requested, request_ns)
@@ -277,16 +283,7 @@ class BundleFeed(Closing, abc.ABC):
             return True
         if digest == self._active_digest:  # the same content again: nothing to activate
             self._active_etag = fetched.etag
-            self._update(
-                last_request=requested,
-                last_successful_request=requested,
-                last_successful_download=requested,
-                code="",
-                message="",
-                http_code=None,
-                errors=(),
-                metrics=MappingProxyType({"timer_bundle_request_ns": request_ns}),
-            )
+            self._nothing_new(requested, request_ns, last_successful_download=requested)
             return False
         try:
             self._on_bundle(loaded)
