@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import Field
 
+from attestpolicy._keys import CERTIFICATE_ERRORS
 from attestpolicy._model import FrozenModel
 from attestpolicy.claims import ClaimSet
 from attestpolicy.decision import Decision
@@ -71,7 +72,7 @@ def certificate_thumbprint(certificate: bytes | x509.Certificate) -> str:
             else:
                 x509.load_der_x509_certificate(certificate)  # refuses anything else
                 der = certificate
-        except x509.InvalidVersion as exc:  # not a ValueError: keep this function's contract
+        except CERTIFICATE_ERRORS as exc:  # InvalidVersion among them: one ValueError
             raise ValueError(f"not an X.509 certificate: {exc}") from None
     else:
         raise ValueError(f"a certificate is PEM or DER bytes, not {type(certificate).__name__}")
